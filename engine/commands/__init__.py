@@ -1,0 +1,1 @@
+"""One module per `ftui` subcommand; each exposes `register(subparsers)`."""

@@ -1,0 +1,324 @@
+"""The run configuration: one frozen schema that presets, the form, the CLI and resume all share.
+
+Checks say what is wrong and why, in the terms fine-tuners already use (seed guidance from
+the LoRA and QLoRA literature and the common trainers' docs), so a bad value is caught in the
+form as it is typed, not an hour into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+Method = Literal["lora", "qlora", "dora", "full"]
+Scheduler = Literal["linear", "cosine", "constant"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text"]
+QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found, one per line, so a form or CLI can show them all."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+    level: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    """Short name used in the run directory, e.g. runs/2026-11-25-1530-<name>/."""
+    model: str = "smollm2-135m"
+    """Catalog id (see `ftui recommend`), a Hugging Face hub id, or a local model folder."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model repository. Off: only enable for repos you trust."""
+    dataset: str = "presets/data/docker_train.jsonl"
+    """Path to a .jsonl/.json/.csv/.parquet file, or a hub dataset id."""
+    dataset_format: DatasetFormat = "auto"
+    """Force alpaca/sharegpt/messages/text when auto-detection is ambiguous."""
+    max_bad_share: float = 0.05
+    """Refuse to train when more than this share of rows fail validation (bad rows are skipped)."""
+    system_prompt: str = ""
+    """Added as the system turn to conversations that have none; also written into the Modelfile."""
+    method: Method = "lora"
+    """lora: 16-bit base + adapters. qlora: 4-bit base, least memory. dora: LoRA with magnitude
+    vectors, slightly better, slower. full: every weight trained, most memory."""
+    lora_r: int = 16
+    """LoRA rank: higher learns more and uses more memory; 8-64 is typical."""
+    lora_alpha: int = 32
+    """LoRA scaling; alpha/rank between 0.5 and 2 is the usual range (2 is common)."""
+    lora_dropout: float = 0.05
+    """Dropout on the adapter inputs; raise towards 0.1 against overfitting on small data."""
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    """Layers that get adapters: all attention and MLP projections learn best."""
+    learning_rate: float = 2e-4
+    """Peak learning rate: 2e-4 is typical for LoRA, 2e-5 for full fine-tuning."""
+    epochs: float = 1.0
+    """Passes over the training data; 1-3 for most instruction sets, more overfits."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run the epochs)."""
+    batch_size: int = 4
+    """Examples per forward pass: raises memory use roughly linearly."""
+    grad_accum: int = 4
+    """Batches per optimizer step: effective batch = batch_size x grad_accum, at no memory cost."""
+    max_seq_len: int = 1024
+    """Longest example in tokens; longer ones are truncated. Activation memory grows with it."""
+    warmup_ratio: float = 0.03
+    """Share of steps spent ramping the learning rate up from 0 (ignored when warmup_steps > 0)."""
+    warmup_steps: int = 0
+    """Warm-up length in steps; overrides warmup_ratio when above 0."""
+    scheduler: Scheduler = "cosine"
+    """Learning-rate decay after warm-up: cosine or linear to 0, or constant."""
+    optimizer: Optimizer = "adamw"
+    """adamw: 32-bit states. adamw_8bit / paged_adamw_8bit (bitsandbytes, CUDA): 4x smaller states."""
+    weight_decay: float = 0.0
+    """L2-style regularisation; 0-0.1 is typical, raise against overfitting."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this norm; keeps spikes from wrecking the run."""
+    seed: int = 42
+    """Same seed, config and data give the same run (on CPU, bit for bit)."""
+    val_split: float = 0.1
+    """Share of examples held out for validation loss (0 turns evaluation off)."""
+    eval_interval: int = 20
+    """Optimizer steps between validation runs."""
+    save_interval: int = 50
+    """Optimizer steps between checkpoints (a checkpoint is also written on stop and at the end)."""
+    early_stopping_patience: int = 0
+    """Stop after this many evaluations without a better validation loss (0: never)."""
+    train_on_responses_only: bool = True
+    """Loss only on assistant replies (and their end-of-turn token); off trains on prompts too."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: much less memory, about 30% slower."""
+    oom_retry: bool = False
+    """On CUDA out-of-memory, retry once at half the batch size with double accumulation."""
+    export_quants: tuple[str, ...] = ("Q4_K_M",)
+    """GGUF types to export: F16/BF16 (lossless), Q8_0 (near-lossless), Q6_K, Q5_K_M, Q4_K_M."""
+    output_dir: str = "runs"
+    """Where run directories are created."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Build from plain values (a preset, a form, --set), rejecting unknown keys and bad types."""
+        known = {f.name: f for f in fields(cls)}
+        problems = []
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(Problem(key, f"unknown key in {source}{hint}"))
+                continue
+            try:
+                kwargs[key] = _coerce(known[key], value)
+            except (TypeError, ValueError) as exc:
+                problems.append(Problem(key, str(exc)))
+        if problems:
+            raise ConfigError(problems)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def to_toml(self) -> str:
+        lines = []
+        for f in fields(self):
+            lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
+        return "\n".join(lines) + "\n"
+
+    def check(self, context_length: int | None = None, total_steps: int | None = None) -> list[Problem]:
+        """Range checks with reasons. Errors make the config unusable; warnings are advice."""
+        out: list[Problem] = []
+
+        def err(name: str, msg: str) -> None:
+            out.append(Problem(name, msg))
+
+        def warn(name: str, msg: str) -> None:
+            out.append(Problem(name, msg, "warning"))
+
+        if not self.name.strip() or any(c in self.name for c in "/\\"):
+            err("name", "must be non-empty and contain no path separators")
+        if not self.model.strip():
+            err("model", "is empty: give a catalog id, a hub id or a local folder")
+        if not self.dataset.strip():
+            err("dataset", "is empty: give a data file or a hub dataset id")
+        if not 1e-6 <= self.learning_rate <= 1e-3:
+            err("learning_rate", f"{self.learning_rate:g} is outside 1e-6..1e-3 "
+                "(2e-4 is typical for LoRA, 2e-5 for full fine-tuning)")
+        elif self.method == "full" and self.learning_rate > 1e-4:
+            warn("learning_rate", f"{self.learning_rate:g} is high for full fine-tuning (2e-5 is typical)")
+        if self.method != "full":
+            if not 1 <= self.lora_r <= 1024:
+                err("lora_r", f"{self.lora_r} is outside 1..1024 (8-64 is typical)")
+            if self.lora_alpha <= 0:
+                err("lora_alpha", "must be positive")
+            elif self.lora_r > 0 and not 0.5 <= self.lora_alpha / self.lora_r <= 2:
+                warn("lora_alpha", f"alpha/rank = {self.lora_alpha / self.lora_r:g} is outside 0.5..2: "
+                     "updates will be scaled unusually (alpha = 2 x rank is common)")
+            if not self.target_modules:
+                err("target_modules", "is empty: LoRA needs at least one layer to adapt")
+        if not 0 <= self.lora_dropout <= 0.5:
+            err("lora_dropout", f"{self.lora_dropout:g} is outside 0..0.5 (0.05-0.1 is typical)")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            err("epochs", "set epochs > 0 or max_steps > 0")
+        if self.max_steps < 0:
+            err("max_steps", "must be 0 (use epochs) or positive")
+        if self.batch_size < 1:
+            err("batch_size", "must be at least 1")
+        if self.grad_accum < 1:
+            err("grad_accum", "must be at least 1")
+        if self.max_seq_len < 16:
+            err("max_seq_len", f"{self.max_seq_len} is too short to hold a prompt and a reply")
+        elif context_length is not None and self.max_seq_len > context_length:
+            err("max_seq_len", f"{self.max_seq_len} exceeds the model's context of {context_length} tokens")
+        if not 0 <= self.warmup_ratio <= 0.2:
+            err("warmup_ratio", f"{self.warmup_ratio:g} is outside 0..0.2 (3-10% of steps is typical)")
+        if self.warmup_steps < 0:
+            err("warmup_steps", "must be 0 or positive")
+        elif total_steps and self.warmup_steps > 0.2 * total_steps:
+            err("warmup_steps", f"{self.warmup_steps} is over 20% of the {total_steps} steps")
+        if not 0 <= self.weight_decay <= 0.2:
+            err("weight_decay", f"{self.weight_decay:g} is outside 0..0.2 (0-0.1 is typical)")
+        if self.max_grad_norm <= 0:
+            err("max_grad_norm", "must be positive (1.0 is typical)")
+        if not 0 <= self.val_split < 0.5:
+            err("val_split", f"{self.val_split:g} is outside 0..0.5 (0.05-0.1 is typical)")
+        if not 0 <= self.max_bad_share <= 1:
+            err("max_bad_share", "must be a share between 0 and 1")
+        if self.eval_interval < 1:
+            err("eval_interval", "must be at least 1")
+        if self.save_interval < 1:
+            err("save_interval", "must be at least 1")
+        if self.early_stopping_patience < 0:
+            err("early_stopping_patience", "must be 0 (off) or positive")
+        elif self.early_stopping_patience and self.val_split == 0:
+            err("early_stopping_patience", "needs a validation split (val_split > 0)")
+        unknown_quants = [q for q in self.export_quants if q not in QUANT_TYPES]
+        if unknown_quants:
+            err("export_quants", f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")
+        return out
+
+    def validate(self, context_length: int | None = None) -> list[Problem]:
+        """Raise ConfigError on errors; return the warnings."""
+        problems = self.check(context_length)
+        errors = [p for p in problems if p.level == "error"]
+        if errors:
+            raise ConfigError(errors)
+        return problems
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Plain values of a preset or config file, without its `description`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "file does not exist")]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), f"is not valid TOML: {exc}")]) from None
+    data.pop("description", None)
+    return data
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs; values are read as TOML so numbers, bools and lists work."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError([Problem(item, "expected key=value")])
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    default = f.default if f.default is not dataclasses.MISSING else None
+    choices = _literal_choices(f.name)
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise TypeError(f"expected a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"expected a list of names, got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {value!r} ({kind})")
+    return value
+
+
+_LITERALS = {"method": Method, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat}
+
+
+def _literal_choices(name: str) -> tuple[str, ...] | None:
+    literal = _LITERALS.get(name)
+    return get_args(literal) if literal is not None else None
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def field_docs() -> dict[str, str]:
+    """Each field's docstring, for form hints and `--help`."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(RunConfig))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+__all__ = ["RunConfig", "ConfigError", "Problem", "QUANT_TYPES", "load_toml", "parse_set", "field_docs"]

@@ -1,0 +1,157 @@
+"""The one protocol between long engine work and whoever shows it (the TUI, the CLI, tests).
+
+Long work is a plain function that takes `on_event: Callable[[Event], None]` and a
+`threading.Event` to stop. Events are frozen dataclasses so they can cross threads safely and
+be written to `metrics.jsonl` as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A stage of preparation: download, conversion, tokenisation, merge, quantisation."""
+
+    stage: str
+    done: float
+    total: float | None
+    unit: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrainStarted:
+    run_dir: str
+    total_steps: int
+    epochs: float
+    train_examples: int
+    val_examples: int
+    trainable_params: int
+    total_params: int
+    device: str
+    pad_share: float
+    """Share of tokens in the planned batches that are padding, 0..1."""
+    start_step: int = 0
+    """Non-zero when resuming: the step the run continues from."""
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens_per_s: float
+    """Non-pad tokens processed per second, averaged since the last log."""
+    elapsed_s: float
+    eta_s: float
+    peak_mem_gib: float
+    """Peak GPU memory on CUDA, peak process RSS on CPU."""
+
+
+@dataclass(frozen=True)
+class EvalLogged:
+    step: int
+    val_loss: float
+    best_val_loss: float
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    step: int
+    path: str
+    reason: str
+    """"interval", "stop", "best" or "final"."""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    step: int
+    kind: str
+    """"overfitting", "underfitting" or "divergence"."""
+    message: str
+    advice: str
+
+
+@dataclass(frozen=True)
+class TrainFinished:
+    run_dir: str
+    steps: int
+    final_loss: float
+    best_val_loss: float | None
+    adapter_dir: str
+    stopped: bool
+    """True when the run ended on a stop request or early stopping rather than its last step."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrainFailed:
+    reason: str
+    advice: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportFileWritten:
+    path: str
+    kind: str
+    """"merged", "gguf" or "modelfile"."""
+    size_bytes: int
+    quant: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportVerified:
+    path: str
+    quant: str
+    token_ids_match: bool
+    argmax_agreement: float
+    max_abs_logit_diff: float | None
+    stops_at_end_of_turn: bool | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ExportFinished:
+    out_dir: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExportFailed:
+    reason: str
+    advice: str
+
+
+Event = (
+    Progress
+    | TrainStarted
+    | StepLogged
+    | EvalLogged
+    | CheckpointSaved
+    | Diagnosis
+    | TrainFinished
+    | TrainFailed
+    | ExportFileWritten
+    | ExportVerified
+    | ExportFinished
+    | ExportFailed
+)
+EventSink = Callable[[Any], None]
+
+
+def to_record(event: Any) -> dict[str, Any]:
+    """A JSON-ready dict with the event's type name under "event"."""
+    return {"event": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def ignore(_event: Any) -> None:
+    """An `on_event` for callers that do not watch progress."""

@@ -1,0 +1,30 @@
+"""Where ftui's own files live: the data files in presets/, the user cache, the runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def presets_dir() -> Path:
+    return Path(os.environ.get("FTUI_PRESETS", PROJECT_ROOT / "presets"))
+
+
+def cache_dir() -> Path:
+    """The XDG cache folder for converted models and built artefacts (FTUI_CACHE overrides)."""
+    override = os.environ.get("FTUI_CACHE")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("ftui"))
+
+
+def resolve_project_path(path: str) -> str:
+    """Paths written in preset files (`presets/data/...`) name files of the project itself."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        return str(PROJECT_ROOT / p)
+    return path

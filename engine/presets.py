@@ -1,0 +1,62 @@
+"""Presets: TOML files of plain RunConfig values in presets/, each applied over the defaults."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, Problem, RunConfig, load_toml
+from engine.paths import presets_dir, resolve_project_path
+
+NOT_PRESETS = {"models.toml"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    values: dict[str, Any]
+    path: Path
+
+    def apply(self, base: RunConfig | None = None) -> RunConfig:
+        base_values = (base or RunConfig()).to_dict()
+        return RunConfig.from_dict({**base_values, **self.values}, source=str(self.path))
+
+
+def list_presets(folder: Path | None = None) -> list[Preset]:
+    folder = folder or presets_dir()
+    return [load_preset_file(p) for p in sorted(folder.glob("*.toml")) if p.name not in NOT_PRESETS]
+
+
+def load_preset(name: str) -> Preset:
+    path = presets_dir() / f"{name}.toml"
+    if not path.exists():
+        names = [p.name for p in list_presets()]
+        raise ConfigError([Problem("preset", f"no preset {name!r}; available: {', '.join(names)}")])
+    return load_preset_file(path)
+
+
+def load_preset_file(path: Path) -> Preset:
+    try:
+        description = tomllib.loads(path.read_text(encoding="utf-8")).get("description", "")
+    except (tomllib.TOMLDecodeError, FileNotFoundError, UnicodeDecodeError):
+        description = ""
+    values = load_toml(path)
+    if "dataset" in values and isinstance(values["dataset"], str):
+        values["dataset"] = resolve_project_path(values["dataset"])
+    # Unknown keys and wrong types surface here, naming the file.
+    RunConfig.from_dict(values, source=str(path))
+    return Preset(path.stem, description, values, path)
+
+
+def save_preset(config: RunConfig, name: str, description: str, folder: Path | None = None) -> Path:
+    """Write a config as a new preset file (atomically: a crash leaves no half file)."""
+    from engine.atomic import write_text_atomic
+
+    folder = folder or presets_dir()
+    path = folder / f"{name}.toml"
+    header = f'description = "{description.replace(chr(34), chr(39))}"\n'
+    write_text_atomic(path, header + config.to_toml())
+    return path
