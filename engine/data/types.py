@@ -1,0 +1,52 @@
+"""The shapes data takes between loading, rendering and training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    """"system", "user" or "assistant"."""
+    content: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: tuple[Message, ...]
+    source_line: int
+    """Line (JSONL), row + 1 (CSV/parquet) or record index + 1 (JSON array) it came from."""
+    raw_text: str | None = None
+    """Set for the `text` format (continued pre-training): trained on every token."""
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+    """-100 where no loss is taken (prompt side when training on responses only)."""
+    source_line: int
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What the training loop consumes: tokenized, masked, split, with what was dropped."""
+
+    train: tuple[TokenizedExample, ...]
+    val: tuple[TokenizedExample, ...]
+    format: str
+    problems: tuple[DataProblem, ...] = field(default_factory=tuple)
+    truncated: int = 0
