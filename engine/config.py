@@ -310,11 +310,12 @@ def field_docs() -> dict[str, str]:
     """Each field's docstring, for form hints and `--help`."""
     import ast
     import inspect
+    import itertools
 
     tree = ast.parse(inspect.getsource(RunConfig))
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[node.target.id] = " ".join(str(nxt.value.value).split())

@@ -23,8 +23,8 @@ def cache_dir() -> Path:
 
 
 def resolve_project_path(path: str) -> str:
-    """Paths written in preset files (`presets/data/...`) name files of the project itself."""
+    """Paths written in preset files as `presets/...` name files of the project itself."""
     p = Path(path)
-    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+    if p.parts[:1] == ("presets",) and not p.exists():
         return str(PROJECT_ROOT / p)
     return path

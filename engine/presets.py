@@ -21,8 +21,9 @@ class Preset:
     path: Path
 
     def apply(self, base: RunConfig | None = None) -> RunConfig:
-        base_values = (base or RunConfig()).to_dict()
-        return RunConfig.from_dict({**base_values, **self.values}, source=str(self.path))
+        values = {**(base or RunConfig()).to_dict(), **self.values}
+        values["dataset"] = resolve_project_path(values["dataset"])
+        return RunConfig.from_dict(values, source=str(self.path))
 
 
 def list_presets(folder: Path | None = None) -> list[Preset]:
@@ -44,8 +45,6 @@ def load_preset_file(path: Path) -> Preset:
     except (tomllib.TOMLDecodeError, FileNotFoundError, UnicodeDecodeError):
         description = ""
     values = load_toml(path)
-    if "dataset" in values and isinstance(values["dataset"], str):
-        values["dataset"] = resolve_project_path(values["dataset"])
     # Unknown keys and wrong types surface here, naming the file.
     RunConfig.from_dict(values, source=str(path))
     return Preset(path.stem, description, values, path)
