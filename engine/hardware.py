@@ -1,0 +1,170 @@
+"""What this machine can train on: every NVIDIA GPU through NVML, or the CPU when there is none.
+
+A workstation without an NVIDIA driver is a normal outcome, not an error: the report then
+describes the CPU and says that only the embedded model is practical. NVML is asked one field
+at a time, so a query that fails on one GPU (an MIG slice that hides its processes, a driver
+that lacks a call) loses that field alone, never the whole report. `pynvml` is imported inside
+`probe`, and tests pass a fake with the same function names through `nvml`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 1024**3
+BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
+"""bf16 tensor-core arithmetic arrived with Ampere (compute capability 8.0)."""
+UNKNOWN_COMPUTE_CAPABILITY = (0, 0)
+"""Stands in when NVML cannot say: such a GPU is treated as lacking bf16."""
+CPU_ONLY_ADVICE = "only the embedded model (SmolLM2 135M) is practical to train on the CPU"
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str | None
+    """Executable path as NVML reports it; None where NVML may not tell (other users, containers)."""
+    used_gib: float | None
+    """None where the driver does not account per-process memory (Windows WDDM, MIG)."""
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+    used_gib: float
+    compute_capability: tuple[int, int]
+    """(major, minor); (0, 0) when NVML could not say."""
+    bf16: bool
+    processes: tuple[GpuProcess, ...] = ()
+    problems: tuple[str, ...] = ()
+    """Fields NVML failed to report for this GPU, with its reason, e.g. "processes: Not Supported"."""
+
+
+@dataclass(frozen=True)
+class HardwareReport:
+    gpus: tuple[GpuInfo, ...]
+    cpu_cores: int
+    ram_gib: float
+    driver: str | None
+    """NVIDIA driver version, or None without a driver."""
+    note: str
+    """One sentence on what was found and what it means for training."""
+
+    @property
+    def best_gpu(self) -> GpuInfo | None:
+        """The GPU with the most free memory: single-device training plans for it."""
+        return max(self.gpus, key=lambda g: (g.free_gib, -g.index), default=None)
+
+
+def probe(nvml: Any = None) -> HardwareReport:
+    """Every GPU NVML can see, plus CPU cores and RAM. Never raises for a missing driver or GPU."""
+    cores = os.cpu_count() or 1
+    ram = _ram_gib()
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return _cpu_report(cores, ram, "nvidia-ml-py is not installed, so GPUs cannot be seen")
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        return _cpu_report(cores, ram, _init_failure(nvml, exc))
+    except OSError as exc:  # a broken libnvidia-ml can fail to load below pynvml's own checks
+        return _cpu_report(cores, ram, f"the NVIDIA management library failed to load ({exc})")
+    try:
+        driver = _text(_ask(nvml, nvml.nvmlSystemGetDriverVersion)[0])
+        count = nvml.nvmlDeviceGetCount()
+        gpus = tuple(_gpu(nvml, i) for i in range(count))
+    except nvml.NVMLError as exc:
+        return _cpu_report(cores, ram, f"NVML failed while listing GPUs ({exc})")
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError:
+            pass
+    if not gpus:
+        return _cpu_report(cores, ram, "the NVIDIA driver is loaded but reports no GPU", driver)
+    best = max(gpus, key=lambda g: g.free_gib)
+    several = f"{len(gpus)} GPUs; training uses one, " if len(gpus) > 1 else ""
+    note = f"{several}{best.name} (GPU {best.index}) has the most free memory: {best.free_gib:.1f} GiB"
+    return HardwareReport(gpus, cores, ram, driver, note)
+
+
+def _gpu(nvml: Any, index: int) -> GpuInfo:
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    problems: list[str] = []
+
+    def field(label: str, fn: Any, *args: Any) -> Any:
+        value, error = _ask(nvml, fn, *args)
+        if error:
+            problems.append(f"{label}: {error}")
+        return value
+
+    name = _text(field("name", nvml.nvmlDeviceGetName, handle)) or f"GPU {index}"
+    memory = field("memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+    total, free, used = (
+        (memory.total / GIB, memory.free / GIB, memory.used / GIB) if memory is not None else (0.0, 0.0, 0.0)
+    )
+    cc = field("compute capability", nvml.nvmlDeviceGetCudaComputeCapability, handle)
+    cc = tuple(int(x) for x in cc) if cc is not None else UNKNOWN_COMPUTE_CAPABILITY
+    return GpuInfo(
+        index=index, name=name, total_gib=total, free_gib=free, used_gib=used,
+        compute_capability=cc, bf16=cc >= BF16_MIN_COMPUTE_CAPABILITY,
+        processes=_processes(nvml, handle, field), problems=tuple(problems),
+    )
+
+
+def _processes(nvml: Any, handle: Any, field: Any) -> tuple[GpuProcess, ...]:
+    """Compute and graphics processes, once each: a desktop's compositor holds VRAM too."""
+    seen: dict[int, GpuProcess] = {}
+    for label, fn in (("compute processes", nvml.nvmlDeviceGetComputeRunningProcesses),
+                      ("graphics processes", nvml.nvmlDeviceGetGraphicsRunningProcesses)):
+        for proc in field(label, fn, handle) or ():
+            if proc.pid in seen:
+                continue
+            used = getattr(proc, "usedGpuMemory", None)
+            # NVML reports "not available" as the all-ones 64-bit value.
+            used_gib = used / GIB if used is not None and used < 2**63 else None
+            name = _text(_ask(nvml, nvml.nvmlSystemGetProcessName, proc.pid)[0])
+            seen[proc.pid] = GpuProcess(proc.pid, name, used_gib)
+    return tuple(seen.values())
+
+
+def _ask(nvml: Any, fn: Any, *args: Any) -> tuple[Any, str | None]:
+    try:
+        return fn(*args), None
+    except nvml.NVMLError as exc:
+        return None, str(exc) or type(exc).__name__
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _init_failure(nvml: Any, exc: Exception) -> str:
+    if isinstance(exc, getattr(nvml, "NVMLError_LibraryNotFound", ())):
+        return "no NVIDIA driver found (the NVML library is missing)"
+    if isinstance(exc, getattr(nvml, "NVMLError_DriverNotLoaded", ())):
+        return "the NVIDIA driver is installed but not loaded (reboot, or check `nvidia-smi`)"
+    if isinstance(exc, getattr(nvml, "NVMLError_NoPermission", ())):
+        return "no permission to query the NVIDIA driver"
+    return f"NVML could not start ({exc})"
+
+
+def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None) -> HardwareReport:
+    note = f"No usable GPU: {why}. CPU mode with {cores} cores and {ram:.0f} GiB RAM; {CPU_ONLY_ADVICE}."
+    return HardwareReport((), cores, ram, driver, note)
+
+
+def _ram_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    except (AttributeError, ValueError, OSError):  # not POSIX: the report just shows 0
+        return 0.0
