@@ -1,0 +1,150 @@
+"""`ftui data check` as a function: everything a person should know about a dataset before a run.
+
+It applies the same rules as `prepare` (same loader, renderer and fitting policy), so "check
+says usable" means "training will accept it".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config import RunConfig
+from engine.data.load import load_conversations
+from engine.data.prepare import fit
+from engine.data.readers import DatasetError
+from engine.data.render import RenderError, render
+from engine.data.types import DataProblem
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    trained: bool
+
+
+@dataclass(frozen=True)
+class DataReport:
+    path: str
+    format: str
+    rows: int
+    usable_rows: int
+    """Rows that load and (with a tokenizer) render and fit max_seq_len."""
+    problems: tuple[DataProblem, ...]
+    refusal: str | None
+    """Why training would refuse this data; None when it is usable."""
+    lengths: dict[str, int] | None = None
+    """Token-length percentiles p50/p90/p95/p99 and max (with a tokenizer)."""
+    max_seq_len: int | None = None
+    over_length: int = 0
+    """Examples longer than max_seq_len: their prompt side is cut from the left."""
+    dropped: int = 0
+    """Examples whose final turn alone exceeds max_seq_len: left out of training."""
+    sample: tuple[Segment, ...] = ()
+    """The first usable conversation as the model sees it, trained parts marked."""
+    sample_line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "rows": self.rows,
+            "usable_rows": self.usable_rows,
+            "usable": self.refusal is None,
+            "refusal": self.refusal,
+            "problems": [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in self.problems],
+            "lengths": self.lengths,
+            "max_seq_len": self.max_seq_len,
+            "over_length": self.over_length,
+            "dropped": self.dropped,
+            "sample_line": self.sample_line,
+            "sample": [{"text": s.text, "trained": s.trained} for s in self.sample],
+        }
+
+
+def check(
+    path: str,
+    fmt: str = "auto",
+    tokenizer: Any = None,
+    max_seq_len: int | None = None,
+    *,
+    strict: bool = False,
+    max_bad_share: float = RunConfig.max_bad_share,
+    train_on_responses_only: bool = True,
+) -> DataReport:
+    """Load and validate `path`; with a tokenizer also measure lengths and render a sample.
+
+    Never raises for bad data: an unreadable source is a report with rows = 0 and its problems.
+    """
+    try:
+        loaded = load_conversations(path, fmt, strict=strict)
+    except DatasetError as exc:
+        refusal = exc.summary or (str(exc.problems[0]) if exc.problems else "unreadable")
+        return DataReport(path, fmt if fmt != "auto" else "unknown", 0, 0, exc.problems, refusal)
+
+    problems = list(loaded.problems)
+    usable = len(loaded.conversations)
+    refusal = None
+    if not usable:
+        refusal = f"no usable rows out of {loaded.rows}"
+    elif loaded.bad_share > max_bad_share:
+        refusal = f"{loaded.bad_rows} of {loaded.rows} rows ({loaded.bad_share:.1%}) are bad, over max_bad_share = {max_bad_share:g}"
+    if tokenizer is None:
+        return DataReport(path, loaded.format, loaded.rows, usable, tuple(problems), refusal)
+
+    lengths: list[int] = []
+    over = dropped = 0
+    sample: tuple[Segment, ...] = ()
+    sample_line = None
+    for conversation in loaded.conversations:
+        try:
+            rendered = render(tokenizer, conversation, responses_only=train_on_responses_only)
+        except RenderError as exc:
+            problems.append(DataProblem(path, conversation.source_line, None, str(exc)))
+            usable -= 1
+            continue
+        lengths.append(len(rendered.input_ids))
+        if max_seq_len is not None and len(rendered.input_ids) > max_seq_len:
+            over += 1
+            if fit(rendered, max_seq_len) is None:
+                dropped += 1
+                usable -= 1
+                problems.append(DataProblem(path, conversation.source_line, None, (
+                    f"the final turn alone is {len(rendered.input_ids) - rendered.last_turn_token} tokens, "
+                    f"over max_seq_len = {max_seq_len}: dropped"
+                )))
+                continue
+        if not sample:
+            sample, sample_line = _segments(rendered.text, rendered.trained_spans), conversation.source_line
+    if refusal is None and usable == 0:
+        refusal = "no example renders within max_seq_len" if lengths else "the chat template refused every conversation"
+    return DataReport(
+        path, loaded.format, loaded.rows, usable, tuple(problems), refusal,
+        lengths=_percentiles(lengths), max_seq_len=max_seq_len, over_length=over, dropped=dropped,
+        sample=sample, sample_line=sample_line,
+    )
+
+
+def _segments(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[Segment, ...]:
+    out: list[Segment] = []
+    pos = 0
+    for start, end in spans:
+        if start > pos:
+            out.append(Segment(text[pos:start], False))
+        out.append(Segment(text[start:end], True))
+        pos = end
+    if pos < len(text):
+        out.append(Segment(text[pos:], False))
+    return tuple(out)
+
+
+def _percentiles(lengths: list[int]) -> dict[str, int] | None:
+    if not lengths:
+        return None
+    ordered = sorted(lengths)
+    # Nearest-rank percentiles: every figure is a length some example really has.
+    out = {f"p{p}": ordered[max(0, -(-p * len(ordered) // 100) - 1)] for p in PERCENTILES}
+    out["max"] = ordered[-1]
+    return out

@@ -1,0 +1,184 @@
+"""The four row shapes fine-tuning data arrives in, and how each becomes one list of chat messages.
+
+Users bring data from whatever tool they used last (Alpaca, ShareGPT, OpenAI chat, raw text);
+the commonest complaints in other trainers' issue trackers are format errors reported as a
+traceback. Here every row either becomes a `Conversation` or yields problems that name the
+field, with a "did you mean" when a key is misspelled.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from engine.data.types import Conversation, DataProblem, Message
+
+FORMATS = ("alpaca", "sharegpt", "messages", "text")
+
+_KEYS = {
+    "alpaca": ("instruction", "input", "output", "system"),
+    "sharegpt": ("conversations",),
+    "messages": ("messages",),
+    "text": ("text",),
+}
+_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant"}
+
+
+def detect(row: Mapping[str, Any]) -> str | None:
+    """The format a row's keys say it is in, or None when no known key is present."""
+    if "messages" in row:
+        return "messages"
+    if "conversations" in row:
+        return "sharegpt"
+    if "instruction" in row or "output" in row:
+        return "alpaca"
+    if "text" in row:
+        return "text"
+    return None
+
+
+def unknown_format_problem(row: Mapping[str, Any], file: str, line: int) -> DataProblem:
+    """Explain a row in no known format, pointing at the key that looks like a misspelling."""
+    known = [k for keys in _KEYS.values() for k in keys]
+    for key in row:
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
+        if close:
+            return DataProblem(file, line, str(key), f"unknown field (did you mean {close[0]!r}?)")
+    found = ", ".join(repr(str(k)) for k in row) or "none"
+    return DataProblem(
+        file, line, None,
+        f"no known format: expected 'messages' (chat), 'conversations' (ShareGPT), 'instruction' + "
+        f"'output' (Alpaca) or 'text'; found fields {found}",
+    )
+
+
+def normalise(row: Mapping[str, Any], fmt: str, file: str, line: int) -> Conversation | list[DataProblem]:
+    """Turn one row of format `fmt` into a Conversation, or say everything wrong with it."""
+    problems: list[DataProblem] = []
+
+    def bad(field: str | None, message: str) -> None:
+        problems.append(DataProblem(file, line, field, message))
+
+    if fmt == "text":
+        text = _text_field(row, "text", bad, required=True)
+        if problems:
+            return problems
+        return Conversation(messages=(), source_line=line, raw_text=text)
+    if fmt == "alpaca":
+        messages = _alpaca(row, bad)
+    else:
+        key = "messages" if fmt == "messages" else "conversations"
+        messages = _turns(row, key, bad)
+    if problems:
+        return problems
+    _check_order(messages, "messages" if fmt == "messages" else "conversations", bad)
+    if problems:
+        return problems
+    return Conversation(messages=tuple(messages), source_line=line)
+
+
+def _missing(row: Mapping[str, Any], key: str) -> str:
+    close = difflib.get_close_matches(key, [str(k) for k in row if k not in _all_keys()], n=1, cutoff=0.6)
+    return f"missing field {key!r}" + (f" (found {close[0]!r}: did you mean {key!r}?)" if close else "")
+
+
+def _all_keys() -> set[str]:
+    return {k for keys in _KEYS.values() for k in keys} | {"role", "content", "from", "value"}
+
+
+def _type_name(value: Any) -> str:
+    return {list: "a list", dict: "an object", bool: "true/false", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _text_field(row: Mapping[str, Any], key: str, bad: Any, *, required: bool, where: str = "") -> str:
+    name = f"{where}{key}"
+    if key not in row or row[key] is None:
+        if required:
+            bad(name, _missing(row, key) if key not in row else f"{key!r} is null")
+        return ""
+    value = _content_text(row[key])
+    if value is None:
+        bad(name, f"expected text, got {_type_name(row[key])}: {_short(row[key])}")
+        return ""
+    if required and not value.strip():
+        bad(name, "empty content")
+    return value
+
+
+def _content_text(value: Any) -> str | None:
+    """Plain text, or the text parts of an OpenAI-style content list joined; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(
+        isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
+    ):
+        return "".join(p["text"] for p in value)
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _alpaca(row: Mapping[str, Any], bad: Any) -> list[Message]:
+    instruction = _text_field(row, "instruction", bad, required=True)
+    extra = _text_field(row, "input", bad, required=False)
+    output = _text_field(row, "output", bad, required=True)
+    system = _text_field(row, "system", bad, required=False)
+    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    messages = [Message("system", system)] if system.strip() else []
+    return messages + [Message("user", prompt), Message("assistant", output)]
+
+
+def _turns(row: Mapping[str, Any], key: str, bad: Any) -> list[Message]:
+    if row.get(key) is None:
+        bad(key, _missing(row, key) if key not in row else f"{key!r} is null")
+        return []
+    turns = row[key]
+    if not isinstance(turns, list):
+        bad(key, f"expected a list of turns, got {_type_name(turns)}: {_short(turns)}")
+        return []
+    if not turns:
+        bad(key, "empty conversation")
+        return []
+    messages = []
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, Mapping):
+            bad(where, f"expected an object with role and content, got {_type_name(turn)}: {_short(turn)}")
+            continue
+        # ShareGPT turns use from/value and chat turns role/content; real files mix the two
+        # container names and turn shapes, so either turn shape is read under either key.
+        role_key = "role" if "role" in turn or "from" not in turn else "from"
+        text_key = "content" if "content" in turn or "value" not in turn else "value"
+        if role_key not in turn:
+            bad(f"{where}.role", _missing(turn, "role"))
+            continue
+        raw_role = turn[role_key]
+        role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
+        if role is None:
+            close = difflib.get_close_matches(str(raw_role), list(_ROLES), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            bad(f"{where}.{role_key}", f"unknown role {raw_role!r}: expected system, user or assistant{hint}")
+            continue
+        content = _text_field(turn, text_key, bad, required=True, where=f"{where}.")
+        messages.append(Message(role, content))
+    return messages
+
+
+def _check_order(messages: list[Message], key: str, bad: Any) -> None:
+    for i, m in enumerate(messages):
+        if m.role == "system" and i > 0:
+            bad(f"{key}[{i}].role", "a system turn can only come first")
+            return
+    roles = [m.role for m in messages]
+    if "assistant" not in roles:
+        bad(key, "no assistant turn: nothing to train on")
+    elif "user" not in roles:
+        bad(key, "no user turn: an assistant reply needs a prompt")
+    elif roles[-1] != "assistant":
+        bad(key, f"ends with a {roles[-1]} turn: the last turn must be the assistant's reply")

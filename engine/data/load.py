@@ -1,0 +1,81 @@
+"""Loading a dataset into conversations: detect the format, skip and report bad rows.
+
+The default is forgiving (skip bad rows, report each with file, line and field) because one
+typo in a 50k-row file should not cost a run; `strict` refuses at the first problem, and the
+caller refuses when too large a share is bad (`RunConfig.max_bad_share`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.data.formats import FORMATS, detect, normalise, unknown_format_problem
+from engine.data.readers import DatasetError, read_rows
+from engine.data.types import Conversation, DataProblem
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    format: str
+    """"alpaca", "sharegpt", "messages", "text", or "unknown" when no row was recognised."""
+    conversations: tuple[Conversation, ...]
+    problems: tuple[DataProblem, ...]
+    rows: int
+    """Records read, good and bad (blank JSONL lines are not records)."""
+
+    @property
+    def bad_rows(self) -> int:
+        return self.rows - len(self.conversations)
+
+    @property
+    def bad_share(self) -> float:
+        return self.bad_rows / self.rows if self.rows else 1.0
+
+
+def load_conversations(path: str, fmt: str = "auto", strict: bool = False) -> LoadResult:
+    """Read `path` (a file or hub dataset id) in format `fmt` ("auto" detects it per file).
+
+    Raises DatasetError when the source cannot be read at all, has no rows, or (strict) on
+    the first bad row.
+    """
+    if fmt != "auto" and fmt not in FORMATS:
+        raise DatasetError([DataProblem(path, None, None, f"unknown format {fmt!r}: choose from auto, {', '.join(FORMATS)}")])
+    records: list[tuple[int, Mapping] | DataProblem] = []
+    for item in read_rows(path):
+        if not isinstance(item, DataProblem) and not isinstance(item[1], Mapping):
+            item = DataProblem(path, item[0], None, f"expected an object (one record per line), got {type(item[1]).__name__}")
+        records.append(item)
+    if not records:
+        raise DatasetError([DataProblem(path, None, None, "has no rows")])
+    file_format = fmt if fmt != "auto" else _majority(detect(r[1]) for r in records if not isinstance(r, DataProblem))
+
+    conversations: list[Conversation] = []
+    problems: list[DataProblem] = []
+    for record in records:
+        got = [record] if isinstance(record, DataProblem) else _normalise_row(record[1], file_format, fmt, path, record[0])
+        if isinstance(got, Conversation):
+            conversations.append(got)
+            continue
+        if strict:
+            raise DatasetError(got, "refused (strict): the first bad row")
+        problems.extend(got)
+    return LoadResult(file_format or "unknown", tuple(conversations), tuple(problems), len(records))
+
+
+def _normalise_row(row: Mapping, file_format: str | None, forced: str, path: str, line: int) -> Conversation | list[DataProblem]:
+    own = detect(row)
+    if file_format is None:
+        return [unknown_format_problem(row, path, line)]
+    if own is not None and own != file_format and forced == "auto":
+        return [DataProblem(
+            path, line, None,
+            f"mixed formats: this row is {own} but the file is {file_format}; convert it or split the file",
+        )]
+    return normalise(row, file_format, path, line)
+
+
+def _majority(formats) -> str | None:
+    counts = Counter(f for f in formats if f is not None)
+    return counts.most_common(1)[0][0] if counts else None
