@@ -1,0 +1,104 @@
+"""`train()`: everything before the loop, in the order that fails cheapest first.
+
+Config checks, disk space, model resolution (gated, missing, offline), the GPU memory
+estimate and dataset validation all run before the weights load, and each failure becomes a
+TrainFailed with what to change instead of an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, RunConfig, load_toml
+from engine.events import Progress, TrainFailed
+from engine.train.loop import Failure, Loaded, RunResult, find_checkpoint, run_loaded
+from engine.train.methods import Precision, choose_precision
+from engine.train.preflight import PreflightError, check_fits, check_free_space, free_gpu_gib, planned_trainable
+
+SHOWN_PROBLEMS = 5
+
+
+def train(config: RunConfig, on_event: Callable[[Any], None], stop: threading.Event,
+          resume: str | None = None) -> RunResult:
+    """Fine-tune as `config` says, reporting through `on_event`; `stop.set()` ends it with a checkpoint.
+
+    With `resume` (a run directory or one of its checkpoints) the run continues in its own
+    directory with the config saved there, so the numbers match an uninterrupted run.
+    """
+    try:
+        if resume:
+            config = saved_config(Path(resume))
+        config.validate()
+        loaded, precision = _load(config, on_event)
+    except Failure as failure:
+        return _refuse(on_event, failure.reason, failure.advice)
+    except PreflightError as failure:
+        return _refuse(on_event, failure.reason, failure.advice)
+    except ConfigError as exc:
+        return _refuse(on_event, f"the config has problems:\n{exc}", "fix the fields named above")
+    return run_loaded(config, loaded, on_event, stop, resume=resume, precision=precision)
+
+
+def saved_config(resume: Path) -> RunConfig:
+    checkpoint = find_checkpoint(resume)
+    if checkpoint is None:
+        raise Failure(f"no complete checkpoint in {resume}",
+                      "pass a run directory that has checkpoints/step-N, or a checkpoint folder")
+    return RunConfig.from_dict(load_toml(checkpoint / "config.toml"), source=str(checkpoint / "config.toml"))
+
+
+def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, Precision]:
+    from engine.data import DatasetError, prepare
+    from engine.models import ModelLoadError, load_causal_lm, load_tokenizer, resolve_model
+
+    check_free_space(Path(config.output_dir), 0, config.method, 0)
+    try:
+        resolved = resolve_model(config.model, on_event=on_event, trust_remote_code=config.trust_remote_code)
+    except ModelLoadError as exc:
+        raise Failure(exc.reason, exc.advice) from None
+    if resolved.spec is not None:
+        trainable = planned_trainable(resolved.spec, config)
+        check_free_space(Path(config.output_dir), trainable, config.method, resolved.spec.params)
+        config.validate(context_length=resolved.spec.context)
+    if resolved.prequantized_4bit and config.method != "qlora":
+        base = resolved.spec.base_16bit if resolved.spec else None
+        raise Failure(f"{config.model} holds 4-bit weights, which only method = qlora can train",
+                      "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
+    precision = choose_precision(config.method)
+    if precision.device == "cuda":
+        check_fits(config, resolved.spec, free_gpu_gib())
+    try:
+        tokenizer = load_tokenizer(resolved)
+    except ModelLoadError as exc:
+        raise Failure(exc.reason, exc.advice) from None
+    try:
+        data = prepare(config, tokenizer, on_event=on_event)
+    except DatasetError as exc:
+        problems = list(getattr(exc, "problems", []))
+        shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
+        more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        raise Failure(f"the dataset {config.dataset} failed validation: {exc}\n{shown}{more}".rstrip(),
+                      f"fix the rows named above (see `ftui data check {config.dataset}`), or raise "
+                      f"max_bad_share (now {config.max_bad_share:g}) to skip them") from None
+    if not data.train:
+        raise Failure(f"the dataset {config.dataset} left no training examples",
+                      "add rows, or lower val_split so some remain for training")
+    on_event(Progress("data", 1, 1, message=f"{len(data.train)} training and {len(data.val)} validation examples"))
+
+    def build_model(cfg: RunConfig, prec: Precision) -> Any:
+        try:
+            return load_causal_lm(resolved, load_in_4bit=cfg.method == "qlora", dtype=prec.load_dtype,
+                                  device=prec.device, on_event=on_event)
+        except ModelLoadError as exc:
+            raise Failure(exc.reason, exc.advice) from None
+
+    loaded = Loaded(build_model, tokenizer, data, resolved.ref, resolved.base_16bit_ref, resolved.spec)
+    return loaded, precision
+
+
+def _refuse(on_event: Callable[[Any], None], reason: str, advice: str) -> RunResult:
+    on_event(TrainFailed(reason, advice))
+    return RunResult("failed", None, 0, None, None, None, reason, advice)

@@ -1,0 +1,118 @@
+"""Turning a loaded base model into what the chosen method trains, on the libraries' own calls.
+
+LoRA, DoRA and QLoRA are peft adapters (QLoRA on a bitsandbytes 4-bit base, prepared with
+peft's `prepare_model_for_kbit_training`); full fine-tuning trains every weight. Precision
+follows the hardware: bf16 autocast where the GPU has it, fp16 with loss scaling where it
+does not, fp32 on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Precision:
+    device: str
+    load_dtype: Any
+    """dtype of the base weights (None: fp32)."""
+    autocast_dtype: Any
+    """dtype of autocast regions, None for none (CPU)."""
+    loss_scaling: bool
+
+    @property
+    def label(self) -> str:
+        if self.autocast_dtype is None:
+            return f"{self.device} fp32"
+        name = str(self.autocast_dtype).removeprefix("torch.")
+        return f"{self.device} {name} autocast" + (" + loss scaling" if self.loss_scaling else "")
+
+
+def choose_precision(method: str, device: str | None = None) -> Precision:
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cuda":
+        return Precision(device, torch.float32, None, False)
+    half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # Full fine-tuning keeps fp32 master weights: AdamW updates vanish in 16-bit weights.
+    load = torch.float32 if method == "full" else half
+    return Precision(device, load, half, half == torch.float16)
+
+
+def apply_method(model: Any, config: RunConfig) -> Any:
+    """Adapters (or full training) on `model`, with gradient checkpointing when asked."""
+    model.config.use_cache = False
+    ckpt_kwargs = {"use_reentrant": False}
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing,
+            gradient_checkpointing_kwargs=ckpt_kwargs,
+        )
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+    if config.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules), use_dora=config.method == "dora",
+        bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def count_params(model: Any) -> tuple[int, int]:
+    """(trainable, total); 4-bit weights count as their unpacked size."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel()
+        if type(p).__name__ == "Params4bit":
+            n *= 2
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def trainable_named(model: Any) -> dict[str, Any]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def build_optimizer(model: Any, config: RunConfig, device: str) -> tuple[Any, str]:
+    """The optimizer and a note when the requested one cannot run here."""
+    import torch
+
+    decay, no_decay = [], []
+    for p in trainable_named(model).values():
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    note = ""
+    if config.optimizer != "adamw" and device == "cuda":
+        import bitsandbytes as bnb
+
+        cls = bnb.optim.PagedAdamW8bit if config.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
+        return cls(groups, lr=config.learning_rate), note
+    if config.optimizer != "adamw":
+        note = f"{config.optimizer} needs a CUDA GPU; using 32-bit AdamW on {device}"
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device == "cuda"), note
+
+
+def build_scheduler(optimizer: Any, config: RunConfig, total_steps: int) -> Any:
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps(config, total_steps), num_training_steps=total_steps)
+
+
+def warmup_steps(config: RunConfig, total_steps: int) -> int:
+    return config.warmup_steps or round(config.warmup_ratio * total_steps)
