@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 COMMAND_MODULES = (
     "engine.commands.presets_cmd",
+    "engine.commands.data_cmd",
 )
 
 

@@ -1,0 +1,102 @@
+"""`ftui data check|preview`: see what a dataset holds and what the model will be trained on."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from engine.commands.output import fail, print_json
+from engine.config import RunConfig
+
+_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "text")
+_MARK_START, _MARK_END = "«", "»"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("data", help="check or preview a dataset")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    c = sub.add_parser("check", help="validate a dataset: format, problems with file:line, token lengths, a sample")
+    _common(c)
+    c.add_argument("--max-seq-len", type=int, default=RunConfig.max_seq_len, help="count examples longer than this")
+    c.add_argument("--strict", action="store_true", help="refuse at the first bad row")
+    c.add_argument("--no-tokenizer", action="store_true", help="skip lengths and the sample (no model needed)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=run_check)
+
+    v = sub.add_parser("preview", help="show the first conversations exactly as the model will see them")
+    _common(v)
+    v.add_argument("-n", type=int, default=3, help="how many conversations (default 3)")
+    v.add_argument("--system-prompt", default="", help="add this system turn where a conversation has none")
+    v.set_defaults(func=run_preview)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .jsonl/.json/.csv/.parquet file or a hub dataset id")
+    p.add_argument("--format", choices=_FORMATS, default="auto", help="force the format when detection is ambiguous")
+    p.add_argument("--model", default=RunConfig.model, help="whose chat template and tokenizer to use")
+
+
+def _tokenizer(model: str) -> Any:
+    from engine.models import ModelLoadError, load_tokenizer, resolve_model
+
+    try:
+        return load_tokenizer(resolve_model(model))
+    except ModelLoadError as exc:
+        raise SystemExit(fail(f"cannot load the tokenizer of {model!r}: {exc.reason}. {exc.advice}")) from None
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from engine.data import check
+    from engine.paths import resolve_project_path
+
+    tokenizer = None if args.no_tokenizer else _tokenizer(args.model)
+    report = check(resolve_project_path(args.file), args.format, tokenizer, args.max_seq_len, strict=args.strict)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report, args.model if tokenizer is not None else None)
+    return 0 if report.refusal is None else 1
+
+
+def _print_report(report: Any, model: str | None) -> None:
+    print(f"{report.path}: {report.format} format, {report.rows} rows, {report.usable_rows} usable")
+    if report.problems:
+        print(f"\n{len(report.problems)} problem(s):")
+        for problem in report.problems[:50]:
+            print(f"  {problem}")
+        if len(report.problems) > 50:
+            print(f"  ... and {len(report.problems) - 50} more (see --json)")
+    if report.lengths:
+        figures = ", ".join(f"{k} {v}" for k, v in report.lengths.items())
+        print(f"\nTokens per example ({model}): {figures}")
+        if report.max_seq_len is not None:
+            print(f"Over max_seq_len {report.max_seq_len}: {report.over_length} "
+                  f"(prompt cut from the left; {report.dropped} dropped: final turn alone too long)")
+    if report.sample:
+        print(f"\nSample (line {report.sample_line}); {_MARK_START}...{_MARK_END} is trained:\n")
+        print("".join(f"{_MARK_START}{s.text}{_MARK_END}" if s.trained else s.text for s in report.sample))
+    print(f"\nUnusable: {report.refusal}" if report.refusal else "\nUsable for training.")
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from engine.data import DatasetError, load_conversations
+    from engine.data.render import RenderError, render_text, with_system_prompt
+    from engine.paths import resolve_project_path
+
+    try:
+        loaded = load_conversations(resolve_project_path(args.file), args.format)
+    except DatasetError as exc:
+        return fail(str(exc))
+    if not loaded.conversations:
+        return fail(f"{args.file}: no usable rows; run `ftui data check {args.file}` to see why")
+    tokenizer = _tokenizer(args.model)
+    for conversation in loaded.conversations[: max(args.n, 0)]:
+        print(f"──── line {conversation.source_line} ────")
+        try:
+            sys.stdout.write(render_text(tokenizer, with_system_prompt(conversation, args.system_prompt)))
+        except RenderError as exc:
+            print(f"(not rendered: {exc})")
+        print()
+    return 0
