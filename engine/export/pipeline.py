@@ -1,0 +1,171 @@
+"""`export(run_dir)`: merge, write GGUF, quantise, write Modelfiles, verify; events all the way.
+
+Every file appears complete under its final name or not at all (a full disk leaves no
+partial .gguf), and "done" (ExportFinished) is only said once every file passed verification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.atomic import write_text_atomic
+from engine.config import QUANT_TYPES
+from engine.events import (
+    EventSink,
+    ExportFailed,
+    ExportFileWritten,
+    ExportFinished,
+    ExportVerified,
+    Progress,
+    ignore,
+)
+from engine.export.gguf_writer import UnsupportedModel, read_params, write_gguf
+from engine.export.merge import MergeError, RunSource, base_config_dir, merge, read_run_source
+from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
+from engine.export.quantize import QuantizeError, quantize
+from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
+
+
+class ExportError(RuntimeError):
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.advice = advice
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: str
+    merged_dir: str
+    files: tuple[str, ...]
+    """GGUF files, F16 first, then the quantised types in the order asked."""
+    modelfiles: tuple[str, ...]
+    checks: tuple[FileCheck, ...]
+    passed: bool
+
+    def gguf(self, quant: str) -> str:
+        for check in self.checks:
+            if check.quant == quant:
+                return check.path
+        raise KeyError(f"no {quant} file in this export; it has {', '.join(c.quant for c in self.checks)}")
+
+
+def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",), out_dir: str | Path | None = None,
+           on_event: EventSink = ignore, stop: threading.Event | None = None) -> ExportResult:
+    """Export a run; raise ExportError (after an ExportFailed event) when it cannot be done or proven."""
+    try:
+        result = _export(Path(run_dir), tuple(quants), out_dir, on_event, stop or threading.Event())
+    except (ExportError, MergeError) as exc:
+        on_event(ExportFailed(exc.reason, exc.advice))
+        raise ExportError(exc.reason, exc.advice) from exc
+    except UnsupportedModel as exc:
+        on_event(ExportFailed(str(exc), "export a model of a supported architecture, or use the merged HF folder"))
+        raise ExportError(str(exc)) from exc
+    except QuantizeError as exc:
+        on_event(ExportFailed(str(exc), "check the llama-cpp-python install (`pip show llama-cpp-python`)"))
+        raise ExportError(str(exc)) from exc
+    except OSError as exc:
+        advice = ("free disk space and export again; no partial file was left behind"
+                  if exc.errno == errno.ENOSPC else "check the output folder is writable")
+        on_event(ExportFailed(f"writing the export failed: {exc}", advice))
+        raise ExportError(f"writing the export failed: {exc}", advice) from exc
+    if not result.passed:
+        failed = [c for c in result.checks if not c.passed]
+        reason = "; ".join(f"{Path(c.path).name}: {', '.join(c.problems)}" for c in failed)
+        advice = "the files are kept for inspection, but do not ship them; see verify.json"
+        on_event(ExportFailed(f"verification failed: {reason}", advice))
+    else:
+        on_event(ExportFinished(result.out_dir, result.files + result.modelfiles))
+    return result
+
+
+def plan_quants(quants: tuple[str, ...]) -> tuple[str, ...]:
+    """F16 always comes first: it is the lossless reference and the source of every quantisation."""
+    unknown = [q for q in quants if q not in QUANT_TYPES]
+    if unknown:
+        raise ExportError(f"unknown GGUF type(s) {', '.join(unknown)}", f"choose from {', '.join(QUANT_TYPES)}")
+    return tuple(dict.fromkeys(("F16", *quants)))
+
+
+def _export(run_dir: Path, quants: tuple[str, ...], out_dir: str | Path | None, on_event: EventSink,
+            stop: threading.Event) -> ExportResult:
+    plan = plan_quants(quants)
+    source = read_run_source(run_dir)
+    read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
+    out = Path(out_dir) if out_dir else run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    steps = 2 + len(plan) * 2
+    done = 0
+
+    def stage(name: str, message: str) -> None:
+        nonlocal done
+        if stop.is_set():
+            raise ExportError("export stopped on request", "files finished so far are complete; run export again")
+        on_event(Progress("export", done, steps, "steps", f"{name}: {message}"))
+        done += 1
+
+    stage("merge", "merging the adapter into the 16-bit base")
+    merged_dir = out / "merged"
+    model, tokenizer = merge(source, merged_dir, on_event)
+    on_event(ExportFileWritten(str(merged_dir), "merged", _dir_size(merged_dir)))
+
+    files: dict[str, Path] = {}
+    for quant in plan:
+        path = out / f"model-{quant}.gguf"
+        if quant in ("F16", "BF16"):
+            stage("write", path.name)
+            write_gguf(merged_dir, path, dtype=quant, name=source.config.name, on_event=on_event)
+        else:
+            stage("quantize", path.name)
+            quantize(files["F16"], path, quant)
+        files[quant] = path
+        on_event(ExportFileWritten(str(path), "gguf", path.stat().st_size, quant))
+
+    stage("modelfile", "Ollama Modelfiles")
+    modelfiles = _write_modelfiles(source, tokenizer, files, quants or ("F16",))
+    for mf in modelfiles:
+        on_event(ExportFileWritten(str(mf), "modelfile", mf.stat().st_size))
+
+    ref = build_reference(model, tokenizer)
+    del model
+    checks = []
+    for quant, path in files.items():
+        stage("verify", path.name)
+        lossless = quant in ("F16", "BF16")
+        check = check_file(path, quant, ref, min_agreement=MIN_F16_AGREEMENT if lossless else None,
+                           require_stop=not lossless)
+        checks.append(check)
+        on_event(ExportVerified(str(path), quant, check.token_ids_match, check.argmax_agreement,
+                                check.max_abs_logit_diff, check.stops_at_end_of_turn, check.passed))
+    write_text_atomic(out / "verify.json", json.dumps(
+        {"run_dir": str(run_dir), "files": [dataclasses.asdict(c) for c in checks]}, indent=2) + "\n")
+    on_event(Progress("export", steps, steps, "steps", "done"))
+    return ExportResult(
+        out_dir=str(out), merged_dir=str(merged_dir), files=tuple(str(p) for p in files.values()),
+        modelfiles=tuple(str(p) for p in modelfiles), checks=tuple(checks), passed=all(c.passed for c in checks),
+    )
+
+
+def _write_modelfiles(source: RunSource, tokenizer: object, files: dict[str, Path],
+                      asked: tuple[str, ...]) -> list[Path]:
+    """One `<file>.Modelfile` per GGUF, and `Modelfile` for the first type asked for."""
+    from engine.catalog import find
+
+    spec = find(source.config.model)
+    family = template_family(getattr(tokenizer, "chat_template", None), spec.chat_template if spec else None)
+    system = source.config.system_prompt or default_system_prompt(tokenizer)
+    out = []
+    for path in files.values():
+        out.append(write_modelfile(path.with_suffix(".Modelfile"), path.name, family, system))
+    primary = files[asked[0]]
+    out.append(write_modelfile(primary.parent / "Modelfile", primary.name, family, system))
+    return out
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
