@@ -1,0 +1,273 @@
+"""A scripted engine for the TUI tests: the same methods as tui.backend.Backend, emitting the
+engine's real event types, with switches for the failures a user can meet (OOM, bad data,
+stop, resume). Hardware and estimate results follow the engine contract's attribute names."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.catalog import find
+from engine.config import RunConfig
+from engine.events import (
+    CheckpointSaved,
+    Diagnosis,
+    EvalLogged,
+    ExportFileWritten,
+    ExportFinished,
+    ExportVerified,
+    Progress,
+    StepLogged,
+    TrainFailed,
+    TrainFinished,
+    TrainStarted,
+    ignore,
+)
+from engine.presets import list_presets, save_preset
+from tui.backend import DatasetSummary, EvalTable, RunSummary
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    name: str
+    used_gib: float
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+    used_gib: float
+    compute_capability: tuple[int, int]
+    bf16: bool
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class HardwareReport:
+    gpus: tuple[GpuInfo, ...]
+    cpu_cores: int
+    ram_gib: float
+    driver: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model: str
+    method: str
+    batch_size: int
+    grad_accum: int
+    seq_len: int
+    peak_gib: float
+    free_gib: float
+    reason: str
+    fits: bool
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    peak_gib: float
+    breakdown: dict[str, float]
+
+
+RTX_4070 = GpuInfo(0, "NVIDIA GeForce RTX 4070", 12.0, 10.5, 1.5, (8, 9), True,
+                   (GpuProcess(1234, "Xorg", 0.4),))
+BASE_GIB = {"smollm2-135m": 0.3, "llama-3.2-1b": 2.5, "llama-3.2-3b": 6.5, "llama-3.1-8b": 16.0}
+METHOD_SHARE = {"lora": 1.0, "dora": 1.1, "qlora": 0.35, "full": 4.0}
+
+
+class FakeChat:
+    def __init__(self, path: str, system_prompt: str) -> None:
+        self.path = path
+        self.system_prompt = system_prompt
+        self.history: list[str] = []
+        self.closed = False
+
+    def send(self, text: str) -> Iterator[str]:
+        self.history.append(text)
+        tag = "base" if "base" in self.path else "tuned"
+        for word in f"[{tag}] Run: `docker {text}` ({len(self.history)})".split(" "):
+            yield word + " "
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeBackend:
+    runs_dir: Path
+    gpu: bool = False
+    scenario: str = "ok"
+    """ok, oom (fails at step 3), bad_dataset (check finds bad rows, training refuses)."""
+    steps: int = 12
+    step_delay: float = 0.0
+    hold_at: int | None = None
+    """Wait at this step until stop is set (for deterministic stop tests)."""
+    calls: list[tuple] = field(default_factory=list)
+    runs: dict[str, RunSummary] = field(default_factory=dict)
+    events: dict[str, list] = field(default_factory=dict)
+    chats: list[FakeChat] = field(default_factory=list)
+
+    def probe(self) -> HardwareReport:
+        gpus = (RTX_4070,) if self.gpu else ()
+        note = "" if self.gpu else "NVML not available: no NVIDIA driver found"
+        return HardwareReport(gpus, 16 if self.gpu else 2, 64.0 if self.gpu else 24.0, "550.54" if self.gpu else "", note)
+
+    def recommend(self, report: HardwareReport) -> Recommendation:
+        if report.gpus:
+            return Recommendation("llama-3.1-8b-4bit", "qlora", 2, 8, 2048, 8.9, 10.5,
+                                  "the largest catalog model whose QLoRA peak fits 10.5 GiB free", True)
+        return Recommendation("smollm2-135m", "lora", 8, 1, 256, 0.9, 24.0,
+                              "no GPU: the embedded 135M model trains on a CPU in minutes", True)
+
+    def estimate(self, config: RunConfig) -> MemoryEstimate | None:
+        spec = find(config.model)
+        if spec is None:
+            return None
+        base_id = spec.base_16bit or spec.id
+        weights = BASE_GIB.get(base_id, 1.0) * METHOD_SHARE[config.method]
+        activations = config.batch_size * config.max_seq_len / 4096 * (0.15 if config.gradient_checkpointing else 0.6)
+        return MemoryEstimate(round(weights + activations, 2), {"weights": weights, "activations": activations})
+
+    def context_length(self, model: str) -> int | None:
+        spec = find(model)
+        return spec.context if spec else None
+
+    def presets(self):
+        saved = self.runs_dir / "saved-presets"
+        return list_presets() + (list_presets(saved) if saved.exists() else [])
+
+    def save_preset(self, config: RunConfig, name: str, description: str) -> Path:
+        folder = self.runs_dir / "saved-presets"
+        folder.mkdir(exist_ok=True)
+        return save_preset(config, name, description, folder)
+
+    def check_dataset(self, config: RunConfig, on_event=ignore) -> DatasetSummary:
+        on_event(Progress("tokenizer", 1, 1, "", "loaded"))
+        if self.scenario == "bad_dataset":
+            return DatasetSummary(config.dataset, "messages", 10, 6,
+                                  (f"{config.dataset}:3: messages: no assistant turn",
+                                   f"{config.dataset}:7: messages[1].role: 'bot' is not user/assistant/system",
+                                   f"{config.dataset}:8: not valid JSON: Expecting ',' at column 41",
+                                   f"{config.dataset}:9: messages: empty content"),
+                                  (40, 52, 61, 70, 75, 90), config.max_seq_len, 0,
+                                  (("<|im_start|>user\nlist containers<|im_end|>\n", False),
+                                   ("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True)))
+        lengths = tuple(40 + (i * 37) % 300 for i in range(60))
+        return DatasetSummary(config.dataset, "messages", 60, 60, (), lengths, config.max_seq_len,
+                              sum(n > config.max_seq_len for n in lengths),
+                              (("<|im_start|>user\nlist running containers<|im_end|>\n", False),
+                               ("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True)))
+
+    def train(self, config: RunConfig, on_event, stop: threading.Event, resume: str | None = None):
+        self.calls.append(("train", config.name, resume))
+        run_dir = resume or str(self.runs_dir / f"2026-01-01-120{len(self.runs)}-{config.name}")
+        log = self.events.setdefault(run_dir, [])
+
+        def emit(event) -> None:
+            log.append(event)
+            on_event(event)
+
+        emit(Progress("tokenize", 60, 60, "examples"))
+        if self.scenario == "bad_dataset":
+            emit(TrainFailed("4 of 10 rows (40%) failed validation, above max_bad_share 5%",
+                             "Fix the rows listed on the dataset screen or raise max_bad_share."))
+            return None
+        start = self.runs[run_dir].step if resume and run_dir in self.runs else 0
+        total = self.steps
+        emit(TrainStarted(run_dir, total, config.epochs, 54, 6, 921_600, 135_436_608, "cpu", 0.12, start))
+        self._record(run_dir, config, "running", start, total, None)
+        best = None
+        for step in range(start + 1, total + 1):
+            if self.hold_at is not None and step == self.hold_at:
+                stop.wait(10)
+            if stop.is_set():
+                emit(CheckpointSaved(step - 1, f"{run_dir}/checkpoints/step-{step - 1}", "stop"))
+                emit(TrainFinished(run_dir, step - 1, 2.0, best, f"{run_dir}/adapter", True, "stopped on request"))
+                self._record(run_dir, config, "stopped", step - 1, total, best)
+                return None
+            if self.scenario == "oom" and step == 3:
+                emit(TrainFailed("CUDA out of memory while allocating 2.1 GiB (step 3)",
+                                 "Lower batch_size or max_seq_len, turn on gradient_checkpointing, or use qlora.",
+                                 step))
+                self._record(run_dir, config, "failed", step - 1, total, best)
+                return None
+            time.sleep(self.step_delay)
+            loss = 3.0 / (1 + 0.25 * step)
+            emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
+                            1500.0, step * 0.5, (total - step) * 0.5, 0.42))
+            if step % 4 == 0:
+                val = loss + 0.1
+                best = val if best is None else min(best, val)
+                emit(EvalLogged(step, val, best))
+            if step == 8:
+                emit(Diagnosis(step, "overfitting", "validation loss rose while training loss fell.",
+                               "Use fewer epochs, more data or a higher lora_dropout."))
+        emit(CheckpointSaved(total, f"{run_dir}/adapter", "final"))
+        emit(TrainFinished(run_dir, total, 3.0 / (1 + 0.25 * total), best, f"{run_dir}/adapter", False, "finished"))
+        self._record(run_dir, config, "finished", total, total, best, artifacts=("adapter",))
+        return None
+
+    def _record(self, run_dir, config, status, step, total, best, artifacts=()) -> None:
+        self.runs[run_dir] = RunSummary(run_dir, Path(run_dir).name, status, step, total, best, config.method,
+                                        config.model, "2026-01-01T12:00", artifacts, ())
+        self._configs = getattr(self, "_configs", {})
+        self._configs[run_dir] = config
+
+    def export(self, run_dir: str, quants, on_event, stop):
+        self.calls.append(("export", run_dir, tuple(quants)))
+        out = f"{run_dir}/export"
+        on_event(Progress("merge", 1, 1, "", "adapter merged"))
+        on_event(ExportFileWritten(f"{out}/merged", "merged", 270_000_000))
+        on_event(Progress("convert", 1, 1, "", "F16 written"))
+        files = []
+        for quant in quants:
+            on_event(Progress(f"quantize {quant}", 1, 1))
+            path = f"{out}/model-{quant}.gguf"
+            on_event(ExportFileWritten(path, "gguf", 145_000_000, quant))
+            on_event(ExportVerified(path, quant, True, 0.98, 0.21, True, True))
+            files.append(path)
+        on_event(ExportFileWritten(f"{out}/Modelfile", "modelfile", 420))
+        on_event(ExportFinished(out, (*files, f"{out}/Modelfile")))
+        if run_dir in self.runs:
+            run = self.runs[run_dir]
+            self.runs[run_dir] = RunSummary(run.path, run.name, run.status, run.step, run.total_steps,
+                                            run.best_val_loss, run.method, run.model, run.created,
+                                            (*run.artifacts, "export"), tuple(files))
+        return None
+
+    def open_chat(self, gguf_path: str, system_prompt: str = "") -> FakeChat:
+        chat = FakeChat(gguf_path, system_prompt)
+        self.chats.append(chat)
+        return chat
+
+    def base_gguf(self, model: str) -> str | None:
+        return "/models/base-SmolLM2.gguf" if model == "smollm2-135m" else None
+
+    def evaluate(self, run_dir: str, on_event=ignore) -> EvalTable:
+        return EvalTable(("prompt", "expected", "base", "tuned"),
+                         (("list containers", "docker ps", "ls", "docker ps"),
+                          ("stop web", "docker stop web", "kill web", "docker stop web")),
+                         "tuned matches 2/2 references, base 0/2")
+
+    def list_runs(self, output_dir: str = "runs") -> list[RunSummary]:
+        return sorted(self.runs.values(), key=lambda r: r.path, reverse=True)
+
+    def run_config(self, run_dir: str) -> RunConfig:
+        return self._configs[run_dir]
+
+    def run_events(self, run_dir: str) -> list:
+        return list(self.events.get(run_dir, []))
+
+    def delete_run(self, run_dir: str) -> None:
+        del self.runs[run_dir]

@@ -1,0 +1,51 @@
+"""The command palette (ctrl+p): every screen to go to, and every key of the current screen,
+so anything the footer has no room for can still be found by name."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from tui.app import FtuiApp
+
+DESTINATIONS = {
+    "home": "Home: hardware and recommendation",
+    "presets": "Presets",
+    "config": "Configure the run",
+    "dataset": "Dataset check",
+    "training": "Training",
+    "export": "Export to GGUF",
+    "chat": "Chat with a model",
+    "runs": "Past runs",
+}
+
+
+class ScreenCommands(Provider):
+    def _commands(self) -> list[tuple[str, object, str]]:
+        app = cast("FtuiApp", self.app)
+        out: list[tuple[str, object, str]] = [
+            (f"Go to: {label}", partial(app.goto, name), f"open the {name} screen")
+            for name, label in DESTINATIONS.items()
+        ]
+        screen = self.screen
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or not active.enabled or binding.action.startswith("command_palette"):
+                continue
+            out.append((f"{binding.description} ({binding.key_display or binding.key})",
+                        partial(screen.run_action, binding.action), "on this screen"))
+        return out
+
+    async def discover(self) -> Hits:
+        for text, command, help_text in self._commands():
+            yield DiscoveryHit(text, command, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, command, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), command, help=help_text)  # type: ignore[arg-type]

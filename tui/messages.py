@@ -1,0 +1,66 @@
+"""Messages that carry results from worker threads to the UI thread.
+
+Workers never touch widgets: they `post_message` one of these and the handler on the UI
+thread updates the screen. None of them sets `can_replace`, so no loss point or streamed
+piece of a reply is ever dropped from the queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class EngineEventReceived(Message):
+    """An engine event (engine/events.py) arrived from the work named by `origin`."""
+
+    def __init__(self, event: Any, origin: str) -> None:
+        self.event = event
+        self.origin = origin
+        """"train", "export", "dataset" or "eval"."""
+        super().__init__()
+
+
+class WorkFailed(Message):
+    """Work in a thread raised instead of reporting a failure event."""
+
+    def __init__(self, origin: str, error: str) -> None:
+        self.origin = origin
+        self.error = error
+        super().__init__()
+
+
+class HardwareProbed(Message):
+    def __init__(self, report: Any, recommendation: Any) -> None:
+        self.report = report
+        self.recommendation = recommendation
+        super().__init__()
+
+
+class DatasetChecked(Message):
+    def __init__(self, summary: Any) -> None:
+        self.summary = summary
+        super().__init__()
+
+
+class ChatPieceReceived(Message):
+    """A streamed piece of a reply; `side` is "tuned" or "base" in compare mode."""
+
+    def __init__(self, piece: str, side: str) -> None:
+        self.piece = piece
+        self.side = side
+        super().__init__()
+
+
+class ChatReplyFinished(Message):
+    def __init__(self, side: str, error: str | None = None) -> None:
+        self.side = side
+        self.error = error
+        super().__init__()
+
+
+class EvalFinished(Message):
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        super().__init__()

@@ -1,0 +1,38 @@
+"""What every ftui screen shares: Escape goes back, ? (or F1) shows this screen's help."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.screens.dialogs import HelpScreen
+
+if TYPE_CHECKING:
+    from tui.app import FtuiApp
+
+
+class FtuiScreen(Screen[None]):
+    HELP = ""
+    """Markdown shown by `?`: what the screen is for, in the user's terms."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("question_mark,f1", "help", "Help", id="help", key_display="?"),
+    ]
+
+    @property
+    def ftui(self) -> FtuiApp:
+        return cast("FtuiApp", self.app)
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+    def action_help(self) -> None:
+        keys = []
+        for _key, active in self.active_bindings.items():
+            if active.binding.show or active.binding.id in ("back", "help"):
+                keys.append((active.binding.key_display or active.binding.key, active.binding.description))
+        self.app.push_screen(HelpScreen(self.title or type(self).__name__, self.HELP, keys))

@@ -1,0 +1,191 @@
+"""Chat with a GGUF model, streaming; compare mode puts the base model's answer beside it,
+and the held-out evaluation of the run shows as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from tui.messages import ChatPieceReceived, ChatReplyFinished, EvalFinished, WorkFailed
+from tui.screens.base import FtuiScreen
+
+SIDES = ("tuned", "base")
+
+
+class ChatScreen(FtuiScreen):
+    TITLE = "Chat"
+    HELP = ("Type a message and press Enter; the reply streams in. The GGUF field takes any GGUF "
+            "file (the last export is filled in). ctrl+b compares: the same prompt goes to the base "
+            "model too and both answers show side by side. ctrl+r clears the conversation. "
+            "ctrl+e runs the held-out evaluation of the run and shows the table.")
+    BINDINGS = [
+        Binding("ctrl+b", "compare", "Compare", id="compare"),
+        Binding("ctrl+r", "reset", "Reset", id="reset"),
+        Binding("ctrl+e", "evaluate", "Eval", id="evaluate"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        app = self.ftui
+        base = app.backend.base_gguf(app.config.model) if app.config else None
+        yield Header()
+        with Horizontal(classes="field-row"):
+            yield Static("GGUF", classes="field-name short")
+            yield Input(app.chat_gguf or "", placeholder="path to a .gguf file", id="gguf", compact=True)
+        with Horizontal(classes="field-row", id="base-row"):
+            yield Static("base GGUF", classes="field-name short")
+            yield Input(base or "", placeholder="the untuned model's .gguf", id="base-gguf", compact=True)
+        with Horizontal(classes="field-row"):
+            yield Static("system", classes="field-name short")
+            yield Input(app.config.system_prompt, placeholder="system prompt (optional)", id="system", compact=True)
+        with Horizontal(id="transcripts"):
+            for side in SIDES:
+                with VerticalScroll(id=f"pane-{side}", classes="pane"):
+                    yield Static("", id=f"transcript-{side}")
+        yield DataTable(id="eval-table", cursor_type="row")
+        yield Input(placeholder="message (Enter sends)", id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.compare = False
+        self.busy = False
+        self.sessions: dict[tuple[str, str], Any] = {}
+        self.turns: dict[str, list[tuple[str, str]]] = {side: [] for side in SIDES}
+        self.query_one("#base-row").display = False
+        self.query_one("#pane-base").display = False
+        self.query_one("#eval-table").display = False
+        self.query_one("#prompt", Input).focus()
+        self._show_side("tuned")
+
+    def on_unmount(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        busy = getattr(self, "busy", False)
+        if action in ("reset", "compare") and busy:
+            return None
+        if action == "evaluate" and (busy or not self.ftui.export_run_dir):
+            return None
+        return True
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt":
+            self.query_one("#prompt", Input).focus()
+            return
+        text = event.value.strip()
+        if not text or self.busy:
+            return
+        paths = {"tuned": self.query_one("#gguf", Input).value.strip()}
+        if self.compare:
+            paths["base"] = self.query_one("#base-gguf", Input).value.strip()
+        missing = [side for side, path in paths.items() if not path]
+        if missing:
+            self.notify(f"Give a GGUF path for the {' and '.join(missing)} model first.", severity="error")
+            return
+        event.input.value = ""
+        for side in paths:
+            self.turns[side].append(("you", text))
+            self.turns[side].append(("model", ""))
+            self._show_side(side)
+        self.busy = True
+        self.refresh_bindings()
+        self.generate(text, paths, self.query_one("#system", Input).value)
+
+    @work(thread=True, exclusive=True, group="chat", exit_on_error=False)
+    def generate(self, text: str, paths: dict[str, str], system: str) -> None:
+        # One side after the other: on a CPU two models at once only fight for the cores.
+        for side, path in paths.items():
+            try:
+                session = self.sessions.get((path, system))
+                if session is None:
+                    session = self.ftui.backend.open_chat(path, system)
+                    self.sessions[(path, system)] = session
+                for piece in session.send(text):
+                    self.post_message(ChatPieceReceived(piece, side))
+            except Exception as exc:
+                self.post_message(ChatReplyFinished(side, f"{type(exc).__name__}: {exc}"))
+                continue
+            self.post_message(ChatReplyFinished(side))
+        self.post_message(ChatReplyFinished("all"))
+
+    def on_chat_piece_received(self, message: ChatPieceReceived) -> None:
+        turns = self.turns[message.side]
+        role, so_far = turns[-1]
+        turns[-1] = (role, so_far + message.piece)
+        self._show_side(message.side)
+
+    def on_chat_reply_finished(self, message: ChatReplyFinished) -> None:
+        if message.side == "all":
+            self.busy = False
+            self.refresh_bindings()
+            return
+        if message.error:
+            turns = self.turns[message.side]
+            turns[-1] = ("error", message.error)
+            self._show_side(message.side)
+
+    def _show_side(self, side: str) -> None:
+        text = Text()
+        if self.compare:
+            text.append("fine-tuned\n" if side == "tuned" else "base\n", style="bold underline")
+        if not self.turns[side]:
+            text.append("No messages yet.", style="dim")
+        for role, content in self.turns[side]:
+            style = {"you": "bold cyan", "model": "bold green", "error": "bold red"}[role]
+            text.append(f"{role}: ", style=style)
+            text.append(f"{content}\n")
+        self.query_one(f"#transcript-{side}", Static).update(text)
+        self.query_one(f"#pane-{side}", VerticalScroll).scroll_end(animate=False)
+
+    def action_compare(self) -> None:
+        self.compare = not self.compare
+        self.query_one("#base-row").display = self.compare
+        self.query_one("#pane-base").display = self.compare
+        for side in SIDES:
+            self._show_side(side)
+        self.notify("Compare mode on: the base model answers too." if self.compare else "Compare mode off.")
+
+    def action_reset(self) -> None:
+        for session in self.sessions.values():
+            session.reset()
+        self.turns = {side: [] for side in SIDES}
+        for side in SIDES:
+            self._show_side(side)
+
+    def action_evaluate(self) -> None:
+        self.busy = True
+        self.refresh_bindings()
+        self.notify("Evaluating the held-out examples…")
+        self.evaluate(self.ftui.export_run_dir)
+
+    @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
+    def evaluate(self, run_dir: str) -> None:
+        try:
+            table = self.ftui.backend.evaluate(run_dir)
+        except Exception as exc:
+            self.post_message(WorkFailed("eval", f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(EvalFinished(table))
+
+    def on_eval_finished(self, message: EvalFinished) -> None:
+        self.busy = False
+        table = self.query_one("#eval-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns(*message.table.columns)
+        for row in message.table.rows:
+            table.add_row(*row)
+        table.display = True
+        if message.table.summary:
+            self.notify(message.table.summary, timeout=10)
+        self.refresh_bindings()
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.busy = False
+        self.notify(f"Evaluation failed: {message.error}", severity="error", timeout=10)
+        self.refresh_bindings()

@@ -1,0 +1,201 @@
+"""The configuration form: every RunConfig field, grouped, with its hint, checked as typed
+against the engine's own schema, and a memory estimate that follows the fields it depends on."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
+
+from engine.config import ConfigError, Problem, RunConfig, field_docs, parse_set
+from tui.screens.base import FtuiScreen
+from tui.screens.dialogs import PresetNameScreen
+from tui.widgets.bars import MemoryBar
+
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Model", ("name", "model", "method", "trust_remote_code")),
+    ("Data", ("dataset", "dataset_format", "max_seq_len", "system_prompt", "train_on_responses_only",
+              "max_bad_share")),
+    ("LoRA", ("lora_r", "lora_alpha", "lora_dropout", "target_modules")),
+    ("Optimisation", ("learning_rate", "batch_size", "grad_accum", "optimizer", "weight_decay", "max_grad_norm",
+                      "gradient_checkpointing", "oom_retry", "seed")),
+    ("Schedule", ("epochs", "max_steps", "scheduler", "warmup_ratio", "warmup_steps")),
+    ("Evaluation", ("val_split", "eval_interval", "save_interval", "early_stopping_patience")),
+    ("Export", ("export_quants", "output_dir")),
+)
+CHOICES = {
+    "method": ("lora", "qlora", "dora", "full"),
+    "dataset_format": ("auto", "alpaca", "sharegpt", "messages", "text"),
+    "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
+    "scheduler": ("cosine", "linear", "constant"),
+}
+ESTIMATE_FIELDS = {"model", "method", "batch_size", "max_seq_len", "gradient_checkpointing", "optimizer",
+                   "lora_r", "target_modules"}
+
+
+def field_kinds() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
+def as_text(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return ", ".join(value)
+    return str(value)
+
+
+class ConfigScreen(FtuiScreen):
+    TITLE = "Configure"
+    HELP = ("Every setting of the run, grouped. The line under each field says what raising it does. "
+            "Problems show under the field as you type (errors stop the run, warnings are advice). "
+            "The bar at the top is the estimated peak memory against the memory found. "
+            "Tab and shift+Tab move between fields; ctrl+s saves the form as a new preset file.")
+    BINDINGS = [
+        Binding("ctrl+t", "train", "Train", id="train"),
+        Binding("ctrl+o", "dataset", "Dataset", id="dataset"),
+        Binding("ctrl+s", "save_preset", "Save preset", id="save"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        docs = field_docs()
+        kinds = field_kinds()
+        values = self.ftui.config.to_dict()
+        yield Header()
+        yield MemoryBar(id="memory")
+        yield Static("", id="form-status")
+        with VerticalScroll(id="form"):
+            for group, names in GROUPS:
+                yield Label(group, classes="group")
+                for name in names:
+                    with Horizontal(classes="field-row"):
+                        yield Label(name, classes="field-name")
+                        yield self._widget(name, kinds[name], values[name])
+                    yield Static(docs.get(name, ""), classes="hint")
+                    yield Static("", id=f"problem-{name}", classes="problem")
+        yield Footer()
+
+    def _widget(self, name: str, default: Any, value: Any) -> Widget:
+        wid = f"field-{name}"
+        if name in CHOICES:
+            return Select([(c, c) for c in CHOICES[name]], value=value, allow_blank=False, id=wid, compact=True)
+        if isinstance(default, bool):
+            return Switch(value=bool(value), id=wid, animate=False)
+        return Input(as_text(value), id=wid, compact=True, select_on_focus=False)
+
+    def on_mount(self) -> None:
+        self.problems: list[Problem] = []
+        self.config: RunConfig | None = self.ftui.config
+        self.query_one("#form-status", Static).update(Text(f"From {self.ftui.config_source}", style="dim"))
+        self.revalidate()
+        self.query_one("#field-name").focus()
+
+    def read_values(self) -> dict[str, Any]:
+        kinds = field_kinds()
+        out: dict[str, Any] = {}
+        for name, default in kinds.items():
+            widget = self.query_one(f"#field-{name}")
+            if isinstance(widget, Select | Switch):
+                out[name] = widget.value
+            elif isinstance(default, str) or isinstance(default, tuple):
+                out[name] = widget.value  # type: ignore[attr-defined]
+            else:
+                raw = widget.value.strip()  # type: ignore[attr-defined]
+                out[name] = parse_set([f"{name}={raw}"])[name] if raw else raw
+        return out
+
+    def revalidate(self) -> None:
+        try:
+            config = RunConfig.from_dict(self.read_values(), source="the form")
+            problems = config.check(self.ftui.backend.context_length(config.model))
+        except ConfigError as exc:
+            config, problems = None, exc.problems
+        self.config = config if not any(p.level == "error" for p in problems) else None
+        self.problems = problems
+        by_field: dict[str, list[Problem]] = {}
+        for problem in problems:
+            by_field.setdefault(problem.field, []).append(problem)
+        for name in field_kinds():
+            text = Text()
+            for problem in by_field.get(name, []):
+                style = "bold red" if problem.level == "error" else "yellow"
+                text.append(f"{problem.level}: {problem.message}\n", style=style)
+            widget = self.query_one(f"#problem-{name}", Static)
+            widget.update(text.rstrip() if text else "")
+            widget.display = bool(text)
+        errors = sum(p.level == "error" for p in problems)
+        status = self.query_one("#form-status", Static)
+        if errors:
+            status.update(Text(f"{errors} error(s) below: fix them to train or save", style="bold red"))
+        else:
+            status.update(Text(f"Valid ({self.ftui.config_source}).", style="green"))
+        if config is not None:
+            self.show_estimate(config)
+        self.refresh_bindings()
+
+    def show_estimate(self, config: RunConfig) -> None:
+        estimate = self.ftui.backend.estimate(config)
+        budget, where = self.ftui.memory_budget()
+        self.query_one(MemoryBar).show(estimate.peak_gib if estimate else None, budget, where)
+
+    def on_input_changed(self, _event: Input.Changed) -> None:
+        self.revalidate()
+
+    def on_select_changed(self, _event: Select.Changed) -> None:
+        self.revalidate()
+
+    def on_switch_changed(self, _event: Switch.Changed) -> None:
+        self.revalidate()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("train", "save_preset", "dataset") and getattr(self, "config", None) is None:
+            return None
+        return True
+
+    def _commit(self) -> RunConfig | None:
+        if self.config is None:
+            return None
+        if self.config != self.ftui.config:
+            self.ftui.config = self.config
+            self.ftui.config_source = "edited in the form"
+        return self.config
+
+    def action_train(self) -> None:
+        config = self._commit()
+        if config is not None:
+            self.ftui.start_training(config)
+
+    def action_dataset(self) -> None:
+        if self._commit() is not None:
+            self.ftui.goto("dataset")
+
+    def action_save_preset(self) -> None:
+        config = self._commit()
+        if config is None:
+            return
+        taken = {p.name for p in self.ftui.backend.presets()}
+
+        def save(answer: tuple[str, str] | None) -> None:
+            if answer is None:
+                return
+            name, description = answer
+            try:
+                path = self.ftui.backend.save_preset(config.replace(name=name), name, description)
+            except OSError as exc:
+                self.notify(f"Could not save the preset: {exc}", severity="error")
+                return
+            self.ftui.config_source = f"preset {name}"
+            self.notify(f"Saved {path}")
+
+        self.app.push_screen(PresetNameScreen(taken), save)
+
+    def on_screen_resume(self) -> None:
+        # The dataset screen may have changed the dataset path.
+        if hasattr(self, "problems"):
+            field = self.query_one("#field-dataset", Input)
+            if field.value != self.ftui.config.dataset:
+                field.value = self.ftui.config.dataset

@@ -1,0 +1,186 @@
+"""The dataset check: format, counts, problems by line, what is trained, and how long examples are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.suggester import Suggester
+from textual.widgets import Footer, Header, Input, Static
+
+from engine.config import ConfigError
+from engine.events import Progress
+from tui.backend import DatasetSummary
+from tui.messages import DatasetChecked, EngineEventReceived, WorkFailed
+from tui.screens.base import FtuiScreen
+from tui.widgets.length_histogram import LengthHistogram
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+MAX_PROBLEMS_SHOWN = 20
+
+
+class PathSuggester(Suggester):
+    """Completes the path typed so far to the first matching folder or data file (right arrow accepts)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        expanded = os.path.expanduser(value)
+        folder, prefix = os.path.split(expanded)
+        try:
+            names = sorted(os.listdir(folder or "."))
+        except OSError:
+            return None
+        for name in names:
+            if not name.startswith(prefix) or name == prefix or name.startswith("."):
+                continue
+            full = os.path.join(folder, name)
+            if os.path.isdir(full):
+                return value + name[len(prefix):] + "/"
+            if name.endswith(DATA_SUFFIXES):
+                return value + name[len(prefix):]
+        return None
+
+
+def render_summary(summary: DatasetSummary) -> Text:
+    text = Text(f"{summary.path}\n", style="bold")
+    text.append(f"format {summary.format}, {summary.rows} rows, {summary.usable_rows} usable")
+    bad = summary.rows - summary.usable_rows
+    if bad:
+        text.append(f", {bad} skipped", style="yellow")
+    if summary.lengths:
+        ordered = sorted(summary.lengths)
+        p50 = ordered[len(ordered) // 2]
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        text.append(f"\ntokens: median {p50}, p95 {p95}, longest {ordered[-1]}; ")
+        style = "yellow" if summary.over_length else "green"
+        text.append(f"{summary.over_length} over max_seq_len {summary.max_seq_len} (truncated)", style=style)
+    return text
+
+
+def render_problems(summary: DatasetSummary) -> Text:
+    if not summary.problems:
+        return Text("No problems found.", style="green")
+    text = Text(f"{len(summary.problems)} problem(s):\n", style="bold yellow")
+    for problem in summary.problems[:MAX_PROBLEMS_SHOWN]:
+        text.append(f"  {problem}\n")
+    if len(summary.problems) > MAX_PROBLEMS_SHOWN:
+        text.append(f"  … and {len(summary.problems) - MAX_PROBLEMS_SHOWN} more (ftui check-data lists all)\n")
+    return text.rstrip()
+
+
+def render_sample(summary: DatasetSummary) -> Text:
+    text = Text("Sample as the model sees it (", style="bold")
+    text.append("trained", style="reverse green")
+    text.append(" / not trained):\n", style="bold")
+    for span, trained in summary.sample:
+        # Reverse video as well as colour, so the trained part reads in 16 colours and monochrome.
+        text.append(span, style="reverse green" if trained else "dim")
+    return text
+
+
+class DatasetScreen(FtuiScreen):
+    TITLE = "Dataset"
+    HELP = ("Type a data file path (right arrow accepts the completion) and press Enter to check it "
+            "with the model's tokenizer and chat template. A file that checks out becomes the run's "
+            "dataset. The sample shows which tokens carry the loss; the histogram shows how many "
+            "examples the max_seq_len cut-off truncates.")
+    BINDINGS = [
+        Binding("ctrl+t", "train", "Train", id="train"),
+        Binding("ctrl+o", "app.goto('config')", "Config", id="config"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(self.ftui.config.dataset, placeholder="path to .jsonl/.json/.csv/.parquet",
+                    suggester=PathSuggester(), id="path", select_on_focus=False)
+        with VerticalScroll(id="dataset-body"):
+            yield Static("Enter checks the file.", id="dataset-status")
+            yield Static("", id="dataset-summary")
+            yield Static("", id="dataset-problems")
+            yield LengthHistogram(id="histogram")
+            yield Static("", id="dataset-sample", classes="card")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.summary: DatasetSummary | None = None
+        self.checking = False
+        self.query_one("#histogram").display = False
+        self.query_one("#path", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        if not path:
+            return
+        try:
+            config = self.ftui.config.replace(dataset=os.path.expanduser(path))
+        except ConfigError as exc:
+            self.query_one("#dataset-status", Static).update(Text(str(exc), style="red"))
+            return
+        if not Path(config.dataset).exists() and ("/" in path or Path(path).suffix in DATA_SUFFIXES):
+            self.query_one("#dataset-status", Static).update(
+                Text(f"{path}: no such file (a hub dataset id has no slash-free suffix like .jsonl)", style="red"))
+            return
+        self.checking = True
+        self.refresh_bindings()
+        self.query_one("#dataset-status", Static).update("Checking… (the first check loads the tokenizer)")
+        self.check(config)
+
+    @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
+    def check(self, config) -> None:  # noqa: ANN001
+        try:
+            summary = self.ftui.backend.check_dataset(
+                config, on_event=lambda e: self.post_message(EngineEventReceived(e, "dataset")))
+        except Exception as exc:
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, list):
+                reason = "\n".join(str(p) for p in reason)
+            self.post_message(WorkFailed("dataset", f"{type(exc).__name__}: {reason}"))
+            return
+        self.post_message(DatasetChecked(summary))
+
+    def on_engine_event_received(self, message: EngineEventReceived) -> None:
+        event = message.event
+        if isinstance(event, Progress):
+            total = f"/{event.total:g}" if event.total else ""
+            self.query_one("#dataset-status", Static).update(f"{event.stage}: {event.done:g}{total} {event.unit}")
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.checking = False
+        self.refresh_bindings()
+        self.query_one("#dataset-status", Static).update(Text(f"Check failed: {message.error}", style="bold red"))
+
+    def on_dataset_checked(self, message: DatasetChecked) -> None:
+        self.checking = False
+        summary: DatasetSummary = message.summary
+        self.summary = summary
+        status = self.query_one("#dataset-status", Static)
+        if summary.usable_rows:
+            self.ftui.config = self.ftui.config.replace(dataset=summary.path)
+            status.update(Text("Checked: this file is the run's dataset now.", style="green"))
+        else:
+            status.update(Text("No usable rows: this file cannot be trained on.", style="bold red"))
+        self.query_one("#dataset-summary", Static).update(render_summary(summary))
+        self.query_one("#dataset-problems", Static).update(render_problems(summary))
+        self.query_one("#dataset-sample", Static).update(render_sample(summary) if summary.sample else "")
+        histogram = self.query_one(LengthHistogram)
+        histogram.display = bool(summary.lengths)
+        histogram.show(summary.lengths, summary.max_seq_len)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "train" and (self.checking or getattr(self, "summary", None) is None
+                                  or not self.summary.usable_rows):
+            return None
+        return True
+
+    def action_train(self) -> None:
+        self.ftui.start_training(self.ftui.config)

@@ -1,0 +1,187 @@
+"""Export a trained run to GGUF: choose types, watch each stage, then the files, their
+verification against the merged model, and the line that loads it into Ollama."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Header, SelectionList, Static
+
+from engine.config import QUANT_TYPES
+from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportVerified, Progress
+from tui.messages import EngineEventReceived, WorkFailed
+from tui.screens.base import FtuiScreen
+
+
+def size_text(size_bytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size_bytes < 1024 or unit == "GiB":
+            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.1f} {unit}"
+        size_bytes /= 1024  # type: ignore[assignment]
+    return ""
+
+
+def ollama_line(run_dir: str, modelfile: str) -> str:
+    name = Path(run_dir).name.split("-", 4)[-1].lower() or "ftui-model"
+    return f"ollama create {name} -f {modelfile}"
+
+
+class ExportScreen(FtuiScreen):
+    TITLE = "Export"
+    HELP = ("Space toggles a GGUF type, x starts the export of the selected run: merge the adapter, "
+            "convert to F16, quantize, then check each file against the merged model (same token "
+            "ids, same next-token choices). y copies the `ollama create` line (works over SSH in "
+            "terminals that allow OSC 52). c chats with the exported model.")
+    BINDINGS = [
+        Binding("x", "start", "Export", id="start"),
+        Binding("y", "copy", "Copy ollama line", id="copy"),
+        Binding("c", "chat", "Chat", id="chat"),
+        Binding("ctrl+x", "cancel", "Cancel", id="cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        quants = set(self.ftui.config.export_quants)
+        yield Header()
+        yield Static("", id="export-run")
+        with VerticalScroll(id="export-body"):
+            yield SelectionList[str](*[(q, q, q in quants) for q in QUANT_TYPES], id="quants", compact=True)
+            yield Static("", id="export-stages")
+            yield DataTable(id="export-files", cursor_type="row", zebra_stripes=False)
+            yield Static("", id="export-verify")
+            yield Static("", id="ollama", classes="card")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.exporting = False
+        self.stop = threading.Event()
+        self.stages: dict[str, str] = {}
+        self.files: list[ExportFileWritten] = []
+        self.checks: list[ExportVerified] = []
+        self.modelfile: str | None = None
+        self.ggufs: list[str] = []
+        table = self.query_one(DataTable)
+        table.add_columns("file", "kind", "size")
+        table.display = False
+        run = self.ftui.export_run_dir
+        label = Text("Run: ", style="bold")
+        label.append(run or "none: train a run first or choose one on the runs screen")
+        self.query_one("#export-run", Static).update(label)
+        self.query_one(SelectionList).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        exporting = getattr(self, "exporting", False)
+        if action == "start":
+            return None if exporting or not self.ftui.export_run_dir else True
+        if action == "cancel":
+            return True if exporting else None
+        if action == "copy":
+            return True if getattr(self, "modelfile", None) else None
+        if action == "chat":
+            return True if getattr(self, "ggufs", None) else None
+        return True
+
+    def action_start(self) -> None:
+        quants = tuple(self.query_one(SelectionList).selected)
+        if not quants:
+            self.notify("Select at least one GGUF type (space toggles).", severity="warning")
+            return
+        self.exporting = True
+        self.stop = threading.Event()
+        self.stages.clear()
+        self.files.clear()
+        self.checks.clear()
+        self.query_one(DataTable).clear()
+        self.refresh_bindings()
+        self.run_export(self.ftui.export_run_dir, quants)
+
+    def action_cancel(self) -> None:
+        self.stop.set()
+        self.notify("Cancelling the export after the current stage…")
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def run_export(self, run_dir: str, quants: tuple[str, ...]) -> None:
+        try:
+            self.ftui.backend.export(run_dir, quants,
+                                     lambda e: self.post_message(EngineEventReceived(e, "export")), self.stop)
+        except Exception as exc:
+            self.post_message(WorkFailed("export", f"{type(exc).__name__}: {exc}"))
+
+    def on_engine_event_received(self, message: EngineEventReceived) -> None:
+        event = message.event
+        if isinstance(event, Progress):
+            done = f"{event.done / event.total:.0%}" if event.total else f"{event.done:g} {event.unit}"
+            self.stages[event.stage] = f"{done} {event.message}".strip()
+            self._show_stages()
+        elif isinstance(event, ExportFileWritten):
+            self.files.append(event)
+            table = self.query_one(DataTable)
+            table.display = True
+            table.add_row(event.path, event.quant or event.kind, size_text(event.size_bytes))
+            if event.kind == "modelfile":
+                self.modelfile = event.path
+            if event.kind == "gguf":
+                self.ggufs.append(event.path)
+        elif isinstance(event, ExportVerified):
+            self.checks.append(event)
+            self._show_checks()
+        elif isinstance(event, ExportFinished):
+            self._finish(Text(f"Export finished: {len(event.files)} files in {event.out_dir}", style="green"))
+        elif isinstance(event, ExportFailed):
+            self._finish(Text(f"Export failed: {event.reason} {event.advice}", style="bold red"))
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self._finish(Text(f"Export failed: {message.error}", style="bold red"))
+
+    def _finish(self, outcome: Text) -> None:
+        self.exporting = False
+        self.stages["result"] = outcome.plain
+        stages = self.query_one("#export-stages", Static)
+        text = self._stage_text()
+        text.append_text(outcome)
+        stages.update(text)
+        if self.modelfile:
+            line = ollama_line(self.ftui.export_run_dir or "", self.modelfile)
+            self.query_one("#ollama", Static).update(Text.assemble(("Load into Ollama:\n", "bold"), line))
+            self.ollama = line
+        if self.ggufs:
+            self.ftui.chat_gguf = self.ggufs[-1]
+        self.refresh_bindings()
+
+    def _stage_text(self) -> Text:
+        text = Text()
+        for stage, state in self.stages.items():
+            if stage != "result":
+                text.append(f"{stage:<14}", style="bold")
+                text.append(f"{state}\n")
+        return text
+
+    def _show_stages(self) -> None:
+        self.query_one("#export-stages", Static).update(self._stage_text())
+
+    def _show_checks(self) -> None:
+        text = Text("Verification against the merged model\n", style="bold")
+        for check in self.checks:
+            text.append(f"{check.quant:<8}", style="bold")
+            text.append("PASS " if check.passed else "FAIL ", style="green" if check.passed else "bold red")
+            text.append(f"token ids {'match' if check.token_ids_match else 'DIFFER'}, "
+                        f"argmax agreement {check.argmax_agreement:.1%}")
+            if check.max_abs_logit_diff is not None:
+                text.append(f", max logit diff {check.max_abs_logit_diff:.3f}")
+            if check.stops_at_end_of_turn is not None:
+                text.append(f", stops at end of turn: {'yes' if check.stops_at_end_of_turn else 'no'}")
+            text.append("\n")
+        self.query_one("#export-verify", Static).update(text.rstrip())
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.ollama)
+        self.notify(f"Copied: {self.ollama}")
+
+    def action_chat(self) -> None:
+        self.ftui.chat_gguf = self.ggufs[-1]
+        self.ftui.goto("chat")

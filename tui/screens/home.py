@@ -1,0 +1,165 @@
+"""The first screen: what this machine has and what it can train, with one key to accept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from engine.config import RunConfig
+from tui.messages import HardwareProbed, WorkFailed
+from tui.screens.base import FtuiScreen
+from tui.widgets.bars import bar
+
+PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
+
+
+def config_from_recommendation(rec: Any, report: Any, presets: list[Any], current: RunConfig) -> tuple[RunConfig, str]:
+    """On a CPU the demo preset as it is; on a GPU the preset for the method with the
+    recommended model, batch, accumulation and length laid over it."""
+    by_name = {p.name: p for p in presets}
+    name = "demo" if not report.gpus else PRESET_FOR_METHOD.get(rec.method, "balanced")
+    preset = by_name.get(name)
+    base = preset.apply(RunConfig(dataset=current.dataset)) if preset else current
+    if not report.gpus:
+        return base.replace(model=rec.model), f"preset {name}"
+    return base.replace(model=rec.model, method=rec.method, batch_size=rec.batch_size,
+                        grad_accum=rec.grad_accum, max_seq_len=rec.seq_len), f"preset {name} + recommendation"
+
+
+def render_gpu(gpu: Any) -> Text:
+    used = gpu.total_gib - gpu.free_gib
+    text = Text(f"GPU {gpu.index}  ", style="bold")
+    text.append(f"{gpu.name}\n")
+    text.append("  VRAM ")
+    text.append_text(bar(used, gpu.total_gib, width=24, style="yellow"))
+    text.append(f" {gpu.free_gib:.1f} free of {gpu.total_gib:.1f} GiB\n")
+    cc = ".".join(str(n) for n in gpu.compute_capability)
+    text.append(f"  compute {cc}, bf16 {'yes' if gpu.bf16 else 'no (fp16 is used)'}\n")
+    if gpu.processes:
+        for proc in gpu.processes:
+            text.append(f"  in use: {_process_line(proc)}\n", style="yellow")
+    else:
+        text.append("  no other processes on it\n", style="dim")
+    return text
+
+
+def _process_line(proc: Any) -> str:
+    name = getattr(proc, "name", "") or "?"
+    pid = getattr(proc, "pid", "?")
+    used = getattr(proc, "used_gib", None)
+    return f"{name} (pid {pid})" + (f" {used:.1f} GiB" if used is not None else "")
+
+
+def render_cpu(report: Any) -> Text:
+    text = Text("CPU mode: no NVIDIA GPU found", style="bold yellow")
+    text.append(f"\n  {report.cpu_cores} CPU cores, {report.ram_gib:.1f} GiB RAM. Training runs on the CPU: "
+                "the embedded 135M model trains in minutes, larger ones are impractical.")
+    if report.note:
+        text.append(f"\n  {report.note}", style="dim")
+    return text
+
+
+def render_recommendation(rec: Any) -> Text:
+    text = Text("Recommended\n", style="bold")
+    text.append(f"  model       {rec.model}\n")
+    text.append(f"  method      {rec.method}\n")
+    text.append(f"  batch       {rec.batch_size} x {rec.grad_accum} accumulation "
+                f"(effective {rec.batch_size * rec.grad_accum})\n")
+    text.append(f"  sequence    {rec.seq_len} tokens\n")
+    text.append("  peak        ")
+    if rec.free_gib:
+        text.append_text(bar(rec.peak_gib, rec.free_gib, width=16))
+        text.append(f" {rec.peak_gib:.1f} of {rec.free_gib:.1f} GiB ")
+        text.append("fits" if rec.fits else "does not fit", style="green" if rec.fits else "bold red")
+    else:
+        text.append(f"{rec.peak_gib:.1f} GiB")
+    text.append(f"\n  why: {rec.reason}", style="italic")
+    return text
+
+
+class HomeScreen(FtuiScreen):
+    TITLE = "Home"
+    HELP = ("The hardware ftui found and the largest model and batch that fit it. "
+            "Enter takes the recommendation into the configuration form; the other keys open "
+            "the other screens. ctrl+p opens the command palette.")
+    BINDINGS = [
+        Binding("enter", "accept", "Accept", id="accept"),
+        Binding("p", "app.goto('presets')", "Presets", id="presets"),
+        Binding("c", "app.goto('config')", "Config", id="config"),
+        Binding("d", "app.goto('dataset')", "Dataset", id="dataset"),
+        Binding("t", "app.goto('training')", "Training", id="training"),
+        Binding("r", "app.goto('runs')", "Runs", id="runs"),
+        Binding("h", "app.goto('chat')", "Chat", id="chat"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="home"):
+            yield Static("Probing the hardware…", id="hardware", classes="card")
+            yield Static("", id="recommendation", classes="card")
+            yield Static("", id="selected")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_selected()
+        if self.ftui.hardware is None:
+            self.probe()
+        else:
+            self.show(self.ftui.hardware, self.ftui.recommendation)
+
+    def on_screen_resume(self) -> None:
+        self.show_selected()
+
+    def show_selected(self) -> None:
+        config = self.ftui.config
+        self.query_one("#selected", Static).update(
+            Text.assemble(("Selected: ", "bold"), f"{config.model}, {config.method}, {config.dataset}",
+                          (f"  ({self.ftui.config_source})", "dim")))
+
+    @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
+    def probe(self) -> None:
+        try:
+            report = self.ftui.backend.probe()
+            rec = self.ftui.backend.recommend(report)
+        except Exception as exc:
+            self.post_message(WorkFailed("probe", f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(HardwareProbed(report, rec))
+
+    def on_hardware_probed(self, message: HardwareProbed) -> None:
+        self.ftui.hardware = message.report
+        self.ftui.recommendation = message.recommendation
+        self.show(message.report, message.recommendation)
+        self.refresh_bindings()
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.query_one("#hardware", Static).update(Text(f"Hardware probe failed: {message.error}", style="bold red"))
+
+    def show(self, report: Any, rec: Any) -> None:
+        if report.gpus:
+            text = Text()
+            for gpu in report.gpus:
+                text.append_text(render_gpu(gpu))
+            text.append(f"driver {report.driver}, {report.cpu_cores} CPU cores, {report.ram_gib:.0f} GiB RAM",
+                        style="dim")
+        else:
+            text = render_cpu(report)
+        self.query_one("#hardware", Static).update(text)
+        self.query_one("#recommendation", Static).update(render_recommendation(rec))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "accept" and self.ftui.recommendation is None:
+            return None
+        return True
+
+    def action_accept(self) -> None:
+        app = self.ftui
+        app.config, app.config_source = config_from_recommendation(
+            app.recommendation, app.hardware, app.backend.presets(), app.config)
+        app.goto("config")

@@ -1,0 +1,156 @@
+"""Past runs: status, best validation loss and what each left behind, with the actions on them."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engine.config import ConfigError
+from tui.backend import RunSummary
+from tui.screens.base import FtuiScreen
+from tui.screens.dialogs import ConfirmScreen
+from tui.training_log import TrainingLog
+
+STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "cyan"}
+
+
+class RunsScreen(FtuiScreen):
+    TITLE = "Runs"
+    HELP = ("Runs found in the output folder, newest first. Enter opens a run's charts and log; "
+            "u resumes a stopped or failed run from its last checkpoint; e exports it; c chats "
+            "with its GGUF; d deletes the run folder after asking.")
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="open"),
+        Binding("u", "resume", "Resume", id="resume"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("c", "chat", "Chat", id="chat"),
+        Binding("d", "delete", "Delete", id="delete"),
+        Binding("f5", "reload", "Reload", id="reload"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="runs-note")
+        yield DataTable(id="runs", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.runs: list[RunSummary] = []
+        table = self.query_one(DataTable)
+        table.add_columns("run", "status", "steps", "best val", "method", "artifacts")
+        self.action_reload()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        try:
+            self.runs = self.ftui.backend.list_runs(self.ftui.config.output_dir)
+        except (OSError, ValueError) as exc:
+            self.runs = []
+            self.query_one("#runs-note", Static).update(Text(f"Could not read the runs: {exc}", style="red"))
+        for run in self.runs:
+            best = f"{run.best_val_loss:.4f}" if run.best_val_loss is not None else "-"
+            table.add_row(Text(run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+                          f"{run.step}/{run.total_steps}", best, run.method, ", ".join(run.artifacts) or "-",
+                          key=run.path)
+        if not self.runs:
+            self.query_one("#runs-note", Static).update(
+                f"No runs in {self.ftui.config.output_dir}/ yet: train one from the config screen.")
+        else:
+            self.query_one("#runs-note", Static).update(f"{len(self.runs)} run(s) in {self.ftui.config.output_dir}/")
+        self.refresh_bindings()
+
+    @property
+    def current(self) -> RunSummary | None:
+        table = self.query_one(DataTable)
+        if not self.runs or table.cursor_row is None or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
+
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.is_mounted or action in ("back", "help", "reload"):
+            return True
+        run = self.current
+        if action == "open":
+            return run is not None or None
+        if action == "delete":
+            return (run is not None and not self._is_live(run)) or None
+        if action == "resume":
+            return (run is not None and run.resumable and not self.ftui.training.active) or None
+        if action == "export":
+            return (run is not None and run.trained) or None
+        if action == "chat":
+            return (run is not None and bool(run.ggufs)) or None
+        return True
+
+    def _is_live(self, run: RunSummary) -> bool:
+        return self.ftui.training.active and self.ftui.training.run_dir == run.path
+
+    def action_open(self) -> None:
+        run = self.current
+        if run is None:
+            return
+        if self._is_live(run):
+            self.ftui.goto("training")
+            return
+        if self.ftui.training.active:
+            self.notify("A run is in progress; its screen shows that run.", severity="warning")
+            return
+        self.ftui.training = TrainingLog.replay(self.ftui.backend.run_events(run.path), run.status, run.path)
+        self.ftui.export_run_dir = run.path
+        self.ftui.goto("training")
+
+    def action_resume(self) -> None:
+        run = self.current
+        if run is None:
+            return
+        try:
+            config = self.ftui.backend.run_config(run.path)
+        except ConfigError as exc:
+            self.notify(f"Cannot resume: {exc}", severity="error", timeout=10)
+            return
+        self.ftui.config_source = f"run {run.name}"
+        self.ftui.start_training(config, resume=run.path)
+
+    def action_export(self) -> None:
+        run = self.current
+        if run is not None:
+            self.ftui.export_run_dir = run.path
+            self.ftui.goto("export")
+
+    def action_chat(self) -> None:
+        run = self.current
+        if run is not None and run.ggufs:
+            self.ftui.export_run_dir = run.path
+            self.ftui.chat_gguf = run.ggufs[0]
+            self.ftui.goto("chat")
+
+    def action_delete(self) -> None:
+        run = self.current
+        if run is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.ftui.backend.delete_run(run.path)
+            except (OSError, ValueError) as exc:
+                self.notify(f"Could not delete {run.path}: {exc}", severity="error")
+                return
+            self.notify(f"Deleted {run.path}")
+            self.action_reload()
+
+        self.app.push_screen(ConfirmScreen(f"Delete {run.path} and everything in it?"), answered)

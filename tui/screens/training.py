@@ -1,0 +1,169 @@
+"""The training screen: live loss, rate, ETA and memory, advice banners and the run's log.
+
+It is installed once and kept, and draws from the app's TrainingLog, so leaving it during a
+run and coming back loses nothing. Points arrive one message each; redraws are batched on a
+timer so a fast run does not flood a slow SSH link.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+
+from engine.events import Diagnosis, StepLogged, TrainFailed, TrainFinished
+from tui.screens.base import FtuiScreen
+from tui.screens.dialogs import ConfirmScreen
+from tui.widgets.loss_plot import LossPlot
+
+REDRAW_S = 0.25
+SSH_HINT = ("Over SSH outside tmux/screen: a dropped connection stops this run (at a checkpoint). "
+            "Run ftui inside tmux to keep it going.")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class TrainingScreen(FtuiScreen):
+    TITLE = "Training"
+    HELP = ("The run in progress (or the run opened from the runs screen). x stops it after "
+            "asking; the engine writes a checkpoint first, and the runs screen can resume it. "
+            "Banners appear when the engine sees overfitting, underfitting or divergence. "
+            "Leaving this screen does not stop the run.")
+    BINDINGS = [
+        Binding("s", "start", "Start", id="start"),
+        Binding("x", "stop", "Stop", id="stop"),
+        Binding("e", "export", "Export", id="export"),
+        Binding("o", "app.goto('config')", "Config", id="config"),
+        Binding("r", "app.goto('runs')", "Runs", id="runs"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(SSH_HINT, id="ssh-hint", classes="warning-line")
+        yield Static("", id="train-status")
+        yield ProgressBar(id="train-progress", show_eta=False)
+        yield Static("", id="diagnosis", classes="banner")
+        yield LossPlot(id="loss")
+        yield RichLog(id="train-log", max_lines=2000, wrap=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from tui.app import over_ssh_without_multiplexer
+
+        self._dirty = False
+        self.query_one("#ssh-hint").display = False
+        self.ssh_hint = over_ssh_without_multiplexer()
+        self.set_interval(REDRAW_S, self._redraw_if_dirty)
+        self.redraw_all()
+
+    def reset(self) -> None:
+        if self.is_mounted:
+            self.redraw_all()
+
+    def on_screen_resume(self) -> None:
+        self.redraw_all()
+
+    def redraw_all(self) -> None:
+        log = self.ftui.training
+        widget = self.query_one(RichLog)
+        widget.clear()
+        for line in log.lines:
+            widget.write(line)
+        self.query_one("#ssh-hint").display = self.ssh_hint and log.active
+        self._show_diagnosis()
+        self._dirty = True
+        self._redraw_if_dirty()
+
+    def show_event(self, event: object, line: str | None) -> None:
+        if not self.is_mounted:
+            return
+        if line:
+            self.query_one(RichLog).write(line)
+        if isinstance(event, Diagnosis):
+            self._show_diagnosis()
+        if isinstance(event, TrainFinished | TrainFailed):
+            self.query_one("#ssh-hint").display = False
+            self.refresh_bindings()
+            if isinstance(event, TrainFailed):
+                self.notify(f"Training failed: {event.reason}", severity="error", timeout=10)
+            else:
+                self.notify(f"Run {'stopped' if event.stopped else 'finished'}: {event.run_dir}")
+        self._dirty = True
+        if not isinstance(event, StepLogged):
+            self._redraw_if_dirty()
+
+    def refresh_status(self) -> None:
+        if not self.is_mounted:
+            return
+        self._dirty = True
+        self._redraw_if_dirty()
+
+    def _show_diagnosis(self) -> None:
+        banner = self.query_one("#diagnosis", Static)
+        diagnoses = self.ftui.training.diagnoses
+        if not diagnoses:
+            banner.display = False
+            return
+        last = diagnoses[-1]
+        text = Text(f"{last.kind.upper()} at step {last.step}: ", style="bold")
+        text.append(f"{last.message} ")
+        text.append(last.advice, style="italic")
+        banner.update(text)
+        banner.display = True
+
+    def _redraw_if_dirty(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        log = self.ftui.training
+        self.query_one("#ssh-hint").display = self.ssh_hint and log.active
+        status = Text(f"{log.status.upper()} ", style="bold")
+        step = log.last_step
+        if step:
+            status.append(f"step {step.step}/{step.total_steps}  epoch {step.epoch:.2f}  loss {step.loss:.4f}  "
+                          f"lr {step.lr:.1e}\n{step.tokens_per_s:,.0f} tok/s  ")
+            status.append(f"ETA {duration(step.eta_s)}  " if log.active else f"took {duration(step.elapsed_s)}  ")
+            status.append(f"mem {step.peak_mem_gib:.2f} GiB")
+        elif log.status == "idle":
+            status.append("no run yet: s starts one with the current configuration")
+        if log.best_val_loss is not None:
+            status.append(f"  best val {log.best_val_loss:.4f}")
+        if log.failed:
+            status.append(f"\n{log.failed.reason}", style="bold red")
+        self.query_one("#train-status", Static).update(status)
+        progress = self.query_one(ProgressBar)
+        progress.update(total=log.total_steps or None, progress=step.step if step else 0)
+        self.query_one(LossPlot).show(log.train_points, log.val_points, log.total_steps)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        log = self.ftui.training
+        if action == "start":
+            return None if log.active else True
+        if action == "stop":
+            return True if log.status in ("preparing", "running") else None
+        if action == "export":
+            return True if log.finished and not log.active else None
+        return True
+
+    def action_start(self) -> None:
+        self.ftui.start_training(self.ftui.config)
+
+    def action_stop(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.ftui.stop_training()
+                self.query_one(RichLog).write("stop requested: finishing the step and writing a checkpoint…")
+                self.refresh_bindings()
+
+        self.app.push_screen(ConfirmScreen("Stop training? A checkpoint is written; the run can be resumed."),
+                             answered)
+
+    def action_export(self) -> None:
+        self.ftui.export_run_dir = self.ftui.training.run_dir
+        self.ftui.goto("export")

@@ -1,0 +1,103 @@
+"""Everything a run has reported so far, kept by the app so the training screen can be left and
+reopened (or rebuilt from a past run's metrics.jsonl) without losing a point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.events import (
+    CheckpointSaved,
+    Diagnosis,
+    EvalLogged,
+    Progress,
+    StepLogged,
+    TrainFailed,
+    TrainFinished,
+    TrainStarted,
+)
+
+
+@dataclass
+class TrainingLog:
+    status: str = "idle"
+    """idle, preparing, running, stopping, finished, stopped or failed."""
+    run_dir: str | None = None
+    started: TrainStarted | None = None
+    last_step: StepLogged | None = None
+    train_points: list[tuple[int, float]] = field(default_factory=list)
+    val_points: list[tuple[int, float]] = field(default_factory=list)
+    best_val_loss: float | None = None
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    checkpoints: list[CheckpointSaved] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    finished: TrainFinished | None = None
+    failed: TrainFailed | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("preparing", "running", "stopping")
+
+    @property
+    def total_steps(self) -> int:
+        if self.last_step:
+            return self.last_step.total_steps
+        return self.started.total_steps if self.started else 0
+
+    def apply(self, event: Any) -> str | None:
+        """Record one event; return the log line it adds, if any."""
+        line = self._line(event)
+        if line:
+            self.lines.append(line)
+        return line
+
+    def _line(self, event: Any) -> str | None:
+        if isinstance(event, Progress):
+            if self.status == "idle":
+                self.status = "preparing"
+            total = f"/{event.total:g}" if event.total else ""
+            return f"{event.stage}: {event.done:g}{total} {event.unit} {event.message}".rstrip()
+        if isinstance(event, TrainStarted):
+            self.status = "running" if self.status != "stopping" else "stopping"
+            self.started = event
+            self.run_dir = event.run_dir
+            resumed = f", resumed at step {event.start_step}" if event.start_step else ""
+            return (f"started {event.run_dir} on {event.device}: {event.total_steps} steps, "
+                    f"{event.train_examples} train / {event.val_examples} val examples, "
+                    f"{event.trainable_params:,} of {event.total_params:,} parameters trained, "
+                    f"{event.pad_share:.0%} padding{resumed}")
+        if isinstance(event, StepLogged):
+            self.last_step = event
+            self.train_points.append((event.step, event.loss))
+            return None
+        if isinstance(event, EvalLogged):
+            self.val_points.append((event.step, event.val_loss))
+            self.best_val_loss = event.best_val_loss
+            return f"step {event.step}: validation loss {event.val_loss:.4f} (best {event.best_val_loss:.4f})"
+        if isinstance(event, CheckpointSaved):
+            self.checkpoints.append(event)
+            return f"step {event.step}: checkpoint ({event.reason}) {event.path}"
+        if isinstance(event, Diagnosis):
+            self.diagnoses.append(event)
+            return f"step {event.step}: {event.kind}: {event.message} {event.advice}"
+        if isinstance(event, TrainFinished):
+            self.finished = event
+            self.run_dir = event.run_dir
+            self.status = "stopped" if event.stopped else "finished"
+            best = f", best validation loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
+            return f"{self.status} after {event.steps} steps: loss {event.final_loss:.4f}{best}. {event.reason}".strip()
+        if isinstance(event, TrainFailed):
+            self.failed = event
+            self.status = "failed"
+            at = f" at step {event.step}" if event.step is not None else ""
+            return f"failed{at}: {event.reason} {event.advice}"
+        return None
+
+    @classmethod
+    def replay(cls, events: list[Any], status: str, run_dir: str) -> TrainingLog:
+        log = cls(status="running", run_dir=run_dir)
+        for event in events:
+            log.apply(event)
+        if log.status in ("running", "preparing"):
+            log.status = status
+        return log
