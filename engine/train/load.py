@@ -80,7 +80,8 @@ def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, P
         problems = list(getattr(exc, "problems", []))
         shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
         more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
-        raise Failure(f"the dataset {config.dataset} failed validation: {exc}\n{shown}{more}".rstrip(),
+        summary = getattr(exc, "summary", "") or "it failed validation"
+        raise Failure(f"the dataset cannot be used: {summary}\n{shown}{more}".rstrip(),
                       f"fix the rows named above (see `ftui data check {config.dataset}`), or raise "
                       f"max_bad_share (now {config.max_bad_share:g}) to skip them") from None
     if not data.train:

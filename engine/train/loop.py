@@ -164,9 +164,7 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
     from transformers import set_seed
 
     set_seed(config.seed)
-    emit(Progress("model", 0, 1, message=f"loading {loaded.model_ref}"))
     model = apply_method(loaded.build_model(config, precision), config)
-    emit(Progress("model", 1, 1, message=f"loaded {loaded.model_ref} for {config.method}"))
     trainable, total = count_params(model)
     check_free_space(run.path, trainable, config.method, total)
     optimizer, note = build_optimizer(model, config, precision.device)
