@@ -64,7 +64,7 @@ class HardwareReport:
 def probe(nvml: Any = None) -> HardwareReport:
     """Every GPU NVML can see, plus CPU cores and RAM. Never raises for a missing driver or GPU."""
     cores = os.cpu_count() or 1
-    ram = _ram_gib()
+    ram = ram_gib()
     if nvml is None:
         try:
             import pynvml as nvml
@@ -163,7 +163,8 @@ def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None) -> 
     return HardwareReport((), cores, ram, driver, note)
 
 
-def _ram_gib() -> float:
+def ram_gib() -> float:
+    """Physical memory of this machine; what CPU training can use at most."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     except (AttributeError, ValueError, OSError):  # not POSIX: the report just shows 0

@@ -1,0 +1,233 @@
+"""Peak GPU memory of a fine-tuning run, from the catalog's architecture numbers alone.
+
+Planning happens before anything is downloaded, and for cards the user does not have, so the
+estimate is arithmetic over `ModelSpec` (layers, hidden, intermediate, heads, kv heads, vocab),
+written from first principles: what each tensor is, its dtype and how long it lives. Parts that
+never coexist are not added up: with gradient checkpointing the loss's logits are freed before
+the first layer is recomputed, so only the larger of the two counts.
+
+How tensors are held depends on the training code, so that is a parameter (`Runtime`):
+`HF_PEFT` is ftui's own stack (engine/train: transformers + peft, bf16 autocast); `TORCHTUNE`
+describes the recipes behind the published figures the estimator is checked against
+(tests/hardware/test_estimate.py), so the shared arithmetic is tested on real measurements.
+No fudge factor is applied: the only tuned numbers are the named overheads below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from engine.catalog import ModelSpec
+from engine.config import DEFAULT_TARGET_MODULES
+
+GIB = 1024**3
+BYTES_16BIT = 2
+BYTES_FP32 = 4
+NF4_BYTES_PER_WEIGHT = 0.5
+"""4-bit NormalFloat: two weights per byte."""
+NF4_BLOCK_SIZE = 64
+NF4_DOUBLE_QUANT_BYTES_PER_WEIGHT = (1 + BYTES_FP32 / 256) / NF4_BLOCK_SIZE
+"""bitsandbytes double quantisation: one 8-bit absmax per 64-weight block plus one fp32 scale per
+256 absmax values, ~0.127 bits per weight on top of the 4."""
+ADAMW_8BIT_BYTES = 2
+"""bitsandbytes AdamW8bit: two 8-bit moments per trainable weight (block scales are negligible)."""
+ADAMW_32BIT_MOMENTS = 2
+"""torch AdamW keeps two moments per weight, in the weight's own dtype."""
+ACTIVATION_BYTES = BYTES_16BIT
+"""Activations under bf16/fp16 autocast."""
+DROPOUT_MASK_BYTES = 1
+CUDA_CONTEXT_GIB = 0.5
+"""CUDA runtime, cuBLAS workspaces and torch's kernels: outside torch's allocator, but counted by
+nvidia-smi and so by what fits (0.3-0.6 GiB on recent drivers)."""
+ALLOCATOR_SLACK = 0.05
+"""torch's caching allocator reserves more than it hands out (fragmentation); share of the tensors."""
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
+METHODS = ("lora", "qlora", "dora", "full")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the training code holds its tensors, which is not a property of the model."""
+
+    name: str
+    adapter_bytes: int
+    """dtype width of LoRA/DoRA weights, hence of their gradients and AdamW moments."""
+    full_weight_bytes: int
+    """dtype width full fine-tuning keeps trained weights in (fp32 master weights: 4)."""
+    autocast_weight_copy: bool
+    """Full fine-tuning under autocast: the 16-bit cast of every weight is saved for backward."""
+    kbit_plain_bytes: int
+    """QLoRA: dtype width of the weights left unquantised (embeddings, norms, lm_head)."""
+    loss_bytes_per_logit: float
+    """Peak bytes per (token x vocab) element while the loss and its backward run."""
+    offload_checkpoints: bool = False
+    """Checkpointed layer inputs live in CPU memory between forward and backward."""
+
+
+HF_PEFT = Runtime(
+    name="ftui: transformers + peft, bf16 autocast",
+    # peft upcasts adapter weights to fp32 (autocast_adapter_dtype) for stable updates.
+    adapter_bytes=BYTES_FP32,
+    # engine/train/methods.py loads full fine-tuning in fp32: AdamW updates vanish in 16-bit weights.
+    full_weight_bytes=BYTES_FP32,
+    autocast_weight_copy=True,
+    # peft's prepare_model_for_kbit_training casts every non-4-bit parameter to fp32.
+    kbit_plain_bytes=BYTES_FP32,
+    # transformers' ForCausalLMLoss upcasts the logits to fp32 and cross_entropy saves its fp32
+    # log-softmax (4); backward then holds that, the incoming gradient (4) and the gradient it
+    # produces (4). The bf16 logits themselves are freed with the model output before backward.
+    loss_bytes_per_logit=3 * BYTES_FP32,
+)
+
+TORCHTUNE = Runtime(
+    name="torchtune single-device recipe: bf16, compiled, chunked cross-entropy",
+    adapter_bytes=BYTES_16BIT,
+    full_weight_bytes=BYTES_16BIT,
+    autocast_weight_copy=False,
+    kbit_plain_bytes=BYTES_16BIT,
+    # The bf16 logits of all 8 chunks are kept for backward; the compiled loss upcasts one
+    # chunk at a time and writes a bf16 gradient per chunk.
+    loss_bytes_per_logit=BYTES_16BIT + BYTES_16BIT / 8,
+)
+
+TORCHTUNE_OFFLOAD = replace(TORCHTUNE, name=TORCHTUNE.name + ", activation offloading", offload_checkpoints=True)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    peak_gib: float
+    breakdown: dict[str, float]
+    """GiB per part; the parts add up to peak_gib. With gradient checkpointing, "logits" is what
+    the loss needs beyond the recomputed layer it alternates with."""
+
+    @property
+    def tensors_gib(self) -> float:
+        """What torch's allocator itself reports as peak (no CUDA context, no fragmentation)."""
+        return self.peak_gib - self.breakdown["cuda_context"] - self.breakdown["allocator"]
+
+
+def estimate(
+    spec: ModelSpec,
+    method: str,
+    batch_size: int,
+    seq_len: int,
+    *,
+    grad_checkpointing: bool = False,
+    optimizer: str = "adamw",
+    lora_r: int = 16,
+    target_modules: Sequence[str] | None = None,
+    lora_dropout: float = 0.0,
+    runtime: Runtime = HF_PEFT,
+) -> MemoryEstimate:
+    """Peak memory of one training step (the first optimizer step included) on one GPU."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError("batch_size and seq_len must be at least 1")
+    if method == "full" and spec.bits == 4:
+        raise ValueError(f"{spec.id} holds 4-bit weights, which full fine-tuning cannot train; "
+                         f"use {spec.base_16bit or 'its 16-bit model'} or a LoRA method")
+    targets = tuple(target_modules) if target_modules else DEFAULT_TARGET_MODULES
+    shapes = _linear_shapes(spec)
+    unknown = [t for t in targets if t not in shapes]
+    if unknown and method != "full":
+        raise ValueError(f"target module(s) {', '.join(unknown)} are not in {spec.name}; "
+                         f"choose from {', '.join(shapes)}")
+    tokens = batch_size * seq_len
+    quantized = method == "qlora" or spec.bits == 4
+    linear = spec.layers * sum(i * o for i, o in shapes.values())
+    plain = spec.params - linear  # embeddings, lm_head, norms
+
+    parts: dict[str, float] = {}
+    if method == "full":
+        weight_bytes = runtime.full_weight_bytes
+        trainable = spec.params
+        parts["weights"] = spec.params * weight_bytes
+        if runtime.autocast_weight_copy and weight_bytes != BYTES_16BIT:
+            parts["weights"] += spec.params * BYTES_16BIT
+    else:
+        weight_bytes = runtime.adapter_bytes
+        adapted = [shapes[t] for t in targets]
+        trainable = spec.layers * sum(lora_r * (i + o) for i, o in adapted)
+        if method == "dora":
+            trainable += spec.layers * sum(o for _, o in adapted)  # one magnitude per output row
+        if quantized:
+            parts["weights"] = linear * (NF4_BYTES_PER_WEIGHT + NF4_DOUBLE_QUANT_BYTES_PER_WEIGHT)
+            parts["weights"] += plain * runtime.kbit_plain_bytes
+        else:
+            parts["weights"] = spec.params * BYTES_16BIT
+        parts["adapters"] = trainable * weight_bytes
+    parts["gradients"] = trainable * weight_bytes
+    moment_bytes = ADAMW_8BIT_BYTES if optimizer != "adamw" else ADAMW_32BIT_MOMENTS * weight_bytes
+    parts["optimizer"] = trainable * moment_bytes
+
+    layer = tokens * _layer_activation_bytes(spec, method, targets if method != "full" else (), lora_dropout)
+    loss = tokens * spec.vocab * runtime.loss_bytes_per_logit
+    if grad_checkpointing:
+        saved_inputs = 0 if runtime.offload_checkpoints else spec.layers * tokens * spec.hidden * ACTIVATION_BYTES
+        parts["activations"] = saved_inputs + layer
+        parts["logits"] = max(0.0, loss - layer)
+    else:
+        parts["activations"] = spec.layers * layer
+        parts["logits"] = loss
+    parts["workspace"] = _workspace(spec, shapes, quantized, method, runtime)
+
+    tensors = sum(parts.values())
+    parts["allocator"] = tensors * ALLOCATOR_SLACK
+    parts["cuda_context"] = CUDA_CONTEXT_GIB * GIB
+    breakdown = {name: value / GIB for name, value in parts.items()}
+    return MemoryEstimate(peak_gib=sum(breakdown.values()), breakdown=breakdown)
+
+
+def _linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each projection in one decoder layer (Llama-style, grouped-query)."""
+    h, kv = spec.hidden, spec.hidden // spec.heads * spec.kv_heads
+    return {
+        "q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+        "gate_proj": (h, spec.intermediate), "up_proj": (h, spec.intermediate),
+        "down_proj": (spec.intermediate, h),
+    }
+
+
+def _layer_activation_bytes(spec: ModelSpec, method: str, targets: Sequence[str], lora_dropout: float) -> float:
+    """Bytes one decoder layer saves for backward, per token, in eager mode.
+
+    Attention: each RMSNorm saves its input upcast to fp32 (4h); the normed input the
+    projections read (2h); SDPA/flash saves q, k, v and its output (2h + 2kv + 2kv + 2h).
+    MLP: norm (4h) and its output (2h); gate output for SiLU, SiLU output and up output for the
+    product, and the product for down_proj (4 x 2I). Frozen base weights need no saved input
+    beyond these; LoRA's small rank-r intermediates are ignored.
+    """
+    h, i = spec.hidden, spec.intermediate
+    kv = h // spec.heads * spec.kv_heads
+    a = ACTIVATION_BYTES
+    norms = 2 * BYTES_FP32 * h + 2 * a * h
+    attention = a * (2 * h + 4 * kv)
+    mlp = 4 * a * i
+    total = norms + attention + mlp
+    shapes = _linear_shapes(spec)
+    if lora_dropout > 0:
+        # peft gives every adapted layer its own dropout, which saves its output and mask.
+        total += sum(shapes[t][0] for t in targets) * (a + DROPOUT_MASK_BYTES)
+    if method == "dora":
+        # DoRA rescales the base output by the magnitude: base and adapter outputs are saved.
+        total += sum(shapes[t][1] for t in targets) * 2 * a
+    return total
+
+
+def _workspace(spec: ModelSpec, shapes: dict[str, tuple[int, int]], quantized: bool, method: str,
+               runtime: Runtime) -> float:
+    """Short-lived buffers: a 4-bit matrix dequantised for its matmul, an fp32 lm_head cast to 16 bits,
+    DoRA's merged weight for its norm."""
+    largest = max(i * o for i, o in shapes.values())
+    out = 0.0
+    if quantized:
+        out += largest * BYTES_16BIT
+        if runtime.kbit_plain_bytes != BYTES_16BIT:
+            out += spec.vocab * spec.hidden * BYTES_16BIT
+    if method == "dora":
+        out += largest * BYTES_FP32
+    return out

@@ -1,0 +1,177 @@
+"""Which model, method and batch size to start with on this GPU, and the plain reason why.
+
+The ladder is Llama 3.1 8B, 3.2 3B, 3.2 1B: the largest that fits wins, with 16-bit LoRA when
+it fits and QLoRA on the catalog's 4-bit repository when only that does, at the largest batch
+that fits and gradient accumulation up to an effective batch of about 16. "Fits" keeps
+headroom for what the estimate cannot see (other programs growing, longer-than-usual batches).
+The same arithmetic answers the training engine's out-of-memory question: what smaller setting
+is predicted to fit (`suggest_smaller`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.catalog import ModelSpec, four_bit_variant, get
+from engine.estimate import estimate
+from engine.hardware import GpuInfo, HardwareReport, ram_gib
+
+LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
+"""Largest first; each has a 4-bit variant in the catalog for QLoRA."""
+CPU_MODEL = "smollm2-135m"
+CPU_SEQ_LEN = 512
+"""CPU training is practical only for short examples."""
+CPU_BATCH_SIZE = 4
+HEADROOM_SHARE = 0.10
+HEADROOM_GIB = 0.5
+"""A plan fits when its estimate stays under free x (1 - 10%) - 0.5 GiB."""
+MAX_BATCH_SIZE = 16
+EFFECTIVE_BATCH = 16
+"""Examples per optimizer step the plan aims for through gradient accumulation."""
+MIN_SEQ_LEN = 256
+"""suggest_smaller shortens sequences no further than this."""
+METHOD_LABELS = {"lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA", "full": "full fine-tuning"}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model: str
+    """Catalog id (the -4bit entry for QLoRA)."""
+    method: str
+    batch_size: int
+    grad_accum: int
+    seq_len: int
+    peak_gib: float
+    free_gib: float
+    reason: str
+    fits: bool
+    grad_checkpointing: bool = True
+    gpu_index: int | None = None
+    """The GPU planned for; None on the CPU or for a card given with --vram."""
+
+
+@dataclass(frozen=True)
+class SmallerPlan:
+    batch_size: int
+    grad_accum: int
+    seq_len: int
+    grad_checkpointing: bool
+    peak_gib: float
+
+    def describe(self, failed_batch: int, failed_seq_len: int) -> str:
+        """The out-of-memory message: what failed and what is predicted to fit."""
+        what = f"batch {self.batch_size} with accumulation {self.grad_accum}"
+        if self.seq_len != failed_seq_len:
+            what += f" at {self.seq_len} tokens (longer examples are truncated)"
+        if self.grad_checkpointing:
+            what += ", with gradient checkpointing,"
+        return (f"batch {failed_batch} at {failed_seq_len} tokens failed; "
+                f"{what} is predicted to fit in {self.peak_gib:.1f} GiB")
+
+
+def budget_gib(free_gib: float) -> float:
+    """How much of the free memory a plan may use."""
+    return free_gib * (1 - HEADROOM_SHARE) - HEADROOM_GIB
+
+
+def fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float,
+         **estimate_options: Any) -> tuple[bool, float]:
+    """(fits with headroom, predicted peak GiB); options as for `engine.estimate.estimate`."""
+    peak = estimate(spec, method, batch_size, seq_len, **estimate_options).peak_gib
+    return peak <= budget_gib(free_gib), peak
+
+
+def suggest_smaller(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float, *,
+                    grad_accum: int = 1, grad_checkpointing: bool = False,
+                    **estimate_options: Any) -> SmallerPlan | None:
+    """The least change predicted to fit: smaller batches at the same effective batch, then
+    gradient checkpointing, then shorter sequences. None when even the smallest does not fit."""
+    effective = batch_size * grad_accum
+    halvings = [b for b in (batch_size >> k for k in range(batch_size.bit_length())) if b < batch_size]
+    tries = [(b, seq_len, grad_checkpointing) for b in halvings]
+    if not grad_checkpointing:
+        tries += [(b, seq_len, True) for b in [batch_size, *halvings]]
+    seq = seq_len // 2
+    while seq >= MIN_SEQ_LEN:
+        tries.append((1, seq, True))
+        seq //= 2
+    for b, s, ckpt in tries:
+        ok, peak = fits(spec, method, b, s, free_gib, grad_checkpointing=ckpt, **estimate_options)
+        if ok:
+            return SmallerPlan(b, max(1, -(-effective // b)), s, ckpt, peak)
+    return None
+
+
+def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int = 2048,
+              vram_gib: float | None = None) -> Recommendation:
+    """A starting plan for the GPU with the most free memory, a card of `vram_gib`, or the CPU."""
+    if seq_len < 16:
+        raise ValueError(f"seq_len {seq_len} is too short to hold a prompt and a reply")
+    if vram_gib is not None and vram_gib <= 0:
+        raise ValueError(f"vram_gib must be positive, not {vram_gib:g}")
+    report = report_or_gpus if isinstance(report_or_gpus, HardwareReport) else None
+    gpus = report.gpus if report else tuple(report_or_gpus)
+    if vram_gib is not None:
+        return _plan_gpu(vram_gib, seq_len, f"the {vram_gib:g} GiB card you plan for", None, "")
+    gpu = max(gpus, key=lambda g: (g.free_gib, -g.index), default=None)
+    if gpu is None:
+        return _plan_cpu(seq_len, report.ram_gib if report else ram_gib())
+    which = ""
+    if len(gpus) > 1:
+        which = (f" Planned for GPU {gpu.index}, the one with the most free memory; "
+                 "training uses a single GPU.")
+    return _plan_gpu(gpu.free_gib, seq_len, f"your {gpu.name}", gpu.index, which)
+
+
+def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: str) -> Recommendation:
+    lora_peak: tuple[str, float] | None = None
+    for model_id in LADDER:
+        spec = get(model_id)
+        for method, candidate in (("lora", spec), ("qlora", four_bit_variant(spec))):
+            if candidate is None:
+                continue
+            plan = _largest_batch(candidate, method, seq_len, free)
+            if plan is None:
+                if method == "lora" and lora_peak is None:
+                    lora_peak = (spec.name, fits(spec, "lora", 1, seq_len, free, grad_checkpointing=True)[1])
+                continue
+            batch, peak = plan
+            reason = (f"{spec.name} with {METHOD_LABELS[method]} needs {peak:.1f} GiB at batch {batch} "
+                      f"and {seq_len} tokens with gradient checkpointing; {card} has {free:.1f} GiB free.")
+            if method == "qlora" and lora_peak and lora_peak[0] == spec.name:
+                reason += f" 16-bit LoRA would need {lora_peak[1]:.1f} GiB at batch 1."
+            return Recommendation(candidate.id, method, batch, max(1, EFFECTIVE_BATCH // batch), seq_len,
+                                  round(peak, 2), round(free, 2), reason + which, True, True, index)
+    smallest = four_bit_variant(get(LADDER[-1])) or get(LADDER[-1])
+    peak = fits(smallest, "qlora", 1, seq_len, free, grad_checkpointing=True)[1]
+    needed = (peak + HEADROOM_GIB) / (1 - HEADROOM_SHARE)
+    reason = (f"Nothing fits: even {smallest.name} with QLoRA at batch 1 and {seq_len} tokens needs "
+              f"{peak:.1f} GiB ({needed:.1f} GiB with headroom), {needed - free:.1f} GiB more than the "
+              f"{free:.1f} GiB free on {card}. "
+              "Free memory by closing other GPU programs, lower the sequence length, "
+              "or train the embedded model on the CPU.")
+    return Recommendation(smallest.id, "qlora", 1, EFFECTIVE_BATCH, seq_len, round(peak, 2), round(free, 2),
+                          reason + which, False, True, index)
+
+
+def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float) -> tuple[int, float] | None:
+    batch = MAX_BATCH_SIZE
+    while batch >= 1:
+        ok, peak = fits(spec, method, batch, seq_len, free, grad_checkpointing=True)
+        if ok:
+            return batch, peak
+        batch //= 2
+    return None
+
+
+def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
+    spec = get(CPU_MODEL)
+    seq = min(seq_len, CPU_SEQ_LEN)
+    # No CUDA context or caching allocator on the CPU: the tensors are what RAM must hold.
+    need = estimate(spec, "lora", CPU_BATCH_SIZE, seq, grad_checkpointing=False).tensors_gib
+    reason = (f"No NVIDIA GPU found, so training runs on the CPU, where only the embedded {spec.name.split(' (')[0]} "
+              f"is practical: about {need:.1f} GiB of RAM at batch {CPU_BATCH_SIZE} and {seq} tokens.")
+    return Recommendation(spec.id, "lora", CPU_BATCH_SIZE, max(1, EFFECTIVE_BATCH // CPU_BATCH_SIZE), seq,
+                          round(need, 2), round(ram, 2), reason, need <= ram or ram == 0, False, None)
