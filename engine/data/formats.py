@@ -154,7 +154,10 @@ def _turns(row: Mapping[str, Any], key: str, bad: Any) -> list[Message]:
         # ShareGPT turns use from/value and chat turns role/content; real files mix the two
         # container names and turn shapes, so either turn shape is read under either key.
         role_key = "role" if "role" in turn or "from" not in turn else "from"
-        text_key = "content" if "content" in turn or "value" not in turn else "value"
+        if "content" in turn or "value" in turn:
+            text_key = "content" if "content" in turn else "value"
+        else:
+            text_key = "value" if role_key == "from" else "content"
         if role_key not in turn:
             bad(f"{where}.role", _missing(turn, "role"))
             continue

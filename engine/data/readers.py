@@ -76,7 +76,8 @@ def _jsonl(path: Path) -> Iterator[Row | DataProblem]:
             try:
                 yield number, json.loads(text)
             except json.JSONDecodeError as exc:
-                yield DataProblem(name, number, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                where = "at end of line" if exc.pos >= len(text.rstrip()) else f"at column {exc.pos + 1}"
+                yield DataProblem(name, number, None, f"malformed JSON: {exc.msg} {where}")
 
 
 def _json(path: Path) -> Iterator[Row | DataProblem]:

@@ -1,0 +1,179 @@
+"""Loading every supported format, and every kind of bad input reported with its line and field."""
+
+import json
+
+import pytest
+
+from engine.data import DatasetError, load_conversations
+from engine.data.types import Message
+
+
+def test_messages_jsonl(fixture_path):
+    result = load_conversations(fixture_path("messages.jsonl"))
+    assert (result.format, result.rows, result.problems) == ("messages", 3, ())
+    assert result.conversations[0].messages == (
+        Message("user", "How do I list all containers?"), Message("assistant", "Run: `docker ps -a`"))
+    assert [m.role for m in result.conversations[1].messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert result.conversations[2].messages[0].content == "Say hi"  # OpenAI text parts are joined
+
+
+def test_alpaca_maps_input_and_system(fixture_path):
+    result = load_conversations(fixture_path("alpaca.jsonl"))
+    assert result.format == "alpaca" and not result.problems
+    assert result.conversations[1].messages == (
+        Message("system", "You translate."), Message("user", "Translate to French.\n\ncat"), Message("assistant", "chat"))
+    assert result.conversations[2].messages == (Message("user", "Say yes."), Message("assistant", "Yes."))
+
+
+def test_sharegpt_roles_are_mapped(fixture_path):
+    result = load_conversations(fixture_path("sharegpt.jsonl"))
+    assert result.format == "sharegpt" and not result.problems
+    assert [m.role for m in result.conversations[0].messages] == ["system", "user", "assistant"]
+    assert [m.role for m in result.conversations[1].messages] == ["user", "assistant"]
+
+
+def test_text_format(fixture_path):
+    result = load_conversations(fixture_path("text.jsonl"))
+    assert result.format == "text"
+    assert [c.raw_text for c in result.conversations] == [
+        "Docker images are built from layers.", "A container is a running image."]
+
+
+@pytest.mark.parametrize("name", ["alpaca.json", "wrapped.json", "lines_in.json"])
+def test_json_shapes(fixture_path, name):
+    result = load_conversations(fixture_path(name))
+    assert result.rows == 2 and len(result.conversations) == 2 and not result.problems
+
+
+def test_csv_through_datasets_keeps_file_lines(fixture_path):
+    result = load_conversations(fixture_path("alpaca.csv"))
+    assert result.format == "alpaca"
+    assert [c.source_line for c in result.conversations] == [2, 3]
+    assert result.conversations[1].messages[0].content == "Translate, please\n\ncat"
+
+
+def test_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(3)]
+    rows[1]["messages"][1]["content"] = ""
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    result = load_conversations(str(path))
+    assert result.format == "messages" and result.rows == 3 and len(result.conversations) == 2
+    assert [(p.line, p.field, p.message) for p in result.problems] == [(2, "messages[1].content", "empty content")]
+
+
+def test_blank_lines_are_not_rows(fixture_path):
+    result = load_conversations(fixture_path("blank_lines.jsonl"))
+    assert result.rows == 2 and [c.source_line for c in result.conversations] == [1, 4]
+
+
+def test_forced_format_reports_missing_fields(fixture_path):
+    result = load_conversations(fixture_path("messages.jsonl"), "alpaca")
+    assert result.format == "alpaca" and not result.conversations
+    assert {(p.line, p.field) for p in result.problems} >= {(1, "instruction"), (1, "output")}
+
+
+# (file, line, field, part of the message): each bad row is skipped and reported like this.
+BAD_ROWS = [
+    ("bad_malformed_line.jsonl", 2, None, "malformed JSON: Expecting value at end of line"),
+    ("bad_misspelled_field.jsonl", 1, "output", "missing field 'output' (found 'ouput': did you mean 'output'?)"),
+    ("bad_missing_field.jsonl", 1, "output", "missing field 'output'"),
+    ("bad_empty_content.jsonl", 1, "messages[1].content", "empty content"),
+    ("bad_unknown_role.jsonl", 1, "messages[1].role", "unknown role 'assitant': expected system, user or assistant (did you mean 'assistant'?)"),
+    ("bad_no_assistant.jsonl", 1, "messages", "no assistant turn: nothing to train on"),
+    ("bad_ends_with_user.jsonl", 1, "messages", "ends with a user turn: the last turn must be the assistant's reply"),
+    ("bad_mixed_formats.jsonl", 3, None, "mixed formats: this row is alpaca but the file is messages"),
+    ("bad_non_utf8.jsonl", 2, None, "not UTF-8: byte 0xe9 at column 14"),
+    ("bad_messages_not_list.jsonl", 1, "messages", "expected a list of turns, got str: 'Hi there'"),
+    ("bad_output_number.jsonl", 1, "output", "expected text, got a number: 4"),
+    ("bad_turn_not_object.jsonl", 1, "messages[0]", "expected an object with role and content, got str: 'Hi'"),
+    ("bad_row_not_object.jsonl", 1, None, "expected an object (one record per line), got list"),
+    ("bad_unknown_format.jsonl", 1, None, "no known format: expected 'messages' (chat), 'conversations' (ShareGPT)"),
+    ("bad_misspelled_key.jsonl", 1, "mesages", "unknown field (did you mean 'messages'?)"),
+    ("bad_system_not_first.jsonl", 1, "messages[2].role", "a system turn can only come first"),
+    ("bad_sharegpt_missing_value.jsonl", 1, "conversations[0].value", "missing field 'value' (found 'valu': did you mean 'value'?)"),
+    ("bad_empty_conversation.jsonl", 1, "conversations", "empty conversation"),
+    ("bad_null_output.jsonl", 1, "output", "'output' is null"),
+    ("bad_text_empty.jsonl", 1, "text", "empty content"),
+    ("bad_no_user.jsonl", 1, "messages", "no user turn"),
+    ("bad_array_element.json", 2, None, "expected an object (one record per line), got int"),
+    ("bad_empty_cell.csv", 3, "output", "'output' is null"),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "field", "message"), BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_bad_row_is_skipped_and_reported(fixture_path, name, line, field, message):
+    result = load_conversations(fixture_path(name))
+    problems = [p for p in result.problems if p.line == line]
+    assert problems, result.problems
+    assert problems[0].field == field
+    assert problems[0].message.startswith(message)
+    assert problems[0].file == fixture_path(name)
+    assert str(problems[0]).startswith(f"{fixture_path(name)}:{line}: ")
+    assert all(c.source_line != line for c in result.conversations)
+    assert result.bad_rows == len({p.line for p in result.problems})
+
+
+# Sources that cannot be read at all: (file, line, part of the message).
+BAD_FILES = [
+    ("bad_empty.jsonl", None, "file is empty"),
+    ("bad_blank_only.jsonl", None, "has no rows"),
+    ("bad_malformed_array.json", 3, "malformed JSON: Expecting ',' delimiter at column 23"),
+    ("bad_not_array.json", None, "expected a JSON array of records"),
+    ("bad_non_utf8.csv", 3, "not UTF-8: byte 0xe9"),
+    ("bad_unsupported.txt", None, "unsupported file type '.txt'"),
+    ("does_not_exist.jsonl", None, "file does not exist"),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "message"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_unreadable_source_raises_with_reason(fixture_path, name, line, message):
+    with pytest.raises(DatasetError) as info:
+        load_conversations(fixture_path(name))
+    (problem,) = info.value.problems
+    assert (problem.file, problem.line) == (fixture_path(name), line)
+    assert problem.message.startswith(message)
+
+
+def test_strict_refuses_at_the_first_bad_row(tmp_path):
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([json.dumps(good), json.dumps({"messages": []}), "{oops", json.dumps(good)]) + "\n")
+    assert len(load_conversations(str(path)).problems) == 2
+    with pytest.raises(DatasetError) as info:
+        load_conversations(str(path), strict=True)
+    assert [(p.line, p.field) for p in info.value.problems] == [(2, "messages")]
+    assert "strict" in str(info.value)
+
+
+def test_unknown_format_name_is_refused(fixture_path):
+    with pytest.raises(DatasetError, match="unknown format 'chatml'"):
+        load_conversations(fixture_path("messages.jsonl"), "chatml")
+
+
+def test_hub_id_offline_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from engine.data import load_conversations, DatasetError\n"
+            "try: load_conversations('someone/some-dataset')\n"
+            "except DatasetError as e: print(e.problems[0])\n")
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path.parent),
+                         check=True)
+    assert out.stdout.startswith("someone/some-dataset: cannot reach the Hugging Face hub (offline?)")
+
+
+def test_hub_id_that_does_not_exist(monkeypatch):
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    def not_found(*args, **kwargs):
+        raise DatasetNotFoundError("Dataset 'someone/nope' doesn't exist on the Hub or cannot be accessed.")
+
+    monkeypatch.setattr(datasets, "load_dataset", not_found)
+    with pytest.raises(DatasetError, match="no such dataset on the Hugging Face hub"):
+        load_conversations("someone/nope")
