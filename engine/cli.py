@@ -12,6 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 COMMAND_MODULES = (
+    "engine.commands.hardware_cmd",
+    "engine.commands.recommend_cmd",
+    "engine.commands.estimate_cmd",
     "engine.commands.presets_cmd",
     "engine.commands.data_cmd",
 )

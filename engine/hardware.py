@@ -159,7 +159,7 @@ def _init_failure(nvml: Any, exc: Exception) -> str:
 
 
 def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None) -> HardwareReport:
-    note = f"No usable GPU: {why}. CPU mode with {cores} cores and {ram:.0f} GiB RAM; {CPU_ONLY_ADVICE}."
+    note = f"No usable GPU: {why}. CPU mode with {cores} cores and {ram:.1f} GiB RAM; {CPU_ONLY_ADVICE}."
     return HardwareReport((), cores, ram, driver, note)
 
 

@@ -1,0 +1,52 @@
+"""`ftui estimate`: predicted peak GPU memory of a run, part by part, for any catalog model."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.commands.output import fail, print_json
+from engine.config import DEFAULT_TARGET_MODULES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("estimate", help="peak GPU memory of a training setup, with a breakdown")
+    p.add_argument("--model", required=True, metavar="ID", help="catalog id or hub id (see `ftui recommend`)")
+    p.add_argument("--method", required=True, choices=["lora", "qlora", "dora", "full"])
+    p.add_argument("--batch", type=int, required=True, metavar="N", help="examples per forward pass")
+    p.add_argument("--seq-len", type=int, required=True, metavar="N", help="tokens per example")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward")
+    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw_8bit"], default="adamw")
+    p.add_argument("--lora-r", type=int, default=16, metavar="R", help="LoRA rank (default 16)")
+    p.add_argument("--target-modules", default=",".join(DEFAULT_TARGET_MODULES), metavar="A,B",
+                   help="comma-separated layers that get adapters (default: all projections)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.catalog import UnknownModel, get
+    from engine.estimate import estimate
+
+    try:
+        spec = get(args.model)
+    except UnknownModel as exc:
+        return fail(str(exc))
+    targets = [t.strip() for t in args.target_modules.split(",") if t.strip()]
+    try:
+        est = estimate(spec, args.method, args.batch, args.seq_len, grad_checkpointing=args.grad_checkpointing,
+                       optimizer=args.optimizer, lora_r=args.lora_r, target_modules=targets)
+    except ValueError as exc:
+        return fail(str(exc))
+    if args.json:
+        print_json({"model": spec.id, "method": args.method, "batch_size": args.batch, "seq_len": args.seq_len,
+                    "peak_gib": round(est.peak_gib, 3),
+                    "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()}})
+        return 0
+    from engine.commands.hardware_cmd import print_table
+
+    print(f"{spec.name}, {args.method}, batch {args.batch} x {args.seq_len} tokens"
+          + (", gradient checkpointing" if args.grad_checkpointing else ""))
+    rows = [(name, f"{gib:.2f} GiB") for name, gib in est.breakdown.items()]
+    rows.append(("peak", f"{est.peak_gib:.2f} GiB"))
+    print_table(rows, right={1})
+    return 0

@@ -1,0 +1,47 @@
+"""`ftui hardware`: what the GPU probe sees, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.commands.output import print_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("hardware", help="GPUs (name, VRAM, compute capability, processes), CPU and RAM")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.hardware import probe
+
+    report = probe()
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"CPU: {report.cpu_cores} cores, {report.ram_gib:.1f} GiB RAM")
+    if report.driver:
+        print(f"NVIDIA driver: {report.driver}")
+    if report.gpus:
+        rows = [("GPU", "name", "total", "free", "used", "cc", "bf16")]
+        rows += [(str(g.index), g.name, f"{g.total_gib:.1f}", f"{g.free_gib:.1f}", f"{g.used_gib:.1f}",
+                  "%d.%d" % g.compute_capability if g.compute_capability != (0, 0) else "?",
+                  "yes" if g.bf16 else "no") for g in report.gpus]
+        print_table(rows, right={2, 3, 4})
+        for g in report.gpus:
+            for p in g.processes:
+                used = f"{p.used_gib:.1f} GiB" if p.used_gib is not None else "? GiB"
+                print(f"  GPU {g.index}: pid {p.pid} uses {used}  {p.name or '(name hidden)'}")
+            for problem in g.problems:
+                print(f"  GPU {g.index}: could not read {problem}")
+    print(report.note)
+    return 0
+
+
+def print_table(rows: list[tuple[str, ...]], right: frozenset[int] | set[int] = frozenset()) -> None:
+    """Columns padded to their widest cell; numeric columns (by index) right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells).rstrip())

@@ -1,0 +1,117 @@
+"""Recommendations across the usual card sizes, several GPUs, no GPU, and the OOM suggestion."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.catalog import get
+from engine.hardware import GpuInfo, probe
+from engine.recommend import budget_gib, fits, recommend, suggest_smaller
+
+
+def gpu(total: float, used: float = 0.4, index: int = 0, name: str = "NVIDIA GeForce RTX 4090") -> GpuInfo:
+    return GpuInfo(index, name, total, total - used, used, (8, 9), True)
+
+
+@pytest.mark.parametrize(("size", "acceptable"), [
+    (8, {("llama-3.2-1b", "lora"), ("llama-3.2-1b-4bit", "qlora"), ("llama-3.2-3b-4bit", "qlora")}),
+    (12, {("llama-3.2-3b-4bit", "qlora"), ("llama-3.2-3b", "lora")}),
+    (16, {("llama-3.1-8b-4bit", "qlora"), ("llama-3.2-3b", "lora")}),
+    (24, {("llama-3.1-8b-4bit", "qlora"), ("llama-3.2-3b", "lora"), ("llama-3.1-8b", "lora")}),
+    (48, {("llama-3.1-8b", "lora")}),
+    (80, {("llama-3.1-8b", "lora")}),
+])
+def test_card_ladder(size, acceptable):
+    rec = recommend([gpu(size)], seq_len=2048)
+    assert rec.fits
+    assert (rec.model, rec.method) in acceptable
+    assert rec.peak_gib <= budget_gib(size - 0.4)
+    assert rec.batch_size * rec.grad_accum == 16
+    assert f"{size - 0.4:.1f} GiB free" in rec.reason and "RTX 4090" in rec.reason
+
+
+def test_bigger_cards_get_bigger_batches():
+    batches = [recommend([gpu(s)]).batch_size for s in (24, 48, 80)]
+    assert batches == sorted(batches) and batches[-1] > batches[0]
+
+
+def test_batch_is_the_largest_that_fits():
+    rec = recommend([gpu(80)])
+    spec = get(rec.model)
+    assert fits(spec, rec.method, rec.batch_size, 2048, 79.6, grad_checkpointing=True)[0]
+    if rec.batch_size < 16:
+        assert not fits(spec, rec.method, rec.batch_size * 2, 2048, 79.6, grad_checkpointing=True)[0]
+
+
+def test_longer_sequences_shrink_the_plan():
+    short, long = recommend([gpu(24)], seq_len=512), recommend([gpu(24)], seq_len=8192)
+    assert (short.batch_size, short.model) != (long.batch_size, long.model)
+    assert long.seq_len == 8192
+
+
+def test_qlora_reason_says_what_lora_would_need():
+    rec = recommend([gpu(16)])
+    assert rec.method == "qlora"
+    assert "QLoRA" in rec.reason and "16-bit LoRA would need" in rec.reason
+
+
+def test_several_gpus_plan_for_the_freest_and_say_which():
+    busy = gpu(48, used=40.0, index=0, name="NVIDIA RTX A6000")
+    free = gpu(24, index=1)
+    rec = recommend([busy, free])
+    assert rec.gpu_index == 1
+    assert "GPU 1" in rec.reason and "single GPU" in rec.reason
+    assert rec.free_gib == pytest.approx(23.6)
+
+
+def test_gpu_that_fits_nothing_says_by_how_much():
+    rec = recommend([gpu(6, used=2.0, name="NVIDIA GeForce GTX 1660")])
+    assert rec.fits is False
+    assert rec.model == "llama-3.2-1b-4bit" and rec.batch_size == 1
+    assert "Nothing fits" in rec.reason and "GiB more than the 4.0 GiB free" in rec.reason
+    assert "embedded model on the CPU" in rec.reason
+
+
+def test_no_gpu_means_embedded_model_on_cpu(fake_nvml):
+    import pynvml
+
+    report = probe(fake_nvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
+    rec = recommend(report)
+    assert rec.model == "smollm2-135m"
+    assert rec.fits and rec.gpu_index is None and not rec.grad_checkpointing
+    assert "No NVIDIA GPU" in rec.reason and "CPU" in rec.reason
+    assert rec.free_gib == pytest.approx(report.ram_gib, abs=0.01)
+
+
+def test_vram_plans_for_a_card_you_do_not_have():
+    rec = recommend([], vram_gib=80)
+    assert (rec.model, rec.method) == ("llama-3.1-8b", "lora")
+    assert rec.gpu_index is None
+    assert "80 GiB card you plan for" in rec.reason
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [({"seq_len": 4}, "too short"), ({"vram_gib": 0}, "positive")])
+def test_bad_inputs(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        recommend([], **kwargs)
+
+
+def test_suggest_smaller_keeps_the_effective_batch():
+    spec = get("llama-3.2-3b")
+    assert not fits(spec, "lora", 8, 2048, 23.0, grad_checkpointing=True)[0]
+    plan = suggest_smaller(spec, "lora", 8, 2048, 23.0, grad_accum=4, grad_checkpointing=True)
+    assert plan is not None and plan.batch_size < 8
+    assert plan.batch_size * plan.grad_accum == 32
+    assert plan.seq_len == 2048
+    assert plan.peak_gib <= budget_gib(23.0)
+    msg = plan.describe(8, 2048)
+    assert msg.startswith("batch 8 at 2048 tokens failed; batch ")
+    assert f"accumulation {plan.grad_accum}" in msg and f"{plan.peak_gib:.1f} GiB" in msg
+
+
+def test_suggest_smaller_turns_on_checkpointing_then_shortens():
+    spec = get("llama-3.1-8b")
+    plan = suggest_smaller(spec, "lora", 4, 4096, 23.0, grad_accum=4)
+    assert plan is not None and plan.grad_checkpointing and plan.batch_size == 1
+    assert plan.seq_len < 4096 and "longer examples are truncated" in plan.describe(4, 4096)
+    assert suggest_smaller(spec, "lora", 1, 2048, 10.0) is None
