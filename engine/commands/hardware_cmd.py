@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if report.gpus:
         rows = [("GPU", "name", "total", "free", "used", "cc", "bf16")]
         rows += [(str(g.index), g.name, f"{g.total_gib:.1f}", f"{g.free_gib:.1f}", f"{g.used_gib:.1f}",
-                  "%d.%d" % g.compute_capability if g.compute_capability != (0, 0) else "?",
+                  "{}.{}".format(*g.compute_capability) if g.compute_capability != (0, 0) else "?",
                   "yes" if g.bf16 else "no") for g in report.gpus]
         print_table(rows, right={2, 3, 4})
         for g in report.gpus:
