@@ -341,6 +341,7 @@ class _DownloadProgress:
             def __init__(self, *args: Any, **kwargs: Any):
                 kwargs["disable"] = True
                 super().__init__(*args, **kwargs)
+                sink.add(kwargs.get("initial") or 0)  # bytes already on disk from an interrupted download
 
             def update(self, n: float | None = 1) -> bool | None:
                 sink.add(n or 0)
@@ -420,6 +421,7 @@ def load_causal_lm(
     loaded as it is.
     """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or default_dtype(device)
@@ -451,7 +453,8 @@ def load_causal_lm(
         ) from None
     except ImportError as exc:
         raise ModelLoadError(f"Loading {resolved.name} ({how}) needs a missing library: {exc}", "Reinstall ftui.") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        # RuntimeError: shape mismatches between config.json and the weights.
         raise ModelLoadError(f"{resolved.name} does not load: {exc}", "Check the model folder or hub id.") from None
     if not four_bit:
         model.to(device)
