@@ -137,6 +137,9 @@ class FtuiApp(App[int]):
                 return
         self.push_screen(cls())
 
+    def action_goto(self, name: str) -> None:
+        self.goto(name)
+
     # Training ---------------------------------------------------------------------------
 
     def start_training(self, config: RunConfig, resume: str | None = None) -> None:

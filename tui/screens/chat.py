@@ -23,11 +23,11 @@ class ChatScreen(FtuiScreen):
     HELP = ("Type a message and press Enter; the reply streams in. The GGUF field takes any GGUF "
             "file (the last export is filled in). ctrl+b compares: the same prompt goes to the base "
             "model too and both answers show side by side. ctrl+r clears the conversation. "
-            "ctrl+e runs the held-out evaluation of the run and shows the table.")
+            "ctrl+g runs the held-out evaluation of the run and shows the table.")
     BINDINGS = [
         Binding("ctrl+b", "compare", "Compare", id="compare"),
         Binding("ctrl+r", "reset", "Reset", id="reset"),
-        Binding("ctrl+e", "evaluate", "Eval", id="evaluate"),
+        Binding("ctrl+g", "evaluate", "Eval", id="evaluate"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -125,7 +125,8 @@ class ConfigScreen(FtuiScreen):
                 style = "bold red" if problem.level == "error" else "yellow"
                 text.append(f"{problem.level}: {problem.message}\n", style=style)
             widget = self.query_one(f"#problem-{name}", Static)
-            widget.update(text.rstrip() if text else "")
+            text.rstrip()
+            widget.update(text)
             widget.display = bool(text)
         errors = sum(p.level == "error" for p in problems)
         status = self.query_one("#form-status", Static)

@@ -74,7 +74,8 @@ def render_problems(summary: DatasetSummary) -> Text:
         text.append(f"  {problem}\n")
     if len(summary.problems) > MAX_PROBLEMS_SHOWN:
         text.append(f"  … and {len(summary.problems) - MAX_PROBLEMS_SHOWN} more (ftui check-data lists all)\n")
-    return text.rstrip()
+    text.rstrip()
+    return text
 
 
 def render_sample(summary: DatasetSummary) -> Text:

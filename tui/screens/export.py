@@ -176,7 +176,8 @@ class ExportScreen(FtuiScreen):
             if check.stops_at_end_of_turn is not None:
                 text.append(f", stops at end of turn: {'yes' if check.stops_at_end_of_turn else 'no'}")
             text.append("\n")
-        self.query_one("#export-verify", Static).update(text.rstrip())
+        text.rstrip()
+        self.query_one("#export-verify", Static).update(text)
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.ollama)

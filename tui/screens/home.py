@@ -92,7 +92,7 @@ class HomeScreen(FtuiScreen):
         Binding("enter", "accept", "Accept", id="accept"),
         Binding("p", "app.goto('presets')", "Presets", id="presets"),
         Binding("c", "app.goto('config')", "Config", id="config"),
-        Binding("d", "app.goto('dataset')", "Dataset", id="dataset"),
+        Binding("d", "app.goto('dataset')", "Data", id="dataset"),
         Binding("t", "app.goto('training')", "Training", id="training"),
         Binding("r", "app.goto('runs')", "Runs", id="runs"),
         Binding("h", "app.goto('chat')", "Chat", id="chat"),
@@ -156,7 +156,8 @@ class HomeScreen(FtuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "accept" and self.ftui.recommendation is None:
             return None
-        return True
+        # The home screen is the bottom of the stack: there is nothing to go back to.
+        return action != "back"
 
     def action_accept(self) -> None:
         app = self.ftui

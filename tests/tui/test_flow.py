@@ -1,0 +1,470 @@
+"""Pilot tests: every screen driven by keys at 80x24 on the fake engine, and the whole flow
+from the home screen to chat, with the failures a user can meet."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from engine.events import StepLogged, TrainFinished
+from tui.app import FtuiApp, over_ssh_without_multiplexer
+from tui.screens.chat import ChatScreen
+from tui.screens.config_form import GROUPS, ConfigScreen
+from tui.screens.dataset import DatasetScreen, PathSuggester
+from tui.screens.export import ExportScreen
+from tui.screens.home import HomeScreen
+from tui.screens.presets import PresetsScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.training import TrainingScreen
+
+SIZE = (80, 24)
+
+
+async def settle(app, pilot) -> None:
+    """Let workers finish and their messages land."""
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, HomeScreen)
+        assert "CPU mode" in text_of(app, "#hardware")
+        assert "smollm2-135m" in text_of(app, "#recommendation")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfigScreen)
+        assert app.config.model == "smollm2-135m"
+        assert app.config_source == "preset demo"
+        assert app.config.max_seq_len == 256
+
+
+async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, gpu=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        hardware = text_of(app, "#hardware")
+        assert "RTX 4070" in hardware and "10.5 free of 12.0 GiB" in hardware
+        assert "Xorg (pid 1234)" in hardware and "bf16 yes" in hardware
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert (app.config.model, app.config.method, app.config.batch_size, app.config.grad_accum,
+                app.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
+
+
+async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, gpu=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")  # an 8B model on a 12 GB card
+        await settle(app, pilot)
+        app.goto("presets")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, PresetsScreen)
+        labels = {p.name: str(screen.query_one("#presets").get_option(p.name).prompt) for p in screen.presets}
+        assert "does not fit: needs" in labels["full"] and "GiB more" in labels["full"]
+        assert labels["low-vram"].count("fits:") == 1
+        number = [p.name for p in screen.presets].index("quick-test") + 1
+        await pilot.press(str(number))
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfigScreen)
+        assert app.config.max_steps == 20 and app.config_source == "preset quick-test"
+
+
+async def test_form_has_every_field_and_validates_as_you_type(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("config")
+        await settle(app, pilot)
+        screen = app.screen
+        assert sorted(n for _, names in GROUPS for n in names) == sorted(app.config.to_dict())
+        lr = screen.query_one("#field-learning_rate")
+        lr.value = "0.5"
+        await pilot.pause()
+        assert "outside 1e-6..1e-3" in text_of(app, "#problem-learning_rate")
+        assert screen.config is None
+        assert app.screen.check_action("train", ()) is None
+        lr.value = "abc"
+        await pilot.pause()
+        assert "expected a number" in text_of(app, "#problem-learning_rate")
+        lr.value = "2e-4"
+        await pilot.pause()
+        assert not screen.query_one("#problem-learning_rate").display
+        alpha = screen.query_one("#field-lora_alpha")
+        alpha.value = "200"
+        await pilot.pause()
+        assert "warning" in text_of(app, "#problem-lora_alpha")
+        assert screen.config is not None  # a warning does not block
+
+
+async def test_memory_bar_follows_batch_size_and_method(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("config")
+        await settle(app, pilot)
+        before = text_of(app, "#memory")
+        app.screen.query_one("#field-batch_size").value = "64"
+        await pilot.pause()
+        after = text_of(app, "#memory")
+        assert before != after and "GiB" in after
+        app.screen.query_one("#field-model").value = "llama-3.1-8b"
+        app.screen.query_one("#field-method").value = "full"
+        await pilot.pause()
+        assert "over by" in text_of(app, "#memory")
+        app.screen.query_one("#field-model").value = "my/own-model"
+        await pilot.pause()
+        assert "no estimate" in text_of(app, "#memory")
+
+
+async def test_form_saves_a_new_preset_file(backend, tmp_path):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("config")
+        await settle(app, pilot)
+        app.screen.query_one("#field-lora_r").value = "32"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press(*"demo")  # taken: refused with a reason
+        await pilot.press("enter", "enter")
+        await pilot.pause()
+        assert "exists" in text_of(app, "#preset-error")
+        app.screen.query_one("#preset-name").value = "mine"
+        await pilot.press("enter", *"my docker run", "enter")
+        await settle(app, pilot)
+        saved = tmp_path / "saved-presets" / "mine.toml"
+        assert saved.exists()
+        text = saved.read_text()
+        assert 'description = "my docker run"' in text and "lora_r = 32" in text
+
+
+async def test_dataset_screen_shows_problems_sample_and_histogram(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text("{}\n")
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, scenario="bad_dataset"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("dataset")
+        await settle(app, pilot)
+        assert isinstance(app.screen, DatasetScreen)
+        path_input = app.screen.query_one("#path")
+        path_input.value = str(data)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        problems = text_of(app, "#dataset-problems")
+        assert f"{data}:3: messages: no assistant turn" in problems
+        assert "4 problem(s)" in problems
+        assert "10 rows, 6 usable, 4 skipped" in text_of(app, "#dataset-summary")
+        assert "docker ps" in text_of(app, "#dataset-sample")
+        assert app.screen.query_one("#histogram").display
+        assert app.config.dataset == str(data)
+
+
+async def test_dataset_screen_refuses_a_missing_file(backend, tmp_path):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("dataset")
+        await settle(app, pilot)
+        app.screen.query_one("#path").value = str(tmp_path / "nope.jsonl")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "no such file" in text_of(app, "#dataset-status")
+        assert app.screen.check_action("train", ()) is None
+
+
+async def test_path_completion_suggests_folders_and_data_files(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "train.jsonl").write_text("")
+    (tmp_path / "notes.md").write_text("")
+    suggester = PathSuggester()
+    assert await suggester.get_suggestion(f"{tmp_path}/da") == f"{tmp_path}/data/"
+    assert await suggester.get_suggestion(f"{tmp_path}/tr") == f"{tmp_path}/train.jsonl"
+    assert await suggester.get_suggestion(f"{tmp_path}/no") is None
+
+
+async def test_whole_flow_train_export_chat_on_cpu(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")  # accept the recommendation
+        await settle(app, pilot)
+        await pilot.press("ctrl+t")  # train
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainingScreen)
+        log = app.training
+        assert log.status == "finished"
+        assert [s for s, _ in log.train_points] == list(range(1, 13))  # not one point dropped
+        assert [s for s, _ in log.val_points] == [4, 8, 12]
+        assert "OVERFITTING" in text_of(app, "#diagnosis")
+        assert "step 12/12" in text_of(app, "#train-status")
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ExportScreen)
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert backend.calls[-1] == ("export", log.run_dir, ("Q8_0",))
+        assert "PASS" in text_of(app, "#export-verify") and "argmax agreement 98.0%" in text_of(app, "#export-verify")
+        assert f"ollama create demo -f {log.run_dir}/export/Modelfile" in text_of(app, "#ollama")
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ChatScreen)
+        assert app.screen.query_one("#gguf").value.endswith("model-Q8_0.gguf")
+        await pilot.press(*"ps", "enter")
+        await settle(app, pilot)
+        assert "[tuned] Run: `docker ps` (1)" in text_of(app, "#transcript-tuned")
+
+
+async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backend):
+    app = FtuiApp(backend=backend)
+    app.chat_gguf = "/runs/x/export/model-Q8_0.gguf"
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        await pilot.press("ctrl+b")
+        await pilot.press(*"ps", "enter")
+        await settle(app, pilot)
+        assert "[tuned]" in text_of(app, "#transcript-tuned")
+        assert "[base]" in text_of(app, "#transcript-base")
+        assert [c.path for c in backend.chats] == ["/runs/x/export/model-Q8_0.gguf", "/models/base-SmolLM2.gguf"]
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert "No messages yet" in text_of(app, "#transcript-tuned")
+        assert all(c.history == [] for c in backend.chats)
+
+
+async def test_chat_shows_the_evaluation_table(backend):
+    app = FtuiApp(backend=backend)
+    app.export_run_dir = "/runs/x"
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        table = app.screen.query_one("#eval-table")
+        assert table.display and table.row_count == 2
+        assert table.get_row_at(0) == ["list containers", "docker ps", "ls", "docker ps"]
+
+
+async def test_out_of_memory_shows_the_reason_and_the_advice(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, scenario="oom"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await settle(app, pilot)
+        assert app.training.status == "failed"
+        assert "CUDA out of memory" in text_of(app, "#train-status")
+        assert any("Lower batch_size" in line for line in app.training.lines)
+        assert app.screen.check_action("export", ()) is None
+        assert app.screen.check_action("start", ()) is True
+
+
+async def test_bad_dataset_refusal_reaches_the_training_screen(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, scenario="bad_dataset"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await settle(app, pilot)
+        assert app.training.status == "failed"
+        assert "failed validation" in text_of(app, "#train-status")
+
+
+async def test_stop_asks_first_ends_with_a_checkpoint_and_resume_continues(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    backend = FakeBackend(runs_dir=tmp_path, hold_at=5)
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await pilot.pause(0.2)
+        assert app.training.status == "running"
+        await pilot.press("x")
+        await pilot.press("n")  # changed their mind
+        await pilot.pause(0.1)
+        assert app.training.active
+        await pilot.press("x", "y")
+        await settle(app, pilot)
+        assert app.training.status == "stopped"
+        assert app.training.checkpoints[-1].reason == "stop"
+        run_dir = app.training.run_dir
+        backend.hold_at = None
+        app.goto("runs")
+        await settle(app, pilot)
+        assert isinstance(app.screen, RunsScreen)
+        assert "stopped" in str(app.screen.query_one("#runs").get_row_at(0)[1])
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert backend.calls[-1] == ("train", "demo", run_dir)
+        assert app.training.started.start_step == 4
+        assert app.training.status == "finished"
+        assert [s for s, _ in app.training.train_points] == list(range(5, 13))
+
+
+async def test_the_ui_answers_keys_while_a_run_is_going(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TrainingScreen) and app.training.active
+        app.train_stop.set()
+        await settle(app, pilot)
+
+
+async def test_quit_during_a_run_asks_then_stops_at_a_checkpoint_and_exits(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and app.training.active
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert app.training.status == "stopped"
+    assert app.training.checkpoints[-1].reason == "stop"
+
+
+async def test_sighup_during_a_run_stops_with_a_checkpoint_then_exits(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await pilot.pause(0.2)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert await asyncio.to_thread(app.train_done.wait, 10)
+        for _ in range(50):
+            if not app.is_running:
+                break
+            await asyncio.sleep(0.05)
+        assert not app.is_running  # exited by itself once the checkpoint was written
+    assert app.training.status == "stopped"
+    assert app.training.checkpoints[-1].reason == "stop"
+
+
+async def test_ssh_hint_shows_only_outside_tmux(monkeypatch, tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    assert over_ssh_without_multiplexer({"SSH_CONNECTION": "1 2 3 4"})
+    assert not over_ssh_without_multiplexer({"SSH_CONNECTION": "1 2 3 4", "TMUX": "/tmp/t"})
+    assert not over_ssh_without_multiplexer({"SSH_CONNECTION": "1 2 3 4", "STY": "1.pts"})
+    assert not over_ssh_without_multiplexer({})
+    monkeypatch.setenv("SSH_CONNECTION", "10.0.0.2 5000 10.0.0.1 22")
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await pilot.pause(0.3)
+        hint = app.screen.query_one("#ssh-hint")
+        assert hint.display and "tmux" in str(hint.render())
+        app.train_stop.set()
+        await settle(app, pilot)
+        await pilot.pause(0.3)
+        assert not hint.display
+
+
+async def test_runs_screen_opens_exports_and_deletes_after_confirmation(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await settle(app, pilot)
+        run_dir = app.training.run_dir
+        app.training = type(app.training)()  # as if the app had been restarted
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TrainingScreen)
+        assert len(app.training.train_points) == 12 and app.training.status == "finished"
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ExportScreen) and app.export_run_dir == run_dir
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("d", "n")
+        await settle(app, pilot)
+        assert run_dir in backend.runs
+        await pilot.press("d", "y")
+        await settle(app, pilot)
+        assert run_dir not in backend.runs
+        assert "No runs" in text_of(app, "#runs-note")
+
+
+async def test_help_lists_the_screen_keys_and_escape_closes_it(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_text = app.screen.query_one("Markdown").source
+        assert "Resume" in help_text and "resumes a stopped" in help_text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_command_palette_reaches_screens(backend):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Go to: Past runs")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_a_loss_point_is_never_replaced_in_the_queue():
+    from tui.messages import EngineEventReceived
+
+    event = StepLogged(1, 2, 0.5, 1.0, 1e-4, 1.0, 1.0, 1.0, 1.0, 0.1)
+    message = EngineEventReceived(event, "train")
+    assert not message.can_replace(EngineEventReceived(event, "train"))
+    assert TrainFinished  # the event types come from the engine, not a copy
