@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "engine.commands.recommend_cmd",
     "engine.commands.estimate_cmd",
     "engine.commands.presets_cmd",
+    "engine.commands.models_cmd",
     "engine.commands.data_cmd",
 )
 
