@@ -141,12 +141,13 @@ def _load_with_datasets(name: str, builder: str, **kwargs: Any) -> Any:
         return datasets.load_dataset(builder, split="train", **kwargs)
     except DatasetNotFoundError:
         raise DatasetError([DataProblem(
-            name, None, None, "no such dataset on the Hugging Face hub (or it is private/gated: log in with `hf auth login`)"
+            name, None, None, "no such local file, and no such dataset on the Hugging Face hub "
+            "(if it is private or gated, log in with `hf auth login`)"
         )]) from None
     except ConnectionError:
         raise DatasetError([DataProblem(
-            name, None, None, "cannot reach the Hugging Face hub (offline?): download the dataset elsewhere and "
-            "give the file path, or use a copy already in the datasets cache with HF_HUB_OFFLINE=1"
+            name, None, None, "no such local file, and cannot reach the Hugging Face hub (offline?): download the "
+            "dataset elsewhere and give the file path, or use a copy already in the datasets cache with HF_HUB_OFFLINE=1"
         )]) from None
     except ValueError as exc:
         if "split" in str(exc).lower():

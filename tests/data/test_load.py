@@ -164,7 +164,7 @@ def test_hub_id_offline_says_so(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path.parent),
                          check=True)
-    assert out.stdout.startswith("someone/some-dataset: cannot reach the Hugging Face hub (offline?)")
+    assert out.stdout.startswith("someone/some-dataset: no such local file, and cannot reach the Hugging Face hub (offline?)")
 
 
 def test_hub_id_that_does_not_exist(monkeypatch):
@@ -175,5 +175,5 @@ def test_hub_id_that_does_not_exist(monkeypatch):
         raise DatasetNotFoundError("Dataset 'someone/nope' doesn't exist on the Hub or cannot be accessed.")
 
     monkeypatch.setattr(datasets, "load_dataset", not_found)
-    with pytest.raises(DatasetError, match="no such dataset on the Hugging Face hub"):
+    with pytest.raises(DatasetError, match="no such local file, and no such dataset on the Hugging Face hub"):
         load_conversations("someone/nope")
