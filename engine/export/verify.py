@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 MIN_F16_AGREEMENT = 0.95
-GENERATION_LIMIT = 64
+GENERATION_LIMIT = 128
 
 # Digits, code, emoji, accents, whitespace runs and chat markup: where tokenizers usually part ways.
 TOKENIZER_TEXTS = (
@@ -27,7 +27,9 @@ TOKENIZER_TEXTS = (
     "Ünïcödé façade naïve café — “quotes” and ‘apostrophes’",
     "   leading spaces, trailing spaces   \n\n\nnew lines",
 )
+# The first one asks for a short answer: it is the prompt of the end-of-turn generation check.
 SAMPLE_CONVERSATIONS = (
+    [{"role": "user", "content": "Answer in one word: what colour is the sky on a clear day?"}],
     [{"role": "user", "content": "How do I list running containers?"}],
     [{"role": "system", "content": "You answer briefly."},
      {"role": "user", "content": "What is 17 times 23?"}],

@@ -1,0 +1,60 @@
+"""End to end on the embedded SmolLM2: merge, F16 + Q8_0, verification, then chat with the result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.chat import ChatSession
+from engine.config import RunConfig
+from engine.export import export
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def embedded_export(tmp_path_factory, embedded_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = tmp_path_factory.mktemp("runs") / "2026-01-01-0000-demo"
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(embedded_dir, dtype=torch.float32)
+    # Default LoRA init: B = 0, so the tuned model still answers (and stops) like the instruct model.
+    get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])).save_pretrained(
+        run / "adapter")
+    AutoTokenizer.from_pretrained(embedded_dir).save_pretrained(run / "tokenizer")
+    (run / "config.toml").write_text(RunConfig(name="demo").to_toml())
+    (run / "run.json").write_text(json.dumps({"status": "finished", "method": "lora", "model": "smollm2-135m",
+                                              "model_ref": str(embedded_dir), "base_model_ref": str(embedded_dir)}))
+    return export(run, quants=("Q8_0",))
+
+
+def test_embedded_export_is_verified(embedded_export):
+    result = embedded_export
+    assert result.passed, [c.problems for c in result.checks]
+    f16, q8 = result.checks
+    assert f16.argmax_agreement >= 0.95 and f16.token_ids_match
+    assert q8.argmax_agreement >= 0.8 and q8.stops_at_end_of_turn
+    modelfile = (result.out_dir and open(f"{result.out_dir}/Modelfile").read())
+    assert "FROM ./model-Q8_0.gguf" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+
+
+def test_chat_streams_keeps_history_resets_and_closes(embedded_export):
+    chat = ChatSession(embedded_export.gguf("Q8_0"), system_prompt="Answer in one short sentence.",
+                       temperature=0.0, max_tokens=48)
+    try:
+        pieces = list(chat.send("What is the capital of France?"))
+        assert len(pieces) > 1 and "Paris" in "".join(pieces)
+        assert chat.history == [{"role": "user", "content": "What is the capital of France?"},
+                                {"role": "assistant", "content": "".join(pieces)}]
+        follow_up = "".join(chat.send("Repeat the city you just named."))
+        assert "Paris" in follow_up and len(chat.history) == 4
+        chat.reset()
+        assert chat.history == []
+    finally:
+        chat.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        next(chat.send("hello"))
