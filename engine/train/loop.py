@@ -126,6 +126,8 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
         try:
             result = _fit(attempt, loaded, run, emit, stop, checkpoint, precision)
         except OutOfMemory as oom:
+            # The traceback holds the failed attempt's frames, and with them its model and gradients.
+            oom.__traceback__ = oom.__context__ = None
             gc.collect()
             _empty_cuda_cache()
             if config.oom_retry and attempt is config and attempt.batch_size > 1:
@@ -374,12 +376,20 @@ def _writing(step: int, run: RunDir, write: Callable[[], Path]) -> Path:
 
 
 def _oom_failure(config: RunConfig, spec: ModelSpec | None, oom: OutOfMemory) -> Failure:
-    suggestion = suggest_smaller(config, spec, oom.seq_len)
+    suggestion = suggest_smaller(config, spec, oom.batch_size, oom.seq_len, _free_gpu_after_oom())
     retry = "" if config.oom_retry else " (or set oom_retry = true to retry once at half the batch automatically)"
     return Failure(
         f"the GPU ran out of memory at step {oom.step} with batch_size {oom.batch_size} and a "
         f"{oom.seq_len}-token sequence (max_seq_len {config.max_seq_len})",
         suggestion + retry, oom.step)
+
+
+def _free_gpu_after_oom() -> float | None:
+    """Free memory once this run's tensors are gone: the whole card minus what others hold."""
+    from engine.train.preflight import free_gpu_gib
+
+    _empty_cuda_cache()
+    return free_gpu_gib()
 
 
 def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure) -> RunResult:

@@ -15,8 +15,6 @@ from engine.catalog import ModelSpec
 from engine.config import RunConfig
 
 MARGIN_BYTES = 64 * 2**20
-GPU_HEADROOM = 0.95
-"""Share of free GPU memory a setting may plan to use: allocator fragmentation takes the rest."""
 
 
 class PreflightError(Exception):
@@ -72,60 +70,45 @@ def free_gpu_gib() -> float | None:
     return free / 2**30
 
 
-def predicted_peak(spec: ModelSpec, config: RunConfig, batch_size: int, seq_len: int,
-                   grad_checkpointing: bool) -> float | None:
-    """The estimator's peak in GiB, or None when it is not available for this setting."""
-    try:
-        from engine.estimate import estimate
-    except ImportError:
-        return None
-    try:
-        result = estimate(spec, config.method, batch_size, seq_len, grad_checkpointing=grad_checkpointing,
-                          optimizer=config.optimizer, lora_r=config.lora_r,
-                          target_modules=list(config.target_modules))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return float(result.peak_gib)
+def _estimate_options(config: RunConfig) -> dict[str, Any]:
+    return {"optimizer": config.optimizer, "lora_r": config.lora_r,
+            "target_modules": list(config.target_modules), "lora_dropout": config.lora_dropout}
 
 
 def check_fits(config: RunConfig, spec: ModelSpec | None, free_gib: float | None) -> None:
     """Refuse a setting the estimator says cannot fit in the free GPU memory."""
     if spec is None or free_gib is None:
         return
-    peak = predicted_peak(spec, config, config.batch_size, config.max_seq_len, config.gradient_checkpointing)
-    if peak is None or peak <= free_gib * GPU_HEADROOM:
+    from engine.recommend import fits
+
+    ok, peak = fits(spec, config.method, config.batch_size, config.max_seq_len, free_gib,
+                    grad_checkpointing=config.gradient_checkpointing, **_estimate_options(config))
+    if ok:
         return
     raise PreflightError(
         f"{spec.id} with {config.method}, batch_size {config.batch_size} and max_seq_len {config.max_seq_len} "
         f"needs about {peak:.1f} GiB of GPU memory, but {free_gib:.1f} GiB is free",
-        suggest_smaller(config, spec, config.max_seq_len, free_gib),
+        suggest_smaller(config, spec, config.batch_size, config.max_seq_len, free_gib),
     )
 
 
-def suggest_smaller(config: RunConfig, spec: ModelSpec | None, seq_len: int, free_gib: Any = "probe") -> str:
-    """The first smaller setting predicted to fit, keeping the effective batch where possible."""
-    if free_gib == "probe":
-        free_gib = free_gpu_gib()
-    batch, accum = config.batch_size, config.grad_accum
-    candidates = []
-    b, a = batch, accum
-    while b > 1:
-        b, a = b // 2, a * 2
-        candidates.append((b, a, seq_len, config.gradient_checkpointing))
-    if not config.gradient_checkpointing:
-        candidates += [(c[0], c[1], c[2], True) for c in [(batch, accum, seq_len)] + candidates]
-    length = seq_len
-    while length > 256:
-        length //= 2
-        candidates.append((1, batch * accum, length, True))
+def suggest_smaller(config: RunConfig, spec: ModelSpec | None, batch_size: int, seq_len: int,
+                    free_gib: float | None) -> str:
+    """The smallest change the estimator predicts to fit, as settings to type; a rule of thumb without it."""
     if spec is not None and free_gib is not None:
-        for b, a, length, gc in candidates:
-            peak = predicted_peak(spec, config, b, length, gc)
-            if peak is not None and peak <= free_gib * GPU_HEADROOM:
-                return (f"try batch_size = {b}, grad_accum = {a}"
-                        + (f", max_seq_len = {length}" if length != config.max_seq_len else "")
-                        + (", gradient_checkpointing = true" if gc and not config.gradient_checkpointing else "")
-                        + f" (predicted peak {peak:.1f} GiB of {free_gib:.1f} GiB free)")
-    half = max(1, batch // 2)
-    return (f"try batch_size = {half}, grad_accum = {accum * batch // half} (same effective batch), "
-            "gradient_checkpointing = true, or a shorter max_seq_len")
+        from engine.recommend import suggest_smaller as plan_smaller
+
+        plan = plan_smaller(spec, config.method, batch_size, seq_len, free_gib, grad_accum=config.grad_accum,
+                            grad_checkpointing=config.gradient_checkpointing, **_estimate_options(config))
+        if plan is None:
+            return (f"even batch_size 1 with gradient checkpointing is predicted not to fit in {free_gib:.1f} GiB: "
+                    "use method = qlora or a smaller model")
+        settings = f"batch_size = {plan.batch_size}, grad_accum = {plan.grad_accum}"
+        if plan.seq_len != config.max_seq_len:
+            settings += f", max_seq_len = {plan.seq_len}"
+        if plan.grad_checkpointing and not config.gradient_checkpointing:
+            settings += ", gradient_checkpointing = true"
+        return f"{plan.describe(batch_size, seq_len)}: set {settings}"
+    half = max(1, batch_size // 2)
+    return (f"try batch_size = {half}, grad_accum = {config.grad_accum * batch_size // half} "
+            "(the same effective batch), gradient_checkpointing = true, or a shorter max_seq_len")

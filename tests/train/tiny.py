@@ -23,13 +23,14 @@ def make_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>")
 
 
-def make_model_folder(folder: Path) -> Path:
+def make_model_folder(folder: Path, hidden: int = 32) -> Path:
+    """bitsandbytes' CPU 4-bit kernels need inputs of at least 64 features: pass hidden=64 for QLoRA."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256,
         pad_token_id=0, eos_token_id=1, bos_token_id=2,
     ))
