@@ -49,10 +49,9 @@ def _tokenizer(model: str) -> Any:
 
 def run_check(args: argparse.Namespace) -> int:
     from engine.data import check
-    from engine.paths import resolve_project_path
 
     tokenizer = None if args.no_tokenizer else _tokenizer(args.model)
-    report = check(resolve_project_path(args.file), args.format, tokenizer, args.max_seq_len, strict=args.strict)
+    report = check(args.file, args.format, tokenizer, args.max_seq_len, strict=args.strict)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -68,8 +67,8 @@ def _print_report(report: Any, model: str | None) -> None:
             print(f"  {problem}")
         if len(report.problems) > 50:
             print(f"  ... and {len(report.problems) - 50} more (see --json)")
-    if report.lengths:
-        figures = ", ".join(f"{k} {v}" for k, v in report.lengths.items())
+    if report.percentiles:
+        figures = ", ".join(f"{k} {v}" for k, v in report.percentiles.items())
         print(f"\nTokens per example ({model}): {figures}")
         if report.max_seq_len is not None:
             print(f"Over max_seq_len {report.max_seq_len}: {report.over_length} "

@@ -15,6 +15,7 @@ from engine.data.prepare import fit
 from engine.data.readers import DatasetError
 from engine.data.render import RenderError, render
 from engine.data.types import DataProblem
+from engine.paths import resolve_project_path
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -35,7 +36,9 @@ class DataReport:
     problems: tuple[DataProblem, ...]
     refusal: str | None
     """Why training would refuse this data; None when it is usable."""
-    lengths: dict[str, int] | None = None
+    lengths: tuple[int, ...] = ()
+    """Token length of each example that renders, in file order (with a tokenizer)."""
+    percentiles: dict[str, int] | None = None
     """Token-length percentiles p50/p90/p95/p99 and max (with a tokenizer)."""
     max_seq_len: int | None = None
     over_length: int = 0
@@ -55,7 +58,7 @@ class DataReport:
             "usable": self.refusal is None,
             "refusal": self.refusal,
             "problems": [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in self.problems],
-            "lengths": self.lengths,
+            "length_percentiles": self.percentiles,
             "max_seq_len": self.max_seq_len,
             "over_length": self.over_length,
             "dropped": self.dropped,
@@ -78,6 +81,7 @@ def check(
 
     Never raises for bad data: an unreadable source is a report with rows = 0 and its problems.
     """
+    path = resolve_project_path(path)
     try:
         loaded = load_conversations(path, fmt, strict=strict)
     except DatasetError as exc:
@@ -122,7 +126,7 @@ def check(
         refusal = "no example renders within max_seq_len" if lengths else "the chat template refused every conversation"
     return DataReport(
         path, loaded.format, loaded.rows, usable, tuple(problems), refusal,
-        lengths=_percentiles(lengths), max_seq_len=max_seq_len, over_length=over, dropped=dropped,
+        lengths=tuple(lengths), percentiles=_percentiles(lengths), max_seq_len=max_seq_len, over_length=over, dropped=dropped,
         sample=sample, sample_line=sample_line,
     )
 

@@ -114,7 +114,8 @@ def test_check_reports_lengths_problems_and_a_marked_sample(tmp_path, tokenizer)
     assert (report.format, report.rows, report.usable_rows) == ("messages", 20, 19)
     assert report.refusal is None  # 5% bad is not over the 5% default
     assert [(p.line, p.field) for p in report.problems] == [(20, "messages")]
-    assert report.lengths == {"p50": 47, "p90": 47, "p95": 47, "p99": 47, "max": 47}
+    assert report.lengths == (47,) * 19
+    assert report.percentiles == {"p50": 47, "p90": 47, "p95": 47, "p99": 47, "max": 47}
     assert report.over_length == 19 and report.dropped == 0
     assert [s.text for s in report.sample if s.trained] == ["Run: `docker ps -a`<|im_end|>"]
     assert "".join(s.text for s in report.sample).startswith("<|im_start|>system\n")
@@ -132,3 +133,17 @@ def test_check_of_an_unreadable_file_is_a_report(tmp_path):
     report = check(str(tmp_path / "missing.jsonl"))
     assert (report.rows, report.usable_rows, report.format) == (0, 0, "unknown")
     assert report.refusal and report.problems[0].message == "file does not exist"
+
+
+def test_percentiles_are_nearest_rank():
+    from engine.data.check import _percentiles
+
+    assert _percentiles(list(range(100, 0, -1))) == {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "max": 100}
+    assert _percentiles([7]) == {"p50": 7, "p90": 7, "p95": 7, "p99": 7, "max": 7}
+    assert _percentiles([]) is None
+
+
+def test_check_finds_project_data_by_its_preset_path(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    report = check("presets/data/docker_train.jsonl")
+    assert (report.rows, report.refusal) == (172, None)
