@@ -9,10 +9,13 @@ field, with a "did you mean" when a key is misspelled.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.data.types import Conversation, DataProblem, Message
+
+Report = Callable[[str | None, str], None]
+"""Records a problem with a field of the current row."""
 
 FORMATS = ("alpaca", "sharegpt", "messages", "text")
 
@@ -93,7 +96,7 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _text_field(row: Mapping[str, Any], key: str, bad: Any, *, required: bool, where: str = "") -> str:
+def _text_field(row: Mapping[str, Any], key: str, bad: Report, *, required: bool, where: str = "") -> str:
     name = f"{where}{key}"
     if key not in row or row[key] is None:
         if required:
@@ -124,7 +127,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _alpaca(row: Mapping[str, Any], bad: Any) -> list[Message]:
+def _alpaca(row: Mapping[str, Any], bad: Report) -> list[Message]:
     instruction = _text_field(row, "instruction", bad, required=True)
     extra = _text_field(row, "input", bad, required=False)
     output = _text_field(row, "output", bad, required=True)
@@ -134,7 +137,7 @@ def _alpaca(row: Mapping[str, Any], bad: Any) -> list[Message]:
     return messages + [Message("user", prompt), Message("assistant", output)]
 
 
-def _turns(row: Mapping[str, Any], key: str, bad: Any) -> list[Message]:
+def _turns(row: Mapping[str, Any], key: str, bad: Report) -> list[Message]:
     if row.get(key) is None:
         bad(key, _missing(row, key) if key not in row else f"{key!r} is null")
         return []
@@ -173,7 +176,7 @@ def _turns(row: Mapping[str, Any], key: str, bad: Any) -> list[Message]:
     return messages
 
 
-def _check_order(messages: list[Message], key: str, bad: Any) -> None:
+def _check_order(messages: list[Message], key: str, bad: Report) -> None:
     for i, m in enumerate(messages):
         if m.role == "system" and i > 0:
             bad(f"{key}[{i}].role", "a system turn can only come first")
