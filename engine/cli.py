@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "engine.commands.presets_cmd",
     "engine.commands.models_cmd",
     "engine.commands.data_cmd",
+    "engine.commands.train_cmd",
+    "engine.commands.runs_cmd",
 )
 
 

@@ -1,0 +1,36 @@
+"""`ftui runs`: the runs under the output folder with status, steps, best loss and artefacts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from engine.commands.output import print_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("runs", help="list training runs")
+    p.add_argument("--dir", default="runs", help="the output folder runs were written to (default: runs)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.runs import list_runs
+
+    runs = list_runs(args.dir)
+    if args.json:
+        print_json([dataclasses.asdict(r) for r in runs])
+        return 0
+    if not runs:
+        print(f"No runs in {args.dir}/ yet. Start one with: ftui train --preset demo")
+        return 0
+    rows = [("RUN", "STATUS", "STEPS", "BEST VAL", "METHOD", "MODEL", "ARTIFACTS")]
+    for r in runs:
+        best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"
+        rows.append((r.path, r.status, f"{r.step}/{r.total_steps}", best, r.method, r.model,
+                     ",".join(r.artifacts) or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
