@@ -20,6 +20,10 @@ COMMAND_MODULES = (
     "engine.commands.data_cmd",
     "engine.commands.train_cmd",
     "engine.commands.runs_cmd",
+    "engine.commands.export_cmd",
+    "engine.commands.chat_cmd",
+    "engine.commands.eval_cmd",
+    "engine.commands.demo_cmd",
 )
 
 

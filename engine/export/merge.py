@@ -35,6 +35,8 @@ class RunSource:
     base_ref: str | None
     """16-bit base to merge into; None for full fine-tuning."""
     tokenizer_ref: str
+    origin_ref: str
+    """The model the run started from (for full fine-tuning, the "before" of an evaluation)."""
 
 
 def read_run_source(run_dir: Path) -> RunSource:
@@ -48,17 +50,18 @@ def read_run_source(run_dir: Path) -> RunSource:
         status = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     method = status.get("method") or config.method
     tokenizer_ref = str(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else ""
+    origin = status.get("model_ref") or config.model
     if method == "full":
         weights = run_dir / "model"
         if not (weights / "config.json").is_file():
             raise MergeError(f"{weights} holds no model", "the run has not finished; export a finished run")
-        return RunSource(run_dir, config, method, weights, None, tokenizer_ref or str(weights))
+        return RunSource(run_dir, config, method, weights, None, tokenizer_ref or str(weights), origin)
     weights = run_dir / "adapter"
     if not (weights / "adapter_config.json").is_file():
         raise MergeError(f"{weights} holds no adapter (adapter_config.json)",
                          "the run has not saved its adapter yet; export a finished or stopped run")
     base = status.get("base_model_ref") or status.get("model_ref") or config.model
-    return RunSource(run_dir, config, method, weights, base, tokenizer_ref or base)
+    return RunSource(run_dir, config, method, weights, base, tokenizer_ref or base, origin)
 
 
 def base_config_dir(ref: str) -> Path:

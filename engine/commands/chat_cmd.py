@@ -1,0 +1,87 @@
+"""`ftui chat PATH.gguf | RUN`: a terminal chat with an exported model (/reset, /system TEXT, /quit)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.commands.output import fail
+
+HELP = "Commands: /reset clears the conversation, /system TEXT sets the system prompt, /quit leaves."
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("chat", help="chat with an exported GGUF or a run's export")
+    p.add_argument("target", help="a .gguf file, or a run directory with an export/")
+    p.add_argument("--system", default=None, help="system prompt (default: the run's)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.set_defaults(func=run)
+
+
+def find_gguf(target: str) -> tuple[Path, str]:
+    """The GGUF to chat with and the run's system prompt; raises FileNotFoundError with a hint."""
+    path = Path(target)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        return path, ""
+    folder = path / "export"
+    modelfile = folder / "Modelfile"
+    if modelfile.is_file():
+        first = modelfile.read_text(encoding="utf-8").splitlines()[0]
+        gguf = folder / first.removeprefix("FROM ./")
+    else:
+        found = sorted(folder.glob("model-*.gguf"))
+        if not found:
+            raise FileNotFoundError(f"{path} has no export; run `ftui export {path}` first")
+        gguf = found[0]
+    system = ""
+    if (path / "config.toml").is_file():
+        from engine.config import load_toml
+
+        system = str(load_toml(path / "config.toml").get("system_prompt", ""))
+    return gguf, system
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.chat import ChatSession
+
+    try:
+        gguf, system = find_gguf(args.target)
+        chat = ChatSession(gguf, system_prompt=args.system if args.system is not None else system,
+                           temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
+    except (FileNotFoundError, ValueError) as exc:
+        return fail(str(exc))
+    print(f"Chatting with {gguf} ({'GPU' if chat.gpu else 'CPU'}). {HELP}")
+    try:
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            if line == "/quit":
+                break
+            if line == "/reset":
+                chat.reset()
+                print("(conversation cleared)")
+                continue
+            if line.startswith("/system"):
+                chat.reset(system_prompt=line.removeprefix("/system").strip())
+                print("(system prompt set; conversation cleared)")
+                continue
+            if line.startswith("/"):
+                print(HELP)
+                continue
+            sys.stdout.write("model> ")
+            for piece in chat.send(line):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+    finally:
+        chat.close()
+    return 0

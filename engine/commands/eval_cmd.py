@@ -1,0 +1,63 @@
+"""`ftui eval RUN`: base vs fine-tuned on held-out prompts and validation loss, saved as eval.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from engine.commands.output import fail
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="compare the base and the fine-tuned model on held-out data")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--eval-file", help="JSONL of {messages, expected} (default: <dataset>_eval.jsonl beside "
+                   "a <dataset>_train.jsonl)")
+    p.add_argument("--max-tokens", type=int, default=64, help="answer length limit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.evaluate import evaluate
+    from engine.export import ExportError
+    from engine.export.merge import MergeError
+
+    try:
+        report = evaluate(args.run, on_event=_progress, eval_file=args.eval_file, max_tokens=args.max_tokens)
+    except (ExportError, MergeError) as exc:
+        return fail(f"{exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    print_report(report)
+    return 0
+
+
+def _progress(event: object) -> None:
+    from engine.events import Progress
+
+    if isinstance(event, Progress) and event.stage in ("eval", "export") and event.done in (0, event.total):
+        print(f"  {event.message}", file=sys.stderr)
+
+
+def print_report(report) -> None:
+    if report.items:
+        width = 34
+        print(f"{'prompt':<{width}} | {'base':<{width}} | {'fine-tuned':<{width}}")
+        print("-" * (width * 3 + 6))
+        for item in report.items:
+            cells = [
+                textwrap.shorten(item.prompt, width),
+                textwrap.shorten(("✓ " if item.base_hit else "✗ ") + item.base_reply, width),
+                textwrap.shorten(("✓ " if item.tuned_hit else "✗ ") + item.tuned_reply, width),
+            ]
+            print(" | ".join(f"{c:<{width}}" for c in cells))
+        print(f"\nExpected command in the reply ({len(report.items)} held-out prompts, {report.quant} GGUFs, "
+              f"greedy): base {report.base_score:.0%} -> fine-tuned {report.tuned_score:.0%}")
+    for problem in report.skipped:
+        print(f"skipped {problem}", file=sys.stderr)
+    if report.base_val_loss is not None:
+        print(f"Validation loss ({report.val_examples} examples): base {report.base_val_loss:.3f} "
+              f"(perplexity {report.base_perplexity:.1f}) -> fine-tuned {report.tuned_val_loss:.3f} "
+              f"(perplexity {report.tuned_perplexity:.1f})")
+    print(f"Saved {report.run_dir}/eval.json")

@@ -1,0 +1,63 @@
+"""`ftui export RUN`: merged HF folder, GGUF files, Modelfiles, and the verification figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.commands.output import fail
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a run to verified GGUF files and Ollama Modelfiles")
+    p.add_argument("run", help="run directory, e.g. runs/2026-01-01-1200-demo")
+    p.add_argument("--quant", help="GGUF types, comma-separated (default: the run's export_quants), "
+                   "e.g. Q8_0,Q4_K_M; F16 is always written")
+    p.add_argument("--out", help="output folder (default: RUN/export)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.config import RunConfig, load_toml
+    from engine.export import ExportError, export
+
+    if args.quant:
+        quants = tuple(q.strip() for q in args.quant.split(",") if q.strip())
+    else:
+        try:
+            quants = RunConfig.from_dict(load_toml(_config_path(args.run))).export_quants
+        except Exception as exc:  # noqa: BLE001 - any unreadable config is reported the same way
+            return fail(f"{args.run}: cannot read the run's config.toml: {exc}")
+    try:
+        result = export(args.run, quants=quants, out_dir=args.out, on_event=print_progress)
+    except ExportError as exc:
+        return fail(f"export failed: {exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
+    print_checks(result)
+    return 0 if result.passed else 1
+
+
+def _config_path(run_dir: str):
+    from pathlib import Path
+
+    return Path(run_dir) / "config.toml"
+
+
+def print_progress(event: object) -> None:
+    from engine.events import ExportFileWritten, Progress
+
+    if isinstance(event, Progress) and event.stage in ("export", "merge"):
+        print(f"  {event.message}", file=sys.stderr)
+    elif isinstance(event, ExportFileWritten) and event.kind != "modelfile":
+        print(f"  wrote {event.path} ({event.size_bytes / 2**20:.1f} MiB)", file=sys.stderr)
+
+
+def print_checks(result) -> None:
+    print(f"{'file':<22} {'tokens':<7} {'agree':>7} {'max|dlogit|':>12} {'stops':>6}  result")
+    for c in result.checks:
+        from pathlib import Path
+
+        diff = f"{c.max_abs_logit_diff:.4f}" if c.max_abs_logit_diff is not None else "-"
+        stops = {True: "yes", False: "no", None: "-"}[c.stops_at_end_of_turn]
+        print(f"{Path(c.path).name:<22} {'same' if c.token_ids_match else 'DIFF':<7} {c.argmax_agreement:>7.1%} "
+              f"{diff:>12} {stops:>6}  {'ok' if c.passed else 'FAILED: ' + '; '.join(c.problems)}")
+    print(f"\nExport folder: {result.out_dir}  (Ollama: cd there and `ollama create NAME -f Modelfile`)")
