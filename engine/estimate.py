@@ -164,7 +164,7 @@ def estimate(
     moment_bytes = ADAMW_8BIT_BYTES if optimizer != "adamw" else ADAMW_32BIT_MOMENTS * weight_bytes
     parts["optimizer"] = trainable * moment_bytes
 
-    layer = tokens * _layer_activation_bytes(spec, method, targets if method != "full" else (), lora_dropout)
+    layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
     loss = tokens * spec.vocab * runtime.loss_bytes_per_logit
     if grad_checkpointing:
         saved_inputs = 0 if runtime.offload_checkpoints else spec.layers * tokens * spec.hidden * ACTIVATION_BYTES
@@ -192,26 +192,35 @@ def _linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int]]:
     }
 
 
-def _layer_activation_bytes(spec: ModelSpec, method: str, targets: Sequence[str], lora_dropout: float) -> float:
+def layer_activation_bytes(spec: ModelSpec, method: str, targets: Sequence[str], lora_dropout: float = 0.0,
+                           runtime: Runtime = HF_PEFT) -> float:
     """Bytes one decoder layer saves for backward, per token, in eager mode.
 
-    Attention: each RMSNorm saves its input upcast to fp32 (4h); the normed input the
-    projections read (2h); SDPA/flash saves q, k, v and its output (2h + 2kv + 2kv + 2h).
-    MLP: norm (4h) and its output (2h); gate output for SiLU, SiLU output and up output for the
-    product, and the product for down_proj (4 x 2I). Frozen base weights need no saved input
-    beyond these; LoRA's small rank-r intermediates are ignored.
+    Every layer: each RMSNorm saves its input upcast to fp32 (2 x 4h); SDPA/flash saves q, k, v
+    and its output (2h + 2kv + 2kv + 2h); the MLP saves the gate output for SiLU and both
+    factors of the product (3 x 2I). Frozen weights need no saved input; trained ones do: the
+    normed inputs (2 x 2h, each shared by its projections) and the product that feeds down_proj
+    (2I); trained norm weights also need the normalised input. peft's fp32 adapters are the
+    exception: it casts each adapted layer's input to fp32 and autocast casts it back, so every
+    adapted layer saves its own 16-bit copy. LoRA's rank-r intermediates are ignored. tests/hardware/test_activations_hf.py checks this against the
+    tensors transformers and peft really save.
     """
     h, i = spec.hidden, spec.intermediate
     kv = h // spec.heads * spec.kv_heads
     a = ACTIVATION_BYTES
-    norms = 2 * BYTES_FP32 * h + 2 * a * h
-    attention = a * (2 * h + 4 * kv)
-    mlp = 4 * a * i
-    total = norms + attention + mlp
     shapes = _linear_shapes(spec)
-    if lora_dropout > 0:
-        # peft gives every adapted layer its own dropout, which saves its output and mask.
-        total += sum(shapes[t][0] for t in targets) * (a + DROPOUT_MASK_BYTES)
+    total = 2 * BYTES_FP32 * h + a * (2 * h + 4 * kv) + 3 * a * i
+    if method == "full" or runtime.adapter_bytes == ACTIVATION_BYTES:
+        total += a * (2 * h + i)
+    if method == "full":
+        # Trained norm weights need the normalised input, kept in the residual stream's dtype
+        # (fp32 when the master weights are fp32).
+        total += 2 * runtime.full_weight_bytes * h
+    else:
+        total += a * sum(shapes[t][0] for t in targets)
+    if lora_dropout > 0 and method != "full":
+        # Each adapted layer has its own dropout, which saves its mask (one byte per input on CUDA).
+        total += sum(shapes[t][0] for t in targets) * DROPOUT_MASK_BYTES
     if method == "dora":
         # DoRA rescales the base output by the magnitude: base and adapter outputs are saved.
         total += sum(shapes[t][1] for t in targets) * 2 * a
