@@ -40,6 +40,8 @@ class DatasetSummary:
     over_length: int
     sample: tuple[tuple[str, bool], ...]
     """The first example rendered with the chat template: (text, trained) spans."""
+    refusal: str | None = None
+    """Why training would refuse this file (too many bad rows, nothing usable); None if usable."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class RunSummary:
 
     @property
     def resumable(self) -> bool:
-        return self.status in ("stopped", "failed", "running") and self.step < self.total_steps
+        return self.status in ("stopped", "failed", "interrupted") and self.step < self.total_steps
 
     @property
     def trained(self) -> bool:
@@ -133,8 +135,9 @@ class Backend:
         from engine.models import load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(config.model, on_event, config.trust_remote_code))
-        report = check(config.dataset, config.dataset_format, tokenizer, config.max_seq_len)
-        return summarize_data_report(report, config.dataset, config.max_seq_len)
+        report = check(config.dataset, config.dataset_format, tokenizer, config.max_seq_len,
+                       max_bad_share=config.max_bad_share, train_on_responses_only=config.train_on_responses_only)
+        return summarize_data_report(report, config.max_seq_len)
 
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event, resume: str | None = None) -> Any:
         from engine.train import train
@@ -199,65 +202,55 @@ class Backend:
         shutil.rmtree(path)
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    """The first attribute (or key) of `names` that the engine's report has."""
-    for name in names:
-        if isinstance(obj, dict) and name in obj:
-            return obj[name]
-        if hasattr(obj, name):
-            return getattr(obj, name)
-    return default
-
-
-def summarize_data_report(report: Any, path: str, max_seq_len: int) -> DatasetSummary:
-    sample = _get(report, "sample", "sample_spans", default=()) or ()
-    spans = tuple((str(_get(s, "text", default=s[0] if isinstance(s, tuple) else s)),
-                   bool(_get(s, "trained", default=s[1] if isinstance(s, tuple) else False))) for s in sample)
+def summarize_data_report(report: Any, max_seq_len: int) -> DatasetSummary:
+    """engine.data.DataReport as the dataset screen shows it."""
     return DatasetSummary(
-        path=path,
-        format=str(_get(report, "format", default="?")),
-        rows=int(_get(report, "rows", default=0)),
-        usable_rows=int(_get(report, "usable_rows", default=0)),
-        problems=tuple(str(p) for p in _get(report, "problems", default=())),
-        lengths=tuple(int(n) for n in _get(report, "lengths", "token_lengths", default=()) or ()),
-        max_seq_len=max_seq_len,
-        over_length=int(_get(report, "over_length", default=0) or 0),
-        sample=spans,
+        path=report.path,
+        format=report.format,
+        rows=report.rows,
+        usable_rows=report.usable_rows,
+        problems=tuple(str(p) for p in report.problems),
+        lengths=tuple(report.lengths),
+        max_seq_len=report.max_seq_len or max_seq_len,
+        over_length=report.over_length,
+        sample=tuple((segment.text, segment.trained) for segment in report.sample),
+        refusal=report.refusal,
     )
 
 
 def summarize_run(info: Any) -> RunSummary:
-    path = Path(str(_get(info, "path", "run_dir")))
-    artifacts = tuple(name for name in ("adapter", "model", "export") if (path / name).exists())
-    ggufs = tuple(sorted(str(p) for p in (path / "export").glob("*.gguf"))) if (path / "export").exists() else ()
-    best = _get(info, "best_val_loss")
+    """engine.runs.RunInfo plus the GGUF files its export folder holds."""
+    export_dir = Path(info.path) / "export"
+    ggufs = tuple(sorted(str(p) for p in export_dir.glob("*.gguf"))) if export_dir.exists() else ()
     return RunSummary(
-        path=str(path),
-        name=str(_get(info, "name", default=path.name)),
-        status=str(_get(info, "status", default="?")),
-        step=int(_get(info, "step", default=0) or 0),
-        total_steps=int(_get(info, "total_steps", default=0) or 0),
-        best_val_loss=float(best) if best is not None else None,
-        method=str(_get(info, "method", default="")),
-        model=str(_get(info, "model", "base_model", default="")),
-        created=str(_get(info, "created", default="")),
-        artifacts=artifacts + tuple(Path(g).name for g in ggufs),
+        path=info.path,
+        name=info.name,
+        status=info.status,
+        step=info.step,
+        total_steps=info.total_steps,
+        best_val_loss=info.best_val_loss,
+        method=info.method,
+        model=info.model,
+        created=info.created,
+        artifacts=tuple(a for a in info.artifacts if a != "tokenizer") + tuple(Path(g).name for g in ggufs),
         ggufs=ggufs,
     )
 
 
 def summarize_eval_report(report: Any) -> EvalTable:
-    rows = _get(report, "rows", "examples", default=()) or ()
-    columns: tuple[str, ...] = ()
-    table = []
-    for row in rows:
-        values = row if isinstance(row, dict) else vars(row)
-        columns = columns or tuple(values)
-        table.append(tuple(_cell(values.get(c)) for c in columns))
-    return EvalTable(columns, tuple(table), str(_get(report, "summary", default="")))
+    """engine.evaluate.EvalReport: one row per held-out prompt, scores and losses in the summary."""
+    rows = tuple((item.prompt, item.expected, _mark(item.base_reply, item.base_hit),
+                  _mark(item.tuned_reply, item.tuned_hit)) for item in report.items)
+    parts = []
+    if report.tuned_score is not None:
+        base = f"{report.base_score:.0%}" if report.base_score is not None else "-"
+        parts.append(f"expected answer found: tuned {report.tuned_score:.0%}, base {base}")
+    if report.tuned_val_loss is not None:
+        base_loss = f"{report.base_val_loss:.3f}" if report.base_val_loss is not None else "-"
+        parts.append(f"validation loss: tuned {report.tuned_val_loss:.3f}, base {base_loss} "
+                     f"({report.val_examples} examples)")
+    return EvalTable(("prompt", "expected", "base", "tuned"), rows, "; ".join(parts))
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return "" if value is None else str(value)
+def _mark(reply: str, hit: bool) -> str:
+    return f"{'✓' if hit else '✗'} {reply.strip()}"

@@ -162,7 +162,8 @@ class FakeBackend:
                                    f"{config.dataset}:9: messages: empty content"),
                                   (40, 52, 61, 70, 75, 90), config.max_seq_len, 0,
                                   (("<|im_start|>user\nlist containers<|im_end|>\n", False),
-                                   ("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True)))
+                                   ("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True)),
+                                  "4 of 10 rows (40%) fail validation; max_bad_share allows 5%")
         lengths = tuple(40 + (i * 37) % 300 for i in range(60))
         return DatasetSummary(config.dataset, "messages", 60, 60, (), lengths, config.max_seq_len,
                               sum(n > config.max_seq_len for n in lengths),

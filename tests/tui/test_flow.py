@@ -176,7 +176,28 @@ async def test_dataset_screen_shows_problems_sample_and_histogram(tmp_path):
         assert "10 rows, 6 usable, 4 skipped" in text_of(app, "#dataset-summary")
         assert "docker ps" in text_of(app, "#dataset-sample")
         assert app.screen.query_one("#histogram").display
+        assert "would refuse this file: 4 of 10 rows" in text_of(app, "#dataset-status")
+        assert app.config.dataset != str(data)
+        assert app.screen.check_action("train", ()) is None
+
+
+async def test_dataset_screen_takes_a_good_file(backend, tmp_path):
+    data = tmp_path / "good.jsonl"
+    data.write_text("{}\n")
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("dataset")
+        await settle(app, pilot)
+        app.screen.query_one("#path").value = str(data)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "60 rows, 60 usable" in text_of(app, "#dataset-summary")
+        assert "over max_seq_len 256" in text_of(app, "#dataset-summary")
         assert app.config.dataset == str(data)
+        await pilot.press("ctrl+t")
+        await settle(app, pilot)
+        assert app.training.status == "finished"
 
 
 async def test_dataset_screen_refuses_a_missing_file(backend, tmp_path):

@@ -164,7 +164,9 @@ class DatasetScreen(FtuiScreen):
         summary: DatasetSummary = message.summary
         self.summary = summary
         status = self.query_one("#dataset-status", Static)
-        if summary.usable_rows:
+        if summary.refusal:
+            status.update(Text(f"Training would refuse this file: {summary.refusal}", style="bold red"))
+        elif summary.usable_rows:
             self.ftui.config = self.ftui.config.replace(dataset=summary.path)
             status.update(Text("Checked: this file is the run's dataset now.", style="green"))
         else:
@@ -178,8 +180,8 @@ class DatasetScreen(FtuiScreen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "train" and (self.checking or getattr(self, "summary", None) is None
-                                  or not self.summary.usable_rows):
+        summary = getattr(self, "summary", None)
+        if action == "train" and (self.checking or summary is None or summary.refusal or not summary.usable_rows):
             return None
         return True
 
