@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 
-from engine.events import Diagnosis, StepLogged, TrainFailed, TrainFinished
+from engine.events import Diagnosis, TrainFailed, TrainFinished
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
 from tui.widgets.loss_plot import LossPlot
@@ -95,7 +95,7 @@ class TrainingScreen(FtuiScreen):
             else:
                 self.notify(f"Run {'stopped' if event.stopped else 'finished'}: {event.run_dir}")
         self._dirty = True
-        if not isinstance(event, StepLogged):
+        if isinstance(event, TrainFinished | TrainFailed):
             self._redraw_if_dirty()
 
     def refresh_status(self) -> None:
@@ -118,7 +118,7 @@ class TrainingScreen(FtuiScreen):
         banner.display = True
 
     def _redraw_if_dirty(self) -> None:
-        if not self._dirty:
+        if not self._dirty or self.app.screen is not self:
             return
         self._dirty = False
         log = self.ftui.training

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
+MAX_POINTS = 240
+"""plotext draws in pure Python: past a few hundred points per series a redraw costs more than
+a frame, so long runs are drawn as bucket means (the log keeps every point)."""
+
+
+def thin(points: list[tuple[int, float]], limit: int = MAX_POINTS) -> list[tuple[float, float]]:
+    if len(points) <= limit:
+        return [(float(s), v) for s, v in points]
+    size = len(points) / limit
+    out = []
+    for i in range(limit):
+        bucket = points[int(i * size):int((i + 1) * size)]
+        out.append((sum(s for s, _ in bucket) / len(bucket), sum(v for _, v in bucket) / len(bucket)))
+    return out
+
 
 class LossPlot(PlotextPlot):
     """Redrawn only from message handlers on the UI thread (each plot owns its plotext state)."""
@@ -21,6 +36,7 @@ class LossPlot(PlotextPlot):
         plt.clear_figure()
         plt.title("loss")
         plt.xlabel("step")
+        train, val = thin(train), thin(val)
         if train:
             plt.plot([s for s, _ in train], [v for _, v in train], label="train", marker="braille", color="cyan")
         if val:
