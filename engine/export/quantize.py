@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -23,8 +24,15 @@ def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> Pa
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     params.nthread = threads or os.cpu_count() or 1
-    with atomic_file(Path(dst)) as tmp:
-        code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
-        if code != 0:
-            raise QuantizeError(f"llama.cpp could not quantize {Path(src).name} to {quant} (code {code})")
+    # llama.cpp logs every tensor it converts; keep its errors only, through its Python logger.
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with atomic_file(Path(dst)) as tmp:
+            code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+            if code != 0:
+                raise QuantizeError(f"llama.cpp could not quantize {Path(src).name} to {quant} (code {code})")
+    finally:
+        log.setLevel(level)
     return Path(dst)
