@@ -1,14 +1,17 @@
 """`ftui train`: a run on the terminal, from the same events the TUI shows.
 
 Training runs in a worker thread as in the TUI; this thread prints. The first Ctrl-C asks the
-run to stop (it finishes the step and writes a checkpoint); a second one aborts at once.
+run to stop (it finishes the step and writes a checkpoint) and the exit status is then 130, so
+`ftui train && ftui export` does not export a run the user interrupted; a second Ctrl-C aborts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -19,6 +22,8 @@ from engine.commands.output import fail
 from engine.config import ConfigError, Problem, RunConfig, load_toml, parse_set
 
 BAR_WIDTH = 24
+STOPPING = object()
+"""Queued by the Ctrl-C handler so the message is printed by the main loop, not inside the handler."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,23 +80,32 @@ def run(args: argparse.Namespace) -> int:
             events.put(None)
 
     worker = threading.Thread(target=work, name="ftui-train", daemon=True)
-    worker.start()
     view = ProgressView(sys.stdout)
-    while True:
-        try:
-            event = events.get()
-        except KeyboardInterrupt:
-            if stop.is_set():
-                view.line("Aborted: the run directory keeps its last complete checkpoint.")
-                return 130
-            stop.set()
-            view.line("Stopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
-            continue
-        if event is None:
-            break
-        view.show(event)
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        # Only unbuffered writes here: the main thread may be inside print() when the signal lands.
+        if stop.is_set():
+            os.write(2, b"\nAborted: the run directory keeps its last complete checkpoint.\n")
+            # The worker is inside torch; leaving without unwinding it is what "abort" means.
+            os._exit(130)
+        stop.set()
+        events.put(STOPPING)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
+    try:
+        worker.start()
+        while (event := events.get()) is not None:
+            if event is STOPPING:
+                view.line("Stopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
+            else:
+                view.show(event)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     result = outcome[0] if outcome else None
-    return 0 if result is not None and result.ok else 1
+    if result is None or not result.ok:
+        return 1
+    return 130 if stop.is_set() else 0
 
 
 class ProgressView:
@@ -140,7 +154,8 @@ class ProgressView:
         elif kind == "EvalLogged":
             self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f})")
         elif kind == "CheckpointSaved":
-            what = {"best": "best adapter", "final": "final weights"}.get(e.reason, f"{e.reason} checkpoint")
+            checkpoint = Path(e.path).parent.name == "checkpoints"
+            what = f"{e.reason} checkpoint" if checkpoint else f"{e.reason} weights"
             self.line(f"  saved {what} at step {e.step}: {e.path}")
         elif kind == "Diagnosis":
             self.line(f"  ! {e.kind} at step {e.step}: {e.message}\n    advice: {e.advice}")
@@ -158,3 +173,7 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

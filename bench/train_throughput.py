@@ -1,0 +1,157 @@
+"""Training throughput: ftui's engine against the common Hugging Face recipe, same model and data.
+
+Both train the embedded SmolLM2-135M with the same LoRA settings, batch size, learning rate
+and examples (lengths spread from ~20 to ~500 tokens). The recipe is the one people write:
+`Trainer` + `DataCollatorForLanguageModeling(mlm=False)` on chat-template text, random batches.
+Each variant runs in its own subprocess so its peak RSS (ru_maxrss) is its own.
+
+    .venv/bin/python bench/train_throughput.py [--examples 48] [--batch-size 4]
+
+Prints non-pad tokens/s (training loop only), wall time, peak RSS and ftui/recipe ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("container image volume network port build run exec logs compose service restart detach "
+         "registry push pull tag layer cache mount bind env variable health check prune stop kill").split()
+LORA = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def write_dataset(path: Path, n: int, seed: int = 0) -> None:
+    """Conversations whose rendered lengths spread evenly from ~20 to ~500 tokens."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            words = int(6 + (i / max(n - 1, 1)) * 330)
+            prompt = max(3, words // 4)
+            q = " ".join(rng.choice(WORDS) for _ in range(prompt))
+            a = " ".join(rng.choice(WORDS) for _ in range(words - prompt))
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"How do I {q}?"},
+                                              {"role": "assistant", "content": f"Run: `docker {a}`"}]}) + "\n")
+
+
+def run_ftui(data: Path, args: argparse.Namespace) -> dict:
+    from engine.config import RunConfig
+    from engine.events import StepLogged
+    from engine.train import train
+
+    config = RunConfig.from_dict({
+        "name": "bench", "model": "smollm2-135m", "dataset": str(data), "method": "lora", **LORA,
+        "target_modules": TARGETS, "learning_rate": 2e-4, "epochs": 1.0, "batch_size": args.batch_size,
+        "grad_accum": 1, "max_seq_len": 1024, "val_split": 0.0, "save_interval": 10_000,
+        "output_dir": str(Path(args.workdir) / "runs"), "warmup_steps": 0, "scheduler": "linear",
+    })
+    steps: list = []
+    result = train(config, lambda e: steps.append(e) if isinstance(e, StepLogged) else None, threading.Event())
+    assert result.ok, result.reason
+    # tokens_per_s x step time summed = non-pad tokens; elapsed of the last step = loop time.
+    loop_s = steps[-1].elapsed_s
+    tokens = _dataset_tokens(data)
+    return {"tokens": tokens, "train_s": loop_s, "final_loss": steps[-1].loss, "steps": len(steps)}
+
+
+def run_recipe(data: Path, args: argparse.Namespace) -> dict:
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from engine.models import load_tokenizer, resolve_model
+
+    resolved = resolve_model("smollm2-135m")
+    tokenizer = load_tokenizer(resolved)
+    model = AutoModelForCausalLM.from_pretrained(resolved.ref, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=LORA["lora_r"], lora_alpha=LORA["lora_alpha"],
+                                             lora_dropout=LORA["lora_dropout"], target_modules=TARGETS,
+                                             task_type="CAUSAL_LM"))
+    ds = load_dataset("json", data_files=str(data), split="train")
+    ds = ds.map(lambda row: tokenizer(tokenizer.apply_chat_template(row["messages"], tokenize=False),
+                                      truncation=True, max_length=1024), remove_columns=ds.column_names)
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(Path(args.workdir) / "recipe"), per_device_train_batch_size=args.batch_size,
+                               learning_rate=2e-4, num_train_epochs=1, lr_scheduler_type="linear", logging_steps=1,
+                               save_strategy="no", report_to=[], use_cpu=True, seed=42),
+        train_dataset=ds,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
+    out = trainer.train()
+    tokens = sum(len(x) for x in ds["input_ids"])
+    return {"tokens": tokens, "train_s": out.metrics["train_runtime"], "final_loss": out.training_loss,
+            "steps": out.global_step}
+
+
+def _dataset_tokens(data: Path) -> int:
+    from engine.config import RunConfig
+    from engine.data import prepare
+    from engine.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    prepared = prepare(RunConfig(dataset=str(data), max_seq_len=1024, val_split=0.0), tokenizer)
+    return sum(len(e.input_ids) for e in prepared.train)
+
+
+def child(args: argparse.Namespace) -> None:
+    data = Path(args.workdir) / "data.jsonl"
+    began = time.monotonic()
+    stats = (run_ftui if args.variant == "ftui" else run_recipe)(data, args)
+    stats["wall_s"] = time.monotonic() - began
+    stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    stats["tokens_per_s"] = stats["tokens"] / stats["train_s"]
+    print("RESULT " + json.dumps(stats), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--variant", choices=["ftui", "recipe"], help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="ftui-bench-") as workdir:
+        write_dataset(Path(workdir) / "data.jsonl", args.examples)
+        results = {}
+        for variant in ("ftui", "recipe"):
+            cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir,
+                   "--examples", str(args.examples), "--batch-size", str(args.batch_size)]
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+            results[variant] = json.loads(line[len("RESULT "):])
+    print(f"SmolLM2-135M LoRA r16, {args.examples} examples of ~20-500 tokens, batch {args.batch_size}, 1 epoch, CPU")
+    print(f"{'':8}{'tokens/s':>10}{'train s':>10}{'wall s':>10}{'peak RSS GiB':>14}{'steps':>7}{'final loss':>12}")
+    for name, r in results.items():
+        print(f"{name:8}{r['tokens_per_s']:>10.1f}{r['train_s']:>10.1f}{r['wall_s']:>10.1f}"
+              f"{r['peak_rss_gib']:>14.2f}{r['steps']:>7}{r['final_loss']:>12.4f}")
+    f, h = results["ftui"], results["recipe"]
+    print(f"ratio ftui/recipe: tokens/s {f['tokens_per_s'] / h['tokens_per_s']:.2f}x, "
+          f"peak RSS {f['peak_rss_gib'] / h['peak_rss_gib']:.2f}x, train time {f['train_s'] / h['train_s']:.2f}x")
+    print("(ftui's loss is on responses only, the recipe's on every token, so final losses differ.)")
+
+
+if __name__ == "__main__":
+    main()
