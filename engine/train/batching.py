@@ -1,5 +1,9 @@
 """Which examples go into which batch, in which order, and how they are padded.
 
+A batch whose padded size exceeds batch_size x the mean example length is run as several
+forward passes of the same optimizer step, so peak memory follows the typical batch, not the
+longest one.
+
 Length-grouped batches keep padding small: examples are shuffled, cut into large windows,
 and each window is sorted by length before it is split into batches, so a batch holds
 examples of similar length while the order across batches stays random. The order is a pure
@@ -41,6 +45,22 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return batches
 
 
+def split_by_tokens(batch: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Cut a batch into micro-batches whose padded size stays within `budget` tokens.
+
+    The loop normalises the loss by the trained tokens of the whole optimizer step, so the
+    pieces give the same update as the whole; only the peak memory of the longest batches drops.
+    """
+    ordered = sorted(batch, key=lambda i: lengths[i], reverse=True)
+    out: list[list[int]] = []
+    for i in ordered:
+        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= budget:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
 def pad_share(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
     """Share of the padded batch tensors that is padding."""
     real = sum(lengths[i] for b in batches for i in b)
@@ -60,6 +80,14 @@ class Schedule:
     max_steps: int
 
     @property
+    def token_budget(self) -> int:
+        """Padded tokens per forward: batch_size examples of mean length (never less than the longest)."""
+        if not self.lengths:
+            return 0
+        mean = math.ceil(sum(self.lengths) / len(self.lengths))
+        return max(self.batch_size * mean, max(self.lengths))
+
+    @property
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
 
@@ -71,7 +99,7 @@ class Schedule:
         return max(1, math.ceil(micro / self.grad_accum))
 
     def step_batches(self, step: int) -> list[list[int]]:
-        """Example indices of each micro-batch of optimizer step `step` (1-based)."""
+        """Example indices of each forward pass of optimizer step `step` (1-based)."""
         per_epoch = self.batches_per_epoch
         first = (step - 1) * self.grad_accum
         out = []
@@ -79,14 +107,15 @@ class Schedule:
             epoch, index = divmod(k, per_epoch)
             if self.max_steps <= 0 and k >= math.ceil(self.epochs * per_epoch):
                 break
-            out.append(self._epoch(epoch)[index])
+            out.extend(split_by_tokens(self._epoch(epoch)[index], self.lengths, self.token_budget))
         return out
 
     def epoch_at(self, step: int) -> float:
         return step * self.grad_accum / self.batches_per_epoch
 
     def planned_pad_share(self) -> float:
-        return pad_share(self._epoch(0), self.lengths)
+        pieces = [p for b in self._epoch(0) for p in split_by_tokens(b, self.lengths, self.token_budget)]
+        return pad_share(pieces, self.lengths)
 
     def _epoch(self, epoch: int) -> list[list[int]]:
         cache = self.__dict__.setdefault("_cache", {})

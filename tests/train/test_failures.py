@@ -30,14 +30,20 @@ def oom_above(limit: int):
     return wrap
 
 
+def even_lengths() -> PreparedData:
+    """Equal lengths: no batch exceeds the token budget, so batches reach the model whole."""
+    return PreparedData(counting(48, 0, 1), counting(8, 1, 1), format="messages")
+
+
 def test_out_of_memory_fails_naming_the_setting_and_a_smaller_one(tmp_path, model_folder):
-    result, events = run_tiny(tiny_config(tmp_path, batch_size=4, grad_accum=2), model_folder, wrap=oom_above(2))
+    result, events = run_tiny(tiny_config(tmp_path, batch_size=4, grad_accum=2), model_folder, wrap=oom_above(2),
+                              data=even_lengths())
 
     assert result.status == "failed"
     failed = events[-1]
     assert isinstance(failed, TrainFailed) and failed.step == 1
     assert "out of memory" in failed.reason and "batch_size 4" in failed.reason
-    assert "-token sequence (max_seq_len 64)" in failed.reason
+    assert "24-token sequence (max_seq_len 64)" in failed.reason
     assert "batch_size = 2, grad_accum = 4" in failed.advice and "oom_retry" in failed.advice
     assert not any(isinstance(e, StepLogged) for e in events)
     assert json.loads((Path(result.run_dir) / "run.json").read_text())["status"] == "failed"
@@ -45,7 +51,7 @@ def test_out_of_memory_fails_naming_the_setting_and_a_smaller_one(tmp_path, mode
 
 def test_oom_retry_runs_again_at_half_the_batch_with_double_accumulation(tmp_path, model_folder):
     config = tiny_config(tmp_path, batch_size=4, grad_accum=2, oom_retry=True)
-    result, events = run_tiny(config, model_folder, wrap=oom_above(2))
+    result, events = run_tiny(config, model_folder, wrap=oom_above(2), data=even_lengths())
 
     assert result.status == "finished"
     retry = [e for e in events if isinstance(e, Progress) and e.stage == "oom-retry"]
@@ -55,7 +61,8 @@ def test_oom_retry_runs_again_at_half_the_batch_with_double_accumulation(tmp_pat
 
 
 def test_oom_retry_happens_once_then_fails(tmp_path, model_folder):
-    result, events = run_tiny(tiny_config(tmp_path, batch_size=4, oom_retry=True), model_folder, wrap=oom_above(1))
+    result, events = run_tiny(tiny_config(tmp_path, batch_size=4, oom_retry=True), model_folder, wrap=oom_above(1),
+                              data=even_lengths())
     assert result.status == "failed" and "batch_size 2" in result.reason
     assert sum(isinstance(e, Progress) and e.stage == "oom-retry" for e in events) == 1
 
@@ -90,7 +97,8 @@ def nan_from_call(n: int):
 
 def test_a_nan_loss_stops_the_run_with_the_cause(tmp_path, model_folder):
     # grad_accum 2: the 5th forward is the first of step 3.
-    result, events = run_tiny(tiny_config(tmp_path, val_split=0.0), model_folder, wrap=nan_from_call(5))
+    result, events = run_tiny(tiny_config(tmp_path, val_split=0.0), model_folder, wrap=nan_from_call(5),
+                              data=even_lengths())
 
     assert result.status == "failed" and result.steps == 3
     assert [e.step for e in events if isinstance(e, StepLogged)] == [1, 2]

@@ -192,3 +192,18 @@ def test_resume_without_a_checkpoint_fails_with_a_reason(tmp_path, model_folder)
     result, events = run_tiny(tiny_config(tmp_path), model_folder, resume=str(tmp_path / "nowhere"))
     assert result.status == "failed" and "no complete checkpoint" in result.reason
     assert kinds(events) == ["TrainFailed"]
+
+
+def test_long_batches_are_split_into_forwards_within_the_token_budget():
+    from engine.train.batching import Schedule
+
+    lengths = tuple([20] * 30 + [60] * 6)
+    schedule = Schedule(lengths, batch_size=4, grad_accum=1, seed=0, epochs=1.0, max_steps=0)
+    budget = schedule.token_budget
+    assert budget == 4 * 27  # mean length 26.7, rounded up
+    seen = []
+    for step in range(1, schedule.total_steps + 1):
+        for forward in schedule.step_batches(step):
+            assert len(forward) * max(lengths[i] for i in forward) <= budget
+            seen.extend(forward)
+    assert sorted(seen) == list(range(len(lengths)))  # every example once per epoch
