@@ -137,7 +137,8 @@ class ProgressView:
         if kind == "Progress":
             now = time.monotonic()
             final = e.total is not None and e.done >= e.total
-            if final or now - self.last_progress > 0.5 or not self.tty:
+            # Piped output keeps one line per stage rather than one per tokenized conversation.
+            if final or now - self.last_progress > (0.5 if self.tty else 5.0):
                 self.last_progress = now
                 amount = f" {e.done:.0f}/{e.total:.0f} {e.unit}".rstrip() if e.total else ""
                 self.bar(f"{e.stage}:{amount} {e.message}".strip())
