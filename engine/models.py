@@ -444,6 +444,10 @@ def load_causal_lm(
         )
     how = "4-bit NF4" if four_bit else str(dtype).removeprefix("torch.")
     on_event(Progress(LOAD_STAGE, 0, 1, "models", f"loading {resolved.name} ({how}) on {device}"))
+    # Progress is reported through on_event; transformers' own bar would write over the TUI/CLI.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.ref, **kwargs)
     except torch.OutOfMemoryError:

@@ -60,8 +60,12 @@ def apply_method(model: Any, config: RunConfig) -> Any:
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
+    # peft probes `is_gradient_checkpointing`, which transformers 5 marks deprecated: noise for users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     lora = LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules), use_dora=config.method == "dora",
