@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import ModelSpec, find, get, load_catalog
+from engine.errors import ActionableError
 from engine.events import EventSink, Progress, ignore
 
 ALLOW_PICKLE_ENV = "FTUI_ALLOW_PICKLE"
@@ -39,13 +40,8 @@ HUB_PATTERNS = (
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class ModelLoadError(Exception):
-    """A model that cannot be resolved or loaded: `reason` says what, `advice` says what to do."""
-
-    def __init__(self, reason: str, advice: str = ""):
-        self.reason = reason
-        self.advice = advice
-        super().__init__(f"{reason} {advice}".strip())
+class ModelLoadError(ActionableError):
+    """A model that cannot be resolved or loaded."""
 
 
 @dataclass(frozen=True)

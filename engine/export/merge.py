@@ -13,14 +13,12 @@ from typing import Any
 
 from engine.atomic import atomic_dir
 from engine.config import RunConfig, load_toml
+from engine.errors import ActionableError
 from engine.events import EventSink, Progress, ignore
 
 
-class MergeError(RuntimeError):
-    def __init__(self, reason: str, advice: str = ""):
-        super().__init__(reason)
-        self.reason = reason
-        self.advice = advice
+class MergeError(ActionableError):
+    """A run that cannot be merged: not a run, no weights, or a base that does not load."""
 
 
 @dataclass(frozen=True)

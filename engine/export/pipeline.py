@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.atomic import write_text_atomic
 from engine.config import QUANT_TYPES
+from engine.errors import ActionableError
 from engine.events import (
     EventSink,
     ExportFailed,
@@ -31,11 +32,8 @@ from engine.export.quantize import QuantizeError, quantize
 from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
 
 
-class ExportError(RuntimeError):
-    def __init__(self, reason: str, advice: str = ""):
-        super().__init__(reason)
-        self.reason = reason
-        self.advice = advice
+class ExportError(ActionableError):
+    """An export that cannot be done or proven; an ExportFailed event was sent first."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 from engine.catalog import ModelSpec
 from engine.config import RunConfig
 from engine.data.types import PreparedData, TokenizedExample
+from engine.errors import ActionableError
 from engine.events import (
     CheckpointSaved,
     EvalLogged,
@@ -93,12 +94,12 @@ class OutOfMemory(Exception):
         self.step, self.batch_size, self.seq_len = step, batch_size, seq_len
 
 
-class Failure(Exception):
-    """A failure a person can act on: ends the run with TrainFailed(reason, advice)."""
+class Failure(ActionableError):
+    """Ends the run with TrainFailed(reason, advice) at `step`."""
 
     def __init__(self, reason: str, advice: str, step: int | None = None):
-        super().__init__(reason)
-        self.reason, self.advice, self.step = reason, advice, step
+        super().__init__(reason, advice)
+        self.step = step
 
 
 def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None], stop: threading.Event,

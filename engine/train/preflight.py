@@ -13,14 +13,13 @@ from typing import Any
 
 from engine.catalog import ModelSpec
 from engine.config import RunConfig
+from engine.errors import ActionableError
 
 MARGIN_BYTES = 64 * 2**20
 
 
-class PreflightError(Exception):
-    def __init__(self, reason: str, advice: str):
-        super().__init__(reason)
-        self.reason, self.advice = reason, advice
+class PreflightError(ActionableError):
+    """A run refused before any expensive work: config, disk, model or memory."""
 
 
 def bytes_needed(trainable: int, total: int, method: str) -> int:
