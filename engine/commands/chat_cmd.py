@@ -28,6 +28,9 @@ def find_gguf(target: str) -> tuple[Path, str]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
         return path, ""
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run directory or .gguf file" if not path.exists()
+                                else f"{path} is neither a .gguf file nor a run directory")
     folder = path / "export"
     modelfile = folder / "Modelfile"
     if modelfile.is_file():
@@ -35,6 +38,8 @@ def find_gguf(target: str) -> tuple[Path, str]:
         gguf = folder / first.removeprefix("FROM ./")
     else:
         found = sorted(folder.glob("model-*.gguf"))
+        if not found and not (path / "config.toml").is_file():
+            raise FileNotFoundError(f"{path} is not a run directory (no config.toml) and holds no export/")
         if not found:
             raise FileNotFoundError(f"{path} has no export; run `ftui export {path}` first")
         gguf = found[0]
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 line = input("you> ").strip()
             except EOFError:
+                print()  # Ctrl-D: leave the shell prompt on a line of its own
                 break
             if not line:
                 continue

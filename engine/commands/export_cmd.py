@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from engine.commands.output import fail
 
@@ -18,28 +19,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.config import RunConfig, load_toml
+    from engine.config import ConfigError
     from engine.export import ExportError, export
+    from engine.export.merge import MergeError, read_run_source
 
-    if args.quant:
-        quants = tuple(q.strip() for q in args.quant.split(",") if q.strip())
-    else:
-        try:
-            quants = RunConfig.from_dict(load_toml(_config_path(args.run))).export_quants
-        except Exception as exc:  # noqa: BLE001 - any unreadable config is reported the same way
-            return fail(f"{args.run}: cannot read the run's config.toml: {exc}")
+    if not Path(args.run).exists():
+        return fail(f"{args.run}: no such run directory")
     try:
+        if args.quant:
+            quants = tuple(q.strip() for q in args.quant.split(",") if q.strip())
+        else:
+            # The reader export itself uses, so a missing or half-written run reads the same either way.
+            quants = read_run_source(Path(args.run)).config.export_quants
         result = export(args.run, quants=quants, out_dir=args.out, on_event=print_progress)
-    except ExportError as exc:
+    except (ExportError, MergeError) as exc:
         return fail(f"export failed: {exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
+    except ConfigError as exc:
+        return fail(f"{args.run}: cannot read the run's config.toml:\n{exc}")
     print_checks(result)
     return 0 if result.passed else 1
-
-
-def _config_path(run_dir: str):
-    from pathlib import Path
-
-    return Path(run_dir) / "config.toml"
 
 
 def print_progress(event: object) -> None:
@@ -54,10 +52,12 @@ def print_progress(event: object) -> None:
 def print_checks(result) -> None:
     print(f"{'file':<22} {'tokens':<7} {'agree':>7} {'max|dlogit|':>12} {'stops':>6}  result")
     for c in result.checks:
-        from pathlib import Path
-
         diff = f"{c.max_abs_logit_diff:.4f}" if c.max_abs_logit_diff is not None else "-"
         stops = {True: "yes", False: "no", None: "-"}[c.stops_at_end_of_turn]
         print(f"{Path(c.path).name:<22} {'same' if c.token_ids_match else 'DIFF':<7} {c.argmax_agreement:>7.1%} "
               f"{diff:>12} {stops:>6}  {'ok' if c.passed else 'FAILED: ' + '; '.join(c.problems)}")
-    print(f"\nExport folder: {result.out_dir}  (Ollama: cd there and `ollama create NAME -f Modelfile`)")
+    if result.passed:
+        print(f"\nExport folder: {result.out_dir}  (Ollama: cd there and `ollama create NAME -f Modelfile`)")
+    else:
+        print(f"\nVerification failed: the files in {result.out_dir} are kept for inspection; do not ship them "
+              "(see verify.json)")
