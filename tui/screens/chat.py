@@ -10,10 +10,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from tui.messages import ChatPieceReceived, ChatReplyFinished, EvalFinished, WorkFailed
 from tui.screens.base import FtuiScreen
+from tui.widgets.footer import Footer
 
 SIDES = ("tuned", "base")
 

@@ -11,12 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
+from textual.widgets import Header, Input, Label, Select, Static, Switch
 
 from engine.config import ConfigError, Problem, RunConfig, field_docs, parse_set
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import PresetNameScreen
 from tui.widgets.bars import MemoryBar
+from tui.widgets.footer import Footer
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("name", "model", "method", "trust_remote_code")),

@@ -11,13 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.suggester import Suggester
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from engine.config import ConfigError
 from engine.events import Progress
 from tui.backend import DatasetSummary
 from tui.messages import DatasetChecked, EngineEventReceived, WorkFailed
 from tui.screens.base import FtuiScreen
+from tui.widgets.footer import Footer
 from tui.widgets.length_histogram import LengthHistogram
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")

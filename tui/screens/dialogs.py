@@ -6,7 +6,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, Markdown
+from textual.widgets import Input, Label, Markdown
+
+from tui.widgets.footer import Footer
 
 
 class ConfirmScreen(ModalScreen[bool]):

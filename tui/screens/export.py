@@ -11,12 +11,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, SelectionList, Static
+from textual.widgets import DataTable, Header, SelectionList, Static
 
 from engine.config import QUANT_TYPES
 from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportVerified, Progress
 from tui.messages import EngineEventReceived, WorkFailed
 from tui.screens.base import FtuiScreen
+from tui.widgets.footer import Footer
 
 
 def size_text(size_bytes: int) -> str:

@@ -9,12 +9,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from engine.config import RunConfig
 from tui.messages import HardwareProbed, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.bars import bar
+from tui.widgets.footer import Footer
 
 PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
 

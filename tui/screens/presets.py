@@ -7,11 +7,12 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.config import ConfigError
 from tui.screens.base import FtuiScreen
+from tui.widgets.footer import Footer
 
 
 def fit_label(peak_gib: float | None, budget: float | None, where: str) -> Text:

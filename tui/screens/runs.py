@@ -5,13 +5,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from engine.config import ConfigError
 from tui.backend import RunSummary
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import TrainingLog
+from tui.widgets.footer import Footer
 
 STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "cyan"}
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import Header, ProgressBar, RichLog, Static
 
 from engine.events import Diagnosis, TrainFailed, TrainFinished
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
+from tui.widgets.footer import Footer
 from tui.widgets.loss_plot import LossPlot
 
 REDRAW_S = 0.25
@@ -57,6 +58,12 @@ class TrainingScreen(FtuiScreen):
         from tui.app import over_ssh_without_multiplexer
 
         self._dirty = False
+        self._shown_log: object = None
+        """The TrainingLog the run log widget holds the lines of (the app replaces it per run)."""
+        self._shown_lines = 0
+        self._plotted_log: object = None
+        self._plotted: tuple[int, ...] | None = None
+        self.watch(self.query_one(RichLog), "scroll_y", self._follow_at_bottom, init=False)
         self.query_one("#ssh-hint").display = False
         self.ssh_hint = over_ssh_without_multiplexer()
         self.set_interval(REDRAW_S, self._redraw_if_dirty)
@@ -67,24 +74,40 @@ class TrainingScreen(FtuiScreen):
             self.redraw_all()
 
     def on_screen_resume(self) -> None:
-        self.redraw_all()
+        # The screen is kept while hidden and its log follows the run (show_event), so coming
+        # back only needs what changed: a different run (opened from the runs screen) is
+        # redrawn, the same one keeps its log and scroll position.
+        if self.ftui.training is not self._shown_log or len(self.ftui.training.lines) != self._shown_lines:
+            self.redraw_all()
+        else:
+            self._dirty = True
+            self._redraw_if_dirty()
 
     def redraw_all(self) -> None:
         log = self.ftui.training
         widget = self.query_one(RichLog)
         widget.clear()
+        widget.auto_scroll = True
         for line in log.lines:
             widget.write(line)
+        self._shown_log, self._shown_lines = log, len(log.lines)
         self.query_one("#ssh-hint").display = self.ssh_hint and log.active
         self._show_diagnosis()
         self._dirty = True
         self._redraw_if_dirty()
+
+    def _follow_at_bottom(self, scroll_y: float) -> None:
+        """New lines follow the log while the reader is at its bottom; scrolled up to read
+        back, the log stays put until the reader returns to the bottom (End)."""
+        widget = self.query_one(RichLog)
+        widget.auto_scroll = scroll_y >= widget.max_scroll_y
 
     def show_event(self, event: object, line: str | None) -> None:
         if not self.is_mounted:
             return
         if line:
             self.query_one(RichLog).write(line)
+            self._shown_lines += 1
         if isinstance(event, Diagnosis):
             self._show_diagnosis()
         if isinstance(event, TrainFinished | TrainFailed):
@@ -136,10 +159,15 @@ class TrainingScreen(FtuiScreen):
             status.append(f"  best val {log.best_val_loss:.4f}")
         if log.failed:
             status.append(f"\n{log.failed.reason}", style="bold red")
-        self.query_one("#train-status", Static).update(status)
+        # A fixed-height line: no need for a layout pass of the whole screen.
+        self.query_one("#train-status", Static).update(status, layout=False)
         progress = self.query_one(ProgressBar)
         progress.update(total=log.total_steps or None, progress=step.step if step else 0)
-        self.query_one(LossPlot).show(log.train_points, log.val_points, log.total_steps)
+        # plotext redraws the whole chart in Python: only when there is something new on it.
+        plotted = (len(log.train_points), len(log.val_points), log.total_steps)
+        if log is not self._plotted_log or plotted != self._plotted:
+            self._plotted_log, self._plotted = log, plotted
+            self.query_one(LossPlot).show(log.train_points, log.val_points, log.total_steps)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         log = self.ftui.training

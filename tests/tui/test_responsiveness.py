@@ -1,0 +1,72 @@
+"""The work the TUI must not repeat on the key path during a run (bench/tui_latency.py measures
+the time): screens kept between visits are not rebuilt, the footer is rebuilt only when its keys
+change, and a log scrolled up to read back is not yanked to the bottom by new lines."""
+
+from __future__ import annotations
+
+from textual.widgets import RichLog
+
+from tests.tui.fake_backend import FakeBackend
+from tui.app import FtuiApp
+from tui.screens.home import HomeScreen
+from tui.screens.training import TrainingScreen
+from tui.widgets.footer import Footer
+from tui.widgets.loss_plot import LossPlot
+
+SIZE = (80, 24)
+
+
+async def test_leaving_and_reopening_the_training_screen_rebuilds_nothing(tmp_path):
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=6))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.start_training(app.config)
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert isinstance(screen, TrainingScreen) and app.training.active
+        keys = list(screen.query_one(Footer).children)
+        plot = screen.query_one(LossPlot)
+        shows = []
+        plot.show = lambda *args, **kwargs: shows.append(args)  # type: ignore[method-assign]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("t")
+        await pilot.pause(0.3)
+        assert app.screen is screen
+        assert list(screen.query_one(Footer).children) == keys, "the footer was rebuilt with the same keys"
+        assert shows == [], "the chart was redrawn without a new point"
+        app.train_stop.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        start = next(key for key in screen.query("FooterKey") if key.key == "s")
+        assert not start.disabled, "the footer did not follow the run ending (Start is available again)"
+
+
+async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_again(tmp_path):
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, steps=400, hold_at=200))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.start_training(app.config)
+        await pilot.pause(0.5)
+        log = app.screen.query_one(RichLog)
+        assert log.max_scroll_y > 10 and log.scroll_y == log.max_scroll_y
+        await pilot.press("home")
+        await pilot.pause(0.5)
+        assert log.scroll_y == 0
+        await pilot.press("escape", "t")  # leaving the screen keeps the place too
+        await pilot.pause(0.3)
+        app.train_stop.set()  # the stop checkpoint and the final line arrive
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        assert app.training.lines[-1].startswith("stopped")
+        assert log.scroll_y == 0
+        await pilot.press("end")
+        await pilot.pause(0.5)
+        assert log.scroll_y == log.max_scroll_y
+        app.start_training(app.config)  # a new run shows from its first line and follows
+        await pilot.pause(0.5)
+        assert log.scroll_y == log.max_scroll_y
+        app.train_stop.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
