@@ -462,7 +462,7 @@ async def test_help_lists_the_screen_keys_and_escape_closes_it(backend):
         await settle(app, pilot)
         await pilot.press("question_mark")
         await pilot.pause()
-        help_text = app.screen.query_one("Markdown").source
+        help_text = app.screen.source
         assert "Resume" in help_text and "resumes a stopped" in help_text
         await pilot.press("escape")
         await pilot.pause()

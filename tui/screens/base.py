@@ -34,5 +34,7 @@ class FtuiScreen(Screen[None]):
         keys = []
         for _key, active in self.active_bindings.items():
             if active.binding.show or active.binding.id in ("back", "help"):
-                keys.append((active.binding.key_display or active.binding.key, active.binding.description))
+                line = (active.binding.key_display or active.binding.key, active.binding.description)
+                if line not in keys:  # one line for a binding with two keys (? and f1)
+                    keys.append(line)
         self.app.push_screen(HelpScreen(self.title or type(self).__name__, self.HELP, keys))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich.markdown import Markdown as RichMarkdown
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Markdown
+from textual.widgets import Input, Label, Static
 
 from tui.widgets.footer import Footer
 
@@ -75,7 +77,10 @@ class PresetNameScreen(ModalScreen["tuple[str, str] | None"]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """The help for the screen underneath: what it is for and its keys."""
+    """The help for the screen underneath: what it is for and its keys.
+
+    Plain Statics in a scrolling box: it opens in one frame and every key stays reachable at
+    80x24 (a Markdown table widget took several frames and was cut off below the fifth key)."""
 
     BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="close")]
 
@@ -86,11 +91,23 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        rows = "\n".join(f"| `{key}` | {description} |" for key, description in self.keys)
-        body = f"# {self.title_text}\n\n{self.text}\n\n| key | action |\n|---|---|\n{rows}\n"
-        with Vertical(classes="dialog help"):
-            yield Markdown(body)
+        width = max((len(key) for key, _ in self.keys), default=0) + 2
+        keys = Text()
+        for key, description in self.keys:
+            keys.append(f"{key:<{width}}", style="bold")
+            keys.append(f"{description}\n")
+        keys.rstrip()
+        with VerticalScroll(classes="dialog help"):
+            yield Static(Text(self.title_text, style="bold"), id="help-title")
+            yield Static(RichMarkdown(self.text), id="help-text")
+            yield Static(keys, id="help-keys")
         yield Footer()
+
+    @property
+    def source(self) -> str:
+        """The help as plain text (title, text and one line per key)."""
+        lines = [self.title_text, self.text, *(f"{key}  {description}" for key, description in self.keys)]
+        return "\n".join(lines)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -46,6 +46,6 @@ class Footer(TextualFooter):
 
     async def _recompose_if_changed(self) -> None:
         self._check_pending = False
-        if not self.is_attached or self._keys() == self._shown:
+        if not self.is_attached or self._pruning or self._keys() == self._shown:
             return
         await self.recompose()
