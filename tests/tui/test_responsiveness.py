@@ -70,3 +70,35 @@ async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_ag
         app.train_stop.set()
         await app.workers.wait_for_complete()
         await pilot.pause()
+
+
+async def test_what_a_run_froze_is_collected_when_it_ends(tmp_path):
+    """The heap is frozen when a run starts (full collections would scan torch's objects on the
+    UI thread); a model left in a reference cycle must still be freed when the run ends."""
+    import gc
+    import weakref
+
+    refs = []
+
+    class Model:
+        pass
+
+    class CyclicBackend(FakeBackend):
+        def train(self, config, on_event, stop, resume=None):
+            model = Model()
+            model.self = model  # a cycle: only the garbage collector frees it
+            refs.append(weakref.ref(model))
+            return super().train(config, on_event, stop, resume)
+
+    app = FtuiApp(backend=CyclicBackend(runs_dir=tmp_path, hold_at=3))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.start_training(app.config)
+        await pilot.pause(0.3)
+        assert app.training.active
+        assert refs[0]() is not None and gc.get_freeze_count() > 0
+        app.train_stop.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.training.status == "stopped"
+    assert refs[0]() is None, "the run's model outlived the run"
