@@ -1,6 +1,7 @@
 """A scripted engine for the TUI tests: the same methods as tui.backend.Backend, emitting the
 engine's real event types, with switches for the failures a user can meet (OOM, bad data,
-stop, resume). Hardware and estimate results follow the engine contract's attribute names."""
+stop, resume). Hardware, recommendation and estimate results are the engine's own dataclasses,
+so the fake cannot drift from the shapes the screens meet for real."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from engine.catalog import find
 from engine.config import RunConfig
+from engine.estimate import MemoryEstimate
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
@@ -26,56 +28,10 @@ from engine.events import (
     TrainStarted,
     ignore,
 )
+from engine.hardware import GpuInfo, GpuProcess, HardwareReport, _cpu_report
 from engine.presets import list_presets, save_preset
+from engine.recommend import Recommendation
 from tui.backend import DatasetSummary, EvalTable, RunSummary
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    pid: int
-    name: str
-    used_gib: float
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    name: str
-    total_gib: float
-    free_gib: float
-    used_gib: float
-    compute_capability: tuple[int, int]
-    bf16: bool
-    processes: tuple[GpuProcess, ...] = ()
-
-
-@dataclass(frozen=True)
-class HardwareReport:
-    gpus: tuple[GpuInfo, ...]
-    cpu_cores: int
-    ram_gib: float
-    driver: str
-    note: str
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    model: str
-    method: str
-    batch_size: int
-    grad_accum: int
-    seq_len: int
-    peak_gib: float
-    free_gib: float
-    reason: str
-    fits: bool
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    peak_gib: float
-    breakdown: dict[str, float]
-
 
 RTX_4070 = GpuInfo(0, "NVIDIA GeForce RTX 4070", 12.0, 10.5, 1.5, (8, 9), True,
                    (GpuProcess(1234, "Xorg", 0.4),))
@@ -119,9 +75,11 @@ class FakeBackend:
     chats: list[FakeChat] = field(default_factory=list)
 
     def probe(self) -> HardwareReport:
-        gpus = (RTX_4070,) if self.gpu else ()
-        note = "" if self.gpu else "NVML not available: no NVIDIA driver found"
-        return HardwareReport(gpus, 16 if self.gpu else 2, 64.0 if self.gpu else 24.0, "550.54" if self.gpu else "", note)
+        if not self.gpu:
+            # The engine's own CPU report, so its note reads as on a machine without a driver.
+            return _cpu_report(2, 24.0, "no NVIDIA driver found (the NVML library is missing)")
+        return HardwareReport((RTX_4070,), 16, 64.0, "550.54",
+                              f"{RTX_4070.name} (GPU 0) has the most free memory: {RTX_4070.free_gib:.1f} GiB")
 
     def recommend(self, report: HardwareReport) -> Recommendation:
         if report.gpus:
@@ -137,7 +95,9 @@ class FakeBackend:
         base_id = spec.base_16bit or spec.id
         weights = BASE_GIB.get(base_id, 1.0) * METHOD_SHARE[config.method]
         activations = config.batch_size * config.max_seq_len / 4096 * (0.15 if config.gradient_checkpointing else 0.6)
-        return MemoryEstimate(round(weights + activations, 2), {"weights": weights, "activations": activations})
+        # The engine's parts include the CUDA context and allocator slack (MemoryEstimate.tensors_gib).
+        parts = {"weights": weights, "activations": activations, "cuda_context": 0.5, "allocator": 0.1}
+        return MemoryEstimate(round(sum(parts.values()), 2), parts)
 
     def context_length(self, model: str) -> int | None:
         spec = find(model)
