@@ -62,7 +62,8 @@ class FtuiApp(App[int]):
     COMMANDS = App.COMMANDS | {ScreenCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        # Not in the footer, which cannot hold every screen's keys at 80 columns; F1 lists it.
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
     ]
 
     def __init__(self, backend: Any = None, preset: str | None = None) -> None:

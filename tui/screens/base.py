@@ -1,4 +1,5 @@
-"""What every ftui screen shares: Escape goes back, ? (or F1) shows this screen's help."""
+"""What every ftui screen shares: Escape goes back, F1 (or ? where no text field has focus) shows
+this screen's help. The footer shows F1: on screens with a text field, ? is typed into it."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ if TYPE_CHECKING:
 
 class FtuiScreen(Screen[None]):
     HELP = ""
-    """Markdown shown by `?`: what the screen is for, in the user's terms."""
+    """Markdown shown by F1 (or `?`): what the screen is for, in the user's terms."""
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
-        Binding("question_mark,f1", "help", "Help", id="help", key_display="?"),
+        Binding("f1,question_mark", "help", "Help", id="help", key_display="F1"),
     ]
 
     @property
@@ -33,8 +34,11 @@ class FtuiScreen(Screen[None]):
     def action_help(self) -> None:
         keys = []
         for _key, active in self.active_bindings.items():
-            if active.binding.show or active.binding.id in ("back", "help"):
-                line = (active.binding.key_display or active.binding.key, active.binding.description)
+            if active.binding.show or active.binding.id in ("back", "help", "quit"):
+                key = active.binding.key_display or active.binding.key
+                if active.binding.id == "help":
+                    key = "F1, ?"
+                line = (key, active.binding.description)
                 if line not in keys:  # one line for a binding with two keys (? and f1)
                     keys.append(line)
         self.app.push_screen(HelpScreen(self.title or type(self).__name__, self.HELP, keys))

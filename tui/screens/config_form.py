@@ -18,6 +18,7 @@ from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import PresetNameScreen
 from tui.widgets.bars import MemoryBar
 from tui.widgets.footer import Footer
+from tui.widgets.toggles import TextSwitch
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("name", "model", "method", "trust_remote_code")),
@@ -85,7 +86,7 @@ class ConfigScreen(FtuiScreen):
         if name in CHOICES:
             return Select([(c, c) for c in CHOICES[name]], value=value, allow_blank=False, id=wid, compact=True)
         if isinstance(default, bool):
-            return Switch(value=bool(value), id=wid, animate=False)
+            return TextSwitch(value=bool(value), id=wid, animate=False)
         return Input(as_text(value), id=wid, compact=True, select_on_focus=False)
 
     def on_mount(self) -> None:

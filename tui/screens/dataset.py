@@ -115,6 +115,7 @@ class DatasetScreen(FtuiScreen):
     def on_mount(self) -> None:
         self.summary: DatasetSummary | None = None
         self.checking = False
+        self.query_one("#dataset-sample", Static).display = False
         self.query_one("#histogram").display = False
         self.query_one("#path", Input).focus()
 
@@ -174,7 +175,9 @@ class DatasetScreen(FtuiScreen):
             status.update(Text("No usable rows: this file cannot be trained on.", style="bold red"))
         self.query_one("#dataset-summary", Static).update(render_summary(summary))
         self.query_one("#dataset-problems", Static).update(render_problems(summary))
-        self.query_one("#dataset-sample", Static).update(render_sample(summary) if summary.sample else "")
+        sample = self.query_one("#dataset-sample", Static)
+        sample.update(render_sample(summary) if summary.sample else "")
+        sample.display = bool(summary.sample)  # an empty card is a box with nothing in it
         histogram = self.query_one(LengthHistogram)
         histogram.display = bool(summary.lengths)
         histogram.show(summary.lengths, summary.max_seq_len)

@@ -11,13 +11,30 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Header, SelectionList, Static
+from textual.widgets import DataTable, Header, Static
 
 from engine.config import QUANT_TYPES
 from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportVerified, Progress
 from tui.messages import EngineEventReceived, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
+from tui.widgets.toggles import CheckList
+
+QUANT_HINTS = {
+    "F16": "16 bits a weight, lossless: the largest file",
+    "BF16": "16 bits, lossless, for models trained in bf16",
+    "Q8_0": "8.5 bits, near-lossless, about half of F16",
+    "Q6_K": "6.6 bits, very close to Q8_0",
+    "Q5_K_M": "5.7 bits, a small loss",
+    "Q4_K_M": "4.8 bits, the usual size/quality trade-off",
+}
+"""What each GGUF type costs and keeps (llama.cpp's bits per weight), shown beside its name."""
+
+
+def quant_prompt(quant: str) -> Text:
+    text = Text(f"{quant:<8}", style="bold")
+    text.append(QUANT_HINTS.get(quant, ""), style="dim")
+    return text
 
 
 def size_text(size_bytes: int) -> str:
@@ -51,7 +68,7 @@ class ExportScreen(FtuiScreen):
         yield Header()
         yield Static("", id="export-run")
         with VerticalScroll(id="export-body"):
-            yield SelectionList[str](*[(q, q, q in quants) for q in QUANT_TYPES], id="quants", compact=True)
+            yield CheckList[str](*[(quant_prompt(q), q, q in quants) for q in QUANT_TYPES], id="quants", compact=True)
             yield Static("", id="export-stages")
             yield DataTable(id="export-files", cursor_type="row", zebra_stripes=False)
             yield Static("", id="export-verify")
@@ -69,11 +86,12 @@ class ExportScreen(FtuiScreen):
         table = self.query_one(DataTable)
         table.add_columns("file", "kind", "size")
         table.display = False
+        self.query_one("#ollama", Static).display = False
         run = self.ftui.export_run_dir
         label = Text("Run: ", style="bold")
         label.append(run or "none: train a run first or choose one on the runs screen")
         self.query_one("#export-run", Static).update(label)
-        self.query_one(SelectionList).focus()
+        self.query_one(CheckList).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         exporting = getattr(self, "exporting", False)
@@ -88,7 +106,7 @@ class ExportScreen(FtuiScreen):
         return True
 
     def action_start(self) -> None:
-        quants = tuple(self.query_one(SelectionList).selected)
+        quants = tuple(self.query_one(CheckList).selected)
         if not quants:
             self.notify("Select at least one GGUF type (space toggles).", severity="warning")
             return
@@ -123,7 +141,8 @@ class ExportScreen(FtuiScreen):
             self.files.append(event)
             table = self.query_one(DataTable)
             table.display = True
-            table.add_row(event.path, event.quant or event.kind, size_text(event.size_bytes))
+            # Names only: the folder is on the result line, and full paths push size off 80 columns.
+            table.add_row(Path(event.path).name, event.quant or event.kind, size_text(event.size_bytes))
             if event.kind == "modelfile":
                 self.modelfile = event.path
             if event.kind == "gguf":
@@ -148,7 +167,9 @@ class ExportScreen(FtuiScreen):
         stages.update(text)
         if self.modelfile:
             line = ollama_line(self.ftui.export_run_dir or "", self.modelfile)
-            self.query_one("#ollama", Static).update(Text.assemble(("Load into Ollama:\n", "bold"), line))
+            card = self.query_one("#ollama", Static)
+            card.update(Text.assemble(("Load into Ollama:\n", "bold"), line))
+            card.display = True
             self.ollama = line
         if self.ggufs:
             self.ftui.chat_gguf = self.ggufs[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.text import Text
@@ -57,11 +58,20 @@ def _process_line(proc: Any) -> str:
     return f"{name} (pid {pid})" + (f" {used:.1f} GiB" if used is not None else "")
 
 
+CPU_NOTE = re.compile(r"No usable GPU: (?P<cause>.+?)\. CPU mode with ")
+"""The engine's CPU-mode note (engine/hardware.py `_cpu_report`): its cause is the one part the
+rest of the card does not say already."""
+
+
 def render_cpu(report: Any) -> Text:
-    text = Text("CPU mode: no NVIDIA GPU found", style="bold yellow")
-    text.append(f"\n  {report.cpu_cores} CPU cores, {report.ram_gib:.1f} GiB RAM. Training runs on the CPU: "
-                "the embedded 135M model trains in minutes, larger ones are impractical.")
-    if report.note:
+    """Once each: why there is no GPU, the cores and RAM; what CPU mode can train is the
+    recommendation's reason, in the card below."""
+    match = CPU_NOTE.match(report.note or "")
+    cause = match["cause"] if match else "no usable NVIDIA GPU"
+    text = Text()
+    text.append(f"CPU mode: {cause}", style="bold yellow")
+    text.append(f"\n  {report.cpu_cores} CPU cores, {report.ram_gib:.1f} GiB RAM")
+    if report.note and not match:
         text.append(f"\n  {report.note}", style="dim")
     return text
 

@@ -7,6 +7,9 @@ alive between visits (the training screen is), almost every one of those rebuild
 same keys again, and it is the largest cost of switching screens. This Footer waits for the
 signals of one frame to settle, compares what it would show with what it shows, and rebuilds
 only on a difference.
+
+Below 120 columns it is compact (one space between keys instead of two), so that every key
+of the busiest screen fits in 80 columns.
 """
 
 from __future__ import annotations
@@ -14,12 +17,19 @@ from __future__ import annotations
 from textual.screen import Screen
 from textual.widgets import Footer as TextualFooter
 
+WIDE = 120
+"""The app's -wide breakpoint (FtuiApp.HORIZONTAL_BREAKPOINTS)."""
+
 
 class Footer(TextualFooter):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._shown: tuple[object, ...] | None = None
         self._check_pending = False
+        self.compact = self.app.size.width < WIDE
+
+    def on_resize(self) -> None:
+        self.compact = self.app.size.width < WIDE
 
     def _keys(self) -> tuple[object, ...]:
         """What compose would draw: each shown binding with its state, and the palette key."""
