@@ -5,7 +5,7 @@ and examples (lengths spread from ~20 to ~500 tokens). The recipe is the one peo
 `Trainer` + `DataCollatorForLanguageModeling(mlm=False)` on chat-template text, random batches.
 Each variant runs in its own subprocess so its peak RSS (ru_maxrss) is its own.
 
-    .venv/bin/python bench/train_throughput.py [--examples 48] [--batch-size 4]
+    .venv/bin/python bench/train_throughput.py [--examples 96] [--batch-size 4]
 
 Prints non-pad tokens/s (training loop only), wall time, peak RSS and ftui/recipe ratios.
 """
@@ -123,7 +123,7 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=48)
+    parser.add_argument("--examples", type=int, default=96, help="24 steps at batch 4; at 12 steps the ratio is noisy")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--variant", choices=["ftui", "recipe"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
