@@ -85,7 +85,9 @@ class TrainingLog:
             self.run_dir = event.run_dir
             self.status = "stopped" if event.stopped else "finished"
             best = f", best validation loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
-            return f"{self.status} after {event.steps} steps: loss {event.final_loss:.4f}{best}. {event.reason}".strip()
+            # A finished run's reason only repeats the step count; a stopped run's says why.
+            why = f" {event.reason}" if event.stopped else ""
+            return f"{self.status} after {event.steps} steps: loss {event.final_loss:.4f}{best}.{why}"
         if isinstance(event, TrainFailed):
             self.failed = event
             self.status = "failed"

@@ -54,6 +54,9 @@ async def test_embedded_model_trains_exports_and_chats_from_the_keyboard(tmp_pat
         assert isinstance(app.screen, ExportScreen)
         await pilot.press("x")
         await settle(app, pilot)
+        stages = str(app.screen.query_one("#export-stages").render())
+        for step in ("merge", "write", "quantize", "modelfile", "verify"):
+            assert step in stages, stages
         verify = str(app.screen.query_one("#export-verify").render())
         assert "PASS" in verify, verify
         gguf = run_dir / "export" / "model-Q8_0.gguf"

@@ -136,6 +136,10 @@ class ExportScreen(FtuiScreen):
         if isinstance(event, Progress):
             done = f"{event.done / event.total:.0%}" if event.total else f"{event.done:g} {event.unit}"
             self.stages[event.stage] = f"{done} {event.message}".strip()
+            step, sep, detail = event.message.partition(": ")
+            if event.stage == "export" and sep and step not in ("merge", "write"):
+                # quantize, modelfile and verify report only through the overall progress.
+                self.stages[step] = detail
             self._show_stages()
         elif isinstance(event, ExportFileWritten):
             self.files.append(event)
