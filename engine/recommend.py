@@ -20,10 +20,8 @@ from engine.hardware import GpuInfo, HardwareReport, ram_gib
 
 LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
 """Largest first; each has a 4-bit variant in the catalog for QLoRA."""
-CPU_MODEL = "smollm2-135m"
-CPU_SEQ_LEN = 512
-"""CPU training is practical only for short examples."""
-CPU_BATCH_SIZE = 4
+CPU_PRESET = "demo"
+"""On the CPU only the embedded model is practical; the demo preset holds its settings."""
 HEADROOM_SHARE = 0.10
 HEADROOM_GIB = 0.5
 """A plan fits when its estimate stays under free x (1 - 10%) - 0.5 GiB."""
@@ -167,11 +165,16 @@ def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float) -> t
 
 
 def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
-    spec = get(CPU_MODEL)
-    seq = min(seq_len, CPU_SEQ_LEN)
+    from engine.presets import load_preset
+
+    # The card shows what accepting it trains: the demo preset's own settings.
+    demo = load_preset(CPU_PRESET).apply()
+    spec = get(demo.model)
+    seq = min(seq_len, demo.max_seq_len)
     # No CUDA context or caching allocator on the CPU: the tensors are what RAM must hold.
-    need = estimate(spec, "lora", CPU_BATCH_SIZE, seq, grad_checkpointing=False).tensors_gib
+    need = estimate(spec, demo.method, demo.batch_size, seq, grad_checkpointing=False).tensors_gib
     reason = (f"No NVIDIA GPU found, so training runs on the CPU, where only the embedded {spec.name.split(' (')[0]} "
-              f"is practical: about {need:.1f} GiB of RAM at batch {CPU_BATCH_SIZE} and {seq} tokens.")
-    return Recommendation(spec.id, "lora", CPU_BATCH_SIZE, max(1, EFFECTIVE_BATCH // CPU_BATCH_SIZE), seq,
+              f"is practical (the {CPU_PRESET} preset): about {need:.1f} GiB of RAM at batch {demo.batch_size} "
+              f"and {seq} tokens.")
+    return Recommendation(spec.id, demo.method, demo.batch_size, demo.grad_accum, seq,
                           round(need, 2), round(ram, 2), reason, need <= ram or ram == 0, False, None)

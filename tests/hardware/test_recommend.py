@@ -79,6 +79,8 @@ def test_no_gpu_means_embedded_model_on_cpu(fake_nvml):
     rec = recommend(report)
     assert rec.model == "smollm2-135m"
     assert rec.fits and rec.gpu_index is None and not rec.grad_checkpointing
+    # What the card recommends is what accepting it trains: the demo preset.
+    assert (rec.method, rec.batch_size, rec.grad_accum, rec.seq_len) == ("lora", 8, 1, 256)
     assert "No NVIDIA GPU" in rec.reason and "CPU" in rec.reason
     assert rec.free_gib == pytest.approx(report.ram_gib, abs=0.01)
 
