@@ -238,6 +238,14 @@ class FtuiApp(App[int]):
 
     # Shared figures ---------------------------------------------------------------------
 
+    def memory_need(self, estimate: Any) -> float | None:
+        """What a run would take from the budget: without a GPU there is no CUDA context or
+        caching allocator, only the tensors themselves (as the engine's CPU recommendation counts)."""
+        if estimate is None:
+            return None
+        report = self.hardware
+        return estimate.tensors_gib if report is not None and not report.gpus else estimate.peak_gib
+
     def memory_budget(self) -> tuple[float | None, str]:
         """The memory a run gets: the freest GPU's free VRAM, or RAM in CPU mode."""
         report = self.hardware

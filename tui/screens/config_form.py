@@ -143,7 +143,7 @@ class ConfigScreen(FtuiScreen):
     def show_estimate(self, config: RunConfig) -> None:
         estimate = self.ftui.backend.estimate(config)
         budget, where = self.ftui.memory_budget()
-        self.query_one(MemoryBar).show(estimate.peak_gib if estimate else None, budget, where)
+        self.query_one(MemoryBar).show(self.ftui.memory_need(estimate), budget, where)
 
     def on_input_changed(self, _event: Input.Changed) -> None:
         self.revalidate()

@@ -58,7 +58,7 @@ class PresetsScreen(FtuiScreen):
             label.append(f"{preset.name:<12}", style="bold")
             label.append(f"{preset.description}\n   ")
             label.append(f"{config.model}, {config.method}: ")
-            label.append_text(fit_label(estimate.peak_gib if estimate else None, budget, where))
+            label.append_text(fit_label(self.ftui.memory_need(estimate), budget, where))
             options.append(Option(label, id=preset.name))
         option_list = self.query_one(OptionList)
         option_list.add_options(options)
