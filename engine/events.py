@@ -146,11 +146,22 @@ Event = (
     | ExportFailed
 )
 EventSink = Callable[[Any], None]
+_EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}
 
 
 def to_record(event: Any) -> dict[str, Any]:
     """A JSON-ready dict with the event's type name under "event"."""
     return {"event": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def from_record(record: dict[str, Any]) -> Any | None:
+    """The event a `to_record` dict describes, or None for an unknown event type. Keys that are
+    not the event's fields (the run directory adds a timestamp) are left out."""
+    kind = _EVENT_TYPES.get(record.get("event", ""))
+    if kind is None:
+        return None
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in record.items() if k in names})
 
 
 def ignore(_event: Any) -> None:

@@ -10,6 +10,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,25 @@ class RunInfo:
 
 class RunReadError(ValueError):
     pass
+
+
+def read_events(path: str | Path) -> list[Any]:
+    """The events a run logged to metrics.jsonl, in order, to redraw its charts. A line cut
+    short by a killed process, or of an event type this version does not know, is skipped."""
+    from engine.events import from_record
+
+    metrics = Path(path) / "metrics.jsonl"
+    if not metrics.exists():
+        return []
+    out = []
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            event = from_record(json.loads(line))
+        except (ValueError, TypeError):
+            continue
+        if event is not None:
+            out.append(event)
+    return out
 
 
 def read_run(path: str | Path) -> RunInfo:

@@ -9,7 +9,6 @@ is turned here into the small view types below, so the screens depend on one sha
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -180,20 +179,9 @@ class Backend:
 
     def run_events(self, run_dir: str) -> list[Any]:
         """The events a run logged, read back from metrics.jsonl, to redraw its charts."""
-        import engine.events as events
+        from engine.runs import read_events
 
-        out = []
-        path = Path(run_dir) / "metrics.jsonl"
-        if not path.exists():
-            return out
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-                kind = getattr(events, record.pop("event"))
-                out.append(kind(**record))
-            except (ValueError, KeyError, AttributeError, TypeError):
-                continue
-        return out
+        return read_events(run_dir)
 
     def delete_run(self, run_dir: str) -> None:
         path = Path(run_dir)

@@ -18,6 +18,7 @@ from engine.events import (
     TrainFinished,
     TrainStarted,
 )
+from engine.runs import read_events
 from engine.train.run_dir import complete_checkpoints
 from tests.train.tiny import run_tiny, tiny_config
 
@@ -69,6 +70,8 @@ def test_the_run_directory_holds_config_metrics_checkpoints_adapter_and_tokenize
     assert status["model_ref"] == str(model_folder) and status["method"] == "lora"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records] == kinds(events)
+    # The runs screen redraws a past run's charts from these lines.
+    assert read_events(run) == events
     assert [p.name for p in complete_checkpoints(run)] == ["step-4", "step-6"]
     for ckpt in complete_checkpoints(run):
         assert {"trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json",
