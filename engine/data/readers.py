@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,29 @@ def _jsonl(path: Path) -> Iterator[Row | DataProblem]:
                 continue
             if number == 1:
                 text = text.removeprefix("\ufeff")
+            text = text.rstrip("\r\n")
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                where = "at end of line" if exc.pos >= len(text.rstrip()) else f"at column {exc.pos + 1}"
-                yield DataProblem(name, number, None, f"malformed JSON: {exc.msg} {where}")
+                value = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                yield DataProblem(name, number, None, f"malformed JSON: {_json_error(exc, text)}")
+                continue
+            yield number, value
+
+
+def _json_error(exc: ValueError | RecursionError, text: str) -> str:
+    """What is wrong with `text`, and where on its line (for JSONL) when the parser says."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if not isinstance(exc, json.JSONDecodeError):
+        # Python refuses to turn a number of over 4300 digits into an int (CVE-2020-10735).
+        return f"a number over {sys.get_int_max_str_digits()} digits long" if "digits" in str(exc) else str(exc)
+    # Some of json's messages end in "at" ("Unterminated string starting at").
+    msg = exc.msg.removesuffix(" at")
+    if "\n" in text:
+        return f"{msg} at column {exc.colno}"
+    return f"{msg} at end of line" if exc.pos >= len(text.rstrip()) else f"{msg} at column {exc.pos + 1}"
 
 
 def _json(path: Path) -> Iterator[Row | DataProblem]:
@@ -92,11 +109,12 @@ def _json(path: Path) -> Iterator[Row | DataProblem]:
         raise DatasetError([DataProblem(name, None, None, "file is empty")])
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data":
             # Many published ".json" datasets are JSON Lines under the wrong extension.
             return _jsonl(path)
-        raise DatasetError([DataProblem(name, exc.lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}")]) from None
+        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+        raise DatasetError([DataProblem(name, line, None, f"malformed JSON: {_json_error(exc, text)}")]) from None
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]
         if len(lists) != 1:
@@ -164,6 +182,6 @@ def _decode_nested(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and value.lstrip().startswith("["):
             try:
                 out[key] = json.loads(value)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 pass  # left as text: the row is then reported as having the wrong type
     return out

@@ -101,6 +101,7 @@ BAD_ROWS = [
     ("bad_no_user.jsonl", 1, "messages", "no user turn"),
     ("bad_array_element.json", 2, None, "expected an object (one record per line), got int"),
     ("bad_empty_cell.csv", 3, "output", "'output' is null"),
+    ("bad_unterminated_string.jsonl", 2, None, "malformed JSON: Unterminated string starting at column 83"),
 ]
 
 
@@ -122,6 +123,7 @@ BAD_FILES = [
     ("bad_empty.jsonl", None, "file is empty"),
     ("bad_blank_only.jsonl", None, "has no rows"),
     ("bad_malformed_array.json", 3, "malformed JSON: Expecting ',' delimiter at column 23"),
+    ("bad_unterminated_string.json", 3, "malformed JSON: Invalid control character at column 37"),
     ("bad_not_array.json", None, "expected a JSON array of records"),
     ("bad_non_utf8.csv", 3, "not UTF-8: byte 0xe9"),
     ("bad_unsupported.txt", None, "unsupported file type '.txt'"),
@@ -136,6 +138,24 @@ def test_unreadable_source_raises_with_reason(fixture_path, name, line, message)
     (problem,) = info.value.problems
     assert (problem.file, problem.line) == (fixture_path(name), line)
     assert problem.message.startswith(message)
+
+
+def test_too_deep_or_too_long_json_is_a_bad_row(tmp_path):
+    good = json.dumps({"text": "fine"})
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([good, "[" * 100_000, '{"text": ' + "9" * 5000 + "}", good]) + "\n")
+    result = load_conversations(str(path))
+    assert [(p.line, p.message) for p in result.problems] == [
+        (2, "malformed JSON: nested too deeply"), (3, "malformed JSON: a number over 4300 digits long")]
+    assert [c.source_line for c in result.conversations] == [1, 4]
+
+
+def test_too_deep_json_array_is_refused(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(DatasetError) as info:
+        load_conversations(str(path))
+    assert [(p.line, p.message) for p in info.value.problems] == [(None, "malformed JSON: nested too deeply")]
 
 
 def test_strict_refuses_at_the_first_bad_row(tmp_path):
