@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +20,10 @@ Scheduler = Literal["linear", "cosine", "constant"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text"]
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
+MAX_SEED = 2**32 - 1
+"""numpy's bound: transformers' set_seed seeds numpy, which refuses anything outside 0..2**32-1."""
+MAX_NAME_BYTES = 200
+"""A folder name holds 255 bytes; the run folder adds a date-time prefix and maybe a -N suffix."""
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -148,14 +153,26 @@ class RunConfig:
         """Range checks with reasons. Errors make the config unusable; warnings are advice."""
         out: list[Problem] = []
 
+        # NaN fails every comparison, so a range check written as `x <= 0` lets it through: one
+        # finiteness check for every float field comes first, and stands in for its range check.
+        not_finite: set[str] = set()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                not_finite.add(f.name)
+                out.append(Problem(f.name, f"{value} is not a finite number"))
+
         def err(name: str, msg: str) -> None:
-            out.append(Problem(name, msg))
+            if name not in not_finite:
+                out.append(Problem(name, msg))
 
         def warn(name: str, msg: str) -> None:
-            out.append(Problem(name, msg, "warning"))
+            if name not in not_finite:
+                out.append(Problem(name, msg, "warning"))
 
-        if not self.name.strip() or any(c in self.name for c in "/\\"):
-            err("name", "must be non-empty and contain no path separators")
+        name_problem = _name_problem(self.name)
+        if name_problem:
+            err("name", name_problem)
         if not self.model.strip():
             err("model", "is empty: give a catalog id, a hub id or a local folder")
         if not self.dataset.strip():
@@ -199,6 +216,8 @@ class RunConfig:
             err("weight_decay", f"{self.weight_decay:g} is outside 0..0.2 (0-0.1 is typical)")
         if self.max_grad_norm <= 0:
             err("max_grad_norm", "must be positive (1.0 is typical)")
+        if not 0 <= self.seed <= MAX_SEED:
+            err("seed", f"{self.seed} is outside 0..{MAX_SEED} (2**32 - 1, the most numpy's random generator takes)")
         if not 0 <= self.val_split < 0.5:
             err("val_split", f"{self.val_split:g} is outside 0..0.5 (0.05-0.1 is typical)")
         if not 0 <= self.max_bad_share <= 1:
@@ -223,6 +242,22 @@ class RunConfig:
         if errors:
             raise ConfigError(errors)
         return problems
+
+
+def _name_problem(name: str) -> str:
+    """Why `name` cannot be part of a run folder's name, or "" when it can."""
+    if not name.strip():
+        return "is empty: give a short name for the run folder"
+    bad = sorted({c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return f"contains {shown}: it names a folder, so no path separators or control characters"
+    if name.strip(".") == "":
+        return f"{name!r} reads as a path part, not a folder name"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"is {size} bytes long: the run folder's name holds at most {MAX_NAME_BYTES}"
+    return ""
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -272,7 +307,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{value} is too large to be a number here") from None
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -1,5 +1,8 @@
 """The run config: what a user typing values into a form or a preset file is told."""
 
+import tomllib
+from dataclasses import fields
+
 import pytest
 
 from engine.config import ConfigError, RunConfig, field_docs, parse_set
@@ -92,3 +95,56 @@ def test_every_field_has_a_hint_for_the_form():
     docs = field_docs()
     missing = [f for f in RunConfig.__dataclass_fields__ if not docs.get(f)]
     assert missing == []
+
+
+@pytest.mark.parametrize("field", [f.name for f in fields(RunConfig) if isinstance(getattr(RunConfig(), f.name), float)])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_float_that_is_not_a_finite_number_is_one_error(field, value):
+    # NaN passes `x <= 0` style checks (max_grad_norm = nan ran and diverged at step 2).
+    config = RunConfig.from_dict(tomllib.loads(f"{field} = {value}"))
+    problems = [p for p in config.check() if p.field == field]
+    assert [(p.level, p.message) for p in problems] == [("error", f"{float(value)} is not a finite number")]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_outside_what_numpy_takes_is_an_error(seed):
+    assert "outside 0..4294967295" in _messages(RunConfig(seed=seed))["seed"]
+
+
+def test_seed_bounds_are_the_ones_the_training_seeding_accepts():
+    from transformers import set_seed
+
+    for seed in (0, 2**32 - 1):
+        assert "seed" not in _messages(RunConfig(seed=seed))
+        set_seed(seed)
+    with pytest.raises(ValueError):
+        set_seed(2**32)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("", "is empty"),
+        ("  ", "is empty"),
+        ("a\x00b", r"contains '\x00'"),
+        ("a\nb", r"contains '\n'"),
+        ("a\\b", "path separators"),
+        (".", "reads as a path part"),
+        ("..", "reads as a path part"),
+        ("x" * 201, "is 201 bytes long"),
+    ],
+)
+def test_a_name_that_cannot_be_a_folder_name_is_an_error(name, fragment):
+    msgs = _messages(RunConfig(name=name))
+    assert msgs["name"].startswith("error") and fragment in msgs["name"]
+
+
+def test_a_name_with_dots_and_unicode_inside_is_fine():
+    assert "name" not in _messages(RunConfig(name="v1.2-Ölmodell"))
+
+
+def test_a_number_too_large_for_a_float_is_reported_not_raised():
+    with pytest.raises(ConfigError) as exc:
+        RunConfig.from_dict({"weight_decay": 10**400})
+    assert [p.field for p in exc.value.problems] == ["weight_decay"]
+    assert "too large" in str(exc.value)
