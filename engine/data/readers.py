@@ -9,8 +9,12 @@ gives CSV's encoding errors a line number.
 
 from __future__ import annotations
 
+import codecs
+import errno
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,21 +48,85 @@ def read_rows(source: str) -> Iterator[Row | DataProblem]:
     Raises DatasetError when the source as a whole cannot be read.
     """
     path = Path(source)
-    if path.is_dir():
+    info = _stat(source)
+    if info is None:
+        if os.path.islink(source):
+            raise DatasetError([DataProblem(source, None, None, f"is a link to {os.readlink(source)}, which does not exist")])
+        if path.suffix.lower() in EXTENSIONS or source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
+            raise DatasetError([DataProblem(source, None, None, "file does not exist")])
+        return _hub(source)
+    if stat.S_ISDIR(info.st_mode):
         raise DatasetError([DataProblem(source, None, None, "is a folder: give a .jsonl, .json, .csv or .parquet file")])
-    if path.exists():
-        suffix = path.suffix.lower()
-        if suffix not in EXTENSIONS:
+    if not stat.S_ISREG(info.st_mode):
+        # Checked before any open(): opening a FIFO with no writer blocks for ever, and a device
+        # such as /dev/zero reports size 0 but never ends.
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a file")
+        what = f"it links to {os.readlink(source)}, {kind}" if os.path.islink(source) else f"it is {kind}"
+        raise DatasetError([DataProblem(source, None, None, f"is not a regular file: {what}")])
+    suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise DatasetError([DataProblem(
+            source, None, None, f"unsupported file type {suffix or '(none)'!r}: use .jsonl, .json, .csv or .parquet"
+        )])
+    if info.st_size == 0:
+        raise DatasetError([DataProblem(source, None, None, "file is empty")])
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise DatasetError([_os_problem(source, exc)]) from None
+    encoding = _wide_encoding(head) if suffix != ".parquet" else None
+    if encoding:
+        # Decoded as UTF-8 it would be "not UTF-8" on line 1 and "malformed JSON" on every other.
+        raise DatasetError([DataProblem(source, None, None, f"this file is {encoding}; save it as UTF-8")])
+    reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet}[suffix]
+    return reader(path)
+
+
+_FILE_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _stat(source: str) -> os.stat_result | None:
+    """The file's status through any links; None when there is no such file."""
+    try:
+        return os.stat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
             raise DatasetError([DataProblem(
-                source, None, None, f"unsupported file type {suffix or '(none)'!r}: use .jsonl, .json, .csv or .parquet"
-            )])
-        if path.stat().st_size == 0:
-            raise DatasetError([DataProblem(source, None, None, "file is empty")])
-        reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".parquet": _parquet}[suffix]
-        return reader(path)
-    if path.suffix.lower() in EXTENSIONS or source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
-        raise DatasetError([DataProblem(source, None, None, "file does not exist")])
-    return _hub(source)
+                source, None, None, "is a symlink loop (it leads back to itself): link it to the real file"
+            )]) from None
+        raise DatasetError([_os_problem(source, exc)]) from None
+
+
+def _os_problem(source: str, exc: OSError) -> DataProblem:
+    if isinstance(exc, PermissionError):
+        return DataProblem(source, None, None, "cannot be read: permission denied (see its owner and mode with `ls -l`)")
+    return DataProblem(source, None, None, f"cannot be read: {exc.strerror or exc}")
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """"UTF-16" or "UTF-32" when the first bytes of a text file say so, else None.
+
+    Without a byte-order mark, the zero bytes give it away: in UTF-16 every ASCII character
+    (all of JSON's and CSV's punctuation and keys) has one, at odd offsets (little-endian) or
+    even ones (big-endian); UTF-8 text has none.
+    """
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+    many = len(head) // 8  # a quarter of one parity's bytes
+    if not many or zeros[1] < many:
+        return None
+    if zeros[0] >= many:
+        return "UTF-32"  # ASCII in UTF-32 has three zero bytes in four
+    return "UTF-16" if zeros[0] <= zeros[1] // 8 else None
 
 
 def _jsonl(path: Path) -> Iterator[Row | DataProblem]:

@@ -128,6 +128,10 @@ BAD_FILES = [
     ("bad_non_utf8.csv", 3, "not UTF-8: byte 0xe9"),
     ("bad_unsupported.txt", None, "unsupported file type '.txt'"),
     ("does_not_exist.jsonl", None, "file does not exist"),
+    ("bad_utf16_bom.jsonl", None, "this file is UTF-16; save it as UTF-8"),
+    ("bad_utf16_no_bom.jsonl", None, "this file is UTF-16; save it as UTF-8"),
+    ("bad_utf16_be.csv", None, "this file is UTF-16; save it as UTF-8"),
+    ("bad_utf16.json", None, "this file is UTF-16; save it as UTF-8"),
 ]
 
 
@@ -138,6 +142,70 @@ def test_unreadable_source_raises_with_reason(fixture_path, name, line, message)
     (problem,) = info.value.problems
     assert (problem.file, problem.line) == (fixture_path(name), line)
     assert problem.message.startswith(message)
+
+
+def _refusal(path) -> tuple[str, int | None, str]:
+    with pytest.raises(DatasetError) as info:
+        load_conversations(str(path))
+    (problem,) = info.value.problems
+    return problem.file, problem.line, problem.message
+
+
+def test_symlink_loop_is_named(tmp_path):
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    assert _refusal(tmp_path / "a.jsonl") == (
+        str(tmp_path / "a.jsonl"), None, "is a symlink loop (it leads back to itself): link it to the real file")
+
+
+def test_dangling_symlink_names_its_target(tmp_path):
+    (tmp_path / "d.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    assert _refusal(tmp_path / "d.jsonl")[2] == f"is a link to {tmp_path / 'gone.jsonl'}, which does not exist"
+
+
+def test_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path):
+    import os
+    import threading
+
+    path = tmp_path / "d.jsonl"
+    os.mkfifo(path)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(_refusal(path)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)  # opening a FIFO with no writer would block here
+    assert got == [(str(path), None, "is not a regular file: it is a named pipe (FIFO)")]
+
+
+def test_link_to_dev_zero_is_not_a_regular_file(tmp_path):
+    (tmp_path / "z.jsonl").symlink_to("/dev/zero")
+    assert _refusal(tmp_path / "z.jsonl")[2] == "is not a regular file: it links to /dev/zero, a character device"
+
+
+def test_permission_denied_names_the_file(tmp_path, monkeypatch, fixture_path):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+    path = fixture_path("messages.jsonl")
+
+    def denied(file, *args, **kwargs):
+        if str(file) == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    assert _refusal(path) == (path, None, "cannot be read: permission denied (see its owner and mode with `ls -l`)")
+
+
+def test_chmod_000_names_the_file(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file; test_permission_denied_names_the_file covers this")
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "x"}\n')
+    path.chmod(0)
+    assert _refusal(path)[2].startswith("cannot be read: permission denied")
 
 
 def test_too_deep_or_too_long_json_is_a_bad_row(tmp_path):
