@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.data.formats import FORMATS, detect, normalise, unknown_format_problem
-from engine.data.readers import DatasetError, read_rows
+from engine.data.readers import MAX_ROW_BYTES, TOO_LARGE, DatasetError, read_rows
 from engine.data.types import Conversation, DataProblem
 
 
@@ -73,7 +73,16 @@ def _normalise_row(row: Mapping, file_format: str | None, forced: str, path: str
             path, line, None,
             f"mixed formats: this row is {own} but the file is {file_format}; convert it or split the file",
         )]
-    return normalise(row, file_format, path, line)
+    got = normalise(row, file_format, path, line)
+    if isinstance(got, Conversation):
+        # JSONL rows were measured as they were read; a JSON array, CSV or Parquet row is measured here.
+        size = len(got.raw_text or "") + sum(len(m.content) for m in got.messages)
+        if size > MAX_ROW_BYTES:
+            return [DataProblem(
+                path, line, None,
+                f"row holds {size:,} characters of text, over the {MAX_ROW_BYTES:,} limit for one row ({TOO_LARGE})",
+            )]
+    return got
 
 
 def _majority(formats) -> str | None:

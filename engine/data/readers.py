@@ -129,10 +129,28 @@ def _wide_encoding(head: bytes) -> str | None:
     return "UTF-16" if zeros[0] <= zeros[1] // 8 else None
 
 
+MAX_ROW_BYTES = 4_000_000
+"""The most text one row may hold. The longest context in the model catalog is 131072 tokens,
+about 0.5 MB of English; 4 MB leaves room for scripts and escapes that take more bytes per
+token, so nothing that could train is refused, while tokenising a larger row only to drop it
+as over max_seq_len costs seconds to minutes and gigabytes (a 50 MB row: about a minute, 6.6 GB)."""
+
+TOO_LARGE = "more text than any model's context holds"
+
+
 def _jsonl(path: Path) -> Iterator[Row | DataProblem]:
     name = str(path)
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        number = 0
+        # readline with a limit, so an enormous line is measured in pieces, never held whole.
+        while raw := fh.readline(MAX_ROW_BYTES + 2):
+            number += 1
+            size = len(raw.rstrip(b"\r\n"))
+            if size > MAX_ROW_BYTES:
+                size += 0 if raw.endswith(b"\n") else _skip_line(fh)
+                yield DataProblem(name, number, None, f"row is {size:,} bytes, over the {MAX_ROW_BYTES:,}-byte limit "
+                                  f"for one row ({TOO_LARGE})")
+                continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -149,6 +167,16 @@ def _jsonl(path: Path) -> Iterator[Row | DataProblem]:
                 yield DataProblem(name, number, None, f"malformed JSON: {_json_error(exc, text)}")
                 continue
             yield number, value
+
+
+def _skip_line(fh: Any) -> int:
+    """Read on to the end of the current line; the bytes read, less the line ending."""
+    size = 0
+    while chunk := fh.readline(1 << 20):
+        size += len(chunk)
+        if chunk.endswith(b"\n"):
+            return size - len(chunk) + len(chunk.rstrip(b"\r\n"))
+    return size
 
 
 def _json_error(exc: ValueError | RecursionError, text: str) -> str:

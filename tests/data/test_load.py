@@ -208,6 +208,34 @@ def test_chmod_000_names_the_file(tmp_path):
     assert _refusal(path)[2].startswith("cannot be read: permission denied")
 
 
+def test_oversized_jsonl_row_is_refused_before_parsing(tmp_path):
+    from engine.data.readers import MAX_ROW_BYTES
+
+    good = json.dumps({"text": "fine"})
+    huge = json.dumps({"text": "x" * (MAX_ROW_BYTES + 500_000)})
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([good, huge, good]) + "\n")
+    result = load_conversations(str(path))
+    assert [(p.line, p.message) for p in result.problems] == [(2, (
+        f"row is {len(huge):,} bytes, over the {MAX_ROW_BYTES:,}-byte limit for one row "
+        "(more text than any model's context holds)"))]
+    assert [c.source_line for c in result.conversations] == [1, 3]
+
+
+def test_oversized_record_of_other_sources_is_refused_before_tokenising(tmp_path, tokenizer):
+    from engine.data import check
+    from engine.data.readers import MAX_ROW_BYTES
+
+    records = [{"instruction": "q", "output": "a"}, {"instruction": "q", "output": "y" * (MAX_ROW_BYTES + 1)}]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(records))
+    report = check(str(path), tokenizer=tokenizer)
+    assert [(p.line, p.message) for p in report.problems] == [(2, (
+        f"row holds {MAX_ROW_BYTES + 2:,} characters of text, over the {MAX_ROW_BYTES:,} limit for one row "
+        "(more text than any model's context holds)"))]
+    assert (report.rows, report.usable_rows, len(report.lengths)) == (2, 1, 1)
+
+
 def test_too_deep_or_too_long_json_is_a_bad_row(tmp_path):
     good = json.dumps({"text": "fine"})
     path = tmp_path / "d.jsonl"
