@@ -8,10 +8,16 @@ does not, fp32 on CPU.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config import RunConfig
+from engine.train.preflight import PreflightError
+
+
+class TargetModulesError(PreflightError):
+    """`target_modules` names layers the model does not have, or that LoRA cannot adapt."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ def choose_precision(method: str, device: str | None = None) -> Precision:
 
 def apply_method(model: Any, config: RunConfig) -> Any:
     """Adapters (or full training) on `model`, with gradient checkpointing when asked."""
+    if config.method != "full":
+        check_target_modules(model, config.target_modules, config.model)
     model.config.use_cache = False
     ckpt_kwargs = {"use_reentrant": False}
     if config.method == "qlora":
@@ -72,6 +80,34 @@ def apply_method(model: Any, config: RunConfig) -> Any:
         bias="none", task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
+
+
+def check_target_modules(model: Any, targets: tuple[str, ...], model_name: str) -> None:
+    """Raise TargetModulesError naming each target that matches no layer LoRA can adapt.
+
+    peft matches a name against the end of each module's dotted path. It fails with its own
+    error only when no name matches; a misspelt name beside good ones is silently skipped, and
+    that layer is never trained. Both end here, naming the model's real linear layers.
+    """
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    # The layer types peft's LoRA wraps (bitsandbytes' 4-bit and 8-bit layers are nn.Linear).
+    adaptable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, Conv1D)
+    paths = [name for name, module in model.named_modules() if isinstance(module, adaptable)]
+    unknown = [t for t in targets if not any(p == t or p.endswith(f".{t}") for p in paths)]
+    if not unknown:
+        return
+    linear = list(dict.fromkeys(name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                if isinstance(module, (torch.nn.Linear, Conv1D))))
+    named = []
+    for target in unknown:
+        close = difflib.get_close_matches(target, linear, n=1)
+        named.append(f"{target!r} (did you mean {close[0]!r}?)" if close else repr(target))
+    raise TargetModulesError(
+        f"target_modules {', '.join(named)} {'matches' if len(named) == 1 else 'match'} no layer of "
+        f"{model_name} that LoRA can adapt.",
+        f"Its linear layers are {', '.join(linear)}; set target_modules to some of these.")
 
 
 def count_params(model: Any) -> tuple[int, int]:
