@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.atomic import atomic_dir
 from engine.events import EventSink, Progress, ignore
-from engine.models import ModelLoadError
+from engine.models.errors import ModelLoadError
 from engine.paths import cache_dir
 
 EMBEDDED_ID = "smollm2-135m"
