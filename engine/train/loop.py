@@ -4,16 +4,14 @@ Measured on 2 CPU cores with SmolLM2-135M, a plain loop beat transformers.Traine
 SFTTrainer per step, so the loop is ours and the parts are the libraries': peft adapters,
 `transformers.get_scheduler`, `torch.autocast` + `GradScaler`, torch or bitsandbytes AdamW.
 
-Loss is the sum over trained tokens divided by the trained tokens of the whole optimizer
-step, so gradient accumulation gives the same update as one big batch. For decoder models
-whose logits are a plain projection of the last hidden state, logits are computed only at
-positions that carry a label, which skips most of the vocabulary projection (the largest
-activation of a small model) when training on responses only.
+Split as torchtune's recipes are: `engine.train.setup` builds the parts, `engine.train.resume`
+restores a checkpoint's counters, `engine.train.step` does one optimizer step and the held-out
+loss; this module runs the steps, evaluates, saves, and turns every outcome (an OOM retry
+included) into events and a RunResult.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import resource
@@ -38,24 +36,13 @@ from engine.events import (
     TrainFinished,
     TrainStarted,
 )
-from engine.train.batching import Schedule, collate
-from engine.train.checkpoint import load_checkpoint, save_checkpoint, save_tokenizer, save_weights
-from engine.train.diagnose import Diagnoser
-from engine.train.methods import (
-    Precision,
-    apply_method,
-    build_optimizer,
-    build_scheduler,
-    choose_precision,
-    count_params,
-    trainable_named,
-    warmup_steps,
-)
-from engine.train.preflight import PreflightError, check_free_space, suggest_smaller
+from engine.train.checkpoint import save_checkpoint, save_tokenizer, save_weights
+from engine.train.methods import Precision, choose_precision
+from engine.train.preflight import PreflightError, suggest_smaller
+from engine.train.resume import Counters, restore
 from engine.train.run_dir import RunDir, complete_checkpoints
-
-PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
-"""model_type values whose logits are exactly lm_head(last hidden state): no scaling or softcap."""
+from engine.train.setup import TrainingSetup, set_up
+from engine.train.step import OutOfMemory, evaluate_loss, optimizer_step
 
 
 @dataclass(frozen=True)
@@ -86,12 +73,6 @@ class Loaded:
     model_ref: str
     base_model_ref: str | None = None
     spec: ModelSpec | None = None
-
-
-class OutOfMemory(Exception):
-    def __init__(self, step: int, batch_size: int, seq_len: int):
-        super().__init__(f"out of memory at step {step}")
-        self.step, self.batch_size, self.seq_len = step, batch_size, seq_len
 
 
 class Failure(ActionableError):
@@ -163,189 +144,114 @@ def find_checkpoint(path: Path) -> Path | None:
 
 def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], None], stop: threading.Event,
          checkpoint: Path | None, precision: Precision) -> RunResult:
-    import torch
-    from transformers import set_seed
-
-    set_seed(config.seed)
-    model = apply_method(loaded.build_model(config, precision), config)
-    trainable, total = count_params(model)
-    check_free_space(run.path, trainable, config.method, total)
-    optimizer, note = build_optimizer(model, config, precision.device)
-    if note:
-        emit(Progress("optimizer", 1, 1, message=note))
+    """One attempt: set up, restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
-    schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
-                        config.seed, config.epochs, config.max_steps)
+    parts = set_up(config, loaded.build_model, train_set, loaded.tokenizer, run.path, precision, emit)
+    counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
+    schedule, start = parts.schedule, counters.start
     total_steps = schedule.total_steps
-    scheduler = build_scheduler(optimizer, config, total_steps)
-    scaler = torch.amp.GradScaler("cuda") if precision.loss_scaling else None
-    diagnoser = Diagnoser(warmup_steps(config, total_steps), config.learning_rate, config.method)
-    start, best, bad_evals, best_step = 0, None, 0, None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
-        start, best, bad_evals = state["step"], state.get("best_val_loss"), state.get("bad_evals", 0)
-        best_step = state.get("best_step")
-        diagnoser.step_losses = [tuple(x) for x in state.get("step_losses", [])]
-        diagnoser.val_losses = state.get("val_losses", [])
-        diagnoser.train_means = state.get("train_means", [])
-        diagnoser.said = set(state.get("said", []))
     if not (run.path / "tokenizer").exists():
         save_tokenizer(run, loaded.tokenizer)
     run.write_status(total_steps=total_steps, step=start)
     emit(TrainStarted(
         run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
-        train_examples=len(train_set), val_examples=len(val_set), trainable_params=trainable,
-        total_params=total, device=precision.label, pad_share=schedule.planned_pad_share(), start_step=start,
+        train_examples=len(train_set), val_examples=len(val_set), trainable_params=parts.trainable,
+        total_params=parts.total, device=precision.label, pad_share=schedule.planned_pad_share(), start_step=start,
     ))
 
-    pad_id = _pad_id(loaded.tokenizer)
-    fast = getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
-    params = list(trainable_named(model).values())
-    model.train()
+    parts.model.train()
     began = time.monotonic()
     loss = float("nan")
     stopped_reason = ""
-
-    def counters() -> dict[str, Any]:
-        return {"best_val_loss": best, "bad_evals": bad_evals, "best_step": best_step,
-                "step_losses": diagnoser.step_losses, "val_losses": diagnoser.val_losses,
-                "train_means": diagnoser.train_means, "said": sorted(diagnoser.said)}
-
-    def save(step: int, reason: str) -> None:
-        path = _writing(step, run, lambda: save_checkpoint(run, step, model, optimizer, scheduler, scaler,
-                                                           counters()))
-        emit(CheckpointSaved(step, str(path), reason))
-
     step = start
     for step in range(start + 1, total_steps + 1):
         t0 = time.monotonic()
         micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
-        n_trained = sum(_trained_tokens(e) for b in micro for e in b)
-        loss_sum, tokens = 0.0, 0
-        for examples in micro:
-            batch = {k: v.to(precision.device) for k, v in collate(examples, pad_id).items()}
-            try:
-                with _autocast(precision):
-                    part = token_loss_sum(model, batch, fast)
-                scaled = part / max(n_trained, 1)
-                (scaler.scale(scaled) if scaler else scaled).backward()
-            except torch.OutOfMemoryError:
-                del batch
-                optimizer.zero_grad(set_to_none=True)
-                raise OutOfMemory(step, len(examples), max(len(e.input_ids) for e in examples)) from None
-            loss_sum += part.item()
-            tokens += int(batch["attention_mask"].sum())
-        if scaler:
-            scaler.unscale_(optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_sum / max(n_trained, 1)
-
-        diagnosis = diagnoser.on_step(step, loss)
+        stats = optimizer_step(parts, micro, step, config.max_grad_norm)
+        loss = stats.loss
+        diagnosis = parts.diagnoser.on_step(step, loss)
         if diagnosis is not None:
             emit(diagnosis)
             raise Failure(diagnosis.message, diagnosis.advice, step)
         now = time.monotonic()
         elapsed = now - began
         emit(StepLogged(
-            step=step, total_steps=total_steps, epoch=round(schedule.epoch_at(step), 4), loss=loss, lr=lr,
-            grad_norm=grad_norm, tokens_per_s=tokens / max(now - t0, 1e-9), elapsed_s=elapsed,
+            step=step, total_steps=total_steps, epoch=round(schedule.epoch_at(step), 4), loss=loss, lr=stats.lr,
+            grad_norm=stats.grad_norm, tokens_per_s=stats.tokens / max(now - t0, 1e-9), elapsed_s=elapsed,
             eta_s=elapsed / (step - start) * (total_steps - step), peak_mem_gib=_peak_mem_gib(precision.device),
         ))
 
-        if val_set and (step % config.eval_interval == 0 or step == total_steps):
-            val_loss = evaluate_loss(model, val_set, config.batch_size, pad_id, precision, fast)
-            model.train()
-            if best is None or val_loss < best:
-                best, bad_evals, best_step = val_loss, 0, step
-                path = _writing(step, run, lambda: save_weights(run, model, config.method))
-                emit(EvalLogged(step, val_loss, best))
-                emit(CheckpointSaved(step, str(path), "best"))
-            else:
-                bad_evals += 1
-                emit(EvalLogged(step, val_loss, best))
-            diagnosis = diagnoser.on_eval(step, val_loss)
-            if diagnosis is not None:
-                emit(diagnosis)
-            if config.early_stopping_patience and bad_evals >= config.early_stopping_patience:
-                stopped_reason = (f"early stopping: no better validation loss in {bad_evals} evaluations; "
-                                  f"adapter kept from step {best_step} (val loss {best:.4f})")
-        elif not val_set:
-            diagnosis = diagnoser.check_flat(step) if step % config.eval_interval == 0 else None
-            if diagnosis is not None:
-                emit(diagnosis)
+        stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
         if stop.is_set() and not stopped_reason:
             stopped_reason = f"stopped on request at step {step}"
-        run.write_status(step=step, best_val_loss=best)
+        run.write_status(step=step, best_val_loss=counters.best)
         if stopped_reason:
-            save(step, "stop")
+            _save(run, parts, counters, emit, step, "stop")
             break
         if step % config.save_interval == 0 and step != total_steps:
-            save(step, "interval")
+            _save(run, parts, counters, emit, step, "interval")
     else:
         if step > start:
-            save(step, "final")
+            _save(run, parts, counters, emit, step, "final")
+    return _finish(config, parts, counters, run, emit, step, loss, stopped_reason)
 
-    if best is None or not (run.path / ("model" if config.method == "full" else "adapter")).exists():
+
+def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: RunDir,
+              emit: Callable[[Any], None], step: int, val_set: tuple[TokenizedExample, ...]) -> str:
+    """At an eval step: the held-out loss, the best weights kept, and why to stop early ("" to go on).
+
+    Without a validation split, only the flat-loss diagnosis runs at the same interval.
+    """
+    diagnoser, total_steps = parts.diagnoser, parts.schedule.total_steps
+    if not val_set:
+        diagnosis = diagnoser.check_flat(step) if step % config.eval_interval == 0 else None
+        if diagnosis is not None:
+            emit(diagnosis)
+        return ""
+    if not (step % config.eval_interval == 0 or step == total_steps):
+        return ""
+    model = parts.model
+    val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast)
+    model.train()
+    if counters.best is None or val_loss < counters.best:
+        counters.best, counters.bad_evals, counters.best_step = val_loss, 0, step
         path = _writing(step, run, lambda: save_weights(run, model, config.method))
+        emit(EvalLogged(step, val_loss, counters.best))
+        emit(CheckpointSaved(step, str(path), "best"))
+    else:
+        counters.bad_evals += 1
+        emit(EvalLogged(step, val_loss, counters.best))
+    diagnosis = diagnoser.on_eval(step, val_loss)
+    if diagnosis is not None:
+        emit(diagnosis)
+    if config.early_stopping_patience and counters.bad_evals >= config.early_stopping_patience:
+        return (f"early stopping: no better validation loss in {counters.bad_evals} evaluations; "
+                f"adapter kept from step {counters.best_step} (val loss {counters.best:.4f})")
+    return ""
+
+
+def _save(run: RunDir, parts: TrainingSetup, counters: Counters, emit: Callable[[Any], None], step: int,
+          reason: str) -> None:
+    """A resumable checkpoint of step `step`: trainable weights, optimizer, scheduler, RNG and counters."""
+    path = _writing(step, run, lambda: save_checkpoint(run, step, parts.model, parts.optimizer, parts.scheduler,
+                                                       parts.scaler, counters.to_state(parts.diagnoser)))
+    emit(CheckpointSaved(step, str(path), reason))
+
+
+def _finish(config: RunConfig, parts: TrainingSetup, counters: Counters, run: RunDir, emit: Callable[[Any], None],
+            step: int, loss: float, stopped_reason: str) -> RunResult:
+    """The final weights (unless the best evaluation already wrote them), the run status and TrainFinished."""
+    weights = run.path / ("model" if config.method == "full" else "adapter")
+    if counters.best is None or not weights.exists():
+        path = _writing(step, run, lambda: save_weights(run, parts.model, config.method))
         emit(CheckpointSaved(step, str(path), "final"))
-    adapter_dir = str(run.path / ("model" if config.method == "full" else "adapter"))
+    adapter_dir = str(weights)
     status = "stopped" if stopped_reason else "finished"
     reason = stopped_reason or f"finished {step} steps"
+    best = counters.best
     run.write_status(status=status, step=step, best_val_loss=best, reason=reason)
     emit(TrainFinished(str(run.path), step, loss, best, adapter_dir, bool(stopped_reason), reason))
     return RunResult(status, str(run.path), step, loss, best, adapter_dir, reason)
-
-
-def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
-    """Summed cross-entropy over the tokens that carry a label (next-token shifted)."""
-    import torch.nn.functional as F
-
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100
-    if fast:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = base.get_output_embeddings()(hidden.last_hidden_state[:, :-1][keep])
-    else:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = out.logits[:, :-1][keep]
-    return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
-
-
-def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size: int, pad_id: int,
-                  precision: Precision, fast: bool) -> float:
-    """Token-weighted mean loss over the held-out split, batched by length."""
-    import torch
-
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
-    total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad(), _autocast(precision):
-        for start in range(0, len(order), batch_size):
-            chunk = [examples[i] for i in order[start:start + batch_size]]
-            batch = {k: v.to(precision.device) for k, v in collate(chunk, pad_id).items()}
-            total += float(token_loss_sum(model, batch, fast))
-            count += sum(_trained_tokens(e) for e in chunk)
-    return total / max(count, 1)
-
-
-def _trained_tokens(example: TokenizedExample) -> int:
-    return sum(1 for label in example.labels[1:] if label != -100)
-
-
-def _pad_id(tokenizer: Any) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if candidate is not None:
-            return int(candidate)
-    return 0
 
 
 def _peak_mem_gib(device: str) -> float:
@@ -403,11 +309,3 @@ def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure) -> RunRe
 def _fail_early(on_event: Callable[[Any], None], failure: Failure) -> RunResult:
     on_event(TrainFailed(failure.reason, failure.advice, failure.step))
     return RunResult("failed", None, 0, None, None, None, failure.reason, failure.advice)
-
-
-def _autocast(precision: Precision) -> Any:
-    import torch
-
-    if precision.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(precision.device, dtype=precision.autocast_dtype)

@@ -1,0 +1,92 @@
+"""Everything a run builds before its first step, as torchtune's recipes do in `setup()`.
+
+The seed is set first and the parts are built in a fixed order (model, method, optimizer,
+schedule, scheduler, loss scaler), so the same config gives the same adapter initialisation
+and a resumed run can load its checkpoint into parts of the same shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+from engine.data.types import TokenizedExample
+from engine.events import Progress
+from engine.train.batching import Schedule
+from engine.train.diagnose import Diagnoser
+from engine.train.methods import (
+    Precision,
+    apply_method,
+    build_optimizer,
+    build_scheduler,
+    count_params,
+    trainable_named,
+    warmup_steps,
+)
+from engine.train.preflight import check_free_space
+
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
+"""model_type values whose logits are exactly lm_head(last hidden state): no scaling or softcap."""
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """The model and what updates it, built once per attempt (an OOM retry builds them again)."""
+
+    model: Any
+    """The base model with the method (LoRA, QLoRA or full) applied, on the device."""
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    """A `GradScaler` when the precision needs loss scaling (fp16), else None."""
+    schedule: Schedule
+    """Which examples each micro-batch of each optimizer step holds."""
+    diagnoser: Diagnoser
+    precision: Precision
+    params: list[Any]
+    """The trainable parameters, whose gradient norm is clipped."""
+    trainable: int
+    total: int
+    pad_id: int
+    fast: bool
+    """Logits only at labelled positions (see `engine.train.step.token_loss_sum`)."""
+
+
+def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any], train_set: tuple[TokenizedExample, ...],
+           tokenizer: Any, run_path: Path, precision: Precision, emit: Callable[[Any], None]) -> TrainingSetup:
+    """Seed, model, method, optimizer and schedule; fails before any step if the disk cannot hold the run.
+
+    `build_model` is `Loaded.build_model`: a fresh base model on the device, before the method.
+    """
+    import torch
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    model = apply_method(build_model(config, precision), config)
+    trainable, total = count_params(model)
+    check_free_space(run_path, trainable, config.method, total)
+    optimizer, note = build_optimizer(model, config, precision.device)
+    if note:
+        emit(Progress("optimizer", 1, 1, message=note))
+    schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
+                        config.seed, config.epochs, config.max_steps)
+    total_steps = schedule.total_steps
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    scaler = torch.amp.GradScaler("cuda") if precision.loss_scaling else None
+    diagnoser = Diagnoser(warmup_steps(config, total_steps), config.learning_rate, config.method)
+    return TrainingSetup(
+        model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, schedule=schedule,
+        diagnoser=diagnoser, precision=precision, params=list(trainable_named(model).values()),
+        trainable=trainable, total=total, pad_id=_pad_id(tokenizer),
+        fast=getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS,
+    )
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
