@@ -1,7 +1,7 @@
 """Datasets: load any common fine-tuning format, validate it, render it through the chat template.
 
 Nothing here imports `datasets`, torch or transformers at import time; the readers that need
-`datasets` (CSV, Parquet, hub ids) import it when called.
+`datasets` (Parquet, hub ids) import it when called.
 """
 
 from engine.data.check import DataReport, Segment, check

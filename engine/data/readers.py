@@ -3,13 +3,16 @@
 JSON and JSONL are read here line by line rather than through `datasets`: its Arrow-based JSON
 reader fails the whole file on one bad line without saying which, and unifies the schema
 across rows, so one row with a wrong-typed field is a crash instead of one reported row.
-CSV, Parquet and hub datasets go through `datasets`, which reads them well; a byte scan first
-gives CSV's encoding errors a line number.
+CSV is read here too, with the csv module: `datasets` (pandas) numbers CSV rows by record, so a
+quoted newline shifts every line number after it, refuses the whole file over one row with an
+extra field, and turns cells such as "42" or "N/A" into numbers and nulls. Parquet and hub
+datasets go through `datasets`, which reads them well.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
 import errno
 import json
 import os
@@ -26,8 +29,8 @@ EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 Row = tuple[int, Any]
-"""(line, value): the line in JSONL, record index + 1 in a JSON array, the file line for CSV
-(row + 1 after the header), row index + 1 for Parquet and hub datasets."""
+"""(line, value): the line in JSONL, record index + 1 in a JSON array, the file line a CSV row
+starts on, row index + 1 for Parquet and hub datasets."""
 
 
 class DatasetError(Exception):
@@ -227,14 +230,54 @@ def _json(path: Path) -> Iterator[Row | DataProblem]:
 
 def _csv(path: Path) -> Iterator[Row | DataProblem]:
     name = str(path)
-    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DatasetError([DataProblem(name, number, None, f"not UTF-8: byte 0x{raw[exc.start]:02x}")]) from None
-    rows = _load_with_datasets(name, "csv", data_files=str(path))
-    # CSV cells cannot hold lists, so a chat column arrives as JSON text.
-    return ((i + 2, _decode_nested(row)) for i, row in enumerate(rows))
+    # The csv module refuses cells over 128 KB; rows over MAX_ROW_BYTES are refused after
+    # reading (load.py), by size, with their line. The setting is process-wide and only raised.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    with open(path, "rb") as fh:
+        # strict: a quote left open would otherwise swallow the rest of the file into one cell.
+        records = csv.reader(_utf8_lines(fh, name), strict=True)
+        header: list[str] | None = None
+        start = 1
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield DataProblem(name, start, None, _CSV_ERRORS.get(str(exc), f"malformed CSV: {exc}"))
+                record = []
+            if not record:
+                pass  # a blank line, or a row already reported
+            elif header is None:
+                header = record
+            elif len(record) > len(header):
+                yield DataProblem(name, start, None, (
+                    f"{len(record)} fields where the header has {len(header)} (quote a cell that holds a comma)"
+                ))
+            else:
+                # An empty or absent cell is null, as a missing value is in JSON.
+                cells = [cell or None for cell in record] + [None] * (len(header) - len(record))
+                yield start, _decode_nested(dict(zip(header, cells, strict=True)))
+            start = records.line_num + 1
+
+
+_CSV_ERRORS = {
+    "unexpected end of data": "malformed CSV: a quoted cell that starts in this row is never closed",
+    "',' expected after '\"'": "malformed CSV: text after a cell's closing quote (inside a quoted cell, write a quote as \"\")",
+}
+
+
+def _utf8_lines(fh: Any, name: str) -> Iterator[str]:
+    """Lines ended by \\n, \\r\\n or a lone \\r (old Mac files); csv.reader wants each as its own item."""
+    number = 0
+    for chunk in fh:
+        for raw in chunk.splitlines(keepends=True):
+            number += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError([DataProblem(name, number, None, f"not UTF-8: byte 0x{raw[exc.start]:02x}")]) from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
 
 
 def _parquet(path: Path) -> Iterator[Row | DataProblem]:
@@ -272,6 +315,7 @@ def _load_with_datasets(name: str, builder: str, **kwargs: Any) -> Any:
 
 
 def _decode_nested(row: dict[str, Any]) -> dict[str, Any]:
+    """CSV cells cannot hold lists, so a chat column arrives as JSON text."""
     out = dict(row)
     for key in ("messages", "conversations"):
         value = out.get(key)

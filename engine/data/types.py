@@ -16,7 +16,7 @@ class Message:
 class Conversation:
     messages: tuple[Message, ...]
     source_line: int
-    """Line (JSONL), row + 1 (CSV/parquet) or record index + 1 (JSON array) it came from."""
+    """Line (JSONL), the line its row starts on (CSV), or row / record index + 1 (Parquet, JSON array)."""
     raw_text: str | None = None
     """Set for the `text` format (continued pre-training): trained on every token."""
 

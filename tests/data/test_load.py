@@ -52,6 +52,33 @@ def test_csv_through_datasets_keeps_file_lines(fixture_path):
     assert result.conversations[1].messages[0].content == "Translate, please\n\ncat"
 
 
+def test_csv_rows_are_numbered_by_the_line_they_start_on(fixture_path):
+    result = load_conversations(fixture_path("bad_csv_quoted_newline.csv"))
+    assert [c.source_line for c in result.conversations] == [2, 4, 7, 8]
+    assert result.conversations[1].messages[0].content == "A\nB\nC"
+
+
+def test_csv_row_with_extra_fields_is_skipped_and_the_others_kept(fixture_path):
+    result = load_conversations(fixture_path("bad_csv_extra_field.csv"))
+    assert [c.source_line for c in result.conversations] == [2, 4]
+    assert [str(p) for p in result.problems] == [
+        f"{fixture_path('bad_csv_extra_field.csv')}:3: 4 fields where the header has 3 (quote a cell that holds a comma)"]
+
+
+def test_csv_with_old_mac_line_endings(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b'instruction,output\r"Two\rlines",b\rc,d\r')
+    result = load_conversations(str(path))
+    assert [(c.source_line, c.messages[0].content) for c in result.conversations] == [(2, "Two\rlines"), (4, "c")]
+
+
+def test_csv_cells_are_text(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("instruction,output\nWhat is 6 x 7?,42\nIs it known?,N/A\n")
+    result = load_conversations(str(path))
+    assert [c.messages[1].content for c in result.conversations] == ["42", "N/A"]
+
+
 def test_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -102,6 +129,9 @@ BAD_ROWS = [
     ("bad_array_element.json", 2, None, "expected an object (one record per line), got int"),
     ("bad_empty_cell.csv", 3, "output", "'output' is null"),
     ("bad_unterminated_string.jsonl", 2, None, "malformed JSON: Unterminated string starting at column 83"),
+    ("bad_csv_quoted_newline.csv", 10, "output", "'output' is null"),
+    ("bad_csv_extra_field.csv", 3, None, "4 fields where the header has 3"),
+    ("bad_csv_unclosed_quote.csv", 3, None, "malformed CSV: a quoted cell that starts in this row is never closed"),
 ]
 
 
