@@ -9,6 +9,7 @@ field, with a "did you mean" when a key is misspelled.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -106,9 +107,20 @@ def _text_field(row: Mapping[str, Any], key: str, bad: Report, *, required: bool
     if value is None:
         bad(name, f"expected text, got {_type_name(row[key])}: {_short(row[key])}")
         return ""
-    if required and not value.strip():
-        bad(name, "empty content")
+    if required and _blank(value):
+        shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(value) if not c.isspace())
+        bad(name, f"empty content: only invisible characters ({shown})" if shown else "empty content")
     return value
+
+
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+"""Hangul fillers: letters by category that draw nothing, a favourite of invisible-text tricks."""
+
+
+def _blank(text: str) -> bool:
+    """True when `text` shows nothing: whitespace, and format characters such as zero-width
+    spaces and joiners (U+200B-U+200D), the word joiner (U+2060) and a stray BOM (U+FEFF)."""
+    return all(c.isspace() or c in _FILLERS or unicodedata.category(c) == "Cf" for c in text)
 
 
 def _content_text(value: Any) -> str | None:
@@ -132,8 +144,8 @@ def _alpaca(row: Mapping[str, Any], bad: Report) -> list[Message]:
     extra = _text_field(row, "input", bad, required=False)
     output = _text_field(row, "output", bad, required=True)
     system = _text_field(row, "system", bad, required=False)
-    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    messages = [Message("system", system)] if system.strip() else []
+    prompt = instruction if _blank(extra) else f"{instruction}\n\n{extra}"
+    messages = [] if _blank(system) else [Message("system", system)]
     return messages + [Message("user", prompt), Message("assistant", output)]
 
 

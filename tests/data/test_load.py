@@ -92,6 +92,24 @@ def test_parquet(tmp_path):
     assert [(p.line, p.field, p.message) for p in result.problems] == [(2, "messages[1].content", "empty content")]
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", " \u200b\n\u2060\t"])
+def test_a_turn_of_only_invisible_characters_is_empty(tmp_path, invisible):
+    def chat(user, reply):
+        return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]}
+
+    codes = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(invisible) if not c.isspace())
+    empty = f"empty content: only invisible characters ({codes})"
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [chat("Hi", invisible), chat(invisible, "Hi"), chat("Hi", f"{invisible}Hi")]))
+    result = load_conversations(str(path))
+    assert [(p.line, p.field, p.message) for p in result.problems] == [
+        (1, "messages[1].content", empty), (2, "messages[0].content", empty)]
+    assert [c.source_line for c in result.conversations] == [3]
+    for row, field in [({"instruction": invisible, "output": "x"}, "instruction"), ({"text": invisible}, "text")]:
+        path.write_text(json.dumps(row) + "\n")
+        assert [(p.field, p.message) for p in load_conversations(str(path)).problems] == [(field, empty)]
+
+
 def test_blank_lines_are_not_rows(fixture_path):
     result = load_conversations(fixture_path("blank_lines.jsonl"))
     assert result.rows == 2 and [c.source_line for c in result.conversations] == [1, 4]
@@ -125,6 +143,7 @@ BAD_ROWS = [
     ("bad_empty_conversation.jsonl", 1, "conversations", "empty conversation"),
     ("bad_null_output.jsonl", 1, "output", "'output' is null"),
     ("bad_text_empty.jsonl", 1, "text", "empty content"),
+    ("bad_invisible_reply.jsonl", 1, "messages[1].content", "empty content: only invisible characters"),
     ("bad_no_user.jsonl", 1, "messages", "no user turn"),
     ("bad_array_element.json", 2, None, "expected an object (one record per line), got int"),
     ("bad_empty_cell.csv", 3, "output", "'output' is null"),
