@@ -2,14 +2,165 @@
 
 Using the GGUF's own template means the chat here formats prompts exactly as llama.cpp and
 Ollama will, so what you see is what you ship. Replies stream as text pieces.
+
+llama.cpp reports any file it cannot load as "Failed to load model from file", so the file is
+checked first (missing, a folder, empty, not a GGUF, truncated) and the message says which.
 """
 
 from __future__ import annotations
 
+import math
+import mmap
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from engine.errors import ActionableError
+
+GGUF_MAGIC = b"GGUF"
+GGUF_VERSIONS = (2, 3)
+"""The versions llama.cpp reads: version 1 was dropped, and each later one only adds."""
+RECOPY = "The download, copy or export stopped early: copy the file again, or export the run again."
+
+
+class GGUFFileError(ActionableError, ValueError):
+    """A file chat cannot load, with what is wrong with it (a ValueError for callers that catch those)."""
+
+
+# Metadata value types by their number in the GGUF spec: sizes of the fixed-size ones.
+_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_UINT32, _STRING, _ARRAY = 4, 8, 9
+
+
+class _Short(Exception):
+    """The header reads past the end of the file."""
+
+
+class _Header:
+    """A cursor over a GGUF header that stops at the end of the buffer."""
+
+    def __init__(self, buf: Any):
+        self.buf, self.pos = buf, 4  # after the magic
+
+    def take(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise _Short
+        (value,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
+        self.pos += size
+        return int(value)
+
+    def skip(self, n: int) -> None:
+        self.pos += n
+        if self.pos > len(self.buf):
+            raise _Short
+
+    def string(self) -> bytes:
+        start = self.pos + 8
+        self.skip(self.take("Q"))
+        return bytes(self.buf[start:self.pos])
+
+    def value(self, kind: int) -> None:
+        if kind in _SCALAR_BYTES:
+            self.skip(_SCALAR_BYTES[kind])
+        elif kind == _STRING:
+            self.skip(self.take("Q"))
+        elif kind == _ARRAY:
+            item, count = self.take("I"), self.take("Q")
+            if item in _SCALAR_BYTES:
+                self.skip(count * _SCALAR_BYTES[item])
+            else:
+                for _ in range(count):  # every item takes bytes, so a huge count soon runs out of file
+                    self.value(item)
+        else:
+            raise ValueError(f"a metadata value of unknown type {kind} at byte {self.pos - 4}")
+
+
+def check_gguf(path: Path) -> None:
+    """Raise GGUFFileError saying what is wrong when `path` is not a whole GGUF file.
+
+    Reads only the header (the metadata and the tensor table), then compares where the last
+    tensor's data ends with the file size: a cut-off file is named as such, with both numbers.
+    """
+    if not path.exists():
+        if path.is_symlink():
+            raise GGUFFileError(f"{path} is a symbolic link to nothing (or a loop of links).", "Pass a .gguf file.")
+        raise GGUFFileError(f"{path} does not exist.", "Pass a .gguf file; a run's export/ folder holds them.")
+    if path.is_dir():
+        raise GGUFFileError(f"{path} is a folder, not a GGUF file.",
+                            "Pass one of its .gguf files, or the run directory to chat with its export.")
+    if not path.is_file():
+        raise GGUFFileError(f"{path} is not a regular file (a pipe or a device?).", "Pass a .gguf file.")
+    size = path.stat().st_size
+    if size == 0:
+        raise GGUFFileError(f"{path} is empty (0 bytes).", RECOPY)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise GGUFFileError(f"{path} cannot be read: {exc.strerror}.", "Check the file's permissions.") from None
+    with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        if buf[:4] != GGUF_MAGIC:
+            raise GGUFFileError(f"{path} is not a GGUF file: it starts with {_looks_like(buf[:64])}.",
+                                "Chat needs a GGUF: `ftui export RUN` writes one from a run.")
+        try:
+            data_end = _data_end(buf, path)
+        except _Short:
+            raise GGUFFileError(f"{path} is truncated: its {size:,} bytes end inside the GGUF header.",
+                                RECOPY) from None
+        except ValueError as exc:
+            raise GGUFFileError(f"{path} has a damaged GGUF header: {exc}.", RECOPY) from None
+    if data_end > size:
+        raise GGUFFileError(f"{path} is truncated at byte {size:,} of {data_end:,} expected.", RECOPY)
+
+
+def _data_end(buf: Any, path: Path) -> int:
+    """Where the tensor data of the GGUF in `buf` ends, by its header."""
+    from gguf.constants import GGML_QUANT_SIZES
+
+    header = _Header(buf)
+    version = header.take("I")
+    if version & 0xFFFF == 0 and version:
+        raise GGUFFileError(f"{path} is a big-endian GGUF.", "llama.cpp on this machine reads little-endian ones.")
+    if version not in GGUF_VERSIONS:
+        raise GGUFFileError(f"{path} is GGUF version {version}; llama.cpp reads versions 2 and 3.",
+                            "Convert the model again with a current llama.cpp, or export the run with ftui.")
+    n_tensors, n_values = header.take("Q"), header.take("Q")
+    alignment = 32
+    for _ in range(n_values):
+        key, kind = header.string(), header.take("I")
+        if key == b"general.alignment" and kind == _UINT32:
+            alignment = header.take("I")
+        else:
+            header.value(kind)
+    end = 0
+    for _ in range(n_tensors):
+        header.string()
+        dims = [header.take("Q") for _ in range(header.take("I"))]
+        kind, offset = header.take("I"), header.take("Q")
+        if kind in GGML_QUANT_SIZES:  # an unknown type is llama.cpp's to report, by name
+            block, block_bytes = GGML_QUANT_SIZES[kind]
+            end = max(end, offset + math.prod(dims) // block * block_bytes)
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"general.alignment is {alignment}, not a power of two")
+    return -(-header.pos // alignment) * alignment + end
+
+
+def _looks_like(head: bytes) -> str:
+    """What the first bytes of a file that is not a GGUF suggest it is."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip signature (PyTorch .bin and .pt checkpoints are zip files)"
+    if head[8:10] == b'{"':
+        return "a safetensors header (Hugging Face weights, not a GGUF export)"
+    if head[:4] in (b"lmgg", b"fmgg", b"tjgg"):
+        return "an old GGML signature, a format llama.cpp no longer reads"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer (the real file was never downloaded)"
+    text = head[:24].decode("utf-8", errors="replace").rstrip("\ufffd")
+    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return f"text: {text!r}"
+    return f"the bytes {head[:4].hex(' ')}"
 
 
 class ChatSession:
@@ -20,21 +171,25 @@ class ChatSession:
         import llama_cpp
 
         path = Path(gguf_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such GGUF file")
+        check_gguf(path)
         self.path = path
         self.system_prompt = system_prompt
         self.temperature = temperature
         self.top_p = top_p
         self.max_tokens = max_tokens
         self.gpu = bool(llama_cpp.llama_supports_gpu_offload())
-        self._llm: Any = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_gpu_layers=-1 if self.gpu else 0,
-            n_threads=max(1, min(8, os.cpu_count() or 1)), seed=seed, verbose=False,
-        )
+        try:
+            self._llm: Any = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_gpu_layers=-1 if self.gpu else 0,
+                n_threads=max(1, min(8, os.cpu_count() or 1)), seed=seed, verbose=False,
+            )
+        except ValueError as exc:
+            raise GGUFFileError(f"llama.cpp could not load {path}, though its GGUF header and size are sound ({exc}).",
+                                "Its architecture or tensor types may be newer than this llama.cpp: "
+                                "export the run with ftui, or update llama-cpp-python.") from None
         if not self._llm.metadata.get("tokenizer.chat_template"):
             self.close()
-            raise ValueError(f"{path.name} has no chat template; export it with ftui to embed one")
+            raise GGUFFileError(f"{path.name} has no chat template.", "Export it with ftui to embed one.")
         self.history: list[dict[str, str]] = []
 
     def send(self, text: str) -> Iterator[str]:
