@@ -177,6 +177,9 @@ class RunConfig:
             err("model", "is empty: give a catalog id, a hub id or a local folder")
         if not self.dataset.strip():
             err("dataset", "is empty: give a data file or a hub dataset id")
+        for path_field in ("model", "dataset", "output_dir"):
+            if "\x00" in getattr(self, path_field):
+                err(path_field, "contains a NUL byte, which no file or folder name can hold")
         if not 1e-6 <= self.learning_rate <= 1e-3:
             err("learning_rate", f"{self.learning_rate:g} is outside 1e-6..1e-3 "
                 "(2e-4 is typical for LoRA, 2e-5 for full fine-tuning)")

@@ -148,3 +148,9 @@ def test_a_number_too_large_for_a_float_is_reported_not_raised():
         RunConfig.from_dict({"weight_decay": 10**400})
     assert [p.field for p in exc.value.problems] == ["weight_decay"]
     assert "too large" in str(exc.value)
+
+
+@pytest.mark.parametrize("field", ["model", "dataset", "output_dir"])
+def test_a_nul_byte_in_a_path_is_an_error(field):
+    msgs = _messages(RunConfig().replace(**{field: "runs\x00x"}))
+    assert msgs[field] == "error: contains a NUL byte, which no file or folder name can hold"
