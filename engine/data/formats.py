@@ -9,6 +9,7 @@ field, with a "did you mean" when a key is misspelled.
 from __future__ import annotations
 
 import difflib
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ _KEYS = {
     "messages": ("messages",),
     "text": ("text",),
 }
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant"}
 
 
@@ -106,6 +108,12 @@ def _text_field(row: Mapping[str, Any], key: str, bad: Report, *, required: bool
     value = _content_text(row[key])
     if value is None:
         bad(name, f"expected text, got {_type_name(row[key])}: {_short(row[key])}")
+        return ""
+    lone = _SURROGATE.search(value)
+    if lone:
+        # JSON can escape half of a UTF-16 pair ("\\ud83d"); no tokenizer can encode the result.
+        bad(name, f"invalid text: unpaired surrogate \\u{ord(lone.group()):04x} at character {lone.start() + 1} "
+                  "(half of an escaped emoji?)")
         return ""
     if required and _blank(value):
         shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(value) if not c.isspace())

@@ -110,6 +110,20 @@ def test_a_turn_of_only_invisible_characters_is_empty(tmp_path, invisible):
         assert [(p.field, p.message) for p in load_conversations(str(path)).problems] == [(field, empty)]
 
 
+def test_unpaired_surrogate_is_a_bad_row_and_never_reaches_the_tokenizer(tmp_path, tokenizer):
+    from engine.data import check
+
+    def chat(reply):
+        return json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": reply}]})
+
+    path = tmp_path / "d.jsonl"  # json.dumps escapes the emoji as the pair \ud83d\ude00
+    path.write_text("\n".join([chat("ok \U0001F600"), chat("half \ud83d of an emoji")]) + "\n")
+    report = check(str(path), tokenizer=tokenizer)
+    assert [(p.line, p.field, p.message) for p in report.problems] == [
+        (2, "messages[1].content", "invalid text: unpaired surrogate \\ud83d at character 6 (half of an escaped emoji?)")]
+    assert report.usable_rows == 1
+
+
 def test_blank_lines_are_not_rows(fixture_path):
     result = load_conversations(fixture_path("blank_lines.jsonl"))
     assert result.rows == 2 and [c.source_line for c in result.conversations] == [1, 4]
