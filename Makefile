@@ -20,8 +20,9 @@ run: $(VENV)/.installed
 	$(VENV)/bin/ftui $(ARGS)
 
 test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check engine tui tests bench
+	$(VENV)/bin/ruff check engine tui cli tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 $(VENV)/.installed: pyproject.toml Makefile

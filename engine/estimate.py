@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from engine.catalog import ModelSpec
-from engine.config import DEFAULT_TARGET_MODULES
+from engine.config import DEFAULT_TARGET_MODULES, RunConfig
 
 GIB = 1024**3
 BYTES_16BIT = 2
@@ -240,3 +241,21 @@ def _workspace(spec: ModelSpec, shapes: dict[str, tuple[int, int]], quantized: b
     if method == "dora":
         out += largest * BYTES_FP32
     return out
+
+
+def estimate_for(config: RunConfig, spec: ModelSpec | None = None) -> MemoryEstimate | None:
+    """The peak of exactly this config, or None for a model outside the catalog. The form's
+    memory bar, `ftui estimate`, preflight and the recommender all ask here, so they agree."""
+    from engine.catalog import find
+
+    spec = spec or find(config.model)
+    if spec is None:
+        return None
+    return estimate(spec, config.method, config.batch_size, config.max_seq_len, **estimate_options(config))
+
+
+def estimate_options(config: RunConfig) -> dict[str, Any]:
+    """The settings besides model, method, batch and length that change the peak."""
+    return {"grad_checkpointing": config.gradient_checkpointing, "optimizer": config.optimizer,
+            "lora_r": config.lora_r, "target_modules": list(config.target_modules),
+            "lora_dropout": config.lora_dropout}

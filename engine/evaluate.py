@@ -19,6 +19,7 @@ from typing import Any
 from engine.atomic import write_text_atomic
 from engine.events import EventSink, Progress, ignore
 from engine.paths import PROJECT_ROOT, cache_dir
+from engine.runs import eval_report_path, gguf_path
 
 MAX_VAL_EXAMPLES = 200
 
@@ -85,7 +86,7 @@ def evaluate(run_dir: str | Path, on_event: EventSink = ignore, eval_file: str |
     )
     record = {**asdict(report), "base_perplexity": report.base_perplexity,
               "tuned_perplexity": report.tuned_perplexity}
-    write_text_atomic(run_dir / "eval.json", json.dumps(record, indent=2) + "\n")
+    write_text_atomic(eval_report_path(run_dir), json.dumps(record, indent=2) + "\n")
     return report
 
 
@@ -120,6 +121,7 @@ def read_eval_file(path: Path) -> tuple[list[tuple[list[dict[str, str]], str]], 
         if not isinstance(expected, str) or not expected.strip():
             skipped.append(f"{path}:{n}: expected must be non-empty text")
             continue
+        assert isinstance(messages, list)
         prompts.append(([{"role": m["role"], "content": m["content"]} for m in messages], expected.strip()))
     return prompts, skipped
 
@@ -133,7 +135,7 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
     config_dir = base_config_dir(base_ref)
     key = hashlib.sha256(str(Path(base_ref).resolve() if Path(base_ref).is_dir() else base_ref).encode())
     folder = cache_dir() / "base-gguf" / key.hexdigest()[:16]
-    target = folder / f"model-{quant}.gguf"
+    target = gguf_path(folder, quant)
     if target.is_file():
         return target
     if not (config_dir / "tokenizer.json").is_file() or not list(config_dir.glob("*.safetensors")):
@@ -141,7 +143,7 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
 
         config_dir = Path(snapshot_download(base_ref, allow_patterns=["*.json", "*.safetensors", "*.jinja"]))
     on_event(Progress("eval", 0, None, "", f"exporting the base model as {quant} (cached)"))
-    f16 = folder / "model-F16.gguf"
+    f16 = gguf_path(folder, "F16")
     if not f16.is_file():
         write_gguf(config_dir, f16, name="base", on_event=on_event)
     if quant in ("F16", "BF16"):
@@ -150,14 +152,20 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
 
 
 def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSink) -> tuple[Path, str]:
-    folder = run_dir / "export"
+    from engine.runs import find_ggufs
+
+    found = find_ggufs(run_dir)
     for quant in (*export_quants, "Q8_0", "F16"):
-        if (folder / f"model-{quant}.gguf").is_file():
-            return folder / f"model-{quant}.gguf", quant
-    from engine.export import export
+        if quant in found:
+            return found[quant], quant
+    from engine.export import ExportError, export
 
     quants = tuple(export_quants) or ("Q8_0",)
     result = export(run_dir, quants=quants, on_event=on_event)
+    if not result.files:
+        assert result.failure is not None
+        raise ExportError(f"the run has no export and exporting it failed: {result.failure.reason}",
+                          result.failure.advice)
     return Path(result.gguf(quants[0])), quants[0]
 
 

@@ -100,6 +100,18 @@ class TrainFailed:
 
 
 @dataclass(frozen=True)
+class ExportStageStarted:
+    """One stage of an export: merge, write, quantize, modelfile, verify, then done."""
+
+    stage: str
+    index: int
+    """Stages finished before this one."""
+    total: int
+    detail: str
+    """What the stage works on: a file name, or what merge does."""
+
+
+@dataclass(frozen=True)
 class ExportFileWritten:
     path: str
     kind: str
@@ -140,6 +152,7 @@ Event = (
     | Diagnosis
     | TrainFinished
     | TrainFailed
+    | ExportStageStarted
     | ExportFileWritten
     | ExportVerified
     | ExportFinished

@@ -54,6 +54,8 @@ class HardwareReport:
     """NVIDIA driver version, or None without a driver."""
     note: str
     """One sentence on what was found and what it means for training."""
+    no_gpu_cause: str = ""
+    """In CPU mode, why no GPU can be used (no driver, NVML failed, ...); empty with GPUs."""
 
     @property
     def best_gpu(self) -> GpuInfo | None:
@@ -67,9 +69,10 @@ def probe(nvml: Any = None) -> HardwareReport:
     ram = ram_gib()
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return _cpu_report(cores, ram, "nvidia-ml-py is not installed, so GPUs cannot be seen")
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
@@ -160,7 +163,7 @@ def _init_failure(nvml: Any, exc: Exception) -> str:
 
 def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None) -> HardwareReport:
     note = f"No usable GPU: {why}. CPU mode with {cores} cores and {ram:.1f} GiB RAM; {CPU_ONLY_ADVICE}."
-    return HardwareReport((), cores, ram, driver, note)
+    return HardwareReport((), cores, ram, driver, note, why)
 
 
 def ram_gib() -> float:

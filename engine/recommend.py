@@ -110,7 +110,7 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
     if vram_gib is not None and vram_gib <= 0:
         raise ValueError(f"vram_gib must be positive, not {vram_gib:g}")
     report = report_or_gpus if isinstance(report_or_gpus, HardwareReport) else None
-    gpus = report.gpus if report else tuple(report_or_gpus)
+    gpus = report.gpus if report else tuple(report_or_gpus)  # type: ignore[arg-type]
     if vram_gib is not None:
         return _plan_gpu(vram_gib, seq_len, f"the {vram_gib:g} GiB card you plan for", None, "")
     gpu = max(gpus, key=lambda g: (g.free_gib, -g.index), default=None)

@@ -121,7 +121,7 @@ def _prompt_row(row: Any, file: str, line: int) -> GeneralPrompt | list[DataProb
         bad("kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
     if problems:
         return problems
-    return GeneralPrompt(tuple(messages), expected.strip() if expected else None, kind, line)
+    return GeneralPrompt(tuple(messages), expected.strip() if expected else None, str(kind), line)
 
 
 # --- exact answers -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_engine_never_imports_textual():
     mods = _modules_after(
-        "import engine.cli, engine.config, engine.catalog, engine.presets, engine.events\n"
+        "import cli.main, engine.config, engine.catalog, engine.presets, engine.events\n"
         "import pkgutil, importlib, engine\n"
         "for m in pkgutil.walk_packages(engine.__path__, 'engine.'): importlib.import_module(m.name)"
     )
@@ -25,5 +25,5 @@ def test_engine_never_imports_textual():
 
 
 def test_cli_help_does_not_load_heavy_libraries():
-    mods = _modules_after("import engine.cli; engine.cli.build_parser().format_help()")
+    mods = _modules_after("import cli.main; cli.main.build_parser().format_help()")
     assert not [m for m in HEAVY if m in mods]

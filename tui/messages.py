@@ -61,6 +61,6 @@ class ChatReplyFinished(Message):
 
 
 class EvalFinished(Message):
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    def __init__(self, report: Any) -> None:
+        self.report = report
         super().__init__()

@@ -85,12 +85,12 @@ def check(
     try:
         loaded = load_conversations(path, fmt, strict=strict)
     except DatasetError as exc:
-        refusal = exc.summary or (str(exc.problems[0]) if exc.problems else "unreadable")
-        return DataReport(path, fmt if fmt != "auto" else "unknown", 0, 0, exc.problems, refusal)
+        why = exc.summary or (str(exc.problems[0]) if exc.problems else "unreadable")
+        return DataReport(path, fmt if fmt != "auto" else "unknown", 0, 0, exc.problems, why)
 
     problems = list(loaded.problems)
     usable = len(loaded.conversations)
-    refusal = None
+    refusal: str | None = None
     if not usable:
         refusal = f"no usable rows out of {loaded.rows}"
     elif loaded.bad_share > max_bad_share:

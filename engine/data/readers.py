@@ -212,8 +212,8 @@ def _json(path: Path) -> Iterator[Row | DataProblem]:
         if isinstance(exc, json.JSONDecodeError) and exc.msg == "Extra data":
             # Many published ".json" datasets are JSON Lines under the wrong extension.
             return _jsonl(path)
-        line = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
-        raise DatasetError([DataProblem(name, line, None, f"malformed JSON: {_json_error(exc, text)}")]) from None
+        where = exc.lineno if isinstance(exc, json.JSONDecodeError) else None
+        raise DatasetError([DataProblem(name, where, None, f"malformed JSON: {_json_error(exc, text)}")]) from None
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]
         if len(lists) != 1:

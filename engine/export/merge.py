@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_dir
-from engine.config import RunConfig, load_toml
+from engine.config import RunConfig
 from engine.errors import ActionableError
 from engine.events import EventSink, Progress, ignore
+from engine.runs import RunReadError, config_path, read_config, read_record, tokenizer_dir, weights_dir
 
 
 class MergeError(ActionableError):
@@ -39,26 +40,24 @@ class RunSource:
 
 def read_run_source(run_dir: Path) -> RunSource:
     run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file():
+    if not config_path(run_dir).is_file():
         raise MergeError(f"{run_dir} is not a run directory (no config.toml)",
                          "pass a folder under runs/, e.g. `ftui export runs/<date>-<name>`")
-    config = RunConfig.from_dict(load_toml(run_dir / "config.toml"), source=str(run_dir / "config.toml"))
-    status: dict[str, Any] = {}
-    if (run_dir / "run.json").is_file():
-        status = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    method = status.get("method") or config.method
-    tokenizer_ref = str(run_dir / "tokenizer") if (run_dir / "tokenizer").is_dir() else ""
-    origin = status.get("model_ref") or config.model
+    config = read_config(run_dir)
+    try:
+        record = read_record(run_dir)
+        method, origin, base = record.method, record.model_ref, record.base_model_ref
+    except RunReadError:
+        method, origin, base = config.method, config.model, config.model
+    tokenizer_ref = str(tokenizer_dir(run_dir)) if tokenizer_dir(run_dir).is_dir() else ""
+    weights = weights_dir(run_dir, method)
     if method == "full":
-        weights = run_dir / "model"
         if not (weights / "config.json").is_file():
             raise MergeError(f"{weights} holds no model", "the run has not finished; export a finished run")
         return RunSource(run_dir, config, method, weights, None, tokenizer_ref or str(weights), origin)
-    weights = run_dir / "adapter"
     if not (weights / "adapter_config.json").is_file():
         raise MergeError(f"{weights} holds no adapter (adapter_config.json)",
                          "the run has not saved its adapter yet; export a finished or stopped run")
-    base = status.get("base_model_ref") or status.get("model_ref") or config.model
     return RunSource(run_dir, config, method, weights, base, tokenizer_ref or base, origin)
 
 

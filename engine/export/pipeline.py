@@ -2,6 +2,7 @@
 
 Every file appears complete under its final name or not at all (a full disk leaves no
 partial .gguf), and "done" (ExportFinished) is only said once every file passed verification.
+A failure is reported once, as an ExportFailed event and in the returned result, never raised.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.atomic import write_text_atomic
-from engine.config import QUANT_TYPES
+from engine.config import QUANT_TYPES, ConfigError
 from engine.errors import ActionableError
 from engine.events import (
     EventSink,
     ExportFailed,
     ExportFileWritten,
     ExportFinished,
+    ExportStageStarted,
     ExportVerified,
-    Progress,
     ignore,
 )
 from engine.export.gguf_writer import UnsupportedModel, read_params, write_gguf
@@ -30,10 +31,11 @@ from engine.export.merge import MergeError, RunSource, base_config_dir, merge, r
 from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
 from engine.export.quantize import QuantizeError, quantize
 from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
+from engine.runs import export_dir, gguf_path, verify_path
 
 
 class ExportError(ActionableError):
-    """An export that cannot be done or proven; an ExportFailed event was sent first."""
+    """Inside the pipeline: an export that cannot be done; `export` turns it into its result."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class ExportResult:
     modelfiles: tuple[str, ...]
     checks: tuple[FileCheck, ...]
     passed: bool
+    failure: ExportFailed | None = None
+    """Why the export stopped or did not verify (the same ExportFailed the events carried)."""
 
     def gguf(self, quant: str) -> str:
         for check in self.checks:
@@ -55,31 +59,40 @@ class ExportResult:
 
 def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",), out_dir: str | Path | None = None,
            on_event: EventSink = ignore, stop: threading.Event | None = None) -> ExportResult:
-    """Export a run; raise ExportError (after an ExportFailed event) when it cannot be done or proven."""
+    """Export a run. Success or failure ends with one event (ExportFinished or ExportFailed)
+    and the same outcome in the result; nothing is raised for a run that cannot be exported."""
+    out = Path(out_dir) if out_dir else export_dir(run_dir)
     try:
-        result = _export(Path(run_dir), tuple(quants), out_dir, on_event, stop or threading.Event())
+        result = _export(Path(run_dir), tuple(quants), out, on_event, stop or threading.Event())
     except (ExportError, MergeError) as exc:
-        on_event(ExportFailed(exc.reason, exc.advice))
-        raise ExportError(exc.reason, exc.advice) from exc
+        return _failed(out, ExportFailed(exc.reason, exc.advice), on_event)
+    except ConfigError as exc:
+        return _failed(out, ExportFailed(f"cannot read the run's config.toml:\n{exc}",
+                                         "fix the setting named above in the run's config.toml"), on_event)
     except UnsupportedModel as exc:
-        on_event(ExportFailed(str(exc), "export a model of a supported architecture, or use the merged HF folder"))
-        raise ExportError(str(exc)) from exc
+        return _failed(out, ExportFailed(str(exc), "export a model of a supported architecture, or use the merged "
+                                                   "HF folder"), on_event)
     except QuantizeError as exc:
-        on_event(ExportFailed(str(exc), "check the llama-cpp-python install (`pip show llama-cpp-python`)"))
-        raise ExportError(str(exc)) from exc
+        return _failed(out, ExportFailed(str(exc), "check the llama-cpp-python install (`pip show llama-cpp-python`)"),
+                       on_event)
     except OSError as exc:
         advice = ("free disk space and export again; no partial file was left behind"
                   if exc.errno == errno.ENOSPC else "check the output folder is writable")
-        on_event(ExportFailed(f"writing the export failed: {exc}", advice))
-        raise ExportError(f"writing the export failed: {exc}", advice) from exc
+        return _failed(out, ExportFailed(f"writing the export failed: {exc}", advice), on_event)
     if not result.passed:
         failed = [c for c in result.checks if not c.passed]
         reason = "; ".join(f"{Path(c.path).name}: {', '.join(c.problems)}" for c in failed)
-        advice = "the files are kept for inspection, but do not ship them; see verify.json"
-        on_event(ExportFailed(f"verification failed: {reason}", advice))
-    else:
-        on_event(ExportFinished(result.out_dir, result.files + result.modelfiles))
+        failure = ExportFailed(f"verification failed: {reason}",
+                               "the files are kept for inspection, but do not ship them; see verify.json")
+        on_event(failure)
+        return dataclasses.replace(result, failure=failure)
+    on_event(ExportFinished(result.out_dir, result.files + result.modelfiles))
     return result
+
+
+def _failed(out: Path, failure: ExportFailed, on_event: EventSink) -> ExportResult:
+    on_event(failure)
+    return ExportResult(str(out), "", (), (), (), False, failure)
 
 
 def plan_quants(quants: tuple[str, ...]) -> tuple[str, ...]:
@@ -90,12 +103,11 @@ def plan_quants(quants: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(("F16", *quants)))
 
 
-def _export(run_dir: Path, quants: tuple[str, ...], out_dir: str | Path | None, on_event: EventSink,
+def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSink,
             stop: threading.Event) -> ExportResult:
     plan = plan_quants(quants)
     source = read_run_source(run_dir)
     read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
-    out = Path(out_dir) if out_dir else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     steps = 2 + len(plan) * 2
     done = 0
@@ -104,7 +116,7 @@ def _export(run_dir: Path, quants: tuple[str, ...], out_dir: str | Path | None, 
         nonlocal done
         if stop.is_set():
             raise ExportError("export stopped on request", "files finished so far are complete; run export again")
-        on_event(Progress("export", done, steps, "steps", f"{name}: {message}"))
+        on_event(ExportStageStarted(name, done, steps, message))
         done += 1
 
     stage("merge", "merging the adapter into the 16-bit base")
@@ -114,7 +126,7 @@ def _export(run_dir: Path, quants: tuple[str, ...], out_dir: str | Path | None, 
 
     files: dict[str, Path] = {}
     for quant in plan:
-        path = out / f"model-{quant}.gguf"
+        path = gguf_path(out, quant)
         if quant in ("F16", "BF16"):
             stage("write", path.name)
             write_gguf(merged_dir, path, dtype=quant, name=source.config.name, on_event=on_event)
@@ -140,9 +152,9 @@ def _export(run_dir: Path, quants: tuple[str, ...], out_dir: str | Path | None, 
         checks.append(check)
         on_event(ExportVerified(str(path), quant, check.token_ids_match, check.argmax_agreement,
                                 check.max_abs_logit_diff, check.stops_at_end_of_turn, check.passed))
-    write_text_atomic(out / "verify.json", json.dumps(
+    write_text_atomic(verify_path(out), json.dumps(
         {"run_dir": str(run_dir), "files": [dataclasses.asdict(c) for c in checks]}, indent=2) + "\n")
-    on_event(Progress("export", steps, steps, "steps", "done"))
+    on_event(ExportStageStarted("done", steps, steps, ""))
     return ExportResult(
         out_dir=str(out), merged_dir=str(merged_dir), files=tuple(str(p) for p in files.values()),
         modelfiles=tuple(str(p) for p in modelfiles), checks=tuple(checks), passed=all(c.passed for c in checks),

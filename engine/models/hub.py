@@ -80,7 +80,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     try:
-        import httpx
+        import httpx  # type: ignore[import-not-found]
 
         errors.append(httpx.TransportError)
     except ImportError:

@@ -50,7 +50,7 @@ class DownloadProgress:
 
         sink = self
 
-        class _Bar(tqdm):  # type: ignore[misc]
+        class _Bar(tqdm):
             def __init__(self, *args: Any, **kwargs: Any):
                 kwargs["disable"] = True
                 super().__init__(*args, **kwargs)

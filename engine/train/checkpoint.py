@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_dir
+from engine.runs import RunDir, tokenizer_dir, weights_dir, write_config
 from engine.train.methods import trainable_named
-from engine.train.run_dir import CHECKPOINT_PREFIX, RunDir
 
 
 def save_checkpoint(run: RunDir, step: int, model: Any, optimizer: Any, scheduler: Any,
@@ -22,7 +22,7 @@ def save_checkpoint(run: RunDir, step: int, model: Any, optimizer: Any, schedule
     import torch
     from safetensors.torch import save_file
 
-    path = run.checkpoints / f"{CHECKPOINT_PREFIX}{step}"
+    path = run.checkpoint(step)
     with atomic_dir(path) as tmp:
         weights = {k: v.detach().contiguous().cpu() for k, v in trainable_named(model).items()}
         save_file(weights, str(tmp / "trainable.safetensors"))
@@ -34,7 +34,7 @@ def save_checkpoint(run: RunDir, step: int, model: Any, optimizer: Any, schedule
         torch.save(rng, tmp / "rng.pt")
         if scaler is not None:
             torch.save(scaler.state_dict(), tmp / "scaler.pt")
-        (tmp / "config.toml").write_text(run.config.to_toml(), encoding="utf-8")
+        write_config(tmp, run.config)
         # state.json last: its presence marks the folder's content as complete.
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
     return path
@@ -70,14 +70,14 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scal
 
 def save_weights(run: RunDir, model: Any, method: str) -> Path:
     """The adapter in standard PEFT format (adapter/), or the whole model for full fine-tuning (model/)."""
-    path = run.path / ("model" if method == "full" else "adapter")
+    path = weights_dir(run.path, method)
     with atomic_dir(path) as tmp:
         model.save_pretrained(str(tmp))
     return path
 
 
 def save_tokenizer(run: RunDir, tokenizer: Any) -> Path:
-    path = run.path / "tokenizer"
+    path = tokenizer_dir(run.path)
     with atomic_dir(path) as tmp:
         tokenizer.save_pretrained(str(tmp))
     return path

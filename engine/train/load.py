@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, RunConfig, load_toml
+from engine.config import ConfigError, RunConfig
 from engine.events import Progress, TrainFailed
+from engine.runs import read_config
 from engine.train.loop import Failure, Loaded, RunResult, find_checkpoint, run_loaded
 from engine.train.methods import Precision, choose_precision
 from engine.train.preflight import PreflightError, check_fits, check_free_space, free_gpu_gib, planned_trainable
@@ -47,7 +48,7 @@ def saved_config(resume: Path) -> RunConfig:
     if checkpoint is None:
         raise Failure(f"no complete checkpoint in {resume}",
                       "pass a run directory that has checkpoints/step-N, or a checkpoint folder")
-    return RunConfig.from_dict(load_toml(checkpoint / "config.toml"), source=str(checkpoint / "config.toml"))
+    return read_config(checkpoint)
 
 
 def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, Precision]:

@@ -36,11 +36,11 @@ from engine.events import (
     TrainFinished,
     TrainStarted,
 )
+from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.train.checkpoint import save_checkpoint, save_tokenizer, save_weights
 from engine.train.methods import Precision, choose_precision
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
-from engine.train.run_dir import RunDir, complete_checkpoints
 from engine.train.setup import TrainingSetup, set_up
 from engine.train.step import OutOfMemory, evaluate_loss, optimizer_step
 
@@ -118,8 +118,7 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
                     f"out of memory at batch_size {oom.batch_size}, sequence length {oom.seq_len}; "
                     f"retrying with batch_size {attempt.batch_size} and grad_accum {attempt.grad_accum}")))
                 run.truncate_metrics(int(checkpoint.name.split("-")[1]) if checkpoint else 0)
-                run.config = attempt
-                (run.path / "config.toml").write_text(attempt.to_toml(), encoding="utf-8")
+                run.write_config(attempt)
                 continue
             result = _failed(run, emit, _oom_failure(attempt, loaded.spec, oom))
         except Failure as failure:
@@ -150,7 +149,7 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
     counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
     schedule, start = parts.schedule, counters.start
     total_steps = schedule.total_steps
-    if not (run.path / "tokenizer").exists():
+    if not tokenizer_dir(run.path).exists():
         save_tokenizer(run, loaded.tokenizer)
     run.write_status(total_steps=total_steps, step=start)
     emit(TrainStarted(
@@ -302,7 +301,7 @@ def _free_gpu_after_oom() -> float | None:
 def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure) -> RunResult:
     run.write_status(status="failed", reason=failure.reason)
     emit(TrainFailed(failure.reason, failure.advice, failure.step))
-    return RunResult("failed", str(run.path), failure.step or 0, None, run.status.get("best_val_loss"),
+    return RunResult("failed", str(run.path), failure.step or 0, None, run.record.best_val_loss,
                      None, failure.reason, failure.advice)
 
 

@@ -131,7 +131,8 @@ def build_optimizer(model: Any, config: RunConfig, device: str) -> tuple[Any, st
     """The optimizer and a note when the requested one cannot run here."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for p in trainable_named(model).values():
         (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

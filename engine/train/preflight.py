@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from engine.catalog import ModelSpec
 from engine.config import RunConfig
 from engine.errors import ActionableError
+from engine.estimate import MemoryEstimate, estimate_for, estimate_options
 
 MARGIN_BYTES = 64 * 2**20
 
@@ -69,24 +69,21 @@ def free_gpu_gib() -> float | None:
     return free / 2**30
 
 
-def _estimate_options(config: RunConfig) -> dict[str, Any]:
-    return {"optimizer": config.optimizer, "lora_r": config.lora_r,
-            "target_modules": list(config.target_modules), "lora_dropout": config.lora_dropout}
+def check_fits(config: RunConfig, spec: ModelSpec | None, free_gib: float | None) -> MemoryEstimate | None:
+    """Refuse a setting the estimator says cannot fit in the free GPU memory; the estimate it
+    judged by (None without a catalog model or a GPU)."""
+    if spec is None:
+        return None
+    planned = estimate_for(config, spec)
+    if free_gib is None or planned is None:
+        return planned
+    from engine.recommend import budget_gib
 
-
-def check_fits(config: RunConfig, spec: ModelSpec | None, free_gib: float | None) -> None:
-    """Refuse a setting the estimator says cannot fit in the free GPU memory."""
-    if spec is None or free_gib is None:
-        return
-    from engine.recommend import fits
-
-    ok, peak = fits(spec, config.method, config.batch_size, config.max_seq_len, free_gib,
-                    grad_checkpointing=config.gradient_checkpointing, **_estimate_options(config))
-    if ok:
-        return
+    if planned.peak_gib <= budget_gib(free_gib):
+        return planned
     raise PreflightError(
         f"{spec.id} with {config.method}, batch_size {config.batch_size} and max_seq_len {config.max_seq_len} "
-        f"needs about {peak:.1f} GiB of GPU memory, but {free_gib:.1f} GiB is free",
+        f"needs about {planned.peak_gib:.1f} GiB of GPU memory, but {free_gib:.1f} GiB is free",
         suggest_smaller(config, spec, config.batch_size, config.max_seq_len, free_gib),
     )
 
@@ -98,7 +95,7 @@ def suggest_smaller(config: RunConfig, spec: ModelSpec | None, batch_size: int, 
         from engine.recommend import suggest_smaller as plan_smaller
 
         plan = plan_smaller(spec, config.method, batch_size, seq_len, free_gib, grad_accum=config.grad_accum,
-                            grad_checkpointing=config.gradient_checkpointing, **_estimate_options(config))
+                            **estimate_options(config))
         if plan is None:
             return (f"even batch_size 1 with gradient checkpointing is predicted not to fit in {free_gib:.1f} GiB: "
                     "use method = qlora or a smaller model")

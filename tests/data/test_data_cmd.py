@@ -2,7 +2,7 @@
 
 import json
 
-from engine.cli import main
+from cli.main import main
 
 
 def test_check_json_of_a_bad_file_exits_non_zero(fixture_path, capsys):

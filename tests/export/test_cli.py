@@ -1,4 +1,4 @@
-"""`ftui export`, `ftui chat` and `ftui eval` through engine.cli.main, as a user runs them.
+"""`ftui export`, `ftui chat` and `ftui eval` through cli.main.main, as a user runs them.
 
 The model is a tiny random Llama with the SmolLM2 tokenizer: its answers are gibberish and it
 never says <|im_end|>, so quantised files fail verification (the command must say so) while
@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import engine.chat
-from engine.cli import main
+from cli.main import main
 from engine.config import RunConfig, load_toml
 
 from .conftest import make_run, make_tiny_model

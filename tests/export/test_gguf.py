@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportVerified, Progress
-from engine.export import ExportError, export, gguf_writer
+from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportStageStarted, ExportVerified
+from engine.export import export, gguf_writer
 from engine.export.gguf_writer import UnsupportedModel, write_gguf
 from engine.export.verify import TOKENIZER_TEXTS, open_llama
 
@@ -96,11 +96,11 @@ def test_full_disk_mid_write_leaves_no_partial_gguf(tmp_path, tiny_run, monkeypa
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensor_data", disk_full)
     events = []
     out = tmp_path / "export"
-    with pytest.raises(ExportError, match="No space left"):
-        export(tiny_run, quants=("Q8_0",), out_dir=out, on_event=events.append)
+    result = export(tiny_run, quants=("Q8_0",), out_dir=out, on_event=events.append)
+    assert not result.passed and result.failure is not None and "No space left" in result.failure.reason
     assert not [p for p in out.iterdir() if ".gguf" in p.name]
     failed = [e for e in events if isinstance(e, ExportFailed)]
-    assert failed and "free disk space" in failed[0].advice
+    assert failed == [result.failure] and "free disk space" in failed[0].advice
 
 
 def test_export_writes_quantized_files_and_verification_figures(tmp_path, tiny_run):
@@ -124,7 +124,7 @@ def test_export_writes_quantized_files_and_verification_figures(tmp_path, tiny_r
     assert [v.quant for v in verified] == ["F16", "Q8_0", "Q4_K_M"]
     written = [e.quant for e in events if isinstance(e, ExportFileWritten) and e.kind == "gguf"]
     assert written == ["F16", "Q8_0", "Q4_K_M"]
-    stages = [e.message.split(":")[0] for e in events if isinstance(e, Progress) and e.stage == "export"]
+    stages = [e.stage for e in events if isinstance(e, ExportStageStarted)]
     assert stages[:5] == ["merge", "write", "quantize", "quantize", "modelfile"]
     saved = json.loads((out / "verify.json").read_text())
     assert [f["quant"] for f in saved["files"]] == ["F16", "Q8_0", "Q4_K_M"]
@@ -141,5 +141,7 @@ def test_merge_changes_the_model(tmp_path, tiny_run):
 
 
 def test_unknown_quant_type_is_refused(tiny_run):
-    with pytest.raises(ExportError, match="Q3_X"):
-        export(tiny_run, quants=("Q3_X",))
+    events = []
+    result = export(tiny_run, quants=("Q3_X",), on_event=events.append)
+    assert result.failure is not None and "Q3_X" in result.failure.reason and not result.files
+    assert events == [result.failure]  # reported once, not also raised

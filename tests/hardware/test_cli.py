@@ -1,4 +1,4 @@
-"""`ftui hardware`, `ftui recommend` and `ftui estimate` through engine.cli.main, NVML faked."""
+"""`ftui hardware`, `ftui recommend` and `ftui estimate` through cli.main.main, NVML faked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pynvml
 import pytest
 
-from engine.cli import main
+from cli.main import main
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.cli import main
+from cli.main import main
 from engine.embedded import embedded_model_dir, ensure_embedded_model
 
 

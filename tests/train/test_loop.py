@@ -18,8 +18,7 @@ from engine.events import (
     TrainFinished,
     TrainStarted,
 )
-from engine.runs import read_events
-from engine.train.run_dir import complete_checkpoints
+from engine.runs import complete_checkpoints, read_events
 from tests.train.tiny import run_tiny, tiny_config
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from cli.main import main
 from engine.config import RunConfig
 from engine.events import StepLogged, TrainFailed, TrainFinished
 from engine.train import train
@@ -111,7 +111,7 @@ def test_ftui_train_exits_non_zero_with_the_reason(tmp_path, model_folder, capsy
 def test_ctrl_c_stops_with_a_checkpoint_and_exits_130(tmp_path, model_folder):
     config_file = tmp_path / "run.toml"
     config_file.write_text(api_config(tmp_path, model_folder, max_steps=400, val_split=0.0).to_toml())
-    code = "import sys, engine.cli; sys.exit(engine.cli.main(sys.argv[1:]))"
+    code = "import sys, cli.main; sys.exit(cli.main.main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "train", "--config", str(config_file)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:

@@ -1,23 +1,30 @@
-"""A scripted engine for the TUI tests: the same methods as tui.backend.Backend, emitting the
+"""A scripted engine for the TUI tests: it implements tui.backend.EngineBackend, emitting the
 engine's real event types, with switches for the failures a user can meet (OOM, bad data,
-stop, resume). Hardware, recommendation and estimate results are the engine's own dataclasses,
-so the fake cannot drift from the shapes the screens meet for real."""
+stop, resume). Every result is the engine's own dataclass (HardwareReport, DataReport, RunInfo,
+EvalReport, ...), and tests/tui/test_backend_protocol.py fails when a signature drifts."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.catalog import find
 from engine.config import RunConfig
+from engine.data import DataReport, Segment
+from engine.data.check import _percentiles
+from engine.data.types import DataProblem
 from engine.estimate import MemoryEstimate
+from engine.evaluate import EvalItem, EvalReport
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
     EvalLogged,
+    EventSink,
     ExportFileWritten,
     ExportFinished,
     ExportVerified,
@@ -28,10 +35,13 @@ from engine.events import (
     TrainStarted,
     ignore,
 )
+from engine.export import ExportResult
 from engine.hardware import GpuInfo, GpuProcess, HardwareReport, _cpu_report
-from engine.presets import list_presets, save_preset
+from engine.presets import Preset, list_presets, save_preset
 from engine.recommend import Recommendation
-from tui.backend import DatasetSummary, EvalTable, RunSummary
+from engine.runs import RunInfo
+from engine.train import RunResult
+from tui.backend import EngineBackend
 
 RTX_4070 = GpuInfo(0, "NVIDIA GeForce RTX 4070", 12.0, 10.5, 1.5, (8, 9), True,
                    (GpuProcess(1234, "Xorg", 0.4),))
@@ -70,7 +80,7 @@ class FakeBackend:
     hold_at: int | None = None
     """Wait at this step until stop is set (for deterministic stop tests)."""
     calls: list[tuple] = field(default_factory=list)
-    runs: dict[str, RunSummary] = field(default_factory=dict)
+    runs: dict[str, RunInfo] = field(default_factory=dict)
     events: dict[str, list] = field(default_factory=dict)
     chats: list[FakeChat] = field(default_factory=list)
 
@@ -103,7 +113,7 @@ class FakeBackend:
         spec = find(model)
         return spec.context if spec else None
 
-    def presets(self):
+    def presets(self) -> list[Preset]:
         saved = self.runs_dir / "saved-presets"
         return list_presets() + (list_presets(saved) if saved.exists() else [])
 
@@ -112,25 +122,25 @@ class FakeBackend:
         folder.mkdir(exist_ok=True)
         return save_preset(config, name, description, folder)
 
-    def check_dataset(self, config: RunConfig, on_event=ignore) -> DatasetSummary:
+    def check_dataset(self, config: RunConfig, on_event: EventSink = ignore) -> DataReport:
         on_event(Progress("tokenizer", 1, 1, "", "loaded"))
+        sample = (Segment("<|im_start|>user\nlist running containers<|im_end|>\n", False),
+                  Segment("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True))
         if self.scenario == "bad_dataset":
-            return DatasetSummary(config.dataset, "messages", 10, 6,
-                                  (f"{config.dataset}:3: messages: no assistant turn",
-                                   f"{config.dataset}:7: messages[1].role: 'bot' is not user/assistant/system",
-                                   f"{config.dataset}:8: not valid JSON: Expecting ',' at column 41",
-                                   f"{config.dataset}:9: messages: empty content"),
-                                  (40, 52, 61, 70, 75, 90), config.max_seq_len, 0,
-                                  (("<|im_start|>user\nlist containers<|im_end|>\n", False),
-                                   ("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True)),
-                                  "4 of 10 rows (40%) fail validation; max_bad_share allows 5%")
+            problems = (DataProblem(config.dataset, 3, "messages", "no assistant turn"),
+                        DataProblem(config.dataset, 7, "messages[1].role", "'bot' is not user/assistant/system"),
+                        DataProblem(config.dataset, 8, None, "not valid JSON: Expecting ',' at column 41"),
+                        DataProblem(config.dataset, 9, "messages", "empty content"))
+            lengths: tuple[int, ...] = (40, 52, 61, 70, 75, 90)
+            return DataReport(config.dataset, "messages", 10, 6, problems,
+                              "4 of 10 rows (40%) fail validation; max_bad_share allows 5%", lengths,
+                              _percentiles(list(lengths)), config.max_seq_len, 0, 0, sample, 1)
         lengths = tuple(40 + (i * 37) % 300 for i in range(60))
-        return DatasetSummary(config.dataset, "messages", 60, 60, (), lengths, config.max_seq_len,
-                              sum(n > config.max_seq_len for n in lengths),
-                              (("<|im_start|>user\nlist running containers<|im_end|>\n", False),
-                               ("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True)))
+        return DataReport(config.dataset, "messages", 60, 60, (), None, lengths, _percentiles(list(lengths)),
+                          config.max_seq_len, sum(n > config.max_seq_len for n in lengths), 0, sample, 1)
 
-    def train(self, config: RunConfig, on_event, stop: threading.Event, resume: str | None = None):
+    def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
+              resume: str | None = None) -> RunResult:
         self.calls.append(("train", config.name, resume))
         run_dir = resume or str(self.runs_dir / f"2026-01-01-120{len(self.runs)}-{config.name}")
         log = self.events.setdefault(run_dir, [])
@@ -143,7 +153,7 @@ class FakeBackend:
         if self.scenario == "bad_dataset":
             emit(TrainFailed("4 of 10 rows (40%) failed validation, above max_bad_share 5%",
                              "Fix the rows listed on the dataset screen or raise max_bad_share."))
-            return None
+            return RunResult("failed", None, 0, None, None, None, "bad dataset")
         start = self.runs[run_dir].step if resume and run_dir in self.runs else 0
         total = self.steps
         emit(TrainStarted(run_dir, total, config.epochs, 54, 6, 921_600, 135_436_608, "cpu", 0.12, start))
@@ -156,13 +166,13 @@ class FakeBackend:
                 emit(CheckpointSaved(step - 1, f"{run_dir}/checkpoints/step-{step - 1}", "stop"))
                 emit(TrainFinished(run_dir, step - 1, 2.0, best, f"{run_dir}/adapter", True, "stopped on request"))
                 self._record(run_dir, config, "stopped", step - 1, total, best)
-                return None
+                return RunResult("stopped", run_dir, step - 1, 2.0, best, f"{run_dir}/adapter", "stopped on request")
             if self.scenario == "oom" and step == 3:
                 emit(TrainFailed("CUDA out of memory while allocating 2.1 GiB (step 3)",
                                  "Lower batch_size or max_seq_len, turn on gradient_checkpointing, or use qlora.",
                                  step))
                 self._record(run_dir, config, "failed", step - 1, total, best)
-                return None
+                return RunResult("failed", run_dir, step - 1, None, best, None, "out of memory")
             time.sleep(self.step_delay)
             loss = 3.0 / (1 + 0.25 * step)
             emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
@@ -177,15 +187,17 @@ class FakeBackend:
         emit(CheckpointSaved(total, f"{run_dir}/adapter", "final"))
         emit(TrainFinished(run_dir, total, 3.0 / (1 + 0.25 * total), best, f"{run_dir}/adapter", False, "finished"))
         self._record(run_dir, config, "finished", total, total, best, artifacts=("adapter",))
-        return None
+        return RunResult("finished", run_dir, total, 3.0 / (1 + 0.25 * total), best, f"{run_dir}/adapter", "finished")
 
     def _record(self, run_dir, config, status, step, total, best, artifacts=()) -> None:
-        self.runs[run_dir] = RunSummary(run_dir, Path(run_dir).name, status, step, total, best, config.method,
-                                        config.model, "2026-01-01T12:00", artifacts, ())
+        self.runs[run_dir] = RunInfo(run_dir, Path(run_dir).name, status, step, total, best, config.model,
+                                     config.model, config.model, config.method, "2026-01-01T12:00",
+                                     "2026-01-01T12:00", (), artifacts)
         self._configs = getattr(self, "_configs", {})
         self._configs[run_dir] = config
 
-    def export(self, run_dir: str, quants, on_event, stop):
+    def export(self, run_dir: str, quants: tuple[str, ...], on_event: EventSink,
+               stop: threading.Event) -> ExportResult:
         self.calls.append(("export", run_dir, tuple(quants)))
         out = f"{run_dir}/export"
         on_event(Progress("merge", 1, 1, "", "adapter merged"))
@@ -201,11 +213,9 @@ class FakeBackend:
         on_event(ExportFileWritten(f"{out}/Modelfile", "modelfile", 420))
         on_event(ExportFinished(out, (*files, f"{out}/Modelfile")))
         if run_dir in self.runs:
-            run = self.runs[run_dir]
-            self.runs[run_dir] = RunSummary(run.path, run.name, run.status, run.step, run.total_steps,
-                                            run.best_val_loss, run.method, run.model, run.created,
-                                            (*run.artifacts, "export"), tuple(files))
-        return None
+            self.runs[run_dir] = dataclasses.replace(self.runs[run_dir], artifacts=(*self.runs[run_dir].artifacts,
+                                                     "export"), ggufs=tuple(files))
+        return ExportResult(out, f"{out}/merged", tuple(files), (f"{out}/Modelfile",), (), True)
 
     def open_chat(self, gguf_path: str, system_prompt: str = "") -> FakeChat:
         chat = FakeChat(gguf_path, system_prompt)
@@ -215,20 +225,24 @@ class FakeBackend:
     def base_gguf(self, model: str) -> str | None:
         return "/models/base-SmolLM2.gguf" if model == "smollm2-135m" else None
 
-    def evaluate(self, run_dir: str, on_event=ignore) -> EvalTable:
-        return EvalTable(("prompt", "expected", "base", "tuned"),
-                         (("list containers", "docker ps", "ls", "docker ps"),
-                          ("stop web", "docker stop web", "kill web", "docker stop web")),
-                         "tuned matches 2/2 references, base 0/2")
+    def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport:
+        items = (EvalItem("list containers", "docker ps", "ls", "docker ps", False, True),
+                 EvalItem("stop web", "docker stop web", "kill web", "docker stop web", False, True))
+        return EvalReport(run_dir, "eval.jsonl", "Q8_0", items, 0.0, 1.0, None, None, 0)
 
-    def list_runs(self, output_dir: str = "runs") -> list[RunSummary]:
+    def list_runs(self, output_dir: str = "runs") -> list[RunInfo]:
         return sorted(self.runs.values(), key=lambda r: r.path, reverse=True)
 
     def run_config(self, run_dir: str) -> RunConfig:
         return self._configs[run_dir]
 
-    def run_events(self, run_dir: str) -> list:
+    def run_events(self, run_dir: str) -> list[Any]:
         return list(self.events.get(run_dir, []))
 
     def delete_run(self, run_dir: str) -> None:
         del self.runs[run_dir]
+
+
+def _conforms(fake: FakeBackend) -> EngineBackend:
+    """mypy (in `make test`) fails here when the fake drifts from the Protocol the screens use."""
+    return fake

@@ -286,7 +286,7 @@ async def test_chat_shows_the_evaluation_table(backend):
         await settle(app, pilot)
         table = app.screen.query_one("#eval-table")
         assert table.display and table.row_count == 2
-        assert table.get_row_at(0) == ["list containers", "docker ps", "ls", "docker ps"]
+        assert table.get_row_at(0) == ["list containers", "docker ps", "✗ ls", "✓ docker ps"]
 
 
 async def test_out_of_memory_shows_the_reason_and_the_advice(tmp_path):

@@ -3,7 +3,7 @@ and the held-out evaluation of the run shows as a table."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -15,6 +15,9 @@ from textual.widgets import DataTable, Header, Input, Static
 from tui.messages import ChatPieceReceived, ChatReplyFinished, EvalFinished, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
+
+if TYPE_CHECKING:
+    from engine.evaluate import EvalReport
 
 SIDES = ("tuned", "base")
 
@@ -168,25 +171,45 @@ class ChatScreen(FtuiScreen):
     @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
     def evaluate(self, run_dir: str) -> None:
         try:
-            table = self.ftui.backend.evaluate(run_dir)
+            report = self.ftui.backend.evaluate(run_dir)
         except Exception as exc:
             self.post_message(WorkFailed("eval", f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(EvalFinished(table))
+        self.post_message(EvalFinished(report))
 
     def on_eval_finished(self, message: EvalFinished) -> None:
         self.busy = False
         table = self.query_one("#eval-table", DataTable)
         table.clear(columns=True)
-        table.add_columns(*message.table.columns)
-        for row in message.table.rows:
-            table.add_row(*row)
+        table.add_columns("prompt", "expected", "base", "tuned")
+        report = message.report
+        for item in report.items:
+            table.add_row(item.prompt, item.expected, _mark(item.base_reply, item.base_hit),
+                          _mark(item.tuned_reply, item.tuned_hit))
         table.display = True
-        if message.table.summary:
-            self.notify(message.table.summary, timeout=10)
+        summary = eval_summary(report)
+        if summary:
+            self.notify(summary, timeout=10)
         self.refresh_bindings()
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.busy = False
         self.notify(f"Evaluation failed: {message.error}", severity="error", timeout=10)
         self.refresh_bindings()
+
+
+def eval_summary(report: EvalReport) -> str:
+    """Scores and losses, base vs tuned, in one line."""
+    parts = []
+    if report.tuned_score is not None:
+        base = f"{report.base_score:.0%}" if report.base_score is not None else "-"
+        parts.append(f"expected answer found: tuned {report.tuned_score:.0%}, base {base}")
+    if report.tuned_val_loss is not None:
+        base_loss = f"{report.base_val_loss:.3f}" if report.base_val_loss is not None else "-"
+        parts.append(f"validation loss: tuned {report.tuned_val_loss:.3f}, base {base_loss} "
+                     f"({report.val_examples} examples)")
+    return "; ".join(parts)
+
+
+def _mark(reply: str, hit: bool) -> str:
+    return f"{'✓' if hit else '✗'} {reply.strip()}"

@@ -14,8 +14,8 @@ from textual.suggester import Suggester
 from textual.widgets import Header, Input, Static
 
 from engine.config import ConfigError
+from engine.data import DataReport
 from engine.events import Progress
-from tui.backend import DatasetSummary
 from tui.messages import DatasetChecked, EngineEventReceived, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
@@ -51,39 +51,38 @@ class PathSuggester(Suggester):
         return None
 
 
-def render_summary(summary: DatasetSummary) -> Text:
+def render_summary(summary: DataReport) -> Text:
     text = Text(f"{summary.path}\n", style="bold")
     text.append(f"format {summary.format}, {summary.rows} rows, {summary.usable_rows} usable")
     bad = summary.rows - summary.usable_rows
     if bad:
         text.append(f", {bad} skipped", style="yellow")
-    if summary.lengths:
-        ordered = sorted(summary.lengths)
-        p50 = ordered[len(ordered) // 2]
-        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-        text.append(f"\ntokens: median {p50}, p95 {p95}, longest {ordered[-1]}; ")
+    if summary.percentiles:
+        pct = summary.percentiles
+        text.append(f"\ntokens: median {pct['p50']}, p95 {pct['p95']}, longest {pct['max']}; ")
         style = "yellow" if summary.over_length else "green"
         text.append(f"{summary.over_length} over max_seq_len {summary.max_seq_len} (truncated)", style=style)
     return text
 
 
-def render_problems(summary: DatasetSummary) -> Text:
+def render_problems(summary: DataReport) -> Text:
     if not summary.problems:
         return Text("No problems found.", style="green")
     text = Text(f"{len(summary.problems)} problem(s):\n", style="bold yellow")
     for problem in summary.problems[:MAX_PROBLEMS_SHOWN]:
         text.append(f"  {problem}\n")
     if len(summary.problems) > MAX_PROBLEMS_SHOWN:
-        text.append(f"  … and {len(summary.problems) - MAX_PROBLEMS_SHOWN} more (ftui check-data lists all)\n")
+        text.append(f"  … and {len(summary.problems) - MAX_PROBLEMS_SHOWN} more (ftui data check lists all)\n")
     text.rstrip()
     return text
 
 
-def render_sample(summary: DatasetSummary) -> Text:
+def render_sample(summary: DataReport) -> Text:
     text = Text("Sample as the model sees it (", style="bold")
     text.append("trained", style="reverse green")
     text.append(" / not trained):\n", style="bold")
-    for span, trained in summary.sample:
+    for segment in summary.sample:
+        span, trained = segment.text, segment.trained
         # Reverse video as well as colour, so the trained part reads in 16 colours and monochrome.
         text.append(span, style="reverse green" if trained else "dim")
     return text
@@ -113,7 +112,7 @@ class DatasetScreen(FtuiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.summary: DatasetSummary | None = None
+        self.summary: DataReport | None = None
         self.checking = False
         self.query_one("#dataset-sample", Static).display = False
         self.query_one("#histogram").display = False
@@ -163,7 +162,7 @@ class DatasetScreen(FtuiScreen):
 
     def on_dataset_checked(self, message: DatasetChecked) -> None:
         self.checking = False
-        summary: DatasetSummary = message.summary
+        summary: DataReport = message.summary
         self.summary = summary
         status = self.query_one("#dataset-status", Static)
         if summary.refusal:
@@ -180,7 +179,7 @@ class DatasetScreen(FtuiScreen):
         sample.display = bool(summary.sample)  # an empty card is a box with nothing in it
         histogram = self.query_one(LengthHistogram)
         histogram.display = bool(summary.lengths)
-        histogram.show(summary.lengths, summary.max_seq_len)
+        histogram.show(summary.lengths, summary.max_seq_len or self.ftui.config.max_seq_len)
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

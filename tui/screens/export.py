@@ -14,7 +14,14 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Header, Static
 
 from engine.config import QUANT_TYPES
-from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportVerified, Progress
+from engine.events import (
+    ExportFailed,
+    ExportFileWritten,
+    ExportFinished,
+    ExportStageStarted,
+    ExportVerified,
+    Progress,
+)
 from tui.messages import EngineEventReceived, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
@@ -136,10 +143,13 @@ class ExportScreen(FtuiScreen):
         if isinstance(event, Progress):
             done = f"{event.done / event.total:.0%}" if event.total else f"{event.done:g} {event.unit}"
             self.stages[event.stage] = f"{done} {event.message}".strip()
-            step, sep, detail = event.message.partition(": ")
-            if event.stage == "export" and sep and step not in ("merge", "write"):
-                # quantize, modelfile and verify report only through the overall progress.
-                self.stages[step] = detail
+            self._show_stages()
+        elif isinstance(event, ExportStageStarted):
+            label = f"{event.stage}: {event.detail}" if event.detail else event.stage
+            self.stages["export"] = f"{event.index / event.total:.0%} {label}"
+            if event.stage not in ("merge", "write", "done"):
+                # quantize, modelfile and verify report only through the export's own stages.
+                self.stages[event.stage] = event.detail
             self._show_stages()
         elif isinstance(event, ExportFileWritten):
             self.files.append(event)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.text import Text
@@ -12,26 +11,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Header, Static
 
-from engine.config import RunConfig
+from engine.configure import config_from_recommendation
 from tui.messages import HardwareProbed, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.bars import bar
 from tui.widgets.footer import Footer
-
-PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
-
-
-def config_from_recommendation(rec: Any, report: Any, presets: list[Any], current: RunConfig) -> tuple[RunConfig, str]:
-    """On a CPU the demo preset as it is; on a GPU the preset for the method with the
-    recommended model, batch, accumulation and length laid over it."""
-    by_name = {p.name: p for p in presets}
-    name = "demo" if not report.gpus else PRESET_FOR_METHOD.get(rec.method, "balanced")
-    preset = by_name.get(name)
-    base = preset.apply(RunConfig(dataset=current.dataset)) if preset else current
-    if not report.gpus:
-        return base.replace(model=rec.model), f"preset {name}"
-    return base.replace(model=rec.model, method=rec.method, batch_size=rec.batch_size,
-                        grad_accum=rec.grad_accum, max_seq_len=rec.seq_len), f"preset {name} + recommendation"
 
 
 def render_gpu(gpu: Any) -> Text:
@@ -58,21 +42,12 @@ def _process_line(proc: Any) -> str:
     return f"{name} (pid {pid})" + (f" {used:.1f} GiB" if used is not None else "")
 
 
-CPU_NOTE = re.compile(r"No usable GPU: (?P<cause>.+?)\. CPU mode with ")
-"""The engine's CPU-mode note (engine/hardware.py `_cpu_report`): its cause is the one part the
-rest of the card does not say already."""
-
-
 def render_cpu(report: Any) -> Text:
     """Once each: why there is no GPU, the cores and RAM; what CPU mode can train is the
     recommendation's reason, in the card below."""
-    match = CPU_NOTE.match(report.note or "")
-    cause = match["cause"] if match else "no usable NVIDIA GPU"
     text = Text()
-    text.append(f"CPU mode: {cause}", style="bold yellow")
+    text.append(f"CPU mode: {report.no_gpu_cause or 'no usable NVIDIA GPU'}", style="bold yellow")
     text.append(f"\n  {report.cpu_cores} CPU cores, {report.ram_gib:.1f} GiB RAM")
-    if report.note and not match:
-        text.append(f"\n  {report.note}", style="dim")
     return text
 
 

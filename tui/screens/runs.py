@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from engine.config import ConfigError
-from tui.backend import RunSummary
+from engine.runs import RunInfo
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import TrainingLog
 from tui.widgets.footer import Footer
 
 STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "cyan"}
+
+
+def artifact_names(run: RunInfo) -> list[str]:
+    """What a user can act on: weights, the export folder and each GGUF by name."""
+    return [a for a in run.artifacts if a != "tokenizer"] + [Path(g).name for g in run.ggufs]
 
 
 class RunsScreen(FtuiScreen):
@@ -38,7 +45,7 @@ class RunsScreen(FtuiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.runs: list[RunSummary] = []
+        self.runs: list[RunInfo] = []
         table = self.query_one(DataTable)
         table.add_columns("run", "status", "steps", "best val", "method", "artifacts")
         self.action_reload()
@@ -58,7 +65,7 @@ class RunsScreen(FtuiScreen):
         for run in self.runs:
             best = f"{run.best_val_loss:.4f}" if run.best_val_loss is not None else "-"
             table.add_row(Text(run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
-                          f"{run.step}/{run.total_steps}", best, run.method, ", ".join(run.artifacts) or "-",
+                          f"{run.step}/{run.total_steps}", best, run.method, ", ".join(artifact_names(run)) or "-",
                           key=run.path)
         if not self.runs:
             self.query_one("#runs-note", Static).update(
@@ -68,7 +75,7 @@ class RunsScreen(FtuiScreen):
         self.refresh_bindings()
 
     @property
-    def current(self) -> RunSummary | None:
+    def current(self) -> RunInfo | None:
         table = self.query_one(DataTable)
         if not self.runs or table.cursor_row is None or table.cursor_row >= len(self.runs):
             return None
@@ -96,7 +103,7 @@ class RunsScreen(FtuiScreen):
             return (run is not None and bool(run.ggufs)) or None
         return True
 
-    def _is_live(self, run: RunSummary) -> bool:
+    def _is_live(self, run: RunInfo) -> bool:
         return self.ftui.training.active and self.ftui.training.run_dir == run.path
 
     def action_open(self) -> None:

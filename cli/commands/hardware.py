@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.output import print_json
+from cli.output import print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from engine.commands.output import fail, print_json
+from cli.output import fail, print_json
 from engine.config import RunConfig
 
 _FORMATS = ("auto", "alpaca", "sharegpt", "messages", "text")

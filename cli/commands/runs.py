@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from engine.commands.output import print_json
+from cli.output import print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for r in runs:
+        if r.status == "unreadable":
+            print(f"\n{r.path}: {r.reason}")
     return 0

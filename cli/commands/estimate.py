@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.output import fail, print_json
+from cli.output import fail, print_json
 from engine.config import DEFAULT_TARGET_MODULES
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                     "peak_gib": round(est.peak_gib, 3),
                     "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()}})
         return 0
-    from engine.commands.hardware_cmd import print_table
+    from cli.commands.hardware import print_table
 
     print(f"{spec.name}, {args.method}, batch {args.batch} x {args.seq_len} tokens"
           + (", gradient checkpointing" if args.grad_checkpointing else ""))

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.commands.output import fail
-from engine.config import ConfigError, Problem, RunConfig, load_toml, parse_set
+from cli.output import fail
+from engine.config import ConfigError, Problem, RunConfig
 
 BAR_WIDTH = 24
 STOPPING = object()
@@ -48,18 +48,9 @@ def build_config(args: argparse.Namespace) -> RunConfig | None:
             raise ConfigError([Problem("--resume", "continues with the run's saved config; "
                                         "drop --preset/--config/--set")])
         return None
-    from engine.presets import load_preset
+    from engine.configure import build_config as build
 
-    if args.preset:
-        config = load_preset(args.preset).apply()
-    elif args.config:
-        config = RunConfig.from_dict({**RunConfig().to_dict(), **load_toml(Path(args.config))}, source=args.config)
-    else:
-        config = RunConfig()
-    if args.sets:
-        overrides = parse_set(args.sets)
-        config = RunConfig.from_dict({**config.to_dict(), **overrides}, source="--set")
-    return config
+    return build(preset=args.preset, config_file=args.config, sets=args.sets)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.output import fail, print_json
+from cli.output import fail, print_json
 from engine.config import ConfigError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.commands.output import fail, print_json
+from cli.output import fail, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from engine.commands.output import fail
+from cli.output import fail
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.commands.eval_cmd import print_report
-    from engine.commands.export_cmd import print_checks, print_progress
+    from cli.commands.eval import print_report
+    from cli.commands.export import print_checks, print_progress
     from engine.evaluate import evaluate
     from engine.events import StepLogged, TrainFailed
-    from engine.export import ExportError, export
+    from engine.export import export
     from engine.presets import load_preset
     from engine.train import train
 
@@ -46,10 +46,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"training failed: {result.reason}" + (f"\n  {result.advice}" if result.advice else ""))
     trained = time.monotonic()
     print(f"2/3 exporting {', '.join(config.export_quants)} and verifying", file=sys.stderr)
-    try:
-        exported = export(result.run_dir, quants=config.export_quants, on_event=print_progress)
-    except ExportError as exc:
-        return fail(f"export failed: {exc.reason}")
+    exported = export(result.run_dir, quants=config.export_quants, on_event=print_progress)
+    if not exported.files:
+        return 1  # print_progress has shown the ExportFailed event
     done_export = time.monotonic()
     print("3/3 evaluating base vs fine-tuned on held-out prompts", file=sys.stderr)
     report = evaluate(result.run_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.output import fail, print_json
+from cli.output import fail, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rec)
         return 0
-    from engine.commands.hardware_cmd import print_table
+    from cli.commands.hardware import print_table
 
     rows = [("model", rec.model), ("method", rec.method), ("batch size", str(rec.batch_size)),
             ("grad accumulation", str(rec.grad_accum)), ("sequence length", str(rec.seq_len)),

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from engine.commands.output import fail
+from cli.output import fail
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

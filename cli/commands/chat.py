@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.commands.output import fail
+from cli.output import fail
 
 HELP = "Commands: /reset clears the conversation, /system TEXT sets the system prompt, /quit leaves."
 
@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def find_gguf(target: str) -> tuple[Path, str]:
     """The GGUF to chat with and the run's system prompt; raises FileNotFoundError with a hint."""
+    from engine.runs import chat_gguf, config_path, read_config
+
     path = Path(target)
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -31,24 +33,13 @@ def find_gguf(target: str) -> tuple[Path, str]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run directory or .gguf file" if not path.exists()
                                 else f"{path} is neither a .gguf file nor a run directory")
-    folder = path / "export"
-    modelfile = folder / "Modelfile"
-    if modelfile.is_file():
-        first = modelfile.read_text(encoding="utf-8").splitlines()[0]
-        gguf = folder / first.removeprefix("FROM ./")
-    else:
-        found = sorted(folder.glob("model-*.gguf"))
-        if not found and not (path / "config.toml").is_file():
+    gguf = chat_gguf(path)
+    is_run = config_path(path).is_file()
+    if gguf is None:
+        if not is_run:
             raise FileNotFoundError(f"{path} is not a run directory (no config.toml) and holds no export/")
-        if not found:
-            raise FileNotFoundError(f"{path} has no export; run `ftui export {path}` first")
-        gguf = found[0]
-    system = ""
-    if (path / "config.toml").is_file():
-        from engine.config import load_toml
-
-        system = str(load_toml(path / "config.toml").get("system_prompt", ""))
-    return gguf, system
+        raise FileNotFoundError(f"{path} has no export; run `ftui export {path}` first")
+    return gguf, read_config(path).system_prompt if is_run else ""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.commands.output import fail
+from cli.output import fail
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,33 +20,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import ConfigError
-    from engine.export import ExportError, export
+    from engine.export import export
     from engine.export.merge import MergeError, read_run_source
 
     if not Path(args.run).exists():
         return fail(f"{args.run}: no such run directory")
-    try:
-        if args.quant:
-            quants = tuple(q.strip() for q in args.quant.split(",") if q.strip())
-        else:
+    if args.quant:
+        quants = tuple(q.strip() for q in args.quant.split(",") if q.strip())
+    else:
+        try:
             # The reader export itself uses, so a missing or half-written run reads the same either way.
             quants = read_run_source(Path(args.run)).config.export_quants
-        result = export(args.run, quants=quants, out_dir=args.out, on_event=print_progress)
-    except (ExportError, MergeError) as exc:
-        return fail(f"export failed: {exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
-    except ConfigError as exc:
-        return fail(f"{args.run}: cannot read the run's config.toml:\n{exc}")
+        except MergeError as exc:
+            return fail(f"export failed: {exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
+        except ConfigError as exc:
+            return fail(f"{args.run}: cannot read the run's config.toml:\n{exc}")
+    result = export(args.run, quants=quants, out_dir=args.out, on_event=print_progress)
+    if not result.files:
+        return 2  # print_progress has shown the ExportFailed event
     print_checks(result)
     return 0 if result.passed else 1
 
 
 def print_progress(event: object) -> None:
-    from engine.events import ExportFileWritten, Progress
+    from engine.events import ExportFailed, ExportFileWritten, ExportStageStarted, Progress
 
-    if isinstance(event, Progress) and event.stage in ("export", "merge"):
+    if isinstance(event, ExportStageStarted) and event.stage != "done":
+        print(f"  {event.stage}: {event.detail}", file=sys.stderr)
+    elif isinstance(event, Progress) and event.stage == "merge":
         print(f"  {event.message}", file=sys.stderr)
     elif isinstance(event, ExportFileWritten) and event.kind != "modelfile":
         print(f"  wrote {event.path} ({event.size_bytes / 2**20:.1f} MiB)", file=sys.stderr)
+    elif isinstance(event, ExportFailed) and not event.reason.startswith("verification failed"):
+        # A verification failure is shown by print_checks, file by file.
+        fail(f"export failed: {event.reason}" + (f"\n  {event.advice}" if event.advice else ""))
 
 
 def print_checks(result) -> None:

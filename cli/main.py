@@ -1,0 +1,62 @@
+"""The `ftui` console script: with no subcommand it opens the TUI, otherwise it runs headless.
+
+This is the one place where the two faces meet: the TUI is imported only when it is opened.
+Each subcommand lives in cli/commands/<name>.py with `register(subparsers)`; this module only
+assembles them, so `ftui --help` lists everything without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+COMMAND_MODULES = (
+    "cli.commands.hardware",
+    "cli.commands.recommend",
+    "cli.commands.estimate",
+    "cli.commands.presets",
+    "cli.commands.models",
+    "cli.commands.data",
+    "cli.commands.train",
+    "cli.commands.runs",
+    "cli.commands.export",
+    "cli.commands.chat",
+    "cli.commands.eval",
+    "cli.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftui",
+        description="Fine-tune LLMs on one GPU workstation. Run without a subcommand for the TUI.",
+    )
+    parser.add_argument("--preset", help="open the TUI with this preset selected")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, open_tui: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """Run one command; `argv` None reads the process's arguments, as the console script does."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        return (open_tui or _open_tui)(args)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+
+
+def _open_tui(args: argparse.Namespace) -> int:
+    from tui.app import run_app
+
+    return run_app(preset=args.preset)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""One module per `ftui` subcommand; each exposes `register(subparsers)`."""

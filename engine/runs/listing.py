@@ -1,0 +1,125 @@
+"""The runs a user has made, as `ftui runs`, the TUI's run list, export and chat read them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.runs.layout import complete_checkpoints, find_ggufs
+from engine.runs.record import RunReadError, read_record, record_path
+from engine.runs.writer import METRICS_FILE
+
+ARTIFACTS = ("adapter", "model", "tokenizer", "export")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    path: str
+    name: str
+    status: str
+    """running, finished, stopped, failed, interrupted (the process died without saying so), or
+    unreadable (run.json is damaged; `reason` says how)."""
+    step: int
+    total_steps: int
+    best_val_loss: float | None
+    model: str
+    model_ref: str
+    base_model_ref: str
+    method: str
+    created: str
+    updated: str
+    checkpoints: tuple[str, ...]
+    """Complete checkpoints, oldest first."""
+    artifacts: tuple[str, ...]
+    """Which of adapter, model, tokenizer, export are present."""
+    ggufs: tuple[str, ...] = ()
+    """Exported GGUF files."""
+    reason: str = ""
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in ("stopped", "failed", "interrupted") and self.step < self.total_steps
+
+    @property
+    def trained(self) -> bool:
+        """Has weights to export or chat with."""
+        return "adapter" in self.artifacts or "model" in self.artifacts
+
+
+def read_events(path: str | Path) -> list[Any]:
+    """The events a run logged to metrics.jsonl, in order, to redraw its charts. A line cut
+    short by a killed process, or of an event type this version does not know, is skipped."""
+    from engine.events import from_record
+
+    metrics = Path(path) / METRICS_FILE
+    if not metrics.exists():
+        return []
+    out = []
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            event = from_record(json.loads(line))
+        except (ValueError, TypeError):
+            continue
+        if event is not None:
+            out.append(event)
+    return out
+
+
+def read_run(path: str | Path) -> RunInfo:
+    path = Path(path)
+    record = read_record(path)
+    status: str = record.status
+    if status == "running" and not _alive(record.pid, record.host):
+        status = "interrupted"
+    return RunInfo(
+        path=str(path), name=record.name, status=status, step=record.step, total_steps=record.total_steps,
+        best_val_loss=record.best_val_loss, model=record.model, model_ref=record.model_ref,
+        base_model_ref=record.base_model_ref, method=record.method, created=record.created, updated=record.updated,
+        checkpoints=tuple(str(p) for p in complete_checkpoints(path)),
+        artifacts=tuple(a for a in ARTIFACTS if (path / a).is_dir()),
+        ggufs=tuple(str(p) for p in find_ggufs(path).values()), reason=record.reason,
+    )
+
+
+def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
+    """Runs under output_dir, newest first. A run whose run.json cannot be read is listed as
+    unreadable, with the reason, rather than left out."""
+    folder = Path(output_dir)
+    runs = []
+    for p in folder.iterdir() if folder.is_dir() else ():
+        if p.is_dir() and record_path(p).exists():
+            try:
+                runs.append(read_run(p))
+            except RunReadError as exc:
+                runs.append(_unreadable(p, str(exc)))
+    return sorted(runs, key=lambda r: (r.created, r.path), reverse=True)
+
+
+def delete_run(path: str | Path) -> None:
+    path = Path(path)
+    if not record_path(path).exists():
+        raise ValueError(f"{path} has no run.json: not deleting a folder that is not a run")
+    shutil.rmtree(path)
+
+
+def _unreadable(path: Path, reason: str) -> RunInfo:
+    return RunInfo(path=str(path), name=path.name, status="unreadable", step=0, total_steps=0, best_val_loss=None,
+                   model="", model_ref="", base_model_ref="", method="", created="", updated="",
+                   checkpoints=(), artifacts=(), reason=reason)
+
+
+def _alive(pid: int | None, host: str) -> bool:
+    if pid is None or host != socket.gethostname():
+        return True  # another machine's run: trust what it wrote
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,91 @@
+"""The writing side of a run directory, used by the trainer alone while the run is live."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import write_text_atomic
+from engine.config import RunConfig
+from engine.events import to_record
+from engine.runs.layout import checkpoint_path, new_run_path, write_config
+from engine.runs.record import RunRecord, read_record, write_record
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class RunDir:
+    path: Path
+    config: RunConfig
+    record: RunRecord
+
+    @classmethod
+    def create(cls, config: RunConfig, model_ref: str, base_model_ref: str | None) -> RunDir:
+        path = new_run_path(config.output_dir, config.name)
+        path.mkdir(parents=True)
+        write_config(path, config)
+        now = _now()
+        record = RunRecord(name=config.name, model=config.model, model_ref=model_ref,
+                           base_model_ref=base_model_ref or model_ref, method=config.method, created=now, updated=now)
+        run = cls(path, config, record)
+        run.write_status()
+        return run
+
+    @classmethod
+    def reopen(cls, path: Path, config: RunConfig) -> RunDir:
+        return cls(path, config, read_record(path))
+
+    @property
+    def model_ref(self) -> str:
+        return self.record.model_ref
+
+    @property
+    def base_model_ref(self) -> str:
+        return self.record.base_model_ref
+
+    def write_status(self, **changes: Any) -> None:
+        self.record = dataclasses.replace(self.record, **changes, updated=_now(), pid=os.getpid(),
+                                          host=socket.gethostname())
+        write_record(self.path, self.record)
+
+    def write_config(self, config: RunConfig) -> None:
+        """The config a retry with a smaller setting actually runs, so resume and export read it."""
+        self.config = config
+        write_config(self.path, config)
+
+    def checkpoint(self, step: int) -> Path:
+        return checkpoint_path(self.path, step)
+
+    def append_event(self, event: Any) -> None:
+        line = json.dumps({"time": round(time.time(), 3), **to_record(event)})
+        with open(self.path / METRICS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop what a killed or retried attempt logged past `after_step`, so curves do not double back."""
+        path = self.path / METRICS_FILE
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut short by the kill
+            if isinstance(record.get("step"), int) and record["step"] > after_step:
+                break
+            kept.append(line)
+        write_text_atomic(path, "".join(k + "\n" for k in kept))
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,77 @@
+"""The faces show what the engine decides: one estimate, one failure, real command names, one
+Protocol that the real and the fake backend both keep."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from rich.text import Text
+
+from cli.main import build_parser
+from engine.catalog import get
+from engine.data import DataReport
+from engine.data.types import DataProblem
+from engine.presets import list_presets
+from engine.train.preflight import check_fits
+from tests.tui.fake_backend import FakeBackend
+from tests.tui.test_flow import SIZE, settle
+from tui.app import FtuiApp
+from tui.backend import Backend, EngineBackend
+from tui.screens.dataset import MAX_PROBLEMS_SHOWN, render_problems
+from tui.screens.export import ExportScreen
+
+MODELS = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_the_memory_bar_shows_what_preflight_judges_by(model, checkpointing):
+    for preset in list_presets():
+        config = preset.apply().replace(model=model, gradient_checkpointing=checkpointing, max_seq_len=2048)
+        bar = Backend().estimate(config)
+        judged = check_fits(config, get(model), free_gib=10_000.0)
+        assert bar is not None and judged is not None
+        assert bar.peak_gib == judged.peak_gib, (preset.name, bar.breakdown, judged.breakdown)
+
+
+@pytest.mark.parametrize("implementation", [Backend, FakeBackend])
+def test_backends_keep_the_protocols_signatures(implementation):
+    for name, wanted in inspect.getmembers(EngineBackend, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        got = getattr(implementation, name)
+        want_params = [(p.name, p.kind, p.default) for p in inspect.signature(wanted).parameters.values()]
+        got_params = [(p.name, p.kind, p.default) for p in inspect.signature(got).parameters.values()]
+        assert got_params == want_params, f"{implementation.__name__}.{name}"
+
+
+def test_the_dataset_hint_names_a_command_that_exists(tmp_path):
+    problems = tuple(DataProblem("d.jsonl", i, None, "not valid JSON") for i in range(MAX_PROBLEMS_SHOWN + 3))
+    report = DataReport("d.jsonl", "messages", 30, 7, problems, None)
+    hint = render_problems(report).plain
+    command = hint[hint.index("(ftui ") + len("(ftui "):hint.index(" lists all")]
+    args = build_parser().parse_args([*command.split(), str(tmp_path / "d.jsonl")])
+    assert args.command == "data"
+
+
+async def test_an_export_failure_is_shown_once(tmp_path, monkeypatch):
+    """The real engine on a folder that is not a run: one ExportFailed, one result line."""
+    app = FtuiApp(backend=Backend())
+    app.export_run_dir = str(tmp_path / "not-a-run")
+    finishes: list[str] = []
+    original = ExportScreen._finish
+
+    def counted(self: ExportScreen, outcome: Text) -> None:
+        finishes.append(outcome.plain)
+        original(self, outcome)
+
+    monkeypatch.setattr(ExportScreen, "_finish", counted)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("export")
+        await settle(app, pilot)
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert len(finishes) == 1, finishes
+        assert "is not a run directory (no config.toml)" in finishes[0]
