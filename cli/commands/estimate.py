@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cli.output import fail, print_json
-from engine.config import DEFAULT_TARGET_MODULES
+from engine.config import DEFAULT_TARGET_MODULES, RunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,24 +19,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-r", type=int, default=16, metavar="R", help="LoRA rank (default 16)")
     p.add_argument("--target-modules", default=",".join(DEFAULT_TARGET_MODULES), metavar="A,B",
                    help="comma-separated layers that get adapters (default: all projections)")
+    p.add_argument("--lora-dropout", type=float, default=RunConfig.lora_dropout, metavar="P",
+                   help=f"LoRA dropout; its masks cost memory without checkpointing (default {RunConfig.lora_dropout})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.catalog import UnknownModel, get
-    from engine.estimate import estimate
+    from engine.config import ConfigError, RunConfig
+    from engine.estimate import estimate_for
 
     try:
         spec = get(args.model)
-    except UnknownModel as exc:
+        config = RunConfig(model=spec.id).replace(
+            method=args.method, batch_size=args.batch, max_seq_len=args.seq_len,
+            gradient_checkpointing=args.grad_checkpointing, optimizer=args.optimizer, lora_r=args.lora_r,
+            lora_dropout=args.lora_dropout,
+            target_modules=[t.strip() for t in args.target_modules.split(",") if t.strip()])
+        est = estimate_for(config, spec)
+    except (UnknownModel, ConfigError, ValueError) as exc:
         return fail(str(exc))
-    targets = [t.strip() for t in args.target_modules.split(",") if t.strip()]
-    try:
-        est = estimate(spec, args.method, args.batch, args.seq_len, grad_checkpointing=args.grad_checkpointing,
-                       optimizer=args.optimizer, lora_r=args.lora_r, target_modules=targets)
-    except ValueError as exc:
-        return fail(str(exc))
+    assert est is not None
     if args.json:
         print_json({"model": spec.id, "method": args.method, "batch_size": args.batch, "seq_len": args.seq_len,
                     "peak_gib": round(est.peak_gib, 3),

@@ -20,6 +20,16 @@ from typing import Any, TextIO
 
 from cli.output import fail
 from engine.config import ConfigError, Problem, RunConfig
+from engine.events import (
+    CheckpointSaved,
+    Diagnosis,
+    EvalLogged,
+    Progress,
+    StepLogged,
+    TrainFailed,
+    TrainFinished,
+    TrainStarted,
+)
 
 BAR_WIDTH = 24
 STOPPING = object()
@@ -124,8 +134,7 @@ class ProgressView:
         self.bar_open = True
 
     def show(self, e: Any) -> None:
-        kind = type(e).__name__
-        if kind == "Progress":
+        if isinstance(e, Progress):
             now = time.monotonic()
             final = e.total is not None and e.done >= e.total
             # Piped output keeps one line per stage rather than one per tokenized conversation.
@@ -133,29 +142,29 @@ class ProgressView:
                 self.last_progress = now
                 amount = f" {e.done:.0f}/{e.total:.0f} {e.unit}".rstrip() if e.total else ""
                 self.bar(f"{e.stage}:{amount} {e.message}".strip())
-        elif kind == "TrainStarted":
+        elif isinstance(e, TrainStarted):
             resumed = f", resuming at step {e.start_step}" if e.start_step else ""
             self.line(f"Training {e.train_examples} examples ({e.val_examples} held out) for {e.total_steps} "
                       f"steps on {e.device}{resumed}\n  {e.trainable_params:,} of {e.total_params:,} parameters "
                       f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}")
-        elif kind == "StepLogged":
+        elif isinstance(e, StepLogged):
             done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
             self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "
                      f"loss {e.loss:.4f}  lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
                      f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB")
-        elif kind == "EvalLogged":
+        elif isinstance(e, EvalLogged):
             self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f})")
-        elif kind == "CheckpointSaved":
+        elif isinstance(e, CheckpointSaved):
             checkpoint = Path(e.path).parent.name == "checkpoints"
             what = f"{e.reason} checkpoint" if checkpoint else f"{e.reason} weights"
             self.line(f"  saved {what} at step {e.step}: {e.path}")
-        elif kind == "Diagnosis":
+        elif isinstance(e, Diagnosis):
             self.line(f"  ! {e.kind} at step {e.step}: {e.message}\n    advice: {e.advice}")
-        elif kind == "TrainFinished":
+        elif isinstance(e, TrainFinished):
             best = f", best validation loss {e.best_val_loss:.4f}" if e.best_val_loss is not None else ""
             self.line(f"{'Stopped' if e.stopped else 'Finished'}: {e.reason}; final loss {e.final_loss:.4f}{best}\n"
                       f"  weights: {e.adapter_dir}\n  next: ftui export {e.run_dir}")
-        elif kind == "TrainFailed":
+        elif isinstance(e, TrainFailed):
             where = f" at step {e.step}" if e.step else ""
             self.line(f"ftui: training failed{where}: {e.reason}\n  what to change: {e.advice}", err=True)
 
