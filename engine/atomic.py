@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.disk_full import DiskFullError, is_disk_full
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_file(path) as tmp:
@@ -27,6 +29,9 @@ def atomic_file(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except Exception as exc:
+        _raise_if_disk_full(exc, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -46,5 +51,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except Exception as exc:
+        _raise_if_disk_full(exc, path)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _raise_if_disk_full(exc: Exception, path: Path) -> None:
+    """Whatever a library raised for a full disk becomes DiskFullError (an OSError with ENOSPC)
+    naming `path`. Runs while the partial file still holds its space, so free space can tell."""
+    if not isinstance(exc, DiskFullError) and is_disk_full(exc, path.parent):
+        raise DiskFullError(path) from exc

@@ -12,7 +12,7 @@ included) into events and a RunResult.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import gc
 import resource
 import threading
@@ -26,6 +26,7 @@ from typing import Any
 from engine.catalog import ModelSpec
 from engine.config import RunConfig
 from engine.data.types import PreparedData, TokenizedExample
+from engine.disk_full import is_disk_full
 from engine.errors import ActionableError
 from engine.events import (
     CheckpointSaved,
@@ -100,8 +101,10 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
 
     def emit(event: Any) -> None:
-        run.append_event(event)
-        on_event(event)
+        try:
+            run.append_event(event)
+        finally:
+            on_event(event)  # shown even when a full disk keeps it out of metrics.jsonl
 
     attempt = config
     while True:
@@ -126,6 +129,8 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
         except PreflightError as failure:
             result = _failed(run, emit, Failure(failure.reason, failure.advice))
         except Exception as exc:  # noqa: BLE001 - the worker thread must report, not die
+            if is_disk_full(exc):
+                return _failed(run, emit, _disk_full(run, None))
             (run.path / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             result = _failed(run, emit, Failure(
                 f"unexpected error: {type(exc).__name__}: {exc}",
@@ -271,14 +276,21 @@ def _empty_cuda_cache() -> None:
 def _writing(step: int, run: RunDir, write: Callable[[], Path]) -> Path:
     try:
         return write()
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+    except Exception as exc:
+        if not is_disk_full(exc):
             raise
-        last = complete_checkpoints(run.path)
-        kept = f"; the last complete checkpoint is {last[-1]}" if last else ""
-        raise Failure(f"the disk is full: writing step {step} to {run.path} failed{kept}",
-                      "free disk space there (or set output_dir elsewhere), then resume; a larger "
-                      "save_interval writes fewer checkpoints", step) from None
+        raise _disk_full(run, step) from None
+
+
+def _disk_full(run: RunDir, step: int | None) -> Failure:
+    """What a full disk cost: where the write went, and the checkpoint a resume starts from."""
+    last = complete_checkpoints(run.path)
+    kept = f"; the last complete checkpoint is {last[-1]}" if last else "; no checkpoint was complete yet"
+    what = f"writing step {step}" if step is not None else "writing"
+    then = f"then resume with `ftui train --resume {run.path}`" if last else "then train again"
+    return Failure(f"the disk is full: {what} to {run.path} failed{kept}",
+                   f"free disk space there (or set output_dir elsewhere), {then}; a larger "
+                   "save_interval writes fewer checkpoints", step)
 
 
 def _oom_failure(config: RunConfig, spec: ModelSpec | None, oom: OutOfMemory) -> Failure:
@@ -299,8 +311,11 @@ def _free_gpu_after_oom() -> float | None:
 
 
 def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure) -> RunResult:
-    run.write_status(status="failed", reason=failure.reason)
-    emit(TrainFailed(failure.reason, failure.advice, failure.step))
+    # On a full disk run.json or metrics.jsonl may not take the failure; emit shows it regardless.
+    with contextlib.suppress(OSError):
+        run.write_status(status="failed", reason=failure.reason)
+    with contextlib.suppress(OSError):
+        emit(TrainFailed(failure.reason, failure.advice, failure.step))
     return RunResult("failed", str(run.path), failure.step or 0, None, run.record.best_val_loss,
                      None, failure.reason, failure.advice)
 
