@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 Method = Literal["lora", "qlora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
-DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text"]
+DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"]
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 MAX_SEED = 2**32 - 1
 """numpy's bound: transformers' set_seed seeds numpy, which refuses anything outside 0..2**32-1."""
@@ -56,7 +56,14 @@ class RunConfig:
     dataset: str = "presets/data/docker_train.jsonl"
     """Path to a .jsonl/.json/.csv/.parquet file, or a hub dataset id."""
     dataset_format: DatasetFormat = "auto"
-    """Force alpaca/sharegpt/messages/text when auto-detection is ambiguous."""
+    """Force alpaca/sharegpt/messages/text/prompt_completion/preference when auto-detection is ambiguous."""
+    columns: tuple[str, ...] = ()
+    """The file's columns under ftui's names, e.g. `columns = {output = "response", input = "context"}`
+    (fields: instruction, input, output, system, messages, text, prompt, completion, chosen, role, content)."""
+    roles: tuple[str, ...] = ()
+    """The file's role names, e.g. `roles = {user = ["prompter"], assistant = ["bot"]}`."""
+    messages_field: str = ""
+    """The column holding the list of turns when it is not `messages` or `conversations`."""
     max_bad_share: float = 0.05
     """Refuse to train when more than this share of rows fail validation (bad rows are skipped)."""
     system_prompt: str = ""
@@ -146,7 +153,8 @@ class RunConfig:
     def to_toml(self) -> str:
         lines = []
         for f in fields(self):
-            lines.append(f"{f.name} = {_toml_value(getattr(self, f.name))}")
+            value = getattr(self, f.name)
+            lines.append(f"{f.name} = {_toml_table(value) if f.name in _PAIR_FIELDS else _toml_value(value)}")
         return "\n".join(lines) + "\n"
 
     def check(self, context_length: int | None = None, total_steps: int | None = None) -> list[Problem]:
@@ -233,6 +241,14 @@ class RunConfig:
             err("early_stopping_patience", "must be 0 (off) or positive")
         elif self.early_stopping_patience and self.val_split == 0:
             err("early_stopping_patience", "needs a validation split (val_split > 0)")
+        if self.columns or self.roles or self.messages_field:
+            from engine.data.mapping import DataMapping, MappingError
+
+            try:
+                DataMapping.parse(self.columns, self.roles, self.messages_field)
+            except MappingError as exc:
+                setting, _, message = str(exc).partition(": ")
+                err(setting, message)
         unknown_quants = [q for q in self.export_quants if q not in QUANT_TYPES]
         if unknown_quants:
             err("export_quants", f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")
@@ -293,6 +309,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     default = f.default if f.default is not dataclasses.MISSING else None
     choices = _literal_choices(f.name)
+    if f.name in _PAIR_FIELDS:
+        return _pairs(f.name, value)
     if choices is not None:
         if value not in choices:
             raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
@@ -326,6 +344,38 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
 
 
 _LITERALS = {"method": Method, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat}
+
+
+_PAIR_FIELDS = ("columns", "roles")
+"""Tables of names in TOML (`{output = "response"}`, `{user = ["prompter"]}`), held as "key=name"
+entries so the form and `--set` can write them as `output=response, input=context`."""
+
+
+def _pairs(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, dict):
+        entries = []
+        for key, names in value.items():
+            for item in names if isinstance(names, list) else [names]:
+                if not isinstance(item, str):
+                    raise TypeError(f"expected names as text, got {item!r} for {key!r}")
+                entries.append(f"{key}={item}")
+        return tuple(entries)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and "=" in v for v in value):
+        example = '{output = "response"}' if name == "columns" else '{user = ["prompter"]}'
+        raise TypeError(f"expected a table such as {example} or key=name entries, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _toml_table(entries: tuple[str, ...]) -> str:
+    grouped: dict[str, list[str]] = {}
+    for entry in entries:
+        key, _, name = entry.partition("=")
+        grouped.setdefault(key.strip(), []).append(name.strip())
+    items = [f"{k if k.replace('_', '').isalnum() and k.isascii() else _toml_value(k)} = "
+             f"{_toml_value(v if len(v) > 1 else v[0])}" for k, v in grouped.items()]
+    return "{" + ", ".join(items) + "}"
 
 
 def _literal_choices(name: str) -> tuple[str, ...] | None:

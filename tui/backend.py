@@ -97,11 +97,13 @@ class Backend:
 
     def check_dataset(self, config: RunConfig, on_event: EventSink = ignore) -> DataReport:
         from engine.data import check
+        from engine.data.mapping import DataMapping
         from engine.models import load_tokenizer, resolve_model
 
         tokenizer = load_tokenizer(resolve_model(config.model, on_event, config.trust_remote_code))
         return check(config.dataset, config.dataset_format, tokenizer, config.max_seq_len,
-                     max_bad_share=config.max_bad_share, train_on_responses_only=config.train_on_responses_only)
+                     max_bad_share=config.max_bad_share, train_on_responses_only=config.train_on_responses_only,
+                     mapping=DataMapping.from_config(config))
 
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
               resume: str | None = None) -> RunResult:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, get_args
 
 from cli.output import fail, print_json
-from engine.config import RunConfig
+from engine.config import DatasetFormat, RunConfig
 
-_FORMATS = ("auto", "alpaca", "sharegpt", "messages", "text")
+_FORMATS = get_args(DatasetFormat)
 _MARK_START, _MARK_END = "«", "»"
 
 
@@ -36,6 +36,24 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a .jsonl/.json/.csv/.parquet file or a hub dataset id")
     p.add_argument("--format", choices=_FORMATS, default="auto", help="force the format when detection is ambiguous")
     p.add_argument("--model", default=RunConfig.model, help="whose chat template and tokenizer to use")
+    p.add_argument("--columns", default="", metavar="FIELD=COLUMN,...",
+                   help="read the file's columns as ftui's fields, e.g. output=response,input=context")
+    p.add_argument("--roles", default="", metavar="ROLE=NAME,...",
+                   help="read the file's role names as ftui's roles, e.g. user=prompter,assistant=bot")
+    p.add_argument("--messages-field", default="", metavar="COLUMN", help="the column holding the list of turns")
+
+
+def _mapping(args: argparse.Namespace) -> Any:
+    from engine.data.mapping import DataMapping, MappingError
+
+    try:
+        return DataMapping.parse(_entries(args.columns), _entries(args.roles), args.messages_field)
+    except MappingError as exc:
+        raise SystemExit(fail(str(exc))) from None
+
+
+def _entries(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _tokenizer(model: str) -> Any:
@@ -50,8 +68,9 @@ def _tokenizer(model: str) -> Any:
 def run_check(args: argparse.Namespace) -> int:
     from engine.data import check
 
+    mapping = _mapping(args)
     tokenizer = None if args.no_tokenizer else _tokenizer(args.model)
-    report = check(args.file, args.format, tokenizer, args.max_seq_len, strict=args.strict)
+    report = check(args.file, args.format, tokenizer, args.max_seq_len, strict=args.strict, mapping=mapping)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -61,12 +80,19 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _print_report(report: Any, model: str | None) -> None:
     print(f"{report.path}: {report.format} format, {report.rows} rows, {report.usable_rows} usable")
+    print(f"Mapping: {report.mapping or 'none (the file uses ftui names)'}")
+    for note in report.notes:
+        print(f"Note: {note}")
     if report.problems:
         print(f"\n{len(report.problems)} problem(s):")
         for problem in report.problems[:50]:
             print(f"  {problem}")
         if len(report.problems) > 50:
             print(f"  ... and {len(report.problems) - 50} more (see --json)")
+    if report.suggestion:
+        s = report.suggestion
+        print(f"\nSuggested mapping ({s['usable_rows']} of {report.rows} rows usable with it): {s['flags']}\n"
+              f"  or in the config file:\n    " + s["toml"].replace("\n", "\n    "))
     if report.percentiles:
         figures = ", ".join(f"{k} {v}" for k, v in report.percentiles.items())
         print(f"\nTokens per example ({model}): {figures}")
@@ -85,7 +111,7 @@ def run_preview(args: argparse.Namespace) -> int:
     from engine.paths import resolve_project_path
 
     try:
-        loaded = load_conversations(resolve_project_path(args.file), args.format)
+        loaded = load_conversations(resolve_project_path(args.file), args.format, mapping=_mapping(args))
     except DatasetError as exc:
         return fail(str(exc))
     if not loaded.conversations:

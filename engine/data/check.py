@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.data.load import load_conversations
+from engine.data.mapping import DataMapping
 from engine.data.prepare import fit
 from engine.data.readers import DatasetError
 from engine.data.render import RenderError, render
@@ -48,6 +49,12 @@ class DataReport:
     sample: tuple[Segment, ...] = ()
     """The first usable conversation as the model sees it, trained parts marked."""
     sample_line: int | None = None
+    mapping: str = ""
+    """The column and role mapping the rows were read with ("" for none), e.g. `dolly (columns output=response)`."""
+    notes: tuple[str, ...] = ()
+    """How the rows were read, when it is not plain (preference data trains on the chosen reply)."""
+    suggestion: dict[str, Any] | None = None
+    """A mapping that makes more rows usable: {"flags", "toml", "usable_rows"}."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +71,9 @@ class DataReport:
             "dropped": self.dropped,
             "sample_line": self.sample_line,
             "sample": [{"text": s.text, "trained": s.trained} for s in self.sample],
+            "mapping": self.mapping,
+            "notes": list(self.notes),
+            "suggestion": self.suggestion,
         }
 
 
@@ -76,6 +86,7 @@ def check(
     strict: bool = False,
     max_bad_share: float = RunConfig.max_bad_share,
     train_on_responses_only: bool = True,
+    mapping: DataMapping | None = None,
 ) -> DataReport:
     """Load and validate `path`; with a tokenizer also measure lengths and render a sample.
 
@@ -83,10 +94,14 @@ def check(
     """
     path = resolve_project_path(path)
     try:
-        loaded = load_conversations(path, fmt, strict=strict)
+        loaded = load_conversations(path, fmt, strict=strict, mapping=mapping)
     except DatasetError as exc:
         why = exc.summary or (str(exc.problems[0]) if exc.problems else "unreadable")
         return DataReport(path, fmt if fmt != "auto" else "unknown", 0, 0, exc.problems, why)
+    read_as: dict[str, Any] = {"mapping": loaded.mapping.describe(), "notes": loaded.notes}
+    if loaded.suggestion is not None:
+        read_as["suggestion"] = {"flags": loaded.suggestion.as_flags(), "toml": loaded.suggestion.as_toml(),
+                                 "usable_rows": loaded.suggestion_usable}
 
     problems = list(loaded.problems)
     usable = len(loaded.conversations)
@@ -96,7 +111,7 @@ def check(
     elif loaded.bad_share > max_bad_share:
         refusal = f"{loaded.bad_rows} of {loaded.rows} rows ({loaded.bad_share:.1%}) are bad, over max_bad_share = {max_bad_share:g}"
     if tokenizer is None:
-        return DataReport(path, loaded.format, loaded.rows, usable, tuple(problems), refusal)
+        return DataReport(path, loaded.format, loaded.rows, usable, tuple(problems), refusal, **read_as)
 
     lengths: list[int] = []
     over = dropped = 0
@@ -127,7 +142,7 @@ def check(
     return DataReport(
         path, loaded.format, loaded.rows, usable, tuple(problems), refusal,
         lengths=tuple(lengths), percentiles=_percentiles(lengths), max_seq_len=max_seq_len, over_length=over, dropped=dropped,
-        sample=sample, sample_line=sample_line,
+        sample=sample, sample_line=sample_line, **read_as,
     )
 
 

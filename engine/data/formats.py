@@ -19,16 +19,21 @@ from engine.data.types import Conversation, DataProblem, Message
 Report = Callable[[str | None, str], None]
 """Records a problem with a field of the current row."""
 
-FORMATS = ("alpaca", "sharegpt", "messages", "text")
+FORMATS = ("alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference")
 
 _KEYS = {
     "alpaca": ("instruction", "input", "output", "system"),
     "sharegpt": ("conversations",),
     "messages": ("messages",),
     "text": ("text",),
+    "prompt_completion": ("prompt", "completion"),
+    "preference": ("prompt", "chosen", "rejected"),
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant"}
+_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant",
+          # OpenAssistant's raw role, Gemma's, and the one some ShareGPT dumps carry.
+          "prompter": "user", "model": "assistant", "chatgpt": "assistant"}
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 
 
 def detect(row: Mapping[str, Any]) -> str | None:
@@ -37,6 +42,10 @@ def detect(row: Mapping[str, Any]) -> str | None:
         return "messages"
     if "conversations" in row:
         return "sharegpt"
+    if "chosen" in row:
+        return "preference"
+    if "completion" in row:
+        return "prompt_completion"
     if "instruction" in row or "output" in row:
         return "alpaca"
     if "text" in row:
@@ -55,8 +64,14 @@ def unknown_format_problem(row: Mapping[str, Any], file: str, line: int) -> Data
     return DataProblem(
         file, line, None,
         f"no known format: expected 'messages' (chat), 'conversations' (ShareGPT), 'instruction' + "
-        f"'output' (Alpaca) or 'text'; found fields {found}",
+        f"'output' (Alpaca), 'prompt' + 'completion', 'prompt' + 'chosen' (preference) or 'text'; "
+        f"found fields {found}",
     )
+
+
+def known_role(name: str) -> str | None:
+    """ftui's role for a role name the formats read without a mapping, or None."""
+    return _ROLES.get(name)
 
 
 def normalise(row: Mapping[str, Any], fmt: str, file: str, line: int) -> Conversation | list[DataProblem]:
@@ -73,15 +88,20 @@ def normalise(row: Mapping[str, Any], fmt: str, file: str, line: int) -> Convers
         return Conversation(messages=(), source_line=line, raw_text=text)
     if fmt == "alpaca":
         messages = _alpaca(row, bad)
+    elif fmt in ("prompt_completion", "preference"):
+        messages = _prompt_completion(row, bad) if fmt == "prompt_completion" else _preference(row, bad)
     else:
         key = "messages" if fmt == "messages" else "conversations"
         messages = _turns(row, key, bad)
     if problems:
         return problems
-    _check_order(messages, "messages" if fmt == "messages" else "conversations", bad)
+    _check_order(messages, _ORDER_FIELD.get(fmt, "conversations"), bad)
     if problems:
         return problems
     return Conversation(messages=tuple(messages), source_line=line)
+
+
+_ORDER_FIELD = {"messages": "messages", "prompt_completion": "completion", "preference": "chosen"}
 
 
 def _missing(row: Mapping[str, Any], key: str) -> str:
@@ -174,6 +194,11 @@ def _turns(row: Mapping[str, Any], key: str, bad: Report) -> list[Message]:
         if not isinstance(turn, Mapping):
             bad(where, f"expected an object with role and content, got {_type_name(turn)}: {_short(turn)}")
             continue
+        if "role" not in turn and "from" not in turn and ("input" in turn or "output" in turn):
+            # Capybara's turns are exchanges: the user's input and the assistant's output.
+            for text_key, speaker in (("input", "user"), ("output", "assistant")):
+                messages.append(Message(speaker, _text_field(turn, text_key, bad, required=True, where=f"{where}.")))
+            continue
         # ShareGPT turns use from/value and chat turns role/content; real files mix the two
         # container names and turn shapes, so either turn shape is read under either key.
         role_key = "role" if "role" in turn or "from" not in turn else "from"
@@ -194,6 +219,51 @@ def _turns(row: Mapping[str, Any], key: str, bad: Report) -> list[Message]:
         content = _text_field(turn, text_key, bad, required=True, where=f"{where}.")
         messages.append(Message(role, content))
     return messages
+
+
+def _side(row: Mapping[str, Any], key: str, bad: Report, role: str) -> list[Message]:
+    """A prompt or reply given as text (one turn of `role`) or as a list of chat turns."""
+    value = row.get(key)
+    if isinstance(value, list) and value and isinstance(value[0], Mapping) and "type" not in value[0]:
+        return _turns(row, key, bad)
+    text = _text_field(row, key, bad, required=True)
+    return [Message(role, text)]
+
+
+def _prompt_completion(row: Mapping[str, Any], bad: Report) -> list[Message]:
+    """TRL's prompt/completion rows, plain (a user turn and the reply) or conversational (turn lists)."""
+    return _side(row, "prompt", bad, "user") + _side(row, "completion", bad, "assistant")
+
+
+def _preference(row: Mapping[str, Any], bad: Report) -> list[Message]:
+    """Preference rows trained as SFT on the chosen reply; `rejected` is not read.
+
+    The prompt is the `prompt` field, or, without one, the conversation the chosen side holds
+    (TRL's implicit prompt as a turn list, HH-RLHF's "\\n\\nHuman: ... \\n\\nAssistant: ..." text).
+    """
+    chosen = row.get("chosen")
+    if row.get("prompt") is None and isinstance(chosen, str):
+        turns = _hh_turns(chosen)
+        if turns is None:
+            bad("chosen", "no 'prompt' field, and the text holds no '\\n\\nHuman:' / '\\n\\nAssistant:' turns to "
+                          "take one from")
+            return []
+        for i, m in enumerate(turns):
+            if _blank(m.content):
+                bad(f"chosen[{i}]", f"empty {m.role} turn")
+        return turns
+    reply = _side(row, "chosen", bad, "assistant")
+    if any(m.role == "user" for m in reply):
+        return reply
+    return _side(row, "prompt", bad, "user") + reply
+
+
+def _hh_turns(text: str) -> list[Message] | None:
+    parts = _HH_TURN.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    return [Message("user" if speaker == "Human" else "assistant", content.strip())
+            for speaker, content in zip(parts[1::2], parts[2::2], strict=True)]
 
 
 def _check_order(messages: list[Message], key: str, bad: Report) -> None:

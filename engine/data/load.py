@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.data.formats import FORMATS, detect, normalise, unknown_format_problem
+from engine.data.mapping import DataMapping, recognise, suggest
 from engine.data.readers import MAX_ROW_BYTES, TOO_LARGE, DatasetError, read_rows
 from engine.data.types import Conversation, DataProblem
 
@@ -24,6 +25,14 @@ class LoadResult:
     problems: tuple[DataProblem, ...]
     rows: int
     """Records read, good and bad (blank JSONL lines are not records)."""
+    mapping: DataMapping = DataMapping()
+    """The column and role mapping used: the caller's, a recognised schema's, or none."""
+    notes: tuple[str, ...] = ()
+    """What a person should know about how the rows were read (preference data trains on `chosen`)."""
+    suggestion: DataMapping | None = None
+    """A mapping that makes more rows usable than the one used, when one was found."""
+    suggestion_usable: int = 0
+    """Rows usable with `suggestion`."""
 
     @property
     def bad_rows(self) -> int:
@@ -34,8 +43,10 @@ class LoadResult:
         return self.bad_rows / self.rows if self.rows else 1.0
 
 
-def load_conversations(path: str, fmt: str = "auto", strict: bool = False) -> LoadResult:
-    """Read `path` (a file or hub dataset id) in format `fmt` ("auto" detects it per file).
+def load_conversations(path: str, fmt: str = "auto", strict: bool = False,
+                       mapping: DataMapping | None = None) -> LoadResult:
+    """Read `path` (a file or hub dataset id) in format `fmt` ("auto" detects it per file), its
+    columns and roles renamed by `mapping` (a well-known schema is recognised without one).
 
     Raises DatasetError when the source cannot be read at all, has no rows, or (strict) on
     the first bad row.
@@ -49,19 +60,50 @@ def load_conversations(path: str, fmt: str = "auto", strict: bool = False) -> Lo
         records.append(item)
     if not records:
         raise DatasetError([DataProblem(path, None, None, "has no rows")])
-    file_format = fmt if fmt != "auto" else _majority(detect(r[1]) for r in records if not isinstance(r, DataProblem))
+    rows = [r[1] for r in records if not isinstance(r, DataProblem)]
+    used = _with_builtin(mapping or DataMapping(), rows[0] if rows else {})
+    result = _load_records(records, used, fmt, path, strict)
+    if result.bad_rows and not strict and not mapping:
+        suggested = suggest(rows)
+        if suggested is not None and suggested != used:
+            retry = _load_records(records, suggested, fmt, path, False)
+            if len(retry.conversations) > len(result.conversations):
+                return replace(result, suggestion=suggested, suggestion_usable=len(retry.conversations))
+    return result
+
+
+def _with_builtin(mapping: DataMapping, first: Mapping) -> DataMapping:
+    """The caller's mapping, or with no columns given, the columns of a schema recognised in the first row."""
+    builtin = recognise(mapping.apply(first)) if not mapping.columns else DataMapping()
+    if not builtin:
+        return mapping
+    return DataMapping(builtin.columns, mapping.roles, builtin.schema)
+
+
+def _load_records(records: list[tuple[int, Mapping] | DataProblem], mapping: DataMapping, fmt: str, path: str,
+                  strict: bool) -> LoadResult:
+    mapped: list[tuple[int, dict] | DataProblem] = [r if isinstance(r, DataProblem) else (r[0], mapping.apply(r[1]))
+                                                     for r in records]
+    rows = [r[1] for r in mapped if not isinstance(r, DataProblem)]
+    file_format = fmt if fmt != "auto" else _majority(detect(row) for row in rows)
 
     conversations: list[Conversation] = []
     problems: list[DataProblem] = []
-    for record in records:
+    for record in mapped:
         got = [record] if isinstance(record, DataProblem) else _normalise_row(record[1], file_format, fmt, path, record[0])
         if isinstance(got, Conversation):
             conversations.append(got)
             continue
+        got = [replace(p, field=mapping.file_field(p.field)) for p in got]
         if strict:
             raise DatasetError(got, "refused (strict): the first bad row")
         problems.extend(got)
-    return LoadResult(file_format or "unknown", tuple(conversations), tuple(problems), len(records))
+    notes = (PREFERENCE_NOTE,) if file_format == "preference" else ()
+    return LoadResult(file_format or "unknown", tuple(conversations), tuple(problems), len(records), mapping, notes)
+
+
+PREFERENCE_NOTE = ("preference data (prompt/chosen/rejected): ftui trains SFT on the chosen replies; "
+                   "the rejected ones are not used")
 
 
 def _normalise_row(row: Mapping, file_format: str | None, forced: str, path: str, line: int) -> Conversation | list[DataProblem]:

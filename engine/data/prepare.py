@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.data.load import load_conversations
+from engine.data.mapping import DataMapping
 from engine.data.readers import DatasetError
 from engine.data.render import IGNORE_INDEX, Rendered, RenderError, render, with_system_prompt
 from engine.data.types import DataProblem, PreparedData, TokenizedExample
@@ -33,7 +34,7 @@ def prepare(config: RunConfig, tokenizer: Any, on_event: EventSink = ignore) -> 
     """
     path = resolve_project_path(config.dataset)
     on_event(Progress("dataset", 0, None, message=f"reading {path}"))
-    loaded = load_conversations(path, config.dataset_format)
+    loaded = load_conversations(path, config.dataset_format, mapping=DataMapping.from_config(config))
     if not loaded.conversations:
         raise DatasetError(loaded.problems, f"{path}: no usable rows out of {loaded.rows}")
     if loaded.bad_share > config.max_bad_share:

@@ -117,4 +117,5 @@ def _raw_text(tokenizer: Any, text: str) -> str:
     bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
     if bos and tokenizer.bos_token_id in tokenizer("", add_special_tokens=True)["input_ids"] and not text.startswith(bos):
         text = bos + text
-    return text if not eos or text.endswith(eos) else text + eos
+    # A row already in chat markup (ChatML `...<|im_end|>\n`) ends with EOS but for its newline.
+    return text if not eos or text.rstrip().endswith(eos) else text + eos
