@@ -8,7 +8,6 @@ A failure is reported once, as an ExportFailed event and in the returned result,
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import threading
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from engine.atomic import write_text_atomic
 from engine.config import QUANT_TYPES, ConfigError
+from engine.disk_full import is_disk_full
 from engine.errors import ActionableError
 from engine.events import (
     EventSink,
@@ -62,8 +62,9 @@ def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",),
     """Export a run. Success or failure ends with one event (ExportFinished or ExportFailed)
     and the same outcome in the result; nothing is raised for a run that cannot be exported."""
     out = Path(out_dir) if out_dir else export_dir(run_dir)
+    writing: list[str] = []
     try:
-        result = _export(Path(run_dir), tuple(quants), out, on_event, stop or threading.Event())
+        result = _export(Path(run_dir), tuple(quants), out, on_event, stop or threading.Event(), writing)
     except (ExportError, MergeError) as exc:
         return _failed(out, ExportFailed(exc.reason, exc.advice), on_event)
     except ConfigError as exc:
@@ -75,10 +76,13 @@ def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",),
     except QuantizeError as exc:
         return _failed(out, ExportFailed(str(exc), "check the llama-cpp-python install (`pip show llama-cpp-python`)"),
                        on_event)
-    except OSError as exc:
-        advice = ("free disk space and export again; no partial file was left behind"
-                  if exc.errno == errno.ENOSPC else "check the output folder is writable")
-        return _failed(out, ExportFailed(f"writing the export failed: {exc}", advice), on_event)
+    except Exception as exc:
+        if is_disk_full(exc):
+            return _failed(out, _disk_full(out, writing[-1] if writing else "the export"), on_event)
+        if isinstance(exc, OSError):
+            return _failed(out, ExportFailed(f"writing the export failed: {exc}",
+                                             "check the output folder is writable"), on_event)
+        raise
     if not result.passed:
         failed = [c for c in result.checks if not c.passed]
         reason = "; ".join(f"{Path(c.path).name}: {', '.join(c.problems)}" for c in failed)
@@ -88,6 +92,16 @@ def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",),
         return dataclasses.replace(result, failure=failure)
     on_event(ExportFinished(result.out_dir, result.files + result.modelfiles))
     return result
+
+
+def _disk_full(out: Path, what: str) -> ExportFailed:
+    """Which write the disk stopped, and the complete files still there (partial ones never are)."""
+    kept = (["merged/"] if (out / "merged").is_dir() else []) + sorted(p.name for p in out.glob("*.gguf"))
+    return ExportFailed(
+        f"the disk is full: writing {what} in {out} failed; "
+        + (f"kept: {', '.join(kept)}" if kept else "nothing was kept"),
+        "free disk space there, or export to a larger disk with --out, then export again; "
+        "no partial file was left behind")
 
 
 def _failed(out: Path, failure: ExportFailed, on_event: EventSink) -> ExportResult:
@@ -104,7 +118,8 @@ def plan_quants(quants: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSink,
-            stop: threading.Event) -> ExportResult:
+            stop: threading.Event, writing: list[str]) -> ExportResult:
+    """`writing` gets the name of each output as its stage starts, for a failure to name."""
     plan = plan_quants(quants)
     source = read_run_source(run_dir)
     read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
@@ -112,14 +127,15 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     steps = 2 + len(plan) * 2
     done = 0
 
-    def stage(name: str, message: str) -> None:
+    def stage(name: str, message: str, output: str) -> None:
         nonlocal done
         if stop.is_set():
             raise ExportError("export stopped on request", "files finished so far are complete; run export again")
+        writing.append(output)
         on_event(ExportStageStarted(name, done, steps, message))
         done += 1
 
-    stage("merge", "merging the adapter into the 16-bit base")
+    stage("merge", "merging the adapter into the 16-bit base", "merged/")
     merged_dir = out / "merged"
     model, tokenizer = merge(source, merged_dir, on_event)
     on_event(ExportFileWritten(str(merged_dir), "merged", _dir_size(merged_dir)))
@@ -128,15 +144,15 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     for quant in plan:
         path = gguf_path(out, quant)
         if quant in ("F16", "BF16"):
-            stage("write", path.name)
+            stage("write", path.name, path.name)
             write_gguf(merged_dir, path, dtype=quant, name=source.config.name, on_event=on_event)
         else:
-            stage("quantize", path.name)
+            stage("quantize", path.name, path.name)
             quantize(files["F16"], path, quant)
         files[quant] = path
         on_event(ExportFileWritten(str(path), "gguf", path.stat().st_size, quant))
 
-    stage("modelfile", "Ollama Modelfiles")
+    stage("modelfile", "Ollama Modelfiles", "Modelfiles")
     modelfiles = _write_modelfiles(source, tokenizer, files, quants or ("F16",))
     for mf in modelfiles:
         on_event(ExportFileWritten(str(mf), "modelfile", mf.stat().st_size))
@@ -145,7 +161,7 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     del model
     checks = []
     for quant, path in files.items():
-        stage("verify", path.name)
+        stage("verify", path.name, verify_path(out).name)
         lossless = quant in ("F16", "BF16")
         check = check_file(path, quant, ref, min_agreement=MIN_F16_AGREEMENT if lossless else None,
                            require_stop=not lossless)
