@@ -55,6 +55,8 @@ class RunConfig:
     """Run Python code shipped with the model repository. Off: only enable for repos you trust."""
     dataset: str = "presets/data/docker_train.jsonl"
     """Path to a .jsonl/.json/.csv/.parquet file, or a hub dataset id."""
+    dataset_split: str = ""
+    """A hub dataset's split; empty picks `train`, or the one SFT split such as `train_sft`."""
     dataset_format: DatasetFormat = "auto"
     """Force alpaca/sharegpt/messages/text/prompt_completion/preference when auto-detection is ambiguous."""
     columns: tuple[str, ...] = ()

@@ -103,7 +103,7 @@ class Backend:
         tokenizer = load_tokenizer(resolve_model(config.model, on_event, config.trust_remote_code))
         return check(config.dataset, config.dataset_format, tokenizer, config.max_seq_len,
                      max_bad_share=config.max_bad_share, train_on_responses_only=config.train_on_responses_only,
-                     mapping=DataMapping.from_config(config))
+                     mapping=DataMapping.from_config(config), split=config.dataset_split)
 
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
               resume: str | None = None) -> RunResult:

@@ -41,6 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roles", default="", metavar="ROLE=NAME,...",
                    help="read the file's role names as ftui's roles, e.g. user=prompter,assistant=bot")
     p.add_argument("--messages-field", default="", metavar="COLUMN", help="the column holding the list of turns")
+    p.add_argument("--split", default="", help="a hub dataset's split (default: train, or the one SFT split)")
 
 
 def _mapping(args: argparse.Namespace) -> Any:
@@ -70,7 +71,8 @@ def run_check(args: argparse.Namespace) -> int:
 
     mapping = _mapping(args)
     tokenizer = None if args.no_tokenizer else _tokenizer(args.model)
-    report = check(args.file, args.format, tokenizer, args.max_seq_len, strict=args.strict, mapping=mapping)
+    report = check(args.file, args.format, tokenizer, args.max_seq_len, strict=args.strict, mapping=mapping,
+                   split=args.split)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -111,7 +113,8 @@ def run_preview(args: argparse.Namespace) -> int:
     from engine.paths import resolve_project_path
 
     try:
-        loaded = load_conversations(resolve_project_path(args.file), args.format, mapping=_mapping(args))
+        loaded = load_conversations(resolve_project_path(args.file), args.format, mapping=_mapping(args),
+                                    split=args.split)
     except DatasetError as exc:
         return fail(str(exc))
     if not loaded.conversations:

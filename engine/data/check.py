@@ -87,6 +87,7 @@ def check(
     max_bad_share: float = RunConfig.max_bad_share,
     train_on_responses_only: bool = True,
     mapping: DataMapping | None = None,
+    split: str = "",
 ) -> DataReport:
     """Load and validate `path`; with a tokenizer also measure lengths and render a sample.
 
@@ -94,7 +95,7 @@ def check(
     """
     path = resolve_project_path(path)
     try:
-        loaded = load_conversations(path, fmt, strict=strict, mapping=mapping)
+        loaded = load_conversations(path, fmt, strict=strict, mapping=mapping, split=split)
     except DatasetError as exc:
         why = exc.summary or (str(exc.problems[0]) if exc.problems else "unreadable")
         return DataReport(path, fmt if fmt != "auto" else "unknown", 0, 0, exc.problems, why)

@@ -44,9 +44,10 @@ class LoadResult:
 
 
 def load_conversations(path: str, fmt: str = "auto", strict: bool = False,
-                       mapping: DataMapping | None = None) -> LoadResult:
+                       mapping: DataMapping | None = None, split: str = "") -> LoadResult:
     """Read `path` (a file or hub dataset id) in format `fmt` ("auto" detects it per file), its
-    columns and roles renamed by `mapping` (a well-known schema is recognised without one).
+    columns and roles renamed by `mapping` (a well-known schema is recognised without one);
+    `split` names a hub dataset's split ("" picks `train` or the SFT split).
 
     Raises DatasetError when the source cannot be read at all, has no rows, or (strict) on
     the first bad row.
@@ -54,7 +55,7 @@ def load_conversations(path: str, fmt: str = "auto", strict: bool = False,
     if fmt != "auto" and fmt not in FORMATS:
         raise DatasetError([DataProblem(path, None, None, f"unknown format {fmt!r}: choose from auto, {', '.join(FORMATS)}")])
     records: list[tuple[int, Mapping] | DataProblem] = []
-    for item in read_rows(path):
+    for item in read_rows(path, split):
         if not isinstance(item, DataProblem) and not isinstance(item[1], Mapping):
             item = DataProblem(path, item[0], None, f"expected an object (one record per line), got {type(item[1]).__name__}")
         records.append(item)

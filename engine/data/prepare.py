@@ -34,7 +34,8 @@ def prepare(config: RunConfig, tokenizer: Any, on_event: EventSink = ignore) -> 
     """
     path = resolve_project_path(config.dataset)
     on_event(Progress("dataset", 0, None, message=f"reading {path}"))
-    loaded = load_conversations(path, config.dataset_format, mapping=DataMapping.from_config(config))
+    loaded = load_conversations(path, config.dataset_format, mapping=DataMapping.from_config(config),
+                                split=config.dataset_split)
     if not loaded.conversations:
         raise DatasetError(loaded.problems, f"{path}: no usable rows out of {loaded.rows}")
     if loaded.bad_share > config.max_bad_share:

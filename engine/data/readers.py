@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import errno
 import json
 import os
@@ -45,8 +46,9 @@ class DatasetError(Exception):
         super().__init__(f"{head}{shown}{more}".rstrip())
 
 
-def read_rows(source: str) -> Iterator[Row | DataProblem]:
-    """Rows of a file or hub dataset, with unreadable lines yielded as problems in their place.
+def read_rows(source: str, split: str = "") -> Iterator[Row | DataProblem]:
+    """Rows of a file or hub dataset (its `split`, see `pick_split`), with unreadable lines
+    yielded as problems in their place.
 
     Raises DatasetError when the source as a whole cannot be read.
     """
@@ -57,7 +59,7 @@ def read_rows(source: str) -> Iterator[Row | DataProblem]:
             raise DatasetError([DataProblem(source, None, None, f"is a link to {os.readlink(source)}, which does not exist")])
         if path.suffix.lower() in EXTENSIONS or source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
             raise DatasetError([DataProblem(source, None, None, "file does not exist")])
-        return _hub(source)
+        return _hub(source, split)
     if stat.S_ISDIR(info.st_mode):
         raise DatasetError([DataProblem(source, None, None, "is a folder: give a .jsonl, .json, .csv or .parquet file")])
     if not stat.S_ISREG(info.st_mode):
@@ -285,17 +287,47 @@ def _parquet(path: Path) -> Iterator[Row | DataProblem]:
     return ((i + 1, row) for i, row in enumerate(rows))
 
 
-def _hub(dataset_id: str) -> Iterator[Row | DataProblem]:
-    rows = _load_with_datasets(dataset_id, dataset_id)
+def _hub(dataset_id: str, split: str) -> Iterator[Row | DataProblem]:
+    import datasets
+
+    try:
+        names = datasets.get_dataset_split_names(dataset_id)
+    except Exception:  # noqa: BLE001 - offline with a cached copy, or an error load_dataset reports below
+        names = None
+    chosen = pick_split(dataset_id, names, split) if names else (split or "train")
+    rows = _load_with_datasets(dataset_id, dataset_id, split=chosen)
     return ((i + 1, row) for i, row in enumerate(rows))
 
 
-def _load_with_datasets(name: str, builder: str, **kwargs: Any) -> Any:
+_SFT_SPLIT = re.compile(r"^(train[_-]?sft|sft[_-]?train|sft)$", re.I)
+
+
+def pick_split(dataset_id: str, names: list[str], asked: str = "") -> str:
+    """The split asked for; without one `train`, else the one SFT split (`train_sft`, as in
+    UltraChat and UltraFeedback), else a dataset's only split. DatasetError lists the splits."""
+    if asked:
+        if asked in names:
+            return asked
+        close = difflib.get_close_matches(asked, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DatasetError([DataProblem(dataset_id, None, None,
+                                        f"has no split {asked!r}{hint}; its splits: {', '.join(names)}")])
+    if "train" in names:
+        return "train"
+    sft = [n for n in names if _SFT_SPLIT.match(n)]
+    if len(sft) == 1 or len(names) == 1:
+        return (sft or names)[0]
+    raise DatasetError([DataProblem(dataset_id, None, None, (
+        f"has no 'train' split and no single SFT split; its splits: {', '.join(names)}: "
+        "choose one with dataset_split (--split)"))])
+
+
+def _load_with_datasets(name: str, builder: str, split: str = "train", **kwargs: Any) -> Any:
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
     try:
-        return datasets.load_dataset(builder, split="train", **kwargs)
+        return datasets.load_dataset(builder, split=split, **kwargs)
     except DatasetNotFoundError:
         raise DatasetError([DataProblem(
             name, None, None, "no such local file, and no such dataset on the Hugging Face hub "
@@ -308,7 +340,7 @@ def _load_with_datasets(name: str, builder: str, **kwargs: Any) -> Any:
         )]) from None
     except ValueError as exc:
         if "split" in str(exc).lower():
-            raise DatasetError([DataProblem(name, None, None, f"has no 'train' split: {exc}")]) from None
+            raise DatasetError([DataProblem(name, None, None, f"has no {split!r} split: {exc}")]) from None
         raise DatasetError([DataProblem(name, None, None, f"cannot be read: {exc}")]) from None
     except Exception as exc:  # pyarrow/pandas raise many unrelated types for a corrupt file
         raise DatasetError([DataProblem(name, None, None, f"cannot be read: {type(exc).__name__}: {exc}")]) from None
