@@ -8,12 +8,14 @@ form as it is typed, not an hour into a run.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from engine.aliases import did_you_mean, translate
 
 Method = Literal["lora", "qlora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant"]
@@ -127,17 +129,31 @@ class RunConfig:
     """Where run directories are created."""
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> RunConfig:
-        """Build from plain values (a preset, a form, --set), rejecting unknown keys and bad types."""
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config", notes: list[Problem] | None = None) -> RunConfig:
+        """Build from plain values (a preset, a form, --set), rejecting unknown keys and bad types.
+
+        Other tools' keys (`engine.aliases`: num_train_epochs, cutoff_len, ...) are read as ftui's,
+        a later one winning over an earlier; each adds a warning to `notes` naming ftui's key.
+        """
         known = {f.name: f for f in fields(cls)}
         problems = []
         kwargs: dict[str, Any] = {}
         for key, value in values.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+            translated = translate(key, value, known)
+            if translated is None and key not in known:
+                close = did_you_mean(key, known)
+                hint = f" (did you mean {close!r}?)" if close else ""
                 problems.append(Problem(key, f"unknown key in {source}{hint}"))
                 continue
+            if translated is not None:
+                if translated.level == "error":
+                    problems.append(Problem(key, translated.message))
+                    continue
+                if notes is not None:
+                    notes.append(Problem(key, translated.message, "warning"))
+                if translated.target is None:
+                    continue
+                key, value = translated.target, translated.value
             try:
                 kwargs[key] = _coerce(known[key], value)
             except (TypeError, ValueError) as exc:
@@ -282,15 +298,63 @@ def _name_problem(name: str) -> str:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """Plain values of a preset or config file, without its `description`."""
+    """Plain values of a preset or config file, without its `description`. A YAML file (another
+    trainer's config) is refused with its settings written out in ftui's TOML keys."""
+    path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            raise ConfigError([Problem(str(path), yaml_as_toml(path, text))])
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError([Problem(str(path), "file does not exist")]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        if isinstance(exc, tomllib.TOMLDecodeError) and _YAML_LINE.search(text) and not _TOML_LINE.search(text):
+            raise ConfigError([Problem(str(path), yaml_as_toml(path, text))]) from None
         raise ConfigError([Problem(str(path), f"is not valid TOML: {exc}")]) from None
     data.pop("description", None)
     return data
+
+
+_YAML_LINE = re.compile(r"^[A-Za-z_][\w.-]*:(\s|$)", re.M)
+_TOML_LINE = re.compile(r"^[A-Za-z_][\w.-]*\s*=", re.M)
+
+
+def yaml_as_toml(path: Path, text: str) -> str:
+    """Why a YAML config is refused, with its settings as the TOML lines ftui would read."""
+    import yaml  # type: ignore[import-untyped]  # PyYAML, a dependency of transformers and datasets
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    head = "is YAML; ftui reads TOML config files (key = value)"
+    if not isinstance(data, dict):
+        return f"{head}: see `ftui presets balanced` for one"
+    known = {f.name for f in fields(RunConfig)}
+    lines, left_out = [], []
+    for key, value in data.items():
+        key = str(key)
+        translated = translate(key, value, known)
+        target = translated.target if translated else key if key in known else None
+        if translated is not None and (target is None or translated.level == "error"):
+            left_out.append(f"{key} ({translated.message})")
+            continue
+        if target is None:
+            close = did_you_mean(key, known)
+            left_out.append(f"{key} (unknown{f', did you mean {close!r}?' if close else ''})")
+            continue
+        value = translated.value if translated else value
+        if value is None:
+            left_out.append(f"{key} (empty)")
+            continue
+        shown = _toml_table(_pairs(target, value)) if target in _PAIR_FIELDS else _toml_value(value)
+        lines.append(f"{target} = {shown}" + (f"  # {key}" if target != key else ""))
+    body = "\n".join(f"    {line}" for line in lines) or "    (no setting ftui knows)"
+    out = f"{head}. In ftui's keys its settings are:\n{body}\n"
+    if left_out:
+        out += "  left out: " + "; ".join(left_out) + "\n"
+    return out + f"  save the lines above as {path.with_suffix('.toml').name} and pass that file"
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

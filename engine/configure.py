@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.config import RunConfig, load_toml, parse_set
+from engine.config import Problem, RunConfig, load_toml, parse_set
 from engine.hardware import HardwareReport
 from engine.presets import Preset, load_preset
 from engine.recommend import CPU_PRESET, Recommendation
@@ -18,18 +18,20 @@ PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality",
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,
-                 sets: Sequence[str] = ()) -> RunConfig:
-    """Defaults, then a preset or a TOML file, then `key=value` overrides; ConfigError names the source."""
+                 sets: Sequence[str] = (), notes: list[Problem] | None = None) -> RunConfig:
+    """Defaults, then a preset or a TOML file, then `key=value` overrides; ConfigError names the source.
+    Other tools' keys in the file or `--set` are read as ftui's, with a warning each in `notes`."""
     if preset and config_file:
         raise ValueError("a config starts from a preset or a config file, not both")
     if preset:
         config = load_preset(preset).apply()
     elif config_file:
-        config = RunConfig.from_dict({**RunConfig().to_dict(), **load_toml(Path(config_file))}, source=str(config_file))
+        config = RunConfig.from_dict({**RunConfig().to_dict(), **load_toml(Path(config_file))}, source=str(config_file),
+                                     notes=notes)
     else:
         config = RunConfig()
     if sets:
-        config = RunConfig.from_dict({**config.to_dict(), **parse_set(list(sets))}, source="--set")
+        config = RunConfig.from_dict({**config.to_dict(), **parse_set(list(sets))}, source="--set", notes=notes)
     return config
 
 

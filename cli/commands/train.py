@@ -60,7 +60,11 @@ def build_config(args: argparse.Namespace) -> RunConfig | None:
         return None
     from engine.configure import build_config as build
 
-    return build(preset=args.preset, config_file=args.config, sets=args.sets)
+    notes: list[Problem] = []
+    config = build(preset=args.preset, config_file=args.config, sets=args.sets, notes=notes)
+    for note in notes:
+        print(f"ftui: note: {note.field}: {note.message}", file=sys.stderr)
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
