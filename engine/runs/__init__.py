@@ -9,6 +9,9 @@ runs/<YYYY-MM-DD-HHMM>-<name>/
   tokenizer/
   export/         merged/, model-<QUANT>.gguf, Modelfile(s), verify.json
   eval.json       the last evaluation
+  lock, heartbeat, stop   while a process trains the run: its lock (one writer), its "still
+                  alive" and the request to stop it (live.py)
+  output.log      what a detached training process printed
 
 Training, export, evaluation, chat, the TUI and the CLI all ask this package; none of them
 builds one of these paths itself. Readers never need torch.
@@ -25,18 +28,20 @@ from engine.runs.layout import (
     gguf_path,
     new_run_path,
     read_config,
+    run_dir_of,
     tokenizer_dir,
     verify_path,
     weights_dir,
     write_config,
 )
-from engine.runs.listing import RunInfo, delete_run, list_runs, read_events, read_run
+from engine.runs.listing import RunInfo, delete_run, is_live, list_runs, read_events, read_run, refuse_if_live
+from engine.runs.live import GpuHolder, RunBusy, gpu_holders, request_stop
 from engine.runs.record import RunReadError, RunRecord, read_record
 from engine.runs.writer import RunDir
 
 __all__ = [
-    "RunDir", "RunInfo", "RunReadError", "RunRecord", "chat_gguf", "checkpoint_path", "complete_checkpoints",
-    "config_path", "delete_run", "eval_report_path", "export_dir", "find_ggufs", "gguf_path", "list_runs", "new_run_path",
-    "read_config", "read_events", "read_record", "read_run", "tokenizer_dir", "verify_path", "weights_dir",
-    "write_config",
+    "GpuHolder", "RunBusy", "RunDir", "RunInfo", "RunReadError", "RunRecord", "chat_gguf", "checkpoint_path",
+    "complete_checkpoints", "config_path", "delete_run", "eval_report_path", "export_dir", "find_ggufs", "gguf_path",
+    "gpu_holders", "is_live", "list_runs", "new_run_path", "read_config", "read_events", "read_record", "read_run",
+    "refuse_if_live", "run_dir_of", "request_stop", "tokenizer_dir", "verify_path", "weights_dir", "write_config",
 ]

@@ -42,6 +42,12 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{step}"
 
 
+def run_dir_of(path: str | Path) -> Path:
+    """The run directory `path` names: itself, or the run a checkpoint folder belongs to."""
+    path = Path(path)
+    return path.parent.parent if path.parent.name == "checkpoints" else path
+
+
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     """Checkpoints by step; a half-written one still has its temporary name and is not listed."""
     folder = Path(run_dir) / "checkpoints"

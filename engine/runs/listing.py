@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.runs.layout import complete_checkpoints, find_ggufs
+from engine.runs.layout import complete_checkpoints, find_ggufs, run_dir_of
+from engine.runs.live import RunBusy, writer_alive
 from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
 
@@ -40,6 +39,9 @@ class RunInfo:
     ggufs: tuple[str, ...] = ()
     """Exported GGUF files."""
     reason: str = ""
+    pid: int | None = None
+    """The process that trains (or last trained) the run."""
+    host: str = ""
 
     @property
     def resumable(self) -> bool:
@@ -74,7 +76,7 @@ def read_run(path: str | Path) -> RunInfo:
     path = Path(path)
     record = read_record(path)
     status: str = record.status
-    if status == "running" and not _alive(record.pid, record.host):
+    if status == "running" and not writer_alive(path, record.pid, record.host):
         status = "interrupted"
     return RunInfo(
         path=str(path), name=record.name, status=status, step=record.step, total_steps=record.total_steps,
@@ -82,8 +84,29 @@ def read_run(path: str | Path) -> RunInfo:
         base_model_ref=record.base_model_ref, method=record.method, created=record.created, updated=record.updated,
         checkpoints=tuple(str(p) for p in complete_checkpoints(path)),
         artifacts=tuple(a for a in ARTIFACTS if (path / a).is_dir()),
-        ggufs=tuple(str(p) for p in find_ggufs(path).values()), reason=record.reason,
+        ggufs=tuple(str(p) for p in find_ggufs(path).values()), reason=record.reason, pid=record.pid,
+        host=record.host,
     )
+
+
+def is_live(path: str | Path) -> bool:
+    """Whether a process is training the run now: run.json says running, and its process and
+    heartbeat say so too. Cheaper than read_run, for followers that ask often."""
+    try:
+        record = read_record(path)
+    except RunReadError:
+        return False
+    return record.status == "running" and writer_alive(path, record.pid, record.host)
+
+
+def refuse_if_live(path: str | Path) -> None:
+    """RunBusy when a process trains the run that `path` (a run directory or one of its
+    checkpoints) belongs to: a quick answer before a resume loads the model, which the run's lock
+    would refuse later anyway."""
+    run_dir = run_dir_of(path)
+    if is_live(run_dir):
+        record = read_record(run_dir)
+        raise RunBusy(run_dir, record.pid, record.host)
 
 
 def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
@@ -104,6 +127,8 @@ def delete_run(path: str | Path) -> None:
     path = Path(path)
     if not record_path(path).exists():
         raise ValueError(f"{path} has no run.json: not deleting a folder that is not a run")
+    if is_live(path):
+        raise ValueError(f"{path} is training now: stop it first (ftui stop {path})")
     shutil.rmtree(path)
 
 
@@ -112,14 +137,3 @@ def _unreadable(path: Path, reason: str) -> RunInfo:
                    model="", model_ref="", base_model_ref="", method="", created="", updated="",
                    checkpoints=(), artifacts=(), reason=reason)
 
-
-def _alive(pid: int | None, host: str) -> bool:
-    if pid is None or host != socket.gethostname():
-        return True  # another machine's run: trust what it wrote
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -6,7 +6,10 @@ import dataclasses
 import json
 import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from engine.atomic import write_text_atomic
 from engine.config import RunConfig
 from engine.events import to_record
 from engine.runs.layout import checkpoint_path, new_run_path, write_config
+from engine.runs.live import RunLock, Watcher, acquire
 from engine.runs.record import RunRecord, read_record, write_record
 
 METRICS_FILE = "metrics.jsonl"
@@ -26,6 +30,8 @@ class RunDir:
     path: Path
     config: RunConfig
     record: RunRecord
+    lock: RunLock | None = None
+    """Held from create/reopen until `live` ends: one writer per run."""
 
     @classmethod
     def create(cls, config: RunConfig, model_ref: str, base_model_ref: str | None) -> RunDir:
@@ -35,13 +41,32 @@ class RunDir:
         now = _now()
         record = RunRecord(name=config.name, model=config.model, model_ref=model_ref,
                            base_model_ref=base_model_ref or model_ref, method=config.method, created=now, updated=now)
-        run = cls(path, config, record)
+        run = cls(path, config, record, acquire(path))
         run.write_status()
         return run
 
     @classmethod
     def reopen(cls, path: Path, config: RunConfig) -> RunDir:
-        return cls(path, config, read_record(path))
+        """The run again, for a resume; RunBusy names the process that is training it now."""
+        lock = acquire(path)
+        try:
+            run = cls(path, config, read_record(path), lock)
+            run.write_status(status="running", reason="")
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    @contextmanager
+    def live(self, stop: threading.Event) -> Iterator[None]:
+        """While training: the heartbeat beats and a stop file sets `stop`; afterwards the lock goes."""
+        watcher = Watcher(self.path, stop).start()
+        try:
+            yield
+        finally:
+            watcher.close()
+            if self.lock is not None:
+                self.lock.release()
 
     @property
     def model_ref(self) -> str:

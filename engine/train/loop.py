@@ -38,6 +38,7 @@ from engine.events import (
     TrainStarted,
 )
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
+from engine.runs.live import RunBusy
 from engine.train.checkpoint import save_checkpoint, save_tokenizer, save_weights
 from engine.train.methods import Precision, choose_precision
 from engine.train.preflight import PreflightError, suggest_smaller
@@ -95,10 +96,20 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
             return _fail_early(on_event, Failure(
                 f"no complete checkpoint in {resume}",
                 "pass a run directory with checkpoints/step-N or a checkpoint folder itself"))
-        run = RunDir.reopen(checkpoint.parent.parent, config)
+        try:
+            run = RunDir.reopen(checkpoint.parent.parent, config)
+        except RunBusy as busy:  # before truncate_metrics: the other writer's lines stay
+            return _fail_early(on_event, Failure(busy.reason, busy.advice))
         run.truncate_metrics(int(checkpoint.name.split("-")[1]))
     else:
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
+    with run.live(stop):
+        return _attempts(config, loaded, run, on_event, stop, checkpoint, precision)
+
+
+def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable[[Any], None],
+              stop: threading.Event, checkpoint: Path | None, precision: Precision) -> RunResult:
+    """The run, retried once at half the batch after an out-of-memory error when oom_retry is on."""
 
     def emit(event: Any) -> None:
         try:

@@ -1,0 +1,186 @@
+"""A live run: the files through which other processes find, follow and stop the one that trains it.
+
+A run outlives the terminal that started it, so a later `ftui`, `ftui attach` or `ftui stop`
+(another SSH login, another machine sharing the folder) reaches it through its directory alone;
+no socket is opened:
+
+  lock       flock'ed by the one process that trains the run, for as long as it does, and
+             holding its pid and host: a second writer is refused, naming them
+  heartbeat  touched every HEARTBEAT_S seconds by that process: a run whose heartbeat is older
+             than STALE_S (a frozen process, a reused pid, a machine that went down) is not live
+  stop       written by whoever wants the run to stop; the trainer sees it within WATCH_S,
+             finishes the step, writes a checkpoint and removes it
+
+The trainer takes the lock when it creates or reopens the run (`acquire`) and runs a `Watcher`
+thread for the heartbeat and the stop file; readers ask `writer_alive`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import ActionableError
+
+if TYPE_CHECKING:
+    from engine.hardware import HardwareReport
+    from engine.runs.listing import RunInfo
+
+LOCK_FILE = "lock"
+HEARTBEAT_FILE = "heartbeat"
+STOP_FILE = "stop"
+HEARTBEAT_S = 2.0
+STALE_S = 60.0
+"""Thirty missed heartbeats: far above any pause of a healthy trainer (a checkpoint written
+with the GIL held), far below the time a user waits before resuming a dead run."""
+WATCH_S = 0.5
+
+
+class RunBusy(ActionableError):
+    """Another process trains this run."""
+
+    def __init__(self, run_dir: Path, pid: int | None, host: str):
+        where = f" on {host}" if host and host != socket.gethostname() else ""
+        who = f"process {pid}{where}" if pid else "another process"
+        super().__init__(
+            f"{run_dir} is being trained by {who}; a run has one writer at a time",
+            f"follow it with `ftui attach {run_dir}`, or stop it with `ftui stop {run_dir}` and resume "
+            "once it has written its checkpoint")
+        self.pid = pid
+        self.host = host
+
+
+class RunLock:
+    """The exclusive lock on a run directory, held through an open file until `release`."""
+
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def acquire(run_dir: str | Path) -> RunLock:
+    """Take the run's lock for this process, or raise RunBusy naming the process that has it.
+
+    A stop file left by an earlier session (its process died before reading it) is removed, so
+    it does not stop the run that starts now."""
+    run_dir = Path(run_dir)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode("utf-8", "replace").split()
+        os.close(fd)
+        pid = int(holder[0]) if holder and holder[0].isdigit() else None
+        raise RunBusy(run_dir, pid, holder[1] if len(holder) > 1 else "") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    beat(run_dir)
+    return RunLock(fd)
+
+
+def beat(run_dir: str | Path) -> None:
+    """Say "still here"; a full disk or a vanished folder must not end the run over it."""
+    try:
+        (Path(run_dir) / HEARTBEAT_FILE).touch()
+    except OSError:
+        pass
+
+
+def heartbeat_age(run_dir: str | Path) -> float | None:
+    """Seconds since the trainer last touched the heartbeat; None when the run has none (older runs)."""
+    try:
+        return max(0.0, time.time() - (Path(run_dir) / HEARTBEAT_FILE).stat().st_mtime)
+    except OSError:
+        return None
+
+
+def writer_alive(run_dir: str | Path, pid: int | None, host: str) -> bool:
+    """Whether the process run.json names is still training: a stale heartbeat says no anywhere;
+    on this machine the pid must exist too. Another machine's run with a fresh heartbeat is live."""
+    age = heartbeat_age(run_dir)
+    if age is not None and age > STALE_S:
+        return False
+    if pid is None or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def request_stop(run_dir: str | Path) -> Path:
+    """Ask the run's trainer to stop at the end of its step, with a checkpoint."""
+    path = Path(run_dir) / STOP_FILE
+    path.write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
+    return path
+
+
+def stop_requested(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+class Watcher:
+    """The trainer's side while a run is live: a thread that beats the heartbeat and sets `stop`
+    when a stop file appears (the training loop already checks `stop` at every step)."""
+
+    def __init__(self, run_dir: str | Path, stop: threading.Event):
+        self.run_dir = Path(run_dir)
+        self.stop = stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ftui-run-watcher", daemon=True)
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        (self.run_dir / STOP_FILE).unlink(missing_ok=True)
+
+    def _watch(self) -> None:
+        last_beat = 0.0
+        while not self._done.is_set():
+            if stop_requested(self.run_dir):
+                self.stop.set()
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_S:
+                beat(self.run_dir)
+                last_beat = now
+            self._done.wait(WATCH_S)
+
+
+@dataclass(frozen=True)
+class GpuHolder:
+    """A live run of this machine that NVML sees on a GPU, with the memory it holds there."""
+
+    run: RunInfo
+    gpu_index: int
+    gpu_name: str
+    used_gib: float | None
+
+    def describe(self) -> str:
+        held = f"holds {self.used_gib:.1f} GiB" if self.used_gib is not None else "is running (NVML does not say how much memory it holds)"
+        return f"run {self.run.name} (pid {self.run.pid}) {held} on GPU {self.gpu_index} ({self.gpu_name})"
+
+
+def gpu_holders(runs: list[RunInfo], report: HardwareReport) -> list[GpuHolder]:
+    """The live runs among `runs` whose training process NVML lists on a GPU."""
+    here = socket.gethostname()
+    live = {r.pid: r for r in runs if r.status == "running" and r.pid is not None and r.host == here}
+    return [GpuHolder(live[p.pid], gpu.index, gpu.name, p.used_gib)
+            for gpu in report.gpus for p in gpu.processes if p.pid in live]
