@@ -75,7 +75,7 @@ class CheckpointSaved:
 class Diagnosis:
     step: int
     kind: str
-    """"overfitting", "underfitting" or "divergence"."""
+    """"overfitting", "underfitting" or "divergence"; "checkpoint" when resume skipped a damaged one."""
     message: str
     advice: str
 

@@ -4,17 +4,112 @@ A checkpoint holds the trainable weights, optimizer, scheduler, loss scaler and 
 plus the loop's own counters; the data order needs no saving because it is a function of
 (seed, epoch). Everything is written into a temporary folder that is renamed into place, so
 a crash mid-write leaves no folder named step-N.
+
+A folder named step-N can still be damaged later (a disk that filled or failed, a file cut by
+hand), so resume checks each candidate's files first, newest first, and uses the newest whose
+every file reads; the ones passed over are reported with why.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_dir
-from engine.runs import RunDir, tokenizer_dir, weights_dir, write_config
+from engine.config import ConfigError
+from engine.errors import ActionableError
+from engine.runs import RunDir, complete_checkpoints, read_config, tokenizer_dir, weights_dir, write_config
 from engine.train.methods import trainable_named
+
+TENSOR_FILES = ("optimizer.pt", "scheduler.pt", "rng.pt")
+"""Written by torch.save; scaler.pt joins them when the run used a loss scaler."""
+REQUIRED_FILES = ("state.json", "config.toml", "trainable.safetensors", *TENSOR_FILES)
+
+
+class CheckpointError(ActionableError):
+    """A checkpoint that passed the file check but does not load into this run's model."""
+
+
+@dataclass(frozen=True)
+class CheckpointChoice:
+    path: Path | None
+    """The checkpoint to resume from; None when none loads."""
+    skipped: tuple[tuple[Path, str], ...] = ()
+    """Newer checkpoints passed over, each with why it cannot be loaded."""
+
+    def refusal(self, resume: str | Path) -> tuple[str, str]:
+        """Reason and advice when there is nothing to resume from."""
+        if not self.skipped:
+            return (f"no complete checkpoint in {resume}",
+                    "pass a run directory with checkpoints/step-N or a checkpoint folder itself")
+        if len(self.skipped) == 1 and self.skipped[0][0] == Path(resume):
+            return (f"{resume} cannot be loaded: {self.skipped[0][1]}",
+                    f"resume from the run directory {Path(resume).parent.parent} instead, which falls back to "
+                    "the newest checkpoint that loads")
+        named = "\n".join(f"  {path.name}: {why}" for path, why in self.skipped)
+        return (f"no checkpoint in {resume} can be loaded:\n{named}",
+                "start the run again; these files were damaged after they were written (a full or failing disk?)")
+
+
+def choose_checkpoint(path: Path) -> CheckpointChoice:
+    """`path` itself when it is a checkpoint folder, else the newest checkpoint of the run directory
+    `path` whose files all read; newer ones that do not are skipped, with why."""
+    path = Path(path)
+    if (path / "state.json").exists():
+        problem = checkpoint_problem(path)
+        return CheckpointChoice(None, ((path, problem),)) if problem else CheckpointChoice(path)
+    skipped: list[tuple[Path, str]] = []
+    for candidate in reversed(complete_checkpoints(path)):
+        problem = checkpoint_problem(candidate)
+        if not problem:
+            return CheckpointChoice(candidate, tuple(skipped))
+        skipped.append((candidate, problem))
+    return CheckpointChoice(None, tuple(skipped))
+
+
+def checkpoint_problem(path: Path) -> str:
+    """Why the checkpoint at `path` cannot be resumed from, or "" when every file reads.
+
+    Cheap enough to run on every candidate before a model is built: safetensors reads only its
+    header (which it checks against the file's length) and torch.load maps the tensors instead
+    of reading them.
+    """
+    import torch
+    from safetensors import safe_open
+
+    optional = ("scaler.pt",) if (path / "scaler.pt").exists() else ()
+    for name in (*REQUIRED_FILES, *optional):
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size == 0:
+            return f"{name} is empty"
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return f"state.json is not valid JSON ({exc})"
+    if not isinstance(state, dict) or type(state.get("step")) is not int:
+        return "state.json holds no step number"
+    try:
+        read_config(path)
+    except ConfigError as exc:
+        return f"config.toml does not read ({exc.problems[0].message if exc.problems else exc})"
+    try:
+        with safe_open(str(path / "trainable.safetensors"), framework="pt") as f:
+            f.keys()
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError mean the same here
+        return f"trainable.safetensors is cut short or damaged ({exc})"
+    loaded: dict[str, Any] = {}
+    for name in (*TENSOR_FILES, *optional):
+        try:
+            loaded[name] = torch.load(path / name, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, OSError, EOFError, UnpicklingError...
+            return f"{name} is cut short or damaged ({type(exc).__name__}: {exc})"
+    if not isinstance(loaded["rng.pt"], dict) or "cpu" not in loaded["rng.pt"]:
+        return "rng.pt holds no random state"
+    return ""
 
 
 def save_checkpoint(run: RunDir, step: int, model: Any, optimizer: Any, scheduler: Any,
@@ -50,10 +145,10 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scal
     missing = set(params) - set(weights)
     unexpected = set(weights) - set(params)
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} does not match this model and method "
-            f"({len(missing)} trainable tensors missing, {len(unexpected)} unexpected)"
-        )
+            f"({len(missing)} trainable tensors missing, {len(unexpected)} unexpected)",
+            "resume with the model and method the run was trained with (its config.toml)")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(weights[name].to(p.device, p.dtype))
@@ -69,10 +164,14 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scal
 
 
 def save_weights(run: RunDir, model: Any, method: str) -> Path:
-    """The adapter in standard PEFT format (adapter/), or the whole model for full fine-tuning (model/)."""
+    """The adapter in standard PEFT format (adapter/), or the whole model for full fine-tuning (model/),
+    with the tokenizer and a model card, its base named as a hub id (engine/export/artefacts.py)."""
+    from engine.export.artefacts import finish_weights
+
     path = weights_dir(run.path, method)
     with atomic_dir(path) as tmp:
         model.save_pretrained(str(tmp))
+        finish_weights(tmp, run)
     return path
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from engine.config import ConfigError, RunConfig
 from engine.events import Progress, TrainFailed
 from engine.runs import read_config
-from engine.train.loop import Failure, Loaded, RunResult, find_checkpoint, run_loaded
+from engine.train.checkpoint import choose_checkpoint
+from engine.train.loop import Failure, Loaded, RunResult, run_loaded
 from engine.train.methods import Precision, choose_precision
 from engine.train.preflight import PreflightError, check_fits, check_free_space, free_gpu_gib, planned_trainable
 
@@ -44,11 +45,11 @@ def train(config: RunConfig, on_event: Callable[[Any], None], stop: threading.Ev
 
 
 def saved_config(resume: Path) -> RunConfig:
-    checkpoint = find_checkpoint(resume)
-    if checkpoint is None:
-        raise Failure(f"no complete checkpoint in {resume}",
-                      "pass a run directory that has checkpoints/step-N, or a checkpoint folder")
-    return read_config(checkpoint)
+    """The config of the checkpoint resume will use: the newest one that loads."""
+    choice = choose_checkpoint(resume)
+    if choice.path is None:
+        raise Failure(*choice.refusal(resume))
+    return read_config(choice.path)
 
 
 def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, Precision]:

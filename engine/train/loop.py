@@ -30,6 +30,7 @@ from engine.disk_full import is_disk_full
 from engine.errors import ActionableError
 from engine.events import (
     CheckpointSaved,
+    Diagnosis,
     EvalLogged,
     Progress,
     StepLogged,
@@ -39,7 +40,14 @@ from engine.events import (
 )
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
-from engine.train.checkpoint import save_checkpoint, save_tokenizer, save_weights
+from engine.train.checkpoint import (
+    CheckpointChoice,
+    CheckpointError,
+    choose_checkpoint,
+    save_checkpoint,
+    save_tokenizer,
+    save_weights,
+)
 from engine.train.methods import Precision, choose_precision
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
@@ -91,16 +99,16 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
     precision = precision or choose_precision(config.method)
     checkpoint = None
     if resume:
-        checkpoint = find_checkpoint(Path(resume))
+        choice = choose_checkpoint(Path(resume))
+        checkpoint = choice.path
         if checkpoint is None:
-            return _fail_early(on_event, Failure(
-                f"no complete checkpoint in {resume}",
-                "pass a run directory with checkpoints/step-N or a checkpoint folder itself"))
+            return _fail_early(on_event, Failure(*choice.refusal(resume)))
         try:
             run = RunDir.reopen(checkpoint.parent.parent, config)
         except RunBusy as busy:  # before truncate_metrics: the other writer's lines stay
             return _fail_early(on_event, Failure(busy.reason, busy.advice))
         run.truncate_metrics(int(checkpoint.name.split("-")[1]))
+        _report_skipped(run, on_event, choice)
     else:
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
     with run.live(stop):
@@ -137,7 +145,7 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
             result = _failed(run, emit, _oom_failure(attempt, loaded.spec, oom))
         except Failure as failure:
             result = _failed(run, emit, failure)
-        except PreflightError as failure:
+        except (PreflightError, CheckpointError) as failure:
             result = _failed(run, emit, Failure(failure.reason, failure.advice))
         except Exception as exc:  # noqa: BLE001 - the worker thread must report, not die
             if is_disk_full(exc):
@@ -147,14 +155,6 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
                 f"unexpected error: {type(exc).__name__}: {exc}",
                 f"the traceback is in {run.path / 'error.log'}; please report it"))
         return result
-
-
-def find_checkpoint(path: Path) -> Path | None:
-    """A checkpoint folder itself, or the newest complete one of a run directory."""
-    if (path / "state.json").exists() and (path / "trainable.safetensors").exists():
-        return path
-    found = complete_checkpoints(path)
-    return found[-1] if found else None
 
 
 def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], None], stop: threading.Event,
@@ -334,3 +334,16 @@ def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure) -> RunRe
 def _fail_early(on_event: Callable[[Any], None], failure: Failure) -> RunResult:
     on_event(TrainFailed(failure.reason, failure.advice, failure.step))
     return RunResult("failed", None, 0, None, None, None, failure.reason, failure.advice)
+
+
+def _report_skipped(run: RunDir, on_event: Callable[[Any], None], choice: CheckpointChoice) -> None:
+    """Name each damaged newer checkpoint resume passed over, in the run's log and to the watcher."""
+    if choice.path is None:
+        return
+    step = int(choice.path.name.split("-")[1])
+    for skipped, why in choice.skipped:
+        notice = Diagnosis(step, "checkpoint", f"skipped checkpoints/{skipped.name}: {why}; resuming from step {step}",
+                           f"the steps after {step} are trained again; {skipped.name} is replaced when the run "
+                           "saves that step")
+        run.append_event(notice)
+        on_event(notice)
