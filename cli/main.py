@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "cli.commands.data",
     "cli.commands.train",
     "cli.commands.runs",
+    "cli.commands.attach",
+    "cli.commands.stop",
     "cli.commands.export",
     "cli.commands.chat",
     "cli.commands.eval",

@@ -1,4 +1,5 @@
-"""`ftui runs`: the runs under the output folder with status, steps, best loss and artefacts."""
+"""`ftui runs`: the runs under the output folder with status, steps, best loss and artefacts;
+a run training now shows the pid of its process."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         print(f"No runs in {args.dir}/ yet. Start one with: ftui train --preset demo")
         return 0
-    rows = [("RUN", "STATUS", "STEPS", "BEST VAL", "METHOD", "MODEL", "ARTIFACTS")]
+    rows = [("RUN", "STATUS", "PID", "STEPS", "BEST VAL", "METHOD", "MODEL", "ARTIFACTS")]
     for r in runs:
         best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"
-        rows.append((r.path, r.status, f"{r.step}/{r.total_steps}", best, r.method, r.model,
+        pid = str(r.pid) if r.status == "running" and r.pid is not None else "-"
+        rows.append((r.path, r.status, pid, f"{r.step}/{r.total_steps}", best, r.method, r.model,
                      ",".join(r.artifacts) or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

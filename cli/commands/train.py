@@ -1,13 +1,19 @@
 """`ftui train`: a run on the terminal, from the same events the TUI shows.
 
-Training runs in a worker thread as in the TUI; this thread prints. The first Ctrl-C asks the
-run to stop (it finishes the step and writes a checkpoint) and the exit status is then 130, so
-`ftui train && ftui export` does not export a run the user interrupted; a second Ctrl-C aborts.
+Training runs in a worker thread as in the TUI; this thread prints. The first Ctrl-C, a hangup
+(SIGHUP: the terminal went away) or SIGTERM asks the run to stop (it finishes the step and writes
+a checkpoint) and the exit status is then 128 + the signal (130, 129, 143), so
+`ftui train && ftui export` does not export a run that was interrupted; a second Ctrl-C aborts.
+Once the terminal is gone, output goes nowhere and the run still stops at its checkpoint.
+
+`--detach` hands the run to a process of its own (engine.train.detached) that a closed terminal
+does not stop; `ftui attach` and `ftui stop` reach it later.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import shutil
@@ -32,15 +38,15 @@ from engine.events import (
 )
 
 BAR_WIDTH = 24
-STOPPING = object()
-"""Queued by the Ctrl-C handler so the message is printed by the main loop, not inside the handler."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="fine-tune from a preset or config file, headless",
-        description="Train on the terminal. Ctrl-C stops after the current step with a checkpoint; "
-                    "press it again to abort.",
+        description="Train on the terminal. Ctrl-C, a hangup or SIGTERM stops after the current step "
+                    "with a checkpoint (press Ctrl-C again to abort). --detach trains in the background "
+                    "instead: the run outlives this terminal; ftui attach follows it, ftui stop stops it.",
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", help="start from this preset (see `ftui presets`)")
@@ -48,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set learning_rate=1e-4 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (or a given one)")
+    p.add_argument("--detach", action="store_true",
+                   help="train in a background process that outlives this terminal; returns once training starts")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="start even when a live ftui run holds memory on the GPU, without asking")
     p.set_defaults(func=run)
 
 
@@ -72,52 +82,140 @@ def run(args: argparse.Namespace) -> int:
         config = build_config(args)
     except ConfigError as exc:
         return fail(str(exc))
+    from engine.runs import RunBusy, refuse_if_live, run_dir_of
+
+    if args.resume:
+        try:
+            refuse_if_live(args.resume)
+        except RunBusy as busy:
+            return fail(f"{busy.reason}\n  {busy.advice}", 1)
+    output_dir = run_dir_of(args.resume).resolve().parent if args.resume else Path(config.output_dir if config else "runs")
+    if not _gpu_free_or_confirmed(output_dir, args.yes):
+        return 1
+    if args.detach:
+        return _detach(config, args.resume)
+    return _foreground(config, args.resume)
+
+
+def _foreground(config: RunConfig | None, resume: str | None) -> int:
     from engine.train import train
 
     events: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     outcome: list[Any] = []
+    signals: list[int] = []
+    """The stop signals received, in order: the first sets the exit status."""
 
     def work() -> None:
         try:
-            outcome.append(train(config or RunConfig(), events.put, stop, resume=args.resume))
+            outcome.append(train(config or RunConfig(), events.put, stop, resume=resume))
         finally:
             events.put(None)
 
     worker = threading.Thread(target=work, name="ftui-train", daemon=True)
     view = ProgressView(sys.stdout)
 
-    def on_interrupt(signum: int, frame: object) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         # Only unbuffered writes here: the main thread may be inside print() when the signal lands.
-        if stop.is_set():
-            os.write(2, b"\nAborted: the run directory keeps its last complete checkpoint.\n")
+        if signum == signal.SIGINT and signal.SIGINT in signals:
+            with contextlib.suppress(OSError):
+                os.write(2, b"\nAborted: the run directory keeps its last complete checkpoint.\n")
             # The worker is inside torch; leaving without unwinding it is what "abort" means.
             os._exit(130)
-        stop.set()
-        events.put(STOPPING)
+        signals.append(signum)
+        if not stop.is_set():
+            stop.set()
+            events.put(signal.Signals(signum))
 
-    previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS} if _main_thread() else {}
     try:
         worker.start()
         while (event := events.get()) is not None:
-            if event is STOPPING:
-                view.line("Stopping after this step and saving a checkpoint (Ctrl-C again to abort)...")
-            else:
-                view.show(event)
+            try:
+                if isinstance(event, signal.Signals):
+                    again = " (Ctrl-C again to abort)" if event == signal.SIGINT else ""
+                    view.line(f"{_signal_words(event)}: stopping after this step and saving a checkpoint{again}...")
+                else:
+                    view.show(event)
+            except OSError:
+                view.silence()  # the terminal went away (EIO, EPIPE): the run goes on to its checkpoint
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     result = outcome[0] if outcome else None
     if result is None or not result.ok:
         return 1
-    return 130 if stop.is_set() else 0
+    return 128 + signals[0] if signals else 0
+
+
+def _signal_words(sig: signal.Signals) -> str:
+    return {signal.SIGINT: "Interrupted", signal.SIGHUP: "Hangup (SIGHUP)",
+            signal.SIGTERM: "Terminated (SIGTERM)"}.get(sig, sig.name)
+
+
+def _detach(config: RunConfig | None, resume: str | None) -> int:
+    """Start the run in its own process, show it until training begins, then leave it going."""
+    from engine.train.detached import follow_launch, launch
+
+    started = launch(config, resume)
+    view = ProgressView(sys.stdout)
+    view.line(f"Started in the background as pid {started.pid}; loading (Ctrl-C here leaves it loading)...")
+    leave = threading.Event()
+    seen: list[Any] = []
+
+    def on_event(event: Any) -> None:
+        view.show(event)
+        seen.append(event)
+        if isinstance(event, TrainStarted):
+            leave.set()
+
+    try:
+        result = follow_launch(started, on_event, threading.Event(), leave)
+    except KeyboardInterrupt:
+        view.line(f"\nLeft pid {started.pid} loading in the background: `ftui runs` lists the run once it trains.")
+        return 0
+    if result is not None:
+        return 0 if result.ok else 1
+    run_dir = next(e.run_dir for e in seen if isinstance(e, TrainStarted))
+    view.line(f"Training in the background as pid {started.pid}; closing this terminal does not stop it.\n"
+              f"  follow: ftui attach {run_dir}\n  stop:   ftui stop {run_dir}\n"
+              f"  output: {Path(run_dir) / 'output.log'}")
+    return 0
+
+
+def _gpu_free_or_confirmed(output_dir: Path, yes: bool) -> bool:
+    """Before a second run on a GPU a live ftui run uses: say how much it holds, and ask."""
+    from engine.runs import gpu_holders, list_runs
+
+    live = [r for r in list_runs(output_dir) if r.status == "running"]
+    if not live:
+        return True
+    from engine.hardware import probe
+
+    holders = gpu_holders(live, probe())
+    if not holders:
+        return True
+    said = "\n  ".join(h.describe() for h in holders)
+    print(f"A live ftui run uses the GPU:\n  {said}\nA second run shares its memory; either may run out.",
+          file=sys.stderr)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print("ftui: not starting a second run on it without --yes (no terminal to ask on)", file=sys.stderr)
+        return False
+    try:
+        answer = input("Start another run anyway? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
 
 
 class ProgressView:
     """A redrawn progress line on a terminal; one line per step when piped to a file."""
 
-    def __init__(self, out: TextIO):
+    def __init__(self, out: TextIO, err: TextIO | None = None):
         self.out = out
+        self.err = err or sys.stderr
         self.tty = out.isatty()
         self.bar_open = False
         self.last_progress = 0.0
@@ -126,7 +224,17 @@ class ProgressView:
         if self.bar_open:
             self.out.write("\n")
             self.bar_open = False
-        print(text, file=sys.stderr if err else self.out, flush=True)
+        print(text, file=self.err if err else self.out, flush=True)
+
+    def silence(self) -> None:
+        """The terminal is gone: write nowhere from now on, the interpreter's last flush included
+        (a failed flush at exit would turn the exit status into 120)."""
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        self.out = self.err = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        self.tty = self.bar_open = False
 
     def bar(self, text: str) -> None:
         if not self.tty:

@@ -119,7 +119,16 @@ def writer_alive(run_dir: str | Path, pid: int | None, host: str) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped by its parent (Linux; elsewhere, no)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:][:1] == "Z"
 
 
 def request_stop(run_dir: str | Path) -> Path:
