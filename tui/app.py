@@ -1,6 +1,9 @@
 """The ftui Textual app: holds what the screens share (the config being edited, the hardware,
-the training run) and owns the training worker, so a run survives leaving its screen and a
-dropped SSH connection ends it with a checkpoint instead of losing it."""
+the training run) and owns the worker that follows the run.
+
+A run trains in a process of its own (engine.train.detached), so it outlives this app: closing
+ftui, a dropped SSH connection (SIGHUP) or a dead terminal leaves it training, and the next
+`ftui` opens its training screen again. Export and chat work in this process and end with it."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import gc
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -19,13 +23,11 @@ from engine.config import ConfigError, RunConfig
 from engine.events import TrainStarted
 from tui.backend import Backend
 from tui.commands import ScreenCommands
-from tui.messages import EngineEventReceived, WorkFailed
+from tui.messages import EngineEventReceived, RunHistoryRead, WorkFailed
 from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import TrainingLog
 
 DEFAULT_PRESET = "demo"
-STOP_WAIT_S = 600.0
-"""How long the process waits for the stop checkpoint after the terminal went away."""
 
 
 def _freeze_heap(collect: bool = False) -> None:
@@ -50,11 +52,6 @@ def _collect_run_garbage() -> None:
     gc.freeze()
 
 
-def over_ssh_without_multiplexer(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
-    """A run started here dies with the connection, unless it runs inside tmux or screen."""
-    return bool(environ.get("SSH_CONNECTION")) and not environ.get("TMUX") and not environ.get("STY")
-
-
 class FtuiApp(App[int]):
     TITLE = "ftui"
     SUB_TITLE = "fine-tune on this machine"
@@ -76,6 +73,8 @@ class FtuiApp(App[int]):
         self.train_done = threading.Event()
         self.train_done.set()
         self.exit_when_stopped = False
+        self.attached = False
+        """The run shown was found training when ftui started (or opened from the runs screen)."""
         self.export_run_dir: str | None = None
         """The run the export and chat screens work on (the last trained or the one chosen in runs)."""
         self.chat_gguf: str | None = None
@@ -107,14 +106,15 @@ class FtuiApp(App[int]):
             self.notify(self._startup_problem, severity="error", timeout=10)
         self._install_signal_handlers()
         self.call_after_refresh(_freeze_heap, collect=True)
+        self._find_live_run()
 
     def _install_signal_handlers(self) -> None:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGHUP, signal.SIGTERM):
+        for sig, handler in ((signal.SIGHUP, self.hang_up), (signal.SIGTERM, self.terminate)):
             try:
-                loop.add_signal_handler(sig, self.hang_up)
+                loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
 
@@ -132,7 +132,11 @@ class FtuiApp(App[int]):
                 pass
 
     def hang_up(self) -> None:
-        """SIGHUP/SIGTERM: stop the run at a checkpoint, then exit; without a run, exit now."""
+        """SIGHUP, the terminal is gone: exit; a run trains on in its own process."""
+        self.exit(0)
+
+    def terminate(self) -> None:
+        """SIGTERM: stop the run at a checkpoint, then exit; without a run, exit now."""
         if self.training.active:
             self.exit_when_stopped = True
             self.stop_training()
@@ -169,30 +173,97 @@ class FtuiApp(App[int]):
     # Training ---------------------------------------------------------------------------
 
     def start_training(self, config: RunConfig, resume: str | None = None) -> None:
+        """Start a run; on a GPU that a live ftui run already uses, ask first."""
         if self.training.active:
             self.notify("A run is already in progress.", severity="warning")
             return
+        if self.hardware is not None and self.hardware.gpus:
+            self._check_gpu_then_train(config, resume)
+        else:
+            self._begin_training(config, resume)
+
+    @work(thread=True, exclusive=True, group="gpu-check", exit_on_error=False)
+    def _check_gpu_then_train(self, config: RunConfig, resume: str | None) -> None:
+        output_dir = str(Path(resume).parent) if resume else config.output_dir
+        try:
+            holders = self.backend.gpu_holders(output_dir)
+        except Exception:  # noqa: BLE001 - a failed NVML query must not keep the run from starting
+            holders = []
+        self.call_from_thread(self._ask_then_train, config, resume, holders)
+
+    def _ask_then_train(self, config: RunConfig, resume: str | None, holders: list[Any]) -> None:
+        if not holders:
+            self._begin_training(config, resume)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._begin_training(config, resume)
+
+        held = "; ".join(h.describe() for h in holders)
+        self.push_screen(ConfirmScreen(f"A live ftui run uses the GPU: {held}. A second run shares its memory "
+                                       "and either may run out. Start it anyway?"), answered)
+
+    def _begin_training(self, config: RunConfig, resume: str | None) -> None:
+        if self.training.active:
+            return
         self.config = config
-        self.training = TrainingLog(status="preparing", run_dir=resume)
+        if resume:
+            # The curve so far: the new session's TrainStarted drops what came after its checkpoint.
+            self.training = TrainingLog.replay(self.backend.run_events(resume), "preparing", resume)
+            self.training.status = "preparing"
+        else:
+            self.training = TrainingLog(status="preparing")
+        self._follow_run(lambda leave: self.backend.train(
+            config, lambda e: self.post_message(EngineEventReceived(e, "train")), self.train_stop,
+            resume=resume, leave=leave), attached=False)
+
+    def attach_run(self, run_dir: str) -> None:
+        """Show a run that trains in another process (found at start, or opened from the runs
+        screen): its curve so far, then live; x stops it through its run directory."""
+        if self.training.active:
+            return
+        self.training = TrainingLog(status="running", run_dir=run_dir)
+        self._follow_run(lambda leave: self.backend.attach(
+            run_dir, lambda e: self.post_message(EngineEventReceived(e, "train")), self.train_stop, leave=leave,
+            on_backlog=lambda events: self.post_message(RunHistoryRead(events, run_dir))), attached=True)
+
+    def _follow_run(self, follow: Any, attached: bool) -> None:
         self.train_stop = threading.Event()
         self.train_done = threading.Event()
         self.exit_when_stopped = False
+        self.attached = attached
         self.get_screen("training").reset()
         self.goto("training")
-        self._train(config, resume)
+        self._train(follow)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def _train(self, config: RunConfig, resume: str | None) -> None:
+    def _train(self, follow: Any) -> None:
         worker = get_current_worker()
         try:
-            self.backend.train(config, lambda e: self.post_message(EngineEventReceived(e, "train")),
-                               self.train_stop, resume=resume)
+            # Cancelled when the app exits: the follower leaves and the run goes on.
+            follow(worker.cancelled_event)
         except Exception as exc:  # the engine reports failures as events; this is the last resort
             if not worker.is_cancelled:
                 self.post_message(WorkFailed("train", f"{type(exc).__name__}: {exc}"))
         finally:
             _collect_run_garbage()
             self.train_done.set()
+
+    @work(thread=True, exclusive=True, group="find-live", exit_on_error=False)
+    def _find_live_run(self) -> None:
+        """At start: a run that trains now (started from an earlier ftui, or headless) is shown."""
+        try:
+            live = [r for r in self.backend.list_runs(self.config.output_dir) if r.status == "running"]
+        except Exception:  # noqa: BLE001 - an unreadable runs folder must not stop the app starting
+            return
+        if live:
+            self.call_from_thread(self._show_live_run, live[0].path)
+
+    def _show_live_run(self, run_dir: str) -> None:
+        if not self.training.active:
+            self.attach_run(run_dir)
+            self.notify(f"Training in the background: {run_dir}. x stops it; leaving ftui does not.")
 
     def stop_training(self) -> None:
         if self.training.active:
@@ -214,6 +285,12 @@ class FtuiApp(App[int]):
             if self.exit_when_stopped:
                 self.exit(0)
 
+    def on_run_history_read(self, message: RunHistoryRead) -> None:
+        self.training = TrainingLog.replay(message.events, "running", message.run_dir)
+        self.get_screen("training").reset()
+        if not self.training.active:  # it had ended (or its process died) before ftui looked
+            self.export_run_dir = message.run_dir
+
     def on_work_failed(self, message: WorkFailed) -> None:
         if message.origin != "train":
             return
@@ -224,17 +301,16 @@ class FtuiApp(App[int]):
             "train"))
 
     async def action_quit(self) -> None:
-        if not self.training.active:
+        if not self.training.active or self.training.status == "stopping":
             self.exit(0)
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.exit_when_stopped = True
-                self.stop_training()
-                self.notify("Stopping the run: ftui exits once the checkpoint is written.")
+                self.exit(0)
 
-        self.push_screen(ConfirmScreen("A run is in progress. Stop it (a checkpoint is saved) and quit?"), answered)
+        self.push_screen(ConfirmScreen("Quit ftui? The run keeps training in the background and ftui shows it "
+                                       "again when started; x on the training screen stops it."), answered)
 
     # Shared figures ---------------------------------------------------------------------
 
@@ -257,13 +333,4 @@ class FtuiApp(App[int]):
 
 
 def run_app(preset: str | None = None) -> int:
-    app = FtuiApp(preset=preset)
-    try:
-        code = app.run()
-    finally:
-        # The terminal can vanish mid-run (SSH dropped): never let the process end before the
-        # engine has written the stop checkpoint.
-        if not app.train_done.is_set():
-            app.train_stop.set()
-            app.train_done.wait(STOP_WAIT_S)
-    return int(code or 0)
+    return int(FtuiApp(preset=preset).run() or 0)

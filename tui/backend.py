@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from engine.export import ExportResult
     from engine.hardware import HardwareReport
     from engine.recommend import Recommendation
-    from engine.runs import RunInfo
+    from engine.runs import GpuHolder, RunInfo
     from engine.train import RunResult
 
 EventSink = Callable[[Any], None]
@@ -48,7 +48,11 @@ class EngineBackend(Protocol):
     def save_preset(self, config: RunConfig, name: str, description: str) -> Path: ...
     def check_dataset(self, config: RunConfig, on_event: EventSink = ignore) -> DataReport: ...
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
-              resume: str | None = None) -> RunResult: ...
+              resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None: ...
+    def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
+               leave: threading.Event | None = None,
+               on_backlog: Callable[[list[Any]], None] | None = None) -> RunResult | None: ...
+    def gpu_holders(self, output_dir: str) -> list[GpuHolder]: ...
     def export(self, run_dir: str, quants: tuple[str, ...], on_event: EventSink,
                stop: threading.Event) -> ExportResult: ...
     def open_chat(self, gguf_path: str, system_prompt: str = "") -> ChatLike: ...
@@ -106,10 +110,40 @@ class Backend:
                      mapping=DataMapping.from_config(config), split=config.dataset_split)
 
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
-              resume: str | None = None) -> RunResult:
-        from engine.train import train
+              resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None:
+        """The run in a process of its own, which closing ftui or losing the terminal does not
+        stop, followed until it ends (its RunResult) or until `leave` is set (None)."""
+        from engine.events import TrainFailed
+        from engine.train import RunResult
+        from engine.train.detached import follow_launch, launch
 
-        return train(config, on_event, stop, resume=resume)
+        try:
+            started = launch(config, resume)
+        except OSError as exc:
+            reason = f"could not start the training process: {exc.strerror or exc}"
+            on_event(TrainFailed(reason, "check that output_dir is a folder you can write to"))
+            return RunResult("failed", None, 0, None, None, None, reason)
+        return follow_launch(started, on_event, stop, leave)
+
+    def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
+               leave: threading.Event | None = None,
+               on_backlog: Callable[[list[Any]], None] | None = None) -> RunResult | None:
+        """A run another process trains: its events so far (to `on_backlog` in one list), then
+        each new one, live, until it ends or `leave` is set."""
+        from engine.train.detached import attach
+
+        return attach(run_dir, on_event, stop, leave, on_backlog=on_backlog)
+
+    def gpu_holders(self, output_dir: str) -> list[GpuHolder]:
+        """The live runs in output_dir that hold memory on a GPU, as NVML sees them."""
+        from engine.runs import gpu_holders, list_runs
+
+        live = [r for r in list_runs(output_dir) if r.status == "running"]
+        if not live:
+            return []
+        from engine.hardware import probe
+
+        return gpu_holders(live, probe())
 
     def export(self, run_dir: str, quants: tuple[str, ...], on_event: EventSink,
                stop: threading.Event) -> ExportResult:

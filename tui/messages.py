@@ -22,6 +22,15 @@ class EngineEventReceived(Message):
         super().__init__()
 
 
+class RunHistoryRead(Message):
+    """Everything a run followed from its directory had logged when following began."""
+
+    def __init__(self, events: list[Any], run_dir: str) -> None:
+        self.events = events
+        self.run_dir = run_dir
+        super().__init__()
+
+
 class WorkFailed(Message):
     """Work in a thread raised instead of reporting a failure event."""
 

@@ -61,6 +61,10 @@ class TrainingLog:
             self.status = "running" if self.status != "stopping" else "stopping"
             self.started = event
             self.run_dir = event.run_dir
+            self.finished = self.failed = None
+            # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
+            self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
+            self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
             resumed = f", resumed at step {event.start_step}" if event.start_step else ""
             return (f"started {event.run_dir} on {event.device}: {event.total_steps} steps, "
                     f"{event.train_examples} train / {event.val_examples} val examples, "

@@ -201,3 +201,22 @@ def test_a_stop_file_stops_a_real_run_with_a_checkpoint(tmp_path, model_folder):
     assert result.status == "failed" and f"process {os.getpid()}" in result.reason
     assert isinstance(events[-1], TrainFailed) and not any(isinstance(e, StepLogged) for e in events)
     assert (Path(run_dirs[0]) / "metrics.jsonl").read_text() == metrics
+
+
+def test_ftui_train_on_a_gpu_a_live_run_holds_says_how_much_and_does_not_start_unasked(
+        tmp_path, monkeypatch, capsys):
+    import engine.hardware
+    from cli.main import main
+
+    a_run(tmp_path / "runs" / "live")
+    nvml = FakeNvml([FakeCard("NVIDIA GeForce RTX 4090", 24.0, used_gib=9.0,
+                              processes=[(os.getpid(), "python", 7.8)])])
+    real_probe = engine.hardware.probe
+    monkeypatch.setattr(engine.hardware, "probe", lambda: real_probe(nvml))
+    config = tmp_path / "run.toml"
+    config.write_text(tiny_config(tmp_path).to_toml())
+
+    assert main(["train", "--config", str(config)]) == 1  # stdin is not a terminal: no one to ask
+    err = capsys.readouterr().err
+    assert "holds 7.8 GiB on GPU 0 (NVIDIA GeForce RTX 4090)" in err and "--yes" in err
+    assert list((tmp_path / "runs").iterdir()) == [tmp_path / "runs" / "live"]

@@ -39,7 +39,7 @@ from engine.export import ExportResult
 from engine.hardware import GpuInfo, GpuProcess, HardwareReport, _cpu_report
 from engine.presets import Preset, list_presets, save_preset
 from engine.recommend import Recommendation
-from engine.runs import RunInfo
+from engine.runs import GpuHolder, RunInfo
 from engine.train import RunResult
 from tui.backend import EngineBackend
 
@@ -80,6 +80,8 @@ class FakeBackend:
     hold_at: int | None = None
     """Wait at this step until stop is set (for deterministic stop tests)."""
     calls: list[tuple] = field(default_factory=list)
+    holders: list[GpuHolder] = field(default_factory=list)
+    """What gpu_holders answers: live runs on the GPU."""
     runs: dict[str, RunInfo] = field(default_factory=dict)
     events: dict[str, list] = field(default_factory=dict)
     chats: list[FakeChat] = field(default_factory=list)
@@ -140,7 +142,7 @@ class FakeBackend:
                           config.max_seq_len, sum(n > config.max_seq_len for n in lengths), 0, sample, 1)
 
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
-              resume: str | None = None) -> RunResult:
+              resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None:
         self.calls.append(("train", config.name, resume))
         run_dir = resume or str(self.runs_dir / f"2026-01-01-120{len(self.runs)}-{config.name}")
         log = self.events.setdefault(run_dir, [])
@@ -155,13 +157,43 @@ class FakeBackend:
                              "Fix the rows listed on the dataset screen or raise max_bad_share."))
             return RunResult("failed", None, 0, None, None, None, "bad dataset")
         start = self.runs[run_dir].step if resume and run_dir in self.runs else 0
+        emit(TrainStarted(run_dir, self.steps, config.epochs, 54, 6, 921_600, 135_436_608, "cpu", 0.12, start))
+        return self._steps(run_dir, config, start, emit, stop, leave)
+
+    def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
+               leave: threading.Event | None = None, on_backlog=None) -> RunResult | None:
+        """A run "trained by another process": what it logged so far, then the rest of its steps."""
+        self.calls.append(("attach", run_dir))
+        log = self.events.setdefault(run_dir, [])
+        if on_backlog is not None:
+            on_backlog(list(log))
+        else:
+            for event in list(log):
+                on_event(event)
+
+        def emit(event) -> None:
+            log.append(event)
+            on_event(event)
+
+        run = self.runs[run_dir]
+        if run.status != "running":
+            return None
+        return self._steps(run_dir, self._configs[run_dir], run.step, emit, stop, leave)
+
+    def gpu_holders(self, output_dir: str) -> list[GpuHolder]:
+        return list(self.holders)
+
+    def _steps(self, run_dir, config, start, emit, stop, leave) -> RunResult | None:
         total = self.steps
-        emit(TrainStarted(run_dir, total, config.epochs, 54, 6, 921_600, 135_436_608, "cpu", 0.12, start))
         self._record(run_dir, config, "running", start, total, None)
         best = None
         for step in range(start + 1, total + 1):
             if self.hold_at is not None and step == self.hold_at:
-                stop.wait(10)
+                for _ in range(100):
+                    if stop.wait(0.1) or (leave is not None and leave.is_set()):
+                        break
+            if leave is not None and leave.is_set():
+                return None  # the "process" trains on; this follower is gone
             if stop.is_set():
                 emit(CheckpointSaved(step - 1, f"{run_dir}/checkpoints/step-{step - 1}", "stop"))
                 emit(TrainFinished(run_dir, step - 1, 2.0, best, f"{run_dir}/adapter", True, "stopped on request"))
@@ -177,6 +209,7 @@ class FakeBackend:
             loss = 3.0 / (1 + 0.25 * step)
             emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
                             1500.0, step * 0.5, (total - step) * 0.5, 0.42))
+            self._record(run_dir, config, "running", step, total, best)
             if step % 4 == 0:
                 val = loss + 0.1
                 best = val if best is None else min(best, val)

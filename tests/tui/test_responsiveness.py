@@ -84,11 +84,11 @@ async def test_what_a_run_froze_is_collected_when_it_ends(tmp_path):
         pass
 
     class CyclicBackend(FakeBackend):
-        def train(self, config, on_event, stop, resume=None):
+        def train(self, config, on_event, stop, resume=None, leave=None):
             model = Model()
             model.self = model  # a cycle: only the garbage collector frees it
             refs.append(weakref.ref(model))
-            return super().train(config, on_event, stop, resume)
+            return super().train(config, on_event, stop, resume, leave)
 
     app = FtuiApp(backend=CyclicBackend(runs_dir=tmp_path, hold_at=3))
     async with app.run_test(size=SIZE) as pilot:

@@ -27,7 +27,8 @@ class ChatScreen(FtuiScreen):
     HELP = ("Type a message and press Enter; the reply streams in. The GGUF field takes any GGUF "
             "file (the last export is filled in). ctrl+b compares: the same prompt goes to the base "
             "model too and both answers show side by side. ctrl+r clears the conversation. "
-            "ctrl+g runs the held-out evaluation of the run and shows the table.")
+            "ctrl+g runs the held-out evaluation of the run and shows the table. Chat and evaluation run "
+            "inside this ftui and end with it (quitting, a lost connection); the conversation is not kept.")
     BINDINGS = [
         Binding("ctrl+b", "compare", "Compare", id="compare"),
         Binding("ctrl+r", "reset", "Reset", id="reset"),

@@ -62,7 +62,9 @@ class ExportScreen(FtuiScreen):
     HELP = ("Space toggles a GGUF type, x starts the export of the selected run: merge the adapter, "
             "convert to F16, quantize, then check each file against the merged model (same token "
             "ids, same next-token choices). y copies the `ollama create` line (works over SSH in "
-            "terminals that allow OSC 52). c chats with the exported model.")
+            "terminals that allow OSC 52). c chats with the exported model. Unlike training, an export "
+            "runs inside this ftui: quitting or losing the connection ends it, a file it was writing "
+            "is never taken as finished, and x here starts it again.")
     BINDINGS = [
         Binding("x", "start", "Export", id="start"),
         Binding("y", "copy", "Copy ollama line", id="copy"),

@@ -26,9 +26,11 @@ def artifact_names(run: RunInfo) -> list[str]:
 
 class RunsScreen(FtuiScreen):
     TITLE = "Runs"
-    HELP = ("Runs found in the output folder, newest first. Enter opens a run's charts and log; "
-            "u resumes a stopped or failed run from its last checkpoint; e exports it; c chats "
-            "with its GGUF; d deletes the run folder after asking.")
+    HELP = ("Runs found in the output folder, newest first. Enter opens a run's charts and log "
+            "(a run training now, even one started elsewhere, is followed live and x stops it); "
+            "u resumes a stopped, failed or interrupted run from its last checkpoint; e exports it; "
+            "c chats with its GGUF; d deletes the run folder after asking. A run is interrupted when "
+            "its process died without a word (killed, machine down).")
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
         Binding("u", "resume", "Resume", id="resume"),
@@ -94,7 +96,7 @@ class RunsScreen(FtuiScreen):
         if action == "open":
             return run is not None or None
         if action == "delete":
-            return (run is not None and not self._is_live(run)) or None
+            return (run is not None and not self._is_live(run) and run.status != "running") or None
         if action == "resume":
             return (run is not None and run.resumable and not self.ftui.training.active) or None
         if action == "export":
@@ -115,6 +117,10 @@ class RunsScreen(FtuiScreen):
             return
         if self.ftui.training.active:
             self.notify("A run is in progress; its screen shows that run.", severity="warning")
+            return
+        if run.status == "running":  # trained by another process: follow it
+            self.ftui.export_run_dir = run.path
+            self.ftui.attach_run(run.path)
             return
         self.ftui.training = TrainingLog.replay(self.ftui.backend.run_events(run.path), run.status, run.path)
         self.ftui.export_run_dir = run.path

@@ -19,8 +19,6 @@ from tui.widgets.footer import Footer
 from tui.widgets.loss_plot import LossPlot
 
 REDRAW_S = 0.25
-SSH_HINT = ("Over SSH outside tmux/screen: a dropped connection stops this run (at a checkpoint). "
-            "Run ftui inside tmux to keep it going.")
 
 
 def duration(seconds: float) -> str:
@@ -35,7 +33,9 @@ class TrainingScreen(FtuiScreen):
     HELP = ("The run in progress (or the run opened from the runs screen). x stops it after "
             "asking; the engine writes a checkpoint first, and the runs screen can resume it. "
             "Banners appear when the engine sees overfitting, underfitting or divergence. "
-            "Leaving this screen does not stop the run.")
+            "The run trains in a process of its own: leaving this screen, quitting ftui or losing "
+            "the connection does not stop it, and the next `ftui` (or `ftui attach`) shows it again "
+            "with its whole curve.")
     BINDINGS = [
         Binding("s", "start", "Start", id="start"),
         Binding("x", "stop", "Stop", id="stop"),
@@ -46,7 +46,6 @@ class TrainingScreen(FtuiScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(SSH_HINT, id="ssh-hint", classes="warning-line")
         yield Static("", id="train-status")
         yield ProgressBar(id="train-progress", show_eta=False)
         yield Static("", id="diagnosis", classes="banner")
@@ -55,8 +54,6 @@ class TrainingScreen(FtuiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        from tui.app import over_ssh_without_multiplexer
-
         self._dirty = False
         self._shown_log: object = None
         """The TrainingLog the run log widget holds the lines of (the app replaces it per run)."""
@@ -64,8 +61,6 @@ class TrainingScreen(FtuiScreen):
         self._plotted_log: object = None
         self._plotted: tuple[int, ...] | None = None
         self.watch(self.query_one(RichLog), "scroll_y", self._follow_at_bottom, init=False)
-        self.query_one("#ssh-hint").display = False
-        self.ssh_hint = over_ssh_without_multiplexer()
         self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self.redraw_all()
 
@@ -91,7 +86,6 @@ class TrainingScreen(FtuiScreen):
         for line in log.lines:
             widget.write(line)
         self._shown_log, self._shown_lines = log, len(log.lines)
-        self.query_one("#ssh-hint").display = self.ssh_hint and log.active
         self._show_diagnosis()
         self._dirty = True
         self._redraw_if_dirty()
@@ -111,7 +105,6 @@ class TrainingScreen(FtuiScreen):
         if isinstance(event, Diagnosis):
             self._show_diagnosis()
         if isinstance(event, TrainFinished | TrainFailed):
-            self.query_one("#ssh-hint").display = False
             self.refresh_bindings()
             if isinstance(event, TrainFailed):
                 self.notify(f"Training failed: {event.reason}", severity="error", timeout=10)
@@ -145,7 +138,6 @@ class TrainingScreen(FtuiScreen):
             return
         self._dirty = False
         log = self.ftui.training
-        self.query_one("#ssh-hint").display = self.ssh_hint and log.active
         status = Text(f"{log.status.upper()} ", style="bold")
         step = log.last_step
         if step:
