@@ -213,6 +213,17 @@ class ChatSession:
             # A reply cut short (stop pressed, consumer gone) still belongs to the conversation.
             self.history.append({"role": "assistant", "content": "".join(pieces)})
 
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
+        """One reply to a whole conversation, outside the history: (text, ended on its own).
+        A reply that ran into max_tokens did not end on its own."""
+        if self._llm is None:
+            raise RuntimeError("the chat session is closed")
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        out = self._llm.create_chat_completion(messages=system + messages, temperature=self.temperature,
+                                               top_p=self.top_p, max_tokens=self.max_tokens)
+        choice = out["choices"][0]
+        return (choice["message"].get("content") or "").strip(), choice.get("finish_reason") == "stop"
+
     def reset(self, system_prompt: str | None = None) -> None:
         self.history.clear()
         if system_prompt is not None:

@@ -47,6 +47,10 @@ class Problem:
         return f"{self.level}: {self.field}: {self.message}"
 
 
+MAX_RETENTION_MIX = 0.8
+"""Above this the task's own examples are a minority of what is trained."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
@@ -119,6 +123,15 @@ class RunConfig:
     """Stop after this many evaluations without a better validation loss (0: never)."""
     train_on_responses_only: bool = True
     """Loss only on assistant replies (and their end-of-turn token); off trains on prompts too."""
+    retention_mix: float = 0.25
+    """Share of training examples that are general conversations answered by the base model
+    itself (self-distillation replay), so the tuned model keeps what it knew; 0 turns it off."""
+    retention_data: str = ""
+    """Your own general conversations to replay instead of the base model's answers to ftui's
+    built-in prompt pool (any dataset format ftui reads)."""
+    retention_prompts: str = ""
+    """Extra retention prompts (JSONL of messages, optional expected and kind) scored beside the
+    built-in general set after training."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: much less memory, about 30% slower."""
     oom_retry: bool = False
@@ -221,6 +234,9 @@ class RunConfig:
                      "updates will be scaled unusually (alpha = 2 x rank is common)")
             if not self.target_modules:
                 err("target_modules", "is empty: LoRA needs at least one layer to adapt")
+        if not 0 <= self.retention_mix <= MAX_RETENTION_MIX:
+            err("retention_mix", f"{self.retention_mix:g} is outside 0..{MAX_RETENTION_MIX:g} "
+                "(0.1-0.3 keeps general answers without drowning the task)")
         if not 0 <= self.lora_dropout <= 0.5:
             err("lora_dropout", f"{self.lora_dropout:g} is outside 0..0.5 (0.05-0.1 is typical)")
         if self.epochs <= 0 and self.max_steps <= 0:

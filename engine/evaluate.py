@@ -9,7 +9,6 @@ split (same seed), with the adapter switched on and off in one loaded model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -17,11 +16,29 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_text_atomic
-from engine.events import EventSink, Progress, ignore
-from engine.paths import PROJECT_ROOT, cache_dir
-from engine.runs import eval_report_path, gguf_path
+from engine.base_answers import answer, base_answers
+from engine.config import RunConfig
+from engine.data.types import Conversation
+from engine.events import Diagnosis, EventSink, Progress, ignore
+from engine.paths import PROJECT_ROOT, resolve_project_path
+from engine.retention import (
+    ExactRetention,
+    GeneralPrompt,
+    RetentionFinding,
+    answer_matches,
+    collapse_share,
+    diagnose_retention,
+    exact_retention,
+    mean_token_nll,
+    read_prompt_file,
+)
+from engine.runs import eval_report_path
 
 MAX_VAL_EXAMPLES = 200
+GENERAL_EVAL = PROJECT_ROOT / "presets" / "data" / "general_eval.jsonl"
+RETENTION_MAX_TOKENS = 64
+"""Long enough for every expected answer and for a reply's shape; code answers are cut, which
+the exact score does not need (they are checked for `def`) and the likelihood measure skips."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,29 @@ class EvalItem:
     tuned_reply: str
     base_hit: bool
     tuned_hit: bool
+
+
+@dataclass(frozen=True)
+class RetentionItem:
+    prompt: str
+    kind: str
+    expected: str | None
+    base_reply: str
+    tuned_reply: str
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    prompts: int
+    files: tuple[str, ...]
+    exact: ExactRetention
+    base_collapse: float
+    tuned_collapse: float
+    """Share of general answers in the training replies' shape or all one answer (engine/retention.py)."""
+    nll_increase: float | None
+    """Nats per token the base model's own finished answers cost more under the tuned model."""
+    findings: tuple[RetentionFinding, ...]
+    items: tuple[RetentionItem, ...]
 
 
 @dataclass(frozen=True)
@@ -48,6 +88,8 @@ class EvalReport:
     val_examples: int
     skipped: tuple[str, ...] = ()
     """Problems with eval-file lines that were skipped, with file and line."""
+    retention: RetentionReport | None = None
+    """General prompts, base vs tuned: what the fine-tune kept of what the base model could do."""
 
     @property
     def base_perplexity(self) -> float | None:
@@ -67,27 +109,77 @@ def evaluate(run_dir: str | Path, on_event: EventSink = ignore, eval_file: str |
     source = read_run_source(run_dir)
     eval_path = Path(eval_file) if eval_file else default_eval_file(source.config.dataset)
     prompts, skipped = read_eval_file(eval_path) if eval_path else ([], [])
-    quant = None
+    general = retention_prompts(source.config)
+    tuned_gguf, quant = _tuned_gguf(run_dir, source.config.export_quants, on_event)
+    base_ref = source.base_ref or source.origin_ref
+    system = source.config.system_prompt
     items: list[EvalItem] = []
     if prompts:
-        tuned_gguf, quant = _tuned_gguf(run_dir, source.config.export_quants, on_event)
-        base_gguf = base_gguf_for(source.base_ref or source.origin_ref, quant, on_event)
-        system = source.config.system_prompt
-        base_replies = _answers(base_gguf, prompts, system, max_tokens, on_event, "base")
-        tuned_replies = _answers(tuned_gguf, prompts, system, max_tokens, on_event, "tuned")
+        conversations = [messages for messages, _ in prompts]
+        base_replies = [a.text for a in base_answers(base_ref, conversations, system, max_tokens, quant, on_event)]
+        tuned_replies = [a.text for a in answer(tuned_gguf, conversations, system, max_tokens, on_event, "tuned")]
         for (messages, expected), b, t in zip(prompts, base_replies, tuned_replies, strict=True):
-            items.append(EvalItem(messages[-1]["content"], expected, b, t, _hit(b, expected), _hit(t, expected)))
-    base_loss, tuned_loss, n_val = _val_losses(source, on_event)
+            items.append(EvalItem(messages[-1]["content"], expected, b, t, answer_matches(b, expected),
+                                  answer_matches(t, expected)))
+    general_base = (base_answers(base_ref, [p.message_dicts() for p in general], system, RETENTION_MAX_TOKENS,
+                                 quant, on_event, "general base") if general else [])
+    nll_pairs = [p.answered(a.text) for p, a in zip(general, general_base, strict=True) if a.finished and a.text]
+    base_loss, tuned_loss, n_val, nll_base, nll_tuned = _hf_measures(source, nll_pairs, on_event)
+    retention = None
+    if general:
+        general_tuned = answer(tuned_gguf, [p.message_dicts() for p in general], system, RETENTION_MAX_TOKENS,
+                               on_event, "general tuned")
+        retention = score_retention(source.config, general, [a.text for a in general_base],
+                                    [a.text for a in general_tuned],
+                                    nll_tuned - nll_base if nll_base is not None and nll_tuned is not None else None)
+        for finding in retention.findings:
+            on_event(Diagnosis(0, finding.kind, finding.message, finding.advice))
     report = EvalReport(
         run_dir=str(run_dir), eval_file=str(eval_path) if eval_path else None, quant=quant, items=tuple(items),
         base_score=sum(i.base_hit for i in items) / len(items) if items else None,
         tuned_score=sum(i.tuned_hit for i in items) / len(items) if items else None,
         base_val_loss=base_loss, tuned_val_loss=tuned_loss, val_examples=n_val, skipped=tuple(skipped),
+        retention=retention,
     )
     record = {**asdict(report), "base_perplexity": report.base_perplexity,
               "tuned_perplexity": report.tuned_perplexity}
     write_text_atomic(eval_report_path(run_dir), json.dumps(record, indent=2) + "\n")
     return report
+
+
+def retention_prompts(config: RunConfig) -> list[GeneralPrompt]:
+    """The built-in general set plus the user's own `retention_prompts`, if any."""
+    prompts = read_prompt_file(GENERAL_EVAL)
+    if config.retention_prompts:
+        prompts += read_prompt_file(resolve_project_path(config.retention_prompts))
+    return prompts
+
+
+def score_retention(config: RunConfig, general: list[GeneralPrompt], base_replies: list[str],
+                    tuned_replies: list[str], nll_increase: float | None) -> RetentionReport:
+    """Exact retention, collapse (base and tuned, against the run's own training replies) and findings."""
+    training = training_replies(config)
+    exact = exact_retention(general, base_replies, tuned_replies)
+    base_collapse = collapse_share(base_replies, training)
+    tuned_collapse = collapse_share(tuned_replies, training)
+    findings = diagnose_retention(exact, nll_increase, tuned_collapse, base_collapse)
+    files = (str(GENERAL_EVAL),) + ((config.retention_prompts,) if config.retention_prompts else ())
+    items = tuple(RetentionItem(p.prompt, p.kind, p.expected, b, t)
+                  for p, b, t in zip(general, base_replies, tuned_replies, strict=True))
+    return RetentionReport(len(general), files, exact, base_collapse, tuned_collapse, nll_increase,
+                           tuple(findings), items)
+
+
+def training_replies(config: RunConfig) -> list[str]:
+    """The final assistant reply of every conversation the run trained on (the shape collapse looks for)."""
+    from engine.data import DatasetError
+    from engine.data.load import load_conversations
+
+    try:
+        loaded = load_conversations(resolve_project_path(config.dataset), config.dataset_format)
+    except DatasetError:
+        return []  # the data moved since training: collapse is then judged by repetition alone
+    return [c.messages[-1].content for c in loaded.conversations if c.messages and c.messages[-1].role == "assistant"]
 
 
 def default_eval_file(dataset: str) -> Path | None:
@@ -126,31 +218,6 @@ def read_eval_file(path: Path) -> tuple[list[tuple[list[dict[str, str]], str]], 
     return prompts, skipped
 
 
-def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Path:
-    """The un-tuned model exported like the run (same writer and type), cached per base and type."""
-    from engine.export.gguf_writer import write_gguf
-    from engine.export.merge import base_config_dir
-    from engine.export.quantize import quantize
-
-    config_dir = base_config_dir(base_ref)
-    key = hashlib.sha256(str(Path(base_ref).resolve() if Path(base_ref).is_dir() else base_ref).encode())
-    folder = cache_dir() / "base-gguf" / key.hexdigest()[:16]
-    target = gguf_path(folder, quant)
-    if target.is_file():
-        return target
-    if not (config_dir / "tokenizer.json").is_file() or not list(config_dir.glob("*.safetensors")):
-        from huggingface_hub import snapshot_download
-
-        config_dir = Path(snapshot_download(base_ref, allow_patterns=["*.json", "*.safetensors", "*.jinja"]))
-    on_event(Progress("eval", 0, None, "", f"exporting the base model as {quant} (cached)"))
-    f16 = gguf_path(folder, "F16")
-    if not f16.is_file():
-        write_gguf(config_dir, f16, name="base", on_event=on_event)
-    if quant in ("F16", "BF16"):
-        return f16 if quant == "F16" else write_gguf(config_dir, target, dtype="BF16", name="base")
-    return quantize(f16, target, quant)
-
-
 def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSink) -> tuple[Path, str]:
     from engine.runs import find_ggufs
 
@@ -169,52 +236,46 @@ def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSi
     return Path(result.gguf(quants[0])), quants[0]
 
 
-def _answers(gguf: Path, prompts: list[tuple[list[dict[str, str]], str]], system: str, max_tokens: int,
-             on_event: EventSink, label: str) -> list[str]:
-    from engine.chat import ChatSession
-
-    replies = []
-    with ChatSession(gguf, system_prompt=system, temperature=0.0, max_tokens=max_tokens) as chat:
-        for i, (messages, _) in enumerate(prompts):
-            chat.reset()
-            chat.history.extend(messages[:-1])
-            replies.append("".join(chat.send(messages[-1]["content"])).strip())
-            on_event(Progress("eval", i + 1, len(prompts), "prompts", f"{label} answers"))
-    return replies
-
-
-def _hit(reply: str, expected: str) -> bool:
-    return " ".join(expected.lower().split()) in " ".join(reply.lower().split())
-
-
-def _val_losses(source: Any, on_event: EventSink) -> tuple[float | None, float | None, int]:
-    """Mean token loss on the run's validation split for base and tuned; (None, None, 0) without one."""
+def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
+                 ) -> tuple[float | None, float | None, int, float | None, float | None]:
+    """With the base and tuned model loaded once in Hugging Face: validation loss on the run's
+    held-out split (None without one) and the mean token NLL of the base model's own general
+    answers (None without any), each for base and tuned."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.data import prepare
 
     config = source.config
-    if config.val_split <= 0:
-        return None, None, 0
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_ref)
-    val = prepare(config, tokenizer).val[:MAX_VAL_EXAMPLES]
-    if not val:
-        return None, None, 0
-    on_event(Progress("eval", 0, len(val), "examples", "validation loss"))
+    val = prepare(config, tokenizer).val[:MAX_VAL_EXAMPLES] if config.val_split > 0 else ()
+    if not val and not general:
+        return None, None, 0, None, None
+    on_event(Progress("eval", 0, len(val), "examples", "validation loss and retention likelihood"))
     trust = config.trust_remote_code
     if source.base_ref is None:
         tuned = AutoModelForCausalLM.from_pretrained(source.weights, dtype=torch.float32, trust_remote_code=trust)
         base = AutoModelForCausalLM.from_pretrained(source.origin_ref, dtype=torch.float32, trust_remote_code=trust)
-        return _loss(base, val), _loss(tuned, val), len(val)
+        base_loss, base_nll = _measure(base, tokenizer, val, general, config)
+        tuned_loss, tuned_nll = _measure(tuned, tokenizer, val, general, config)
+        return base_loss, tuned_loss, len(val), base_nll, tuned_nll
     from peft import PeftModel
 
     model = AutoModelForCausalLM.from_pretrained(source.base_ref, dtype=torch.float32, trust_remote_code=trust)
     model = PeftModel.from_pretrained(model, str(source.weights)).eval()
-    tuned_loss = _loss(model, val)
+    tuned_loss, tuned_nll = _measure(model, tokenizer, val, general, config)
     with model.disable_adapter():
-        base_loss = _loss(model, val)
-    return base_loss, tuned_loss, len(val)
+        base_loss, base_nll = _measure(model, tokenizer, val, general, config)
+    return base_loss, tuned_loss, len(val), base_nll, tuned_nll
+
+
+def _measure(model: Any, tokenizer: Any, val: Any, general: list[Conversation],
+             config: RunConfig) -> tuple[float | None, float | None]:
+    from engine.data.render import with_system_prompt
+
+    loss = _loss(model, val) if val else None
+    answers = [with_system_prompt(c, config.system_prompt) for c in general]
+    return loss, (mean_token_nll(model, tokenizer, answers) if answers else None)
 
 
 def _loss(model: Any, examples: Any) -> float:

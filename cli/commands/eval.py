@@ -66,4 +66,23 @@ def print_report(report) -> None:
         print(f"Validation loss ({report.val_examples} examples): base {report.base_val_loss:.3f} "
               f"(perplexity {report.base_perplexity:.1f}) -> fine-tuned {report.tuned_val_loss:.3f} "
               f"(perplexity {report.tuned_perplexity:.1f})")
+    if report.retention is not None:
+        print_retention(report.retention)
     print(f"Saved {report.run_dir}/eval.json")
+
+
+def print_retention(r) -> None:
+    """General prompts the run never saw, base vs tuned, and what the figures mean."""
+    exact = r.exact
+    kept = (f"keeps {exact.tuned_kept} of the {exact.base_right} the base got right ({exact.share:.0%})"
+            if exact.share is not None else "the base got none right, so nothing to keep")
+    print(f"Retention ({r.prompts} general prompts, never trained on): right answers base {exact.base_right}/"
+          f"{exact.scored} -> fine-tuned {exact.tuned_right}/{exact.scored}; the fine-tuned model {kept}")
+    print(f"Collapse (answers in the training replies' shape or all one answer): base {r.base_collapse:.0%} -> "
+          f"fine-tuned {r.tuned_collapse:.0%}")
+    if r.nll_increase is not None:
+        print(f"Likelihood of the base model's own answers: {r.nll_increase:+.3f} nats/token under the fine-tuned model")
+    for finding in r.findings:
+        print(f"! {finding.kind}: {finding.message}\n  advice: {finding.advice}")
+    if not r.findings:
+        print("No forgetting or collapse found.")

@@ -21,7 +21,7 @@ from engine.data.load import load_conversations
 from engine.data.mapping import DataMapping
 from engine.data.readers import DatasetError
 from engine.data.render import IGNORE_INDEX, Rendered, RenderError, render, with_system_prompt
-from engine.data.types import DataProblem, PreparedData, TokenizedExample
+from engine.data.types import Conversation, DataProblem, PreparedData, TokenizedExample
 from engine.events import EventSink, Progress, ignore
 from engine.paths import resolve_project_path
 
@@ -44,12 +44,24 @@ def prepare(config: RunConfig, tokenizer: Any, on_event: EventSink = ignore) -> 
             f"max_bad_share = {config.max_bad_share:g}; fix them or raise max_bad_share"
         ))
 
-    problems = list(loaded.problems)
+    examples, problems, truncated = tokenize(loaded.conversations, tokenizer, config, path, on_event)
+    problems = [*loaded.problems, *problems]
+    if not examples:
+        raise DatasetError(problems, f"{path}: no example could be rendered within max_seq_len = {config.max_seq_len}")
+
+    train, val = split(examples, config.val_split, config.seed)
+    return PreparedData(tuple(train), tuple(val), loaded.format, tuple(problems), truncated)
+
+
+def tokenize(conversations: Sequence[Conversation], tokenizer: Any, config: RunConfig, path: str,
+             on_event: EventSink = ignore) -> tuple[list[TokenizedExample], list[DataProblem], int]:
+    """Render, mask and fit each conversation: (examples, problems naming path:line, truncated count)."""
+    problems: list[DataProblem] = []
     examples: list[TokenizedExample] = []
     truncated = 0
-    total = len(loaded.conversations)
+    total = len(conversations)
     step = max(1, total // 50)
-    for n, conversation in enumerate(loaded.conversations, start=1):
+    for n, conversation in enumerate(conversations, start=1):
         conversation = with_system_prompt(conversation, config.system_prompt)
         try:
             rendered = render(tokenizer, conversation, responses_only=config.train_on_responses_only)
@@ -68,11 +80,7 @@ def prepare(config: RunConfig, tokenizer: Any, on_event: EventSink = ignore) -> 
         examples.append(TokenizedExample(ids, labels, conversation.source_line))
         if n % step == 0 or n == total:
             on_event(Progress("tokenize", n, total, "conversations"))
-    if not examples:
-        raise DatasetError(problems, f"{path}: no example could be rendered within max_seq_len = {config.max_seq_len}")
-
-    train, val = split(examples, config.val_split, config.seed)
-    return PreparedData(tuple(train), tuple(val), loaded.format, tuple(problems), truncated)
+    return examples, problems, truncated
 
 
 def fit(rendered: Rendered, max_len: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

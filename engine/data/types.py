@@ -50,3 +50,5 @@ class PreparedData:
     format: str
     problems: tuple[DataProblem, ...] = field(default_factory=tuple)
     truncated: int = 0
+    replayed: int = 0
+    """Training examples that are replayed general conversations (engine/replay.py), at the end of `train`."""

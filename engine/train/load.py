@@ -7,12 +7,14 @@ TrainFailed with what to change instead of an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError, RunConfig
+from engine.data.types import PreparedData
 from engine.events import Progress, TrainFailed
 from engine.runs import read_config
 from engine.train.checkpoint import choose_checkpoint
@@ -89,7 +91,10 @@ def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, P
     if not data.train:
         raise Failure(f"the dataset {config.dataset} left no training examples",
                       "add rows, or lower val_split so some remain for training")
-    on_event(Progress("data", 1, 1, message=f"{len(data.train)} training and {len(data.val)} validation examples"))
+    data = _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, data, on_event)
+    replayed = f" (+{data.replayed} replayed general conversations)" if data.replayed else ""
+    on_event(Progress("data", 1, 1, message=f"{len(data.train) - data.replayed} training{replayed} and "
+                                            f"{len(data.val)} validation examples"))
 
     def build_model(cfg: RunConfig, prec: Precision) -> Any:
         try:
@@ -100,6 +105,22 @@ def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, P
 
     loaded = Loaded(build_model, tokenizer, data, resolved.ref, resolved.base_16bit_ref, resolved.spec)
     return loaded, precision
+
+
+def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: PreparedData,
+                 on_event: Callable[[Any], None]) -> PreparedData:
+    """The task's training examples plus the replayed general ones (validation stays the task's)."""
+    from engine.data import DatasetError
+    from engine.replay import replay_examples
+
+    try:
+        replay = replay_examples(config, tokenizer, base_ref, len(data.train), on_event)
+    except (DatasetError, OSError, ValueError) as exc:
+        raise Failure(f"the replay data for retention_mix = {config.retention_mix:g} cannot be made: {exc}",
+                      "fix retention_data, or set retention_mix = 0 to train without replay") from None
+    if not replay.examples:
+        return data
+    return dataclasses.replace(data, train=data.train + replay.examples, replayed=len(replay.examples))
 
 
 def _refuse(on_event: Callable[[Any], None], reason: str, advice: str) -> RunResult:

@@ -153,6 +153,12 @@ def test_chat_with_a_gguf_ends_cleanly_at_end_of_input(exported_run, recorded, m
 
 def test_eval_prints_side_by_side_table_and_saves_scores(exported_run, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))  # the base GGUF is cached here, not in ~/.cache
+    general = tmp_path / "general.jsonl"  # a random tiny model never stops: four prompts, not 160, keep it short
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p}], "expected": e,
+                                           "kind": "fact"}) + "\n"
+                               for p, e in [("Capital of France?", "Paris"), ("2 + 2?", "4"),
+                                            ("Colour of the sky?", "blue"), ("Opposite of hot?", "cold")]))
+    monkeypatch.setattr("engine.evaluate.GENERAL_EVAL", general)
     eval_file = tmp_path / "held_out.jsonl"
     prompts = {"How do I list running containers?": "docker ps", "How do I remove an image?": "docker rmi"}
     eval_file.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p}], "expected": e}) + "\n"
@@ -179,6 +185,10 @@ def test_eval_prints_side_by_side_table_and_saves_scores(exported_run, tmp_path,
             f"base {saved['base_score']:.0%} -> fine-tuned {saved['tuned_score']:.0%}") in lines
     assert f"Validation loss ({saved['val_examples']} examples): base {saved['base_val_loss']:.3f}" in captured.out
     assert lines[-1] == f"Saved {exported_run}/eval.json"
+    retention = saved["retention"]
+    assert retention["prompts"] == 4 and retention["exact"]["scored"] == 4
+    assert 0 <= retention["tuned_collapse"] <= 1 and len(retention["items"]) == 4
+    assert "Retention (4 general prompts, never trained on)" in captured.out
     assert f"skipped {eval_file}:3: not valid JSON" in captured.err
     assert list((tmp_path / "cache" / "base-gguf").glob("*/model-F16.gguf"))
 

@@ -209,6 +209,13 @@ def eval_summary(report: EvalReport) -> str:
         base_loss = f"{report.base_val_loss:.3f}" if report.base_val_loss is not None else "-"
         parts.append(f"validation loss: tuned {report.tuned_val_loss:.3f}, base {base_loss} "
                      f"({report.val_examples} examples)")
+    r = report.retention
+    if r is not None:
+        if r.exact.share is not None:
+            parts.append(f"retention: keeps {r.exact.tuned_kept}/{r.exact.base_right} general answers "
+                         f"({r.exact.share:.0%})")
+        parts.append(f"collapse: base {r.base_collapse:.0%}, tuned {r.tuned_collapse:.0%}")
+        parts += [f"{f.kind}: {f.message}; {f.advice}" for f in r.findings]
     return "; ".join(parts)
 
 

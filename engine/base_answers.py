@@ -1,0 +1,98 @@
+"""The base model's own answers to prompts, the "before" that evaluation and replay both need.
+
+They come from llama.cpp on a GGUF of the base exported the way a run is exported (same writer,
+same quantisation), greedy, so they are what a user would get from the untuned model. The
+answers are cached per base model, GGUF type, system prompt and length limit, one entry per
+conversation: the base does not change between runs, so a question is only ever asked once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.atomic import write_text_atomic
+from engine.events import EventSink, Progress, ignore
+from engine.paths import cache_dir
+from engine.runs import gguf_path
+
+CACHE_VERSION = 1
+"""Bump when the way answers are produced changes, so old caches are not reused."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    finished: bool
+    """The model ended the reply itself; False when it ran into the length limit."""
+
+
+def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Path:
+    """The un-tuned model exported like the run (same writer and type), cached per base and type."""
+    from engine.export.gguf_writer import write_gguf
+    from engine.export.merge import base_config_dir
+    from engine.export.quantize import quantize
+
+    config_dir = base_config_dir(base_ref)
+    folder = cache_dir() / "base-gguf" / _base_key(base_ref)
+    target = gguf_path(folder, quant)
+    if target.is_file():
+        return target
+    if not (config_dir / "tokenizer.json").is_file() or not list(config_dir.glob("*.safetensors")):
+        from huggingface_hub import snapshot_download
+
+        config_dir = Path(snapshot_download(base_ref, allow_patterns=["*.json", "*.safetensors", "*.jinja"]))
+    on_event(Progress("eval", 0, None, "", f"exporting the base model as {quant} (cached)"))
+    f16 = gguf_path(folder, "F16")
+    if not f16.is_file():
+        write_gguf(config_dir, f16, name="base", on_event=on_event)
+    if quant in ("F16", "BF16"):
+        return f16 if quant == "F16" else write_gguf(config_dir, target, dtype="BF16", name="base")
+    return quantize(f16, target, quant)
+
+
+def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,
+           on_event: EventSink = ignore, label: str = "") -> list[Answer]:
+    """Greedy replies of the GGUF's model to each conversation (ending with a user turn)."""
+    from engine.chat import ChatSession
+
+    out = []
+    with ChatSession(gguf, system_prompt=system, temperature=0.0, max_tokens=max_tokens) as chat:
+        for i, messages in enumerate(conversations):
+            text, finished = chat.complete(list(messages))
+            out.append(Answer(text, finished))
+            on_event(Progress("eval", i + 1, len(conversations), "prompts", f"{label} answers".strip()))
+    return out
+
+
+def base_answers(base_ref: str, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,
+                 quant: str = "Q8_0", on_event: EventSink = ignore, label: str = "base") -> list[Answer]:
+    """`answer` from the base model's GGUF; each conversation is answered once per base model,
+    type, system prompt and length limit, and read from the cache after that."""
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, _base_key(base_ref), quant, system, max_tokens]).encode())
+    cache = cache_dir() / "base-answers" / f"{key.hexdigest()[:24]}.json"
+    known = _read_cache(cache)
+    asks = [json.dumps(c, sort_keys=True) for c in conversations]
+    missing = [c for c, ask in zip(conversations, asks, strict=True) if ask not in known]
+    if missing:
+        replies = answer(base_gguf_for(base_ref, quant, on_event), missing, system, max_tokens, on_event, label)
+        known.update({json.dumps(c, sort_keys=True): a for c, a in zip(missing, replies, strict=True)})
+        write_text_atomic(cache, json.dumps({k: [a.text, a.finished] for k, a in known.items()}))
+    return [known[ask] for ask in asks]
+
+
+def _read_cache(path: Path) -> dict[str, Answer]:
+    try:
+        return {k: Answer(str(v[0]), bool(v[1])) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return {}  # a damaged cache is made again
+
+
+def _base_key(base_ref: str) -> str:
+    ref = str(Path(base_ref).resolve()) if Path(base_ref).is_dir() else base_ref
+    return hashlib.sha256(ref.encode()).hexdigest()[:16]
