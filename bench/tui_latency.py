@@ -83,7 +83,7 @@ def paced_backend(runs_dir: Path, rate: float | None):
     from tests.tui.fake_backend import FakeBackend
 
     class PacedBackend(FakeBackend):
-        def train(self, config, on_event, stop: threading.Event, resume=None):
+        def train(self, config, on_event, stop: threading.Event, resume=None, leave=None):
             run_dir = str(self.runs_dir / "bench-run")
             for i in range(1, HISTORY_LINES + 1):
                 on_event(Progress("tokenize", i * 100, HISTORY_LINES * 100, "examples"))
