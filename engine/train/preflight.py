@@ -7,6 +7,7 @@ after a real out-of-memory error, the next smaller setting predicted to fit.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,28 @@ def bytes_needed(trainable: int, total: int, method: str) -> int:
     return checkpoint + final + MARGIN_BYTES
 
 
-def check_free_space(folder: Path, trainable: int, method: str, total: int) -> None:
+def check_output_dir(folder: Path) -> None:
+    """Refuse an output_dir no run can be written in: a file, a path under a file, a folder
+    without write permission, or one on a read-only filesystem. Nothing is created here."""
     folder = Path(folder)
+    advice = "set output_dir to a folder you can write in (the default is runs/ beside where you start ftui)"
+    if folder.exists() and not folder.is_dir():
+        raise PreflightError(f"output_dir {folder} is a file, not a folder", advice)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PreflightError(f"output_dir {folder} is under {probe}, which is a file", advice)
+    if os.statvfs(probe).f_flag & os.ST_RDONLY:
+        raise PreflightError(f"output_dir {folder}: {probe} is on a read-only filesystem", advice)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PreflightError(f"output_dir {folder}: cannot write in {probe} (permission denied)", advice)
+
+
+def check_free_space(folder: Path, trainable: int, method: str, total: int) -> None:
+    """Refuse a run the disk cannot hold; a folder that cannot be written at all is refused first."""
+    folder = Path(folder)
+    check_output_dir(folder)
     probe = folder
     while not probe.exists():
         probe = probe.parent
