@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "cli.commands.models",
     "cli.commands.data",
     "cli.commands.train",
+    "cli.commands.sweep",
     "cli.commands.runs",
     "cli.commands.attach",
     "cli.commands.stop",

@@ -11,6 +11,8 @@ from engine.config import RunConfig, load_toml
 CONFIG_FILE = "config.toml"
 CHECKPOINT_PREFIX = "step-"
 GGUF_PREFIX = "model-"
+SWEEP_FILE = "sweep.json"
+"""Marks a folder of runs made by one sweep (engine/sweep.py)."""
 
 
 def new_run_path(output_dir: str | Path, name: str) -> Path:

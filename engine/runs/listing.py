@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.runs.layout import complete_checkpoints, find_ggufs, run_dir_of
+from engine.runs.layout import SWEEP_FILE, complete_checkpoints, find_ggufs, run_dir_of
 from engine.runs.live import RunBusy, writer_alive
 from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
@@ -42,6 +43,8 @@ class RunInfo:
     pid: int | None = None
     """The process that trains (or last trained) the run."""
     host: str = ""
+    group: str = ""
+    """The sweep folder a run belongs to (engine/sweep.py), empty for a run of its own."""
 
     @property
     def resumable(self) -> bool:
@@ -115,7 +118,9 @@ def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
     folder = Path(output_dir)
     runs = []
     for p in folder.iterdir() if folder.is_dir() else ():
-        if p.is_dir() and record_path(p).exists():
+        if p.is_dir() and (p / SWEEP_FILE).exists():
+            runs += [dataclasses.replace(r, group=p.name) for r in list_runs(p)]
+        elif p.is_dir() and record_path(p).exists():
             try:
                 runs.append(read_run(p))
             except RunReadError as exc:

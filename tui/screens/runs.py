@@ -66,7 +66,7 @@ class RunsScreen(FtuiScreen):
             self.query_one("#runs-note", Static).update(Text(f"Could not read the runs: {exc}", style="red"))
         for run in self.runs:
             best = f"{run.best_val_loss:.4f}" if run.best_val_loss is not None else "-"
-            table.add_row(Text(run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+            table.add_row(Text(f"{run.group}/{run.name}" if run.group else run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
                           f"{run.step}/{run.total_steps}", best, run.method, ", ".join(artifact_names(run)) or "-",
                           key=run.path)
         if not self.runs:
