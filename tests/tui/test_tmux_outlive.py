@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
 from engine.runs import complete_checkpoints, read_run
 from tests.train.test_outlive import wait_for as wait_until
 
@@ -65,12 +64,11 @@ def tiny_preset(tmp_path) -> Path:
     model = make_model_folder(tmp_path / "model")
     presets = tmp_path / "presets"
     presets.mkdir()
-    extra = "retention_mix = 0.0\n" if "retention_mix" in RunConfig.__dataclass_fields__ else ""
     (presets / "tiny.toml").write_text(
         f'description = "tiny"\nname = "tiny"\nmodel = "{model}"\n'
         f'dataset = "{write_jsonl(tmp_path / "data.jsonl")}"\noutput_dir = "{tmp_path / "runs"}"\n'
         "lora_r = 4\nlora_alpha = 8\nmax_steps = 2000\nbatch_size = 4\ngrad_accum = 1\nmax_seq_len = 64\n"
-        "eval_interval = 25\nsave_interval = 5000\nval_split = 0.1\n" + extra)
+        "eval_interval = 25\nsave_interval = 5000\nval_split = 0.1\nretention_mix = 0.0\n")
     return presets
 
 
