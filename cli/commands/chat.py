@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         return fail(str(exc))
     print(f"Chatting with {gguf} ({'GPU' if chat.gpu else 'CPU'}). {HELP}")
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        # A byte that is not UTF-8 (a latin-1 terminal's é) arrives as a surrogate, not an exception.
+        sys.stdin.reconfigure(errors="surrogateescape")
     try:
         while True:
             try:
@@ -60,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
                 print()  # Ctrl-D: leave the shell prompt on a line of its own
                 break
             if not line:
+                continue
+            undecoded = sorted({ord(c) - 0xDC00 for c in line if "\udc80" <= c <= "\udcff"})
+            if undecoded:
+                shown = ", ".join(f"0x{b:02X}" for b in undecoded)
+                which = f"byte {shown} is" if len(undecoded) == 1 else f"bytes {shown} are"
+                print(f"(skipped that line: {which} not UTF-8; set your terminal to UTF-8, "
+                      "e.g. LANG=C.UTF-8, and type it again)")
                 continue
             if line == "/quit":
                 break

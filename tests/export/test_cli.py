@@ -225,3 +225,15 @@ def test_bad_inputs_get_a_message_naming_them_and_exit_2(argv, message, exported
     assert captured.err.startswith("ftui: ") and message.format(**paths) in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
     assert sorted(p.name for p in (exported_run / "export").iterdir()) == export_before
+
+
+def test_chat_skips_a_line_that_is_not_utf8_and_says_which_byte(exported_run, recorded, monkeypatch, capsys):
+    """A latin-1 terminal sends 'café' as caf\\xe9: a UnicodeDecodeError traceback out of input()."""
+    raw = b"caf\xe9 au lait\nhello\n/quit\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+    assert main(["chat", str(exported_run), "--max-tokens", "4", "--temperature", "0"]) == 0
+    captured = capsys.readouterr()
+    [session] = recorded
+    assert [s[2] for s in session.sent] == ["hello"]
+    assert "(skipped that line: byte 0xE9 is not UTF-8" in captured.out
+    assert "Traceback" not in captured.out + captured.err
