@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.disk_full import DiskFullError, is_disk_full
+from engine.pids import pid_alive
 
 PROCESS_START = time.time()
 """A partial older than this process, of a process that is gone, is a leftover."""
@@ -89,7 +90,7 @@ def sweep_partials(folder: Path) -> list[Path]:
     gone (one without a pid, from an older version, only needs to be older). An `.<name>.old`
     that a kill left between atomic_dir's two renames is put back when `<name>` is missing.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -125,15 +126,7 @@ def _prefix(path: Path) -> str:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def follow_umask(path: Path) -> None:

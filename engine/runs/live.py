@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import ActionableError
+from engine.pids import pid_alive
 
 if TYPE_CHECKING:
     from engine.hardware import HardwareReport
@@ -113,22 +114,7 @@ def writer_alive(run_dir: str | Path, pid: int | None, host: str) -> bool:
         return False
     if pid is None or host != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A process that has exited but not been reaped by its parent (Linux; elsewhere, no)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:][:1] == "Z"
+    return pid_alive(pid)
 
 
 def request_stop(run_dir: str | Path) -> Path:

@@ -118,3 +118,13 @@ def test_a_sigkilled_write_is_swept_by_the_next_process_that_writes_there(tmp_pa
     time.sleep(0.05)  # the next process starts after the partial's last change
     subprocess.run([sys.executable, "-c", NEXT_WRITE.format(root=str(ROOT), folder=str(folder))], check=True)
     assert sorted(p.name for p in folder.iterdir()) == ["state.json"]
+
+
+def test_a_partial_of_an_exited_but_unreaped_process_is_a_leftover(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().split(")")[-1].split()[0] != "Z" and time.time() < deadline:
+        time.sleep(0.02)  # not reaped: os.kill(pid, 0) still finds a zombie
+    stale = leftover(tmp_path, f".step-4.p{child.pid}.zzzz0000.partial")
+    assert sweep_partials(tmp_path) == [stale]
+    child.wait()
