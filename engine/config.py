@@ -119,6 +119,9 @@ class RunConfig:
     """Optimizer steps between validation runs."""
     save_interval: int = 50
     """Optimizer steps between checkpoints (a checkpoint is also written on stop and at the end)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk, newest first, older ones deleted after each save (0 keeps all);
+    the one at the best evaluation is kept too."""
     early_stopping_patience: int = 0
     """Stop after this many evaluations without a better validation loss (0: never)."""
     train_on_responses_only: bool = True
@@ -271,6 +274,11 @@ class RunConfig:
             err("eval_interval", "must be at least 1")
         if self.save_interval < 1:
             err("save_interval", "must be at least 1")
+        if self.keep_checkpoints < 0:
+            err("keep_checkpoints", "must be 0 (keep all) or more")
+        elif self.keep_checkpoints == 1:
+            warn("keep_checkpoints", "1 leaves nothing to fall back to if the newest checkpoint is damaged "
+                 "(3 is the default)")
         if self.early_stopping_patience < 0:
             err("early_stopping_patience", "must be 0 (off) or positive")
         elif self.early_stopping_patience and self.val_split == 0:

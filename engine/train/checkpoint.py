@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_dir
+from engine.atomic import atomic_dir, remove_dir
 from engine.config import ConfigError
 from engine.errors import ActionableError
 from engine.runs import RunDir, complete_checkpoints, read_config, tokenizer_dir, weights_dir, write_config
@@ -133,6 +133,20 @@ def save_checkpoint(run: RunDir, step: int, model: Any, optimizer: Any, schedule
         # state.json last: its presence marks the folder's content as complete.
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
     return path
+
+
+def prune_checkpoints(run_dir: Path, keep: int, protect: int | None) -> list[Path]:
+    """Delete all but the newest `keep` complete checkpoints (0 keeps all), never the one of step
+    `protect`; returns the deleted ones. Each goes through a rename, so a kill mid-delete leaves a
+    partial for the sweep, not a half-empty step-N that resume would try."""
+    if keep <= 0:
+        return []
+    removed = []
+    for path in complete_checkpoints(run_dir)[:-keep]:
+        if path.name != f"step-{protect}":
+            remove_dir(path)
+            removed.append(path)
+    return removed
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:

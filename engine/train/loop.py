@@ -44,6 +44,7 @@ from engine.train.checkpoint import (
     CheckpointChoice,
     CheckpointError,
     choose_checkpoint,
+    prune_checkpoints,
     save_checkpoint,
     save_tokenizer,
     save_weights,
@@ -251,6 +252,7 @@ def _save(run: RunDir, parts: TrainingSetup, counters: Counters, emit: Callable[
     path = _writing(step, run, lambda: save_checkpoint(run, step, parts.model, parts.optimizer, parts.scheduler,
                                                        parts.scaler, counters.to_state(parts.diagnoser)))
     emit(CheckpointSaved(step, str(path), reason))
+    prune_checkpoints(run.path, run.config.keep_checkpoints, protect=counters.best_step)
 
 
 def _finish(config: RunConfig, parts: TrainingSetup, counters: Counters, run: RunDir, emit: Callable[[Any], None],
