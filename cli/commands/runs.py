@@ -30,12 +30,19 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         best = f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-"
         pid = str(r.pid) if r.status == "running" and r.pid is not None else "-"
+        artifacts = [f"export ({r.export_status})" if a == "export" and r.export_status not in ("", "verified")
+                     else a for a in r.artifacts]
         rows.append((r.path, r.status, pid, f"{r.step}/{r.total_steps}", best, r.method, r.model,
-                     ",".join(r.artifacts) or "-"))
+                     ",".join(artifacts) or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for r in runs:
         if r.status == "unreadable":
             print(f"\n{r.path}: {r.reason}")
+        elif r.export_status == "unverified":
+            print(f"\n{r.path}: its export is unverified (no verify.json), as an export stopped before "
+                  f"verifying leaves it; `ftui export {r.path}` verifies it")
+        elif r.export_status == "failed":
+            print(f"\n{r.path}: its export failed verification (see export/verify.json); do not ship it")
     return 0

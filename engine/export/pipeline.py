@@ -124,11 +124,16 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     source = read_run_source(run_dir)
     read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
     out.mkdir(parents=True, exist_ok=True)
+    # A verify.json vouches for the files it names: gone as soon as any of them is rewritten.
+    verify_path(out).unlink(missing_ok=True)
     steps = 2 + len(plan) * 2
     done = 0
 
     def stage(name: str, message: str, output: str) -> None:
         nonlocal done
+        if stop.is_set() and name == "verify":
+            raise ExportError(f"export stopped on request before verification: the files in {out} are unverified "
+                              "(no verify.json)", "export again to verify them before you use them")
         if stop.is_set():
             raise ExportError("export stopped on request", "files finished so far are complete; run export again")
         writing.append(output)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.runs.layout import SWEEP_FILE, complete_checkpoints, find_ggufs, run_dir_of
+from engine.runs.layout import SWEEP_FILE, complete_checkpoints, export_dir, find_ggufs, run_dir_of, verify_path
 from engine.runs.live import RunBusy, writer_alive
 from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
@@ -39,6 +39,9 @@ class RunInfo:
     """Which of adapter, model, tokenizer, export are present."""
     ggufs: tuple[str, ...] = ()
     """Exported GGUF files."""
+    export_status: str = ""
+    """"" without GGUFs; "verified" when verify.json passed every one; "failed" when it failed one;
+    "unverified" when it is missing or names other files (an export stopped before verifying)."""
     reason: str = ""
     pid: int | None = None
     """The process that trains (or last trained) the run."""
@@ -87,9 +90,25 @@ def read_run(path: str | Path) -> RunInfo:
         base_model_ref=record.base_model_ref, method=record.method, created=record.created, updated=record.updated,
         checkpoints=tuple(str(p) for p in complete_checkpoints(path)),
         artifacts=tuple(a for a in ARTIFACTS if (path / a).is_dir()),
-        ggufs=tuple(str(p) for p in find_ggufs(path).values()), reason=record.reason, pid=record.pid,
+        ggufs=tuple(str(p) for p in find_ggufs(path).values()), export_status=export_status(path),
+        reason=record.reason, pid=record.pid,
         host=record.host,
     )
+
+
+def export_status(run_dir: str | Path) -> str:
+    """What verify.json says of the run's exported GGUFs (see RunInfo.export_status)."""
+    ggufs = find_ggufs(run_dir)
+    if not ggufs:
+        return ""
+    try:
+        report = json.loads(verify_path(export_dir(run_dir)).read_text(encoding="utf-8"))
+        passed = {Path(f["path"]).name: f["passed"] for f in report["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unverified"
+    if any(p.name not in passed for p in ggufs.values()):
+        return "unverified"
+    return "verified" if all(passed[p.name] is True for p in ggufs.values()) else "failed"
 
 
 def is_live(path: str | Path) -> bool:
