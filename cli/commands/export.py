@@ -49,6 +49,8 @@ def print_progress(event: object) -> None:
         print(f"  {event.stage}: {event.detail}", file=sys.stderr)
     elif isinstance(event, Progress) and event.stage == "merge":
         print(f"  {event.message}", file=sys.stderr)
+    elif isinstance(event, Progress) and event.stage == "run":
+        print(f"  note: {event.message}", file=sys.stderr)
     elif isinstance(event, ExportFileWritten) and event.kind != "modelfile":
         print(f"  wrote {event.path} ({event.size_bytes / 2**20:.1f} MiB)", file=sys.stderr)
     elif isinstance(event, ExportFailed) and not event.reason.startswith("verification failed"):

@@ -24,6 +24,7 @@ from engine.events import (
     ExportFinished,
     ExportStageStarted,
     ExportVerified,
+    Progress,
     ignore,
 )
 from engine.export.gguf_writer import UnsupportedModel, read_params, write_gguf
@@ -31,7 +32,7 @@ from engine.export.merge import MergeError, RunSource, base_config_dir, merge, r
 from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
 from engine.export.quantize import QuantizeError, quantize
 from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
-from engine.runs import export_dir, gguf_path, verify_path
+from engine.runs import RunReadError, export_dir, gguf_path, read_run, verify_path
 
 
 class ExportError(ActionableError):
@@ -122,6 +123,9 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     """`writing` gets the name of each output as its stage starts, for a failure to name."""
     plan = plan_quants(quants)
     source = read_run_source(run_dir)
+    note = _status_note(run_dir)
+    if note:
+        on_event(Progress("run", 1, 1, message=note))
     read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
     out.mkdir(parents=True, exist_ok=True)
     # A verify.json vouches for the files it names: gone as soon as any of them is rewritten.
@@ -180,6 +184,21 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
         out_dir=str(out), merged_dir=str(merged_dir), files=tuple(str(p) for p in files.values()),
         modelfiles=tuple(str(p) for p in modelfiles), checks=tuple(checks), passed=all(c.passed for c in checks),
     )
+
+
+def _status_note(run_dir: Path) -> str:
+    """What to know before exporting a run that did not end well (or has not ended); "" otherwise."""
+    try:
+        run = read_run(run_dir)
+    except RunReadError:
+        return ""
+    where = f"at step {run.step} of {run.total_steps}"
+    if run.status in ("failed", "interrupted"):
+        why = f" ({run.reason})" if run.reason else ""
+        return f"the run is marked {run.status} {where}{why}; exporting the weights it saved before that"
+    if run.status == "running":
+        return f"the run is still training ({where}); exporting the weights it has saved so far"
+    return ""
 
 
 def _write_modelfiles(source: RunSource, tokenizer: object, files: dict[str, Path],

@@ -70,3 +70,34 @@ def test_ftui_runs_marks_the_unverified_export(run, capsys):
     row = next(line for line in out.splitlines() if line.startswith(str(run)))
     assert "export (unverified)" in row
     assert f"{run}: its export is unverified (no verify.json)" in out and f"ftui export {run}" in out
+
+
+def mark(run_dir, status, step, reason):
+    import json
+
+    record = json.loads((run_dir / "run.json").read_text())
+    record.update(status=status, step=step, total_steps=12, reason=reason)
+    (run_dir / "run.json").write_text(json.dumps(record))
+
+
+def test_exporting_a_run_marked_failed_says_so_first(run, capsys):
+    from engine.events import Progress
+
+    mark(run, "failed", 7, "the training loss diverged at step 7")
+    events = []
+    export(run, quants=(), on_event=events.append)
+    notes = [e for e in events if isinstance(e, Progress) and e.stage == "run"]
+    assert len(notes) == 1 and events.index(notes[0]) == 0
+    assert notes[0].message == ("the run is marked failed at step 7 of 12 (the training loss diverged at step 7); "
+                                "exporting the weights it saved before that")
+    assert main(["export", str(run), "--quant", "F16"]) == 0
+    assert "note: the run is marked failed at step 7 of 12" in capsys.readouterr().err
+
+
+def test_a_finished_or_stopped_run_exports_without_a_note(run):
+    from engine.events import Progress
+
+    mark(run, "stopped", 5, "stopped on request at step 5")
+    events = []
+    export(run, quants=(), on_event=events.append)
+    assert not [e for e in events if isinstance(e, Progress) and e.stage == "run"]
