@@ -60,12 +60,19 @@ def print_report(report) -> None:
             print(" | ".join(f"{c:<{width}}" for c in cells))
         print(f"\nExpected command in the reply ({len(report.items)} held-out prompts, {report.quant} GGUFs, "
               f"greedy): base {report.base_score:.0%} -> fine-tuned {report.tuned_score:.0%}")
+    elif report.eval_file:
+        print(f"Held-out prompts: skipped, {report.eval_file} has no usable line")
+    else:
+        print("Held-out prompts: skipped, no eval file (pass --eval-file with {messages, expected} lines, or put "
+              "<name>_eval.jsonl beside a <name>_train.jsonl dataset)")
     for problem in report.skipped:
         print(f"skipped {problem}", file=sys.stderr)
     if report.base_val_loss is not None:
         print(f"Validation loss ({report.val_examples} examples): base {report.base_val_loss:.3f} "
               f"(perplexity {report.base_perplexity:.1f}) -> fine-tuned {report.tuned_val_loss:.3f} "
               f"(perplexity {report.tuned_perplexity:.1f})")
+    else:
+        print("Validation loss: skipped, the run held out no validation examples (train with val_split above 0)")
     if report.retention is not None:
         print_retention(report.retention)
     print(f"Saved {report.run_dir}/eval.json")
