@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     v = sub.add_parser("preview", help="show the first conversations exactly as the model will see them")
     _common(v)
-    v.add_argument("-n", type=int, default=3, help="how many conversations (default 3)")
+    v.add_argument("-n", type=_count, default=3, help="how many conversations (default 3)")
     v.add_argument("--system-prompt", default="", help="add this system turn where a conversation has none")
     v.set_defaults(func=run_preview)
 
@@ -105,6 +105,14 @@ def _print_report(report: Any, model: str | None) -> None:
         print(f"\nSample (line {report.sample_line}); {_MARK_START}...{_MARK_END} is trained:\n")
         print("".join(f"{_MARK_START}{s.text}{_MARK_END}" if s.trained else s.text for s in report.sample))
     print(f"\nUnusable: {report.refusal}" if report.refusal else "\nUsable for training.")
+
+
+def _count(text: str) -> int:
+    """-n for preview: 0 printed nothing at all and said nothing about it."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} shows no conversation; give 1 or more")
+    return n
 
 
 def run_preview(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from cli.main import main
 
 
@@ -53,3 +55,11 @@ def test_preview_prints_the_template_rendering(fixture_path, capsys, tokenizer):
         [{"role": "system", "content": "You translate."}, {"role": "user", "content": "Translate to French.\n\ncat"},
          {"role": "assistant", "content": "chat"}], tokenize=False)
     assert f"──── line 2 ────\n{expected}" in out
+
+
+@pytest.mark.parametrize("n", ["0", "-2"])
+def test_preview_refuses_a_count_below_one_instead_of_printing_nothing(fixture_path, capsys, n):
+    with pytest.raises(SystemExit) as exited:
+        main(["data", "preview", fixture_path("alpaca.jsonl"), "-n", n])
+    assert exited.value.code == 2
+    assert f"argument -n: {n} shows no conversation; give 1 or more" in capsys.readouterr().err
