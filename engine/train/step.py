@@ -4,7 +4,8 @@ Loss is the sum over trained tokens divided by the trained tokens of the whole o
 step, so gradient accumulation gives the same update as one big batch. For decoder models
 whose logits are a plain projection of the last hidden state, logits are computed only at
 positions that carry a label, which skips most of the vocabulary projection (the largest
-activation of a small model) when training on responses only.
+activation of a small model) when training on responses only, and the projection runs in chunks
+together with the loss (`engine.train.loss`), so no [tokens x vocab] tensor outlives its chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from engine.data.types import TokenizedExample
 from engine.train.batching import collate
+from engine.train.loss import linear_cross_entropy
 from engine.train.methods import Precision
 from engine.train.setup import TrainingSetup
 
@@ -73,7 +75,12 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
 
 
 def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
-    """Summed cross-entropy over the tokens that carry a label (next-token shifted)."""
+    """Summed cross-entropy over the tokens that carry a label (next-token shifted).
+
+    With `fast`, the decoder's hidden states at labelled positions go through the chunked (or, on
+    CUDA, fused) projection + loss of `engine.train.loss`, which never holds the full logits.
+    """
+    import torch
     import torch.nn.functional as F
 
     labels = batch["labels"][:, 1:]
@@ -81,7 +88,11 @@ def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
     if fast:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = base.get_output_embeddings()(hidden.last_hidden_state[:, :-1][keep])
+        kept = hidden.last_hidden_state[:, :-1][keep]
+        head = base.get_output_embeddings()
+        if type(head) is torch.nn.Linear and head.bias is None:
+            return linear_cross_entropy(kept, head.weight, labels[keep])
+        logits = head(kept)  # an adapted or quantised head: its own forward, logits at labelled rows only
     else:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         logits = out.logits[:, :-1][keep]
