@@ -91,3 +91,48 @@ def test_the_fast_loss_equals_the_models_own_loss(model_folder):
     n = int((batch["labels"][:, 1:] != -100).sum())
     assert float(fast) == float(slow) or abs(float(fast) - float(slow)) < 1e-4
     assert abs(float(fast) / n - float(reference)) < 1e-5
+
+
+def test_qlora_keeps_embeddings_and_norms_16_bit_with_the_losses_of_an_fp32_upcast(tmp_path, wide_model_folder):
+    """Measured on CPU under bf16 autocast (the GPU recipe): peft's prepare_model_for_kbit_training
+    cast embeddings, norms and lm_head to fp32; keeping them bf16 changes step losses by < 1e-3."""
+    import threading
+
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from engine.train import Loaded, run_loaded
+    from engine.train.methods import Precision
+    from tests.train.tiny import make_tokenizer, tiny_data
+
+    dtypes = {}
+
+    def build_for(upcast):
+        def build(config, precision):
+            model = AutoModelForCausalLM.from_pretrained(
+                wide_model_folder, dtype=torch.bfloat16, quantization_config=BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                    bnb_4bit_compute_dtype=torch.bfloat16))
+            if upcast:  # what prepare_model_for_kbit_training did
+                for p in model.parameters():
+                    if p.dtype == torch.bfloat16 and type(p).__name__ != "Params4bit":
+                        p.data = p.data.float()
+            dtypes[upcast] = model
+            return model
+        return build
+
+    losses = {}
+    for upcast in (True, False):
+        events = []
+        config = tiny_config(tmp_path / str(upcast), method="qlora", max_steps=4, val_split=0.0, learning_rate=3e-3)
+        loaded = Loaded(build_for(upcast), make_tokenizer(), tiny_data(), str(wide_model_folder))
+        result = run_loaded(config, loaded, events.append, threading.Event(),
+                            precision=Precision("cpu", torch.bfloat16, torch.bfloat16, False))
+        assert result.status == "finished", result.reason
+        losses[upcast] = [e.loss for e in events if isinstance(e, StepLogged)]
+        model = dtypes[upcast]
+        plain = {model.get_input_embeddings().weight.dtype, model.get_output_embeddings().weight.dtype,
+                 model.get_decoder().norm.weight.dtype}
+        assert plain == ({torch.float32} if upcast else {torch.bfloat16})
+
+    assert max(abs(a - b) for a, b in zip(losses[True], losses[False], strict=True)) < 1e-3
