@@ -4,7 +4,8 @@ Planning happens before anything is downloaded, and for cards the user does not 
 estimate is arithmetic over `ModelSpec` (layers, hidden, intermediate, heads, kv heads, vocab),
 written from first principles: what each tensor is, its dtype and how long it lives. Parts that
 never coexist are not added up: with gradient checkpointing the loss's logits are freed before
-the first layer is recomputed, so only the larger of the two counts.
+the first layer is recomputed, so only the larger of the two counts. ftui's loss never holds the
+full logits (engine/train/loss.py): one chunk of them at a time, whatever the length.
 
 How tensors are held depends on the training code, so that is a parameter (`Runtime`):
 `HF_PEFT` is ftui's own stack (engine/train: transformers + peft, bf16 autocast); `TORCHTUNE`
@@ -61,7 +62,12 @@ class Runtime:
     kbit_plain_bytes: int
     """QLoRA: dtype width of the weights left unquantised (embeddings, norms, lm_head)."""
     loss_bytes_per_logit: float
-    """Peak bytes per (token x vocab) element while the loss and its backward run."""
+    """Peak bytes per (token x vocab) element while the loss and its backward run, for a loss over
+    all logits at once; with `loss_chunk_elements`, per element of one chunk."""
+    loss_chunk_elements: int = 0
+    """The loss projects and differentiates this many logits at a time (0: all at once)."""
+    loss_bytes_per_hidden: float = 0
+    """Chunked loss: bytes per (token x hidden) it keeps from its forward into backward."""
     offload_checkpoints: bool = False
     """Checkpointed layer inputs live in CPU memory between forward and backward."""
 
@@ -73,12 +79,23 @@ HF_PEFT = Runtime(
     # engine/train/methods.py loads full fine-tuning in fp32: AdamW updates vanish in 16-bit weights.
     full_weight_bytes=BYTES_FP32,
     autocast_weight_copy=True,
-    # peft's prepare_model_for_kbit_training casts every non-4-bit parameter to fp32.
-    kbit_plain_bytes=BYTES_FP32,
-    # transformers' ForCausalLMLoss upcasts the logits to fp32 and cross_entropy saves its fp32
-    # log-softmax (4); backward then holds that, the incoming gradient (4) and the gradient it
-    # produces (4). The bf16 logits themselves are freed with the model output before backward.
-    loss_bytes_per_logit=3 * BYTES_FP32,
+    # engine/train/methods.py leaves embeddings, norms and lm_head in the 16-bit load dtype.
+    kbit_plain_bytes=BYTES_16BIT,
+    # engine/train/loss.py: one chunk of logits in fp32 beside their bf16 matmul output or the bf16
+    # softmax gradient (4 + 2), gradients computed in the forward pass, nothing recomputed.
+    loss_bytes_per_logit=BYTES_FP32 + BYTES_16BIT,
+    loss_chunk_elements=2**25,
+    # Kept into backward: the labelled rows of the last hidden state (2), their gradient (2) and
+    # the final norm's fp32 input (4); at the start of backward the gradient is scattered back
+    # into the [batch x length x hidden] shape (2 + 2, its slice and its padding).
+    loss_bytes_per_hidden=3 * BYTES_16BIT + BYTES_FP32 + BYTES_16BIT,
+)
+
+HF_PEFT_FULL_LOGITS = replace(
+    HF_PEFT, name="transformers + peft with the full-logits loss and fp32 QLoRA embeddings (ftui before issue 15)",
+    # prepare_model_for_kbit_training cast every non-4-bit parameter to fp32; the loss upcast all
+    # logits to fp32 and backward held the log-softmax, the incoming gradient and its own (3 x 4).
+    kbit_plain_bytes=BYTES_FP32, loss_bytes_per_logit=3 * BYTES_FP32, loss_chunk_elements=0, loss_bytes_per_hidden=0,
 )
 
 TORCHTUNE = Runtime(
@@ -166,14 +183,14 @@ def estimate(
     parts["optimizer"] = trainable * moment_bytes
 
     layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
-    loss = tokens * spec.vocab * runtime.loss_bytes_per_logit
+    loss_peak, loss_kept = loss_bytes(spec, tokens, runtime)
     if grad_checkpointing:
         saved_inputs = 0 if runtime.offload_checkpoints else spec.layers * tokens * spec.hidden * ACTIVATION_BYTES
         parts["activations"] = saved_inputs + layer
-        parts["logits"] = max(0.0, loss - layer)
+        parts["logits"] = loss_kept + max(0.0, loss_peak - layer)
     else:
         parts["activations"] = spec.layers * layer
-        parts["logits"] = loss
+        parts["logits"] = loss_kept + loss_peak
     parts["workspace"] = _workspace(spec, shapes, quantized, method, runtime)
 
     tensors = sum(parts.values())
@@ -181,6 +198,17 @@ def estimate(
     parts["cuda_context"] = CUDA_CONTEXT_GIB * GIB
     breakdown = {name: value / GIB for name, value in parts.items()}
     return MemoryEstimate(peak_gib=sum(breakdown.values()), breakdown=breakdown)
+
+
+def loss_bytes(spec: ModelSpec, tokens: int, runtime: Runtime = HF_PEFT) -> tuple[float, float]:
+    """(short-lived peak, kept into backward) of the loss over `tokens` trained tokens.
+
+    Every token is counted as trained, as for text data; a responses-only dataset projects fewer.
+    """
+    if not runtime.loss_chunk_elements:
+        return tokens * spec.vocab * runtime.loss_bytes_per_logit, 0.0
+    rows = min(tokens, max(1, runtime.loss_chunk_elements // spec.vocab))
+    return rows * spec.vocab * runtime.loss_bytes_per_logit, tokens * spec.hidden * runtime.loss_bytes_per_hidden
 
 
 def _linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int]]:
@@ -230,8 +258,8 @@ def layer_activation_bytes(spec: ModelSpec, method: str, targets: Sequence[str],
 
 def _workspace(spec: ModelSpec, shapes: dict[str, tuple[int, int]], quantized: bool, method: str,
                runtime: Runtime) -> float:
-    """Short-lived buffers: a 4-bit matrix dequantised for its matmul, an fp32 lm_head cast to 16 bits,
-    DoRA's merged weight for its norm."""
+    """Short-lived buffers: a 4-bit matrix dequantised for its matmul, an fp32 lm_head cast to 16 bits
+    (under the old fp32 upcast), DoRA's merged weight for its norm."""
     largest = max(i * o for i, o in shapes.values())
     out = 0.0
     if quantized:

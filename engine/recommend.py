@@ -164,6 +164,51 @@ def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float) -> t
     return None
 
 
+@dataclass(frozen=True)
+class ContextFit:
+    """The longest sequence one model and method trains on a card (batch 1, gradient checkpointing)."""
+
+    model: str
+    """Catalog id (the -4bit entry for QLoRA)."""
+    method: str
+    seq_len: int
+    """A multiple of CONTEXT_STEP; 0 when not even CONTEXT_STEP tokens fit."""
+    peak_gib: float
+    """Predicted peak at seq_len (at CONTEXT_STEP when nothing fits)."""
+    model_limit: bool
+    """The model's own context length, not memory, is what stops it."""
+
+
+CONTEXT_STEP = 256
+"""--max-context answers in steps of this many tokens."""
+
+
+def max_context(free_gib: float, batch_size: int = 1) -> list[ContextFit]:
+    """For each ladder model, 16-bit LoRA and QLoRA: the longest sequence predicted to fit `free_gib`.
+
+    The estimate grows with length (activations and the loss's kept rows; the chunked loss's logits
+    do not), so a binary search over multiples of CONTEXT_STEP finds the edge.
+    """
+    out = []
+    for model_id in LADDER:
+        spec = get(model_id)
+        for method, candidate in (("lora", spec), ("qlora", four_bit_variant(spec))):
+            if candidate is None:
+                continue
+            lo, hi = 0, candidate.context // CONTEXT_STEP  # lo fits (0: nothing yet), hi + 1 does not
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if fits(candidate, method, batch_size, mid * CONTEXT_STEP, free_gib, grad_checkpointing=True)[0]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            seq = lo * CONTEXT_STEP
+            peak = fits(candidate, method, batch_size, max(seq, CONTEXT_STEP), free_gib, grad_checkpointing=True)[1]
+            out.append(ContextFit(candidate.id, method, seq, round(peak, 2),
+                                  seq == candidate.context // CONTEXT_STEP * CONTEXT_STEP and seq > 0))
+    return out
+
+
 def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
     from engine.presets import load_preset
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from cli.output import fail, print_json
 
@@ -11,6 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("recommend", help="the model, method and batch size that fit your GPU")
     p.add_argument("--vram", type=float, metavar="GiB", help="plan for a card with this much free memory instead")
     p.add_argument("--seq-len", type=int, default=2048, metavar="N", help="tokens per example (default 2048)")
+    p.add_argument("--max-context", action="store_true",
+                   help="instead: the longest sequence each model and method fits (batch 1, checkpointing)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -20,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.recommend import recommend
 
     report = None if args.vram is not None else probe()
+    if args.max_context:
+        return _max_context(args, report)
     try:
         rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram)
     except ValueError as exc:
@@ -35,4 +40,32 @@ def run(args: argparse.Namespace) -> int:
             ("predicted peak", f"{rec.peak_gib:.1f} GiB"), ("available", f"{rec.free_gib:.1f} GiB")]
     print_table(rows)
     print(rec.reason)
+    return 0
+
+
+def _max_context(args: argparse.Namespace, report: object) -> int:
+    from engine.recommend import max_context
+
+    if args.vram is not None:
+        if args.vram <= 0:
+            return fail(f"--vram must be positive, not {args.vram:g}")
+        free, card = args.vram, f"a {args.vram:g} GiB card"
+    else:
+        gpus = getattr(report, "gpus", ())
+        if not gpus:
+            return fail("no NVIDIA GPU found; pass --vram GiB to plan for a card")
+        gpu = max(gpus, key=lambda g: (g.free_gib, -g.index))
+        free, card = gpu.free_gib, f"{gpu.name} ({gpu.free_gib:.1f} GiB free)"
+    fits = max_context(free)
+    if args.json:
+        print_json({"free_gib": free, "models": [dataclasses.asdict(f) for f in fits]})
+        return 0
+    from cli.commands.hardware import print_table
+
+    rows = [("model", "method", "longest sequence", "predicted peak")]
+    for f in fits:
+        longest = f"{f.seq_len:,}" + (" (model limit)" if f.model_limit else "") if f.seq_len else "does not fit"
+        rows.append((f.model, f.method, longest, f"{f.peak_gib:.1f} GiB"))
+    print_table(rows, right={2, 3})
+    print(f"Longest sequence per model on {card}, at batch 1 with gradient checkpointing and the chunked loss.")
     return 0

@@ -78,6 +78,24 @@ def test_recommend_on_cpu(nvml, capsys):
     assert "smollm2-135m" in out and "No NVIDIA GPU" in out
 
 
+def test_recommend_max_context_on_the_detected_gpu(nvml, capsys):
+    nvml(16)
+    assert main(["recommend", "--max-context"]) == 0
+    out = capsys.readouterr().out
+    assert "longest sequence" in out and "llama-3.1-8b-4bit" in out and "15.6 GiB free" in out
+    data = run_json(capsys, "recommend", "--max-context", "--vram", "16")
+    by_id = {m["model"]: m for m in data["models"]}
+    assert by_id["llama-3.1-8b"]["seq_len"] == 0  # 16-bit 8B weights alone are 15 GiB
+    assert by_id["llama-3.1-8b-4bit"]["seq_len"] >= 8192
+    assert by_id["llama-3.2-1b-4bit"]["seq_len"] > by_id["llama-3.2-1b"]["seq_len"]
+
+
+def test_recommend_max_context_needs_a_gpu_or_vram(nvml, capsys):
+    nvml(init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    assert main(["recommend", "--max-context"]) == 2
+    assert "--vram" in capsys.readouterr().err
+
+
 def test_recommend_rejects_bad_vram(capsys):
     assert main(["recommend", "--vram", "-3"]) == 2
     assert "positive" in capsys.readouterr().err

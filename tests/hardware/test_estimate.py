@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.catalog import get
-from engine.estimate import HF_PEFT, TORCHTUNE, TORCHTUNE_OFFLOAD, estimate
+from engine.estimate import GIB, HF_PEFT, HF_PEFT_FULL_LOGITS, TORCHTUNE, TORCHTUNE_OFFLOAD, estimate, loss_bytes
 
 TT_8B_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TT_8B_QLORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -98,10 +98,32 @@ def test_rank_and_targets_scale_the_adapters():
     assert r16 == pytest.approx(41_943_040 * 4 / 1024**3)
 
 
-def test_large_vocabulary_logits_dominate_short_models():
-    """Llama 3's 128,256-token vocabulary: the loss, not the layers, sets the peak at batch 2."""
-    est = estimate(get("llama-3.2-1b"), "lora", 2, 2048, grad_checkpointing=True, runtime=HF_PEFT)
-    assert est.breakdown["logits"] > est.breakdown["activations"] + est.breakdown["weights"]
+def test_large_vocabulary_logits_dominated_the_full_logits_loss():
+    """Llama 3's 128,256-token vocabulary: with the full-logits loss ftui had before, the loss, not
+    the layers, set the peak at batch 2; the chunked loss holds one chunk and its kept rows."""
+    spec = get("llama-3.2-1b")
+    before = estimate(spec, "lora", 2, 2048, grad_checkpointing=True, runtime=HF_PEFT_FULL_LOGITS)
+    assert before.breakdown["logits"] > before.breakdown["activations"] + before.breakdown["weights"]
+    now = estimate(spec, "lora", 2, 2048, grad_checkpointing=True, runtime=HF_PEFT)
+    assert now.breakdown["logits"] < 0.2 < 4.5 < before.breakdown["logits"]
+    # More tokens add kept rows (tokens x hidden), never a larger chunk of logits.
+    assert loss_bytes(spec, 4096)[0] == loss_bytes(spec, 65536)[0] < 0.2 * GIB
+
+
+def test_the_runtime_describes_the_loss_ftui_runs():
+    from engine.train import loss
+
+    assert HF_PEFT.loss_chunk_elements == loss.CHUNK_ELEMENTS
+    assert HF_PEFT.loss_bytes_per_logit == loss.CHUNK_BYTES_PER_ELEMENT
+
+
+def test_qlora_keeps_embeddings_16_bit():
+    """Llama 3.1 8B: 1.05 B embedding and lm_head parameters at 2 bytes, not 4 as under the fp32 upcast."""
+    spec = get("llama-3.1-8b")
+    now = estimate(spec, "qlora", 1, 2048, grad_checkpointing=True).breakdown
+    before = estimate(spec, "qlora", 1, 2048, grad_checkpointing=True, runtime=HF_PEFT_FULL_LOGITS).breakdown
+    assert before["weights"] - now["weights"] == pytest.approx(1.96, abs=0.02)
+    assert before["workspace"] - now["workspace"] == pytest.approx(0.98, abs=0.01)  # no 16-bit lm_head copy
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [
