@@ -98,7 +98,8 @@ def write_gguf(model_dir: Path, out_path: Path, *, dtype: str = "F16", name: str
     with atomic_file(Path(out_path)) as tmp:
         writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
         try:
-            _add_metadata(writer, params, dtype, name or model_dir.name)
+            _add_metadata(writer, params, dtype)
+            _add_model_metadata(writer, model_dir, name or model_dir.name, tensors)
             _add_vocab(writer, model_dir, tokenizer, params, pre)
             for t in tensors:
                 writer.add_tensor_info(t.gguf_name, t.shape, t.np_dtype(dtype), t.nbytes(dtype),
@@ -262,11 +263,10 @@ def _np(values: list[float]) -> Any:
     return np.asarray(values, dtype=np.float32)
 
 
-def _add_metadata(writer: Any, p: LlamaParams, dtype: str, name: str) -> None:
+def _add_metadata(writer: Any, p: LlamaParams, dtype: str) -> None:
     import gguf
 
     writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
     writer.add_block_count(p.n_layers)
     writer.add_context_length(p.context)
     writer.add_embedding_length(p.hidden)
@@ -286,6 +286,24 @@ def _add_metadata(writer: Any, p: LlamaParams, dtype: str, name: str) -> None:
     ftype = gguf.LlamaFileType.MOSTLY_F16 if dtype == "F16" else gguf.LlamaFileType.MOSTLY_BF16
     writer.add_file_type(ftype)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _add_model_metadata(writer: Any, model_dir: Path, run_name: str, tensors: list[_Tensor]) -> None:
+    """`general.*` as llama.cpp's converter writes them, read the same way (gguf.Metadata): the
+    folder's model card gives `general.base_model.*`, licence and tags; the base's repository name
+    gives the basename; the run is the fine-tune, so the name says both; the size label is counted."""
+    import gguf
+
+    total = sum(math.prod(t.shape) for t in tensors if len(t.shape) > 1)
+    meta = gguf.Metadata.load(None, model_dir, run_name, total)
+    base = meta.base_models[0] if meta.base_models else {}
+    repo = str(base.get("repo_url") or "").removeprefix("https://huggingface.co/")
+    basename = gguf.Metadata.get_model_id_components(repo, total)[2] if repo else None
+    meta.name = f"{base['name']} ({run_name})" if base.get("name") else run_name
+    meta.basename = basename or run_name
+    meta.finetune = run_name
+    meta.size_label = gguf.size_label(total, 0, 0, 0)  # measured, as llama.cpp's converter does
+    meta.set_gguf_meta_model(writer)
 
 
 def _load_tokenizer(model_dir: Path) -> Any:

@@ -15,6 +15,7 @@ from engine.atomic import atomic_dir
 from engine.config import RunConfig
 from engine.errors import ActionableError
 from engine.events import EventSink, Progress, ignore
+from engine.export.artefacts import finish_merged
 from engine.runs import RunReadError, config_path, read_config, read_record, tokenizer_dir, weights_dir
 
 
@@ -83,7 +84,8 @@ def check_not_4bit(config_dir: Path, ref: str) -> None:
 
 
 def merge(source: RunSource, merged_dir: Path, on_event: EventSink = ignore) -> tuple[Any, Any]:
-    """Write merged_dir (safetensors, tokenizer, chat template); return the float32 model and tokenizer."""
+    """Write merged_dir (safetensors, tokenizer, chat template, a model card; configs that transformers
+    4.x loads too); return the float32 model and tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -108,6 +110,7 @@ def merge(source: RunSource, merged_dir: Path, on_event: EventSink = ignore) -> 
         # Saved in the base's own precision; the float32 copy returned is what was saved.
         model.to(save_dtype).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        finish_merged(tmp, source)
     model.to(torch.float32)
     on_event(Progress("merge", 3, 3, "steps", "merged"))
     return model, tokenizer
