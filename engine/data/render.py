@@ -26,6 +26,11 @@ from typing import Any
 from engine.data.types import Conversation, Message
 
 IGNORE_INDEX = -100
+TEMPLATE_DATE = "26 Jul 2024"
+"""`date_string` for templates that print a date (Llama 3.1/3.2's "Today Date"). 3.2's template
+asks for today's date; a fixed one keeps a resumed run's tokens the same on another day and lets
+the Ollama Modelfile, which cannot compute dates, send what training saw. It is the templates'
+own fallback, and the date 3.1's template always uses."""
 
 
 class RenderError(ValueError):
@@ -106,7 +111,8 @@ def _apply(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt
     if not getattr(tokenizer, "chat_template", None):
         raise RenderError("the tokenizer has no chat template: use an instruct model, or the `text` format")
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             date_string=TEMPLATE_DATE)
     except Exception as exc:  # jinja's TemplateError and templates' own raise_exception() calls
         raise RenderError(f"the model's chat template refused this conversation: {exc}") from None
 
