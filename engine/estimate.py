@@ -183,7 +183,7 @@ def estimate(
     parts["optimizer"] = trainable * moment_bytes
 
     layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
-    loss_peak, loss_kept = loss_bytes(spec, tokens, runtime)
+    loss_peak, loss_kept = loss_bytes(spec, tokens, runtime, trains_head=method == "full")
     if grad_checkpointing:
         saved_inputs = 0 if runtime.offload_checkpoints else spec.layers * tokens * spec.hidden * ACTIVATION_BYTES
         parts["activations"] = saved_inputs + layer
@@ -200,15 +200,22 @@ def estimate(
     return MemoryEstimate(peak_gib=sum(breakdown.values()), breakdown=breakdown)
 
 
-def loss_bytes(spec: ModelSpec, tokens: int, runtime: Runtime = HF_PEFT) -> tuple[float, float]:
+def loss_bytes(spec: ModelSpec, tokens: int, runtime: Runtime = HF_PEFT, trains_head: bool = False) -> tuple[float, float]:
     """(short-lived peak, kept into backward) of the loss over `tokens` trained tokens.
 
     Every token is counted as trained, as for text data; a responses-only dataset projects fewer.
+    When lm_head trains (full fine-tuning), the chunked loss also keeps its fp32 gradient from the
+    forward pass into backward and adds each chunk's 16-bit part into it.
     """
     if not runtime.loss_chunk_elements:
         return tokens * spec.vocab * runtime.loss_bytes_per_logit, 0.0
     rows = min(tokens, max(1, runtime.loss_chunk_elements // spec.vocab))
-    return rows * spec.vocab * runtime.loss_bytes_per_logit, tokens * spec.hidden * runtime.loss_bytes_per_hidden
+    peak = rows * spec.vocab * runtime.loss_bytes_per_logit
+    kept = tokens * spec.hidden * runtime.loss_bytes_per_hidden
+    if trains_head:
+        peak += spec.vocab * spec.hidden * BYTES_16BIT
+        kept += spec.vocab * spec.hidden * BYTES_FP32
+    return peak, kept
 
 
 def _linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int]]:

@@ -92,10 +92,13 @@ def _build_function() -> Any:
             grad_h = torch.empty_like(hidden) if want_h else None
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
             rows = torch.arange(min(step, hidden.shape[0]), device=hidden.device)
+            kind = hidden.device.type
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else hidden.dtype
+            w = weight.to(dtype)  # one 16-bit copy of an fp32 head (full fine-tuning), else the weight itself
             for start in range(0, hidden.shape[0], step):
-                h = hidden[start:start + step]
+                h = hidden[start:start + step].to(dtype)
                 y = labels[start:start + step]
-                logits = _logits(h, weight)
+                logits = torch.matmul(h, w.t()).float()
                 target = logits.gather(1, y[:, None])
                 # Softmax in place: logits -> exp(logits - max) -> probabilities, and lse on the side.
                 top = logits.amax(dim=1, keepdim=True)
@@ -105,13 +108,12 @@ def _build_function() -> Any:
                 # d(sum of losses)/d(logits) = softmax - one_hot(label).
                 probs.div_(norm)
                 probs[rows[:len(y)], y] -= 1.0
-                grad_logits = probs.to(hidden.dtype if not torch.is_autocast_enabled(hidden.device.type)
-                                       else torch.get_autocast_dtype(hidden.device.type))
+                grad_logits = probs.to(dtype)
                 del probs, logits
                 if grad_h is not None:
-                    grad_h[start:start + step] = torch.matmul(grad_logits, weight.to(grad_logits.dtype))
+                    grad_h[start:start + step] = torch.matmul(grad_logits, w)
                 if grad_w is not None:
-                    grad_w += torch.matmul(grad_logits.t(), h.to(grad_logits.dtype)).float()
+                    grad_w += torch.matmul(grad_logits.t(), h)  # a 16-bit [vocab x hidden] added into fp32
                 del grad_logits  # before the next chunk's logits exist (in fp32 it is the logits tensor)
             ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None))
             ctx.wants = (want_h, want_w)

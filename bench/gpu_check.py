@@ -1,0 +1,331 @@
+"""ftui's real training loop on a CUDA GPU, measured against the memory estimate part by part.
+
+Run on a machine with an NVIDIA GPU, torch, transformers and peft (bitsandbytes for QLoRA):
+
+    .venv/bin/python bench/gpu_check.py --out gpu_check.json
+
+No download: each model is built with random weights from the catalog's shapes
+(presets/models.toml), QLoRA quantised to NF4 in place as bitsandbytes does on load, and fed
+random token ids (every token trained, as text data, which is what the estimate assumes). For
+each card size of the recommendation ladder, the plan `ftui recommend --vram N` gives at 2048
+tokens is laid over its preset exactly as the TUI does (config_from_recommendation), then
+`engine.train.run_loaded` runs a few steps at accumulation 2 (so gradients live through a
+forward pass, as the estimate counts them). Printed per plan: the estimate's parts beside what
+torch.cuda reports (weights after building, adapters after setup, optimizer after step 1, the
+step peak, max allocated, max reserved, the CUDA context outside torch), whether the card of
+that size would hold it, and tokens/s. Checkpoint writes are skipped: they time the disk.
+
+Without CUDA it says so and exits 0 after a dry run on the CPU of the smallest plan, with the
+model shrunk to a few layers (`--tiny`, which tests/bench/test_gpu_check.py runs).
+Budget: about 3-5 minutes on one H200; `--budget-s` skips plans once it is spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.catalog import ModelSpec, get  # noqa: E402
+from engine.config import RunConfig  # noqa: E402
+from engine.data.types import PreparedData, TokenizedExample  # noqa: E402
+from engine.estimate import GIB, estimate_for  # noqa: E402
+
+CARDS = (4, 6, 12, 16, 24)
+"""GiB; the ladder the README states, each card's recommended plan is run."""
+EXTRA = (("llama-3.2-1b", "lora", 4), ("llama-3.2-1b", "full", 1))
+"""(model, method, batch) run besides the ladder: 16-bit LoRA and full fine-tuning on 1B."""
+IN_USE_GIB = 0.4
+"""Planned as the README's ladder is: a display or another program already holds this much."""
+SEQ_LEN = 2048
+STEPS = 4
+GRAD_ACCUM = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    label: str
+    config: RunConfig
+    card_gib: float | None
+    """The card size the plan was recommended for (None for the extra runs)."""
+
+
+class FakeTokenizer:
+    """What the loop asks of a tokenizer when the data is already token ids."""
+
+    pad_token_id = 0
+    eos_token_id = 1
+
+    def save_pretrained(self, path: str) -> None:
+        (Path(path) / "tokenizer_note.txt").write_text("random-token GPU check: no tokenizer\n")
+
+
+def plans(device: str, have_bnb: bool, tiny: bool) -> list[Plan]:
+    from engine.configure import config_from_recommendation
+    from engine.hardware import GpuInfo, HardwareReport
+    from engine.presets import list_presets
+    from engine.recommend import recommend
+
+    out: list[Plan] = []
+    for card in CARDS:
+        rec = recommend([], seq_len=SEQ_LEN, vram_gib=card - IN_USE_GIB)
+        if not rec.fits:
+            continue
+        gpu = GpuInfo(0, f"{card} GiB card", float(card), float(card), 0.0, (9, 0), True)
+        report = HardwareReport((gpu,), 1, 1.0, "-", "")
+        config, _ = config_from_recommendation(rec, report, list_presets(), RunConfig())
+        out.append(Plan(f"{card} GiB: {rec.model} {rec.method} b{rec.batch_size}", config, float(card)))
+    for model, method, batch in EXTRA:
+        base = config_from_recommendation(recommend([], vram_gib=80.0), HardwareReport(
+            (GpuInfo(0, "x", 80.0, 80.0, 0.0, (9, 0), True),), 1, 1.0, "-", ""), list_presets(), RunConfig())[0]
+        out.append(Plan(f"extra: {model} {method} b{batch}",
+                        base.replace(model=model, method=method, batch_size=batch, max_seq_len=SEQ_LEN,
+                                     learning_rate=1e-5 if method == "full" else base.learning_rate), None))
+    if not have_bnb:
+        out = [p for p in out if p.config.method != "qlora" and p.config.optimizer == "adamw"]
+    if device != "cuda":
+        # The dry run: the smallest plan only, shrunk to a few layers at a short length.
+        smallest = min(out, key=lambda p: get(p.config.model).params)
+        out = [replace(smallest, label="dry run: " + smallest.label, config=smallest.config.replace(
+            max_seq_len=128 if tiny else 256, batch_size=1))]
+        methods = {"lora", "full"} | ({"qlora"} if have_bnb else set())
+        out += [replace(out[0], label=f"dry run: {m}", config=out[0].config.replace(
+            method=m, model=out[0].config.model.removesuffix("-4bit") + ("-4bit" if m == "qlora" else ""),
+            optimizer="adamw", learning_rate=1e-5 if m == "full" else out[0].config.learning_rate))
+            for m in sorted(methods - {out[0].config.method})]
+    return out
+
+
+def shapes(model_id: str, tiny: bool) -> ModelSpec:
+    spec = get(model_id)
+    if not tiny:
+        return spec
+    # Few layers and a narrow width (bitsandbytes' CPU kernels want >= 64 inputs), the real vocabulary.
+    small = replace(spec, layers=2, hidden=128, heads=4, kv_heads=2, intermediate=256)
+    kv = small.hidden // small.heads * small.kv_heads
+    per_layer = 2 * small.hidden * small.hidden + 2 * small.hidden * kv + 3 * small.hidden * small.intermediate
+    embeddings = small.vocab * small.hidden * (1 if small.tied_embeddings else 2)
+    return replace(small, params=small.layers * (per_layer + 2 * small.hidden) + embeddings + small.hidden)
+
+
+def build_model(spec: ModelSpec, method: str, dtype: Any, device: str) -> Any:
+    """Random weights in the catalog's shapes; QLoRA's projections quantised to NF4 + double quant."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads, vocab_size=spec.vocab,
+        tie_word_embeddings=spec.tied_embeddings, max_position_embeddings=spec.context, rope_theta=500000.0,
+        pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # created in the load dtype: no fp32 copy of an 8B model first
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    if method == "qlora":
+        quantize_nf4(model, dtype)
+    return model
+
+
+def quantize_nf4(model: Any, compute_dtype: Any) -> None:
+    """Swap each decoder projection for a bitsandbytes Linear4bit holding its NF4 weights, one at a
+    time (so the 16-bit copy of one matrix at most is added), and mark the model 4-bit for peft."""
+    import bitsandbytes as bnb
+    import torch
+
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, child in list(parent.named_children()):
+                if not isinstance(child, torch.nn.Linear):
+                    continue
+                q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=False, compute_dtype=compute_dtype,
+                                      compress_statistics=True, quant_type="nf4", device="meta")
+                q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
+                                             quant_type="nf4", module=q).to(child.weight.device)
+                setattr(parent, name, q)
+                del child
+    model.is_loaded_in_4bit = True
+
+
+def random_data(examples: int, length: int, vocab: int) -> PreparedData:
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(examples):
+        ids = tuple(rng.randrange(3, vocab) for _ in range(length))
+        rows.append(TokenizedExample(ids, ids, i + 1))
+    return PreparedData(tuple(rows), (), format="text")
+
+
+def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> dict[str, Any]:
+    import torch
+
+    from engine.events import StepLogged, TrainFailed, TrainStarted
+    from engine.train import Loaded, run_loaded
+    from engine.train.methods import choose_precision
+
+    config = plan.config.replace(grad_accum=GRAD_ACCUM, max_steps=steps, val_split=0.0, eval_interval=10_000,
+                                 save_interval=10_000, output_dir=str(workdir), gradient_checkpointing=True,
+                                 warmup_steps=1, name="gpu-check")
+    spec = shapes(config.model, tiny)
+    base = shapes(config.model.removesuffix("-4bit"), tiny)
+    est = estimate_for(config, spec=spec)
+    assert est is not None
+    precision = choose_precision(config.method, device)
+    cuda = device == "cuda"
+    mem: dict[str, float] = {}
+
+    def gib(n: int) -> float:
+        return round(n / GIB, 3)
+
+    def build(cfg: RunConfig, prec: Any) -> Any:
+        if cuda:
+            gc.collect()
+            torch.cuda.empty_cache()
+            before = torch.cuda.memory_allocated()
+        model = build_model(base, cfg.method, prec.load_dtype, device)
+        if cuda:
+            torch.cuda.synchronize()
+            mem["weights"] = gib(torch.cuda.memory_allocated() - before)
+            mem["_base"] = before
+        return model
+
+    tokens_per_s: list[float] = []
+    failure: list[str] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, TrainStarted) and cuda:
+            mem["adapters"] = gib(torch.cuda.memory_allocated() - int(mem["_base"])) - mem["weights"]
+            torch.cuda.reset_peak_memory_stats()
+        elif isinstance(event, StepLogged):
+            if event.step == 1 and cuda:
+                mem["optimizer"] = round(gib(torch.cuda.memory_allocated() - int(mem["_base"]))
+                                         - mem["weights"] - mem["adapters"], 3)
+            if event.step >= 2:
+                tokens_per_s.append(event.tokens_per_s)
+        elif isinstance(event, TrainFailed):
+            failure.append(event.reason)
+
+    data = random_data(config.batch_size * GRAD_ACCUM * steps, config.max_seq_len, spec.vocab)
+    began = time.monotonic()
+    result = run_loaded(config, Loaded(build, FakeTokenizer(), data, f"random:{config.model}", spec=spec),
+                        on_event, threading.Event(), precision=precision)
+    out: dict[str, Any] = {
+        "plan": plan.label, "model": config.model, "method": config.method, "batch_size": config.batch_size,
+        "grad_accum": GRAD_ACCUM, "seq_len": config.max_seq_len, "optimizer": config.optimizer,
+        "card_gib": plan.card_gib, "status": result.status, "reason": failure[0] if failure else result.reason,
+        "seconds": round(time.monotonic() - began, 1), "estimate": {k: round(v, 3) for k, v in est.breakdown.items()},
+        "estimate_peak_gib": round(est.peak_gib, 3), "estimate_tensors_gib": round(est.tensors_gib, 3),
+        "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
+    }
+    if cuda:
+        free, total = torch.cuda.mem_get_info()
+        measured = {k: v for k, v in mem.items() if not k.startswith("_")}
+        peak_alloc = torch.cuda.max_memory_allocated() - int(mem.get("_base", 0))
+        measured["step"] = round(gib(peak_alloc) - sum(measured.values()), 3)
+        measured["max_allocated"] = gib(peak_alloc)
+        measured["max_reserved"] = gib(torch.cuda.max_memory_reserved())
+        measured["outside_torch"] = gib(total - free - torch.cuda.memory_reserved())
+        out["measured"] = measured
+        out["as_nvidia_smi_gib"] = round(measured["max_reserved"] + measured["outside_torch"], 3)
+        if plan.card_gib is not None:
+            out["fits_card"] = out["as_nvidia_smi_gib"] + IN_USE_GIB <= plan.card_gib
+    return out
+
+
+def report(row: dict[str, Any]) -> None:
+    print(f"\n== {row['plan']}  ({row['status']}, {row['seconds']} s"
+          + (f", {row['tokens_per_s']} tokens/s" if row["tokens_per_s"] else "") + ")")
+    if row["status"] == "failed":
+        print(f"   {row['reason']}")
+    est, got = row["estimate"], row.get("measured")
+    if got is None:
+        print(f"   estimate {row['estimate_peak_gib']:.2f} GiB (no GPU: nothing measured)")
+        return
+    step_est = est["gradients"] + est["activations"] + est["logits"] + est["workspace"]
+    lines = [("weights", est["weights"], got.get("weights")), ("adapters", est.get("adapters", 0.0), got.get("adapters")),
+             ("optimizer", est["optimizer"], got.get("optimizer")),
+             ("step (grads, activations, loss, workspace)", step_est, got.get("step")),
+             ("max allocated / tensors", row["estimate_tensors_gib"], got["max_allocated"]),
+             ("max reserved / + allocator slack", row["estimate_tensors_gib"] + est["allocator"], got["max_reserved"]),
+             ("outside torch / CUDA context", est["cuda_context"], got["outside_torch"]),
+             ("as nvidia-smi shows / peak", row["estimate_peak_gib"], row["as_nvidia_smi_gib"])]
+    print(f"   {'part':44} {'estimate':>9} {'measured':>9} {'ratio':>6}")
+    for name, e, m in lines:
+        ratio = f"{m / e:6.2f}" if m is not None and e else "     -"
+        print(f"   {name:44} {e:9.2f} {m if m is not None else float('nan'):9.2f} {ratio}")
+    if "fits_card" in row:
+        print(f"   fits a {row['card_gib']:g} GiB card: {'yes' if row['fits_card'] else 'NO'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="gpu_check.json", help="where to write the JSON (default gpu_check.json)")
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"optimizer steps per plan (default {STEPS})")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="skip the plans left after this many seconds")
+    parser.add_argument("--tiny", action="store_true", help="shrink every model to 2 narrow layers (for tests)")
+    parser.add_argument("--only", default="", help="run only plans whose label contains this text")
+    args = parser.parse_args(argv)
+
+    import importlib.util
+
+    import torch
+
+    import engine.train.loop as loop
+    from engine.train.loss import fused_kernel_name
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    have_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if device != "cuda":
+        print("No CUDA GPU here: a dry run of the smallest plan on the CPU, shrunk, to prove the script runs.")
+    else:
+        print(f"GPU: {torch.cuda.get_device_name(0)}, {torch.cuda.get_device_properties(0).total_memory / GIB:.1f} GiB; "
+              f"torch {torch.__version__}; bitsandbytes {'yes' if have_bnb else 'no (QLoRA skipped)'}; "
+              f"loss kernel: {fused_kernel_name('cuda') or 'chunked torch'}")
+    # Checkpoints time the disk, not the GPU: the loop's writers become no-ops in this process.
+    loop.save_checkpoint = lambda run, step, *a, **k: run.path  # type: ignore[attr-defined]
+    loop.save_weights = lambda run, *a, **k: run.path  # type: ignore[attr-defined]
+
+    rows = []
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ftui-gpu-check-") as tmp:
+        for plan in plans(device, have_bnb, args.tiny or device != "cuda"):
+            if args.only and args.only not in plan.label:
+                continue
+            if time.monotonic() - began > args.budget_s:
+                print(f"\n== {plan.label}: skipped, the {args.budget_s:g} s budget is spent")
+                rows.append({"plan": plan.label, "status": "skipped"})
+                continue
+            row = run_plan(plan, device, args.tiny or device != "cuda", args.steps if device == "cuda" else 1,
+                           Path(tmp))
+            report(row)
+            rows.append(row)
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    summary = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "dry_run": device != "cuda",
+               "torch": torch.__version__, "loss_kernel": fused_kernel_name(device) if device == "cuda" else None,
+               "seq_len": SEQ_LEN, "seconds": round(time.monotonic() - began, 1), "plans": rows}
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"\n{len(rows)} plans in {summary['seconds']} s; wrote {args.out}")
+    return 0 if all(r["status"] != "failed" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
