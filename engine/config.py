@@ -8,8 +8,11 @@ form as it is typed, not an hour into a run.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 import math
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +30,8 @@ MAX_SEED = 2**32 - 1
 MAX_NAME_BYTES = 200
 """A folder name holds 255 bytes; the run folder adds a date-time prefix and maybe a -N suffix."""
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+"""`report_to` names and the module each needs (ftui's `tensorboard`, `wandb` and `mlflow` extras)."""
 
 
 class ConfigError(ValueError):
@@ -143,6 +148,9 @@ class RunConfig:
     """GGUF types to export: F16/BF16 (lossless), Q8_0 (near-lossless), Q6_K, Q5_K_M, Q4_K_M."""
     output_dir: str = "runs"
     """Where run directories are created."""
+    report_to: tuple[str, ...] = ()
+    """Experiment trackers fed the same steps and evaluations: tensorboard (RUN/tensorboard), wandb
+    (offline unless WANDB_MODE=online), mlflow (OUTPUT_DIR/mlruns unless MLFLOW_TRACKING_URI)."""
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config", notes: list[Problem] | None = None) -> RunConfig:
@@ -291,6 +299,15 @@ class RunConfig:
             except MappingError as exc:
                 setting, _, message = str(exc).partition(": ")
                 err(setting, message)
+        for tracker in self.report_to:
+            if tracker not in TRACKERS:
+                close = difflib.get_close_matches(tracker, TRACKERS, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                err("report_to", f"unknown tracker {tracker!r}{hint}; choose from {', '.join(TRACKERS)}")
+            elif TRACKERS[tracker] not in sys.modules and importlib.util.find_spec(TRACKERS[tracker]) is None:
+                package = "mlflow-skinny" if tracker == "mlflow" else tracker
+                err("report_to", f"{tracker} is not installed: pip install -e '.[{tracker}]' in ftui's folder "
+                                 f"(or pip install {package})")
         unknown_quants = [q for q in self.export_quants if q not in QUANT_TYPES]
         if unknown_quants:
             err("export_quants", f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")

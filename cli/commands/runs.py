@@ -13,12 +13,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("runs", help="list training runs")
     p.add_argument("--dir", default="runs", help="the output folder runs were written to (default: runs)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--compare", nargs="+", metavar="RUN",
+                   help="plot these runs' loss curves over one another (run folders or names)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.runs import list_runs
 
+    if args.compare:
+        from cli.commands.compare import compare
+
+        return compare(args)
     runs = list_runs(args.dir)
     if args.json:
         print_json([dataclasses.asdict(r) for r in runs])

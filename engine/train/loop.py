@@ -40,6 +40,7 @@ from engine.events import (
 )
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
+from engine.tracking import TrackerError, tracking
 from engine.train.checkpoint import (
     CheckpointChoice,
     CheckpointError,
@@ -112,8 +113,15 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
         _report_skipped(run, on_event, choice)
     else:
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
-    with run.live(stop):
-        return _attempts(config, loaded, run, on_event, stop, checkpoint, precision)
+    with run.live(stop), contextlib.ExitStack() as trackers:
+        try:
+            track = trackers.enter_context(tracking(config, run.path))
+        except TrackerError as exc:
+            return _failed(run, on_event, Failure(
+                f"report_to: {exc}", "fix the tracker's setup (WANDB_MODE, MLFLOW_TRACKING_URI, ...) or take it out of "
+                "report_to; metrics.jsonl records the same figures"))
+        # Trackers are one more consumer of the run's events (engine/tracking.py).
+        return _attempts(config, loaded, run, track.feeding(on_event), stop, checkpoint, precision)
 
 
 def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable[[Any], None],

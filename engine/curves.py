@@ -1,0 +1,53 @@
+"""Loss curves of finished or running runs, read back from their metrics.jsonl, to lay several
+runs over one another (`ftui runs --compare A B`)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.events import EvalLogged, StepLogged
+from engine.runs import read_events
+
+
+@dataclass(frozen=True)
+class Curves:
+    run: str
+    """The run folder's name."""
+    train: tuple[tuple[int, float], ...]
+    """(step, training loss), one point a step."""
+    val: tuple[tuple[int, float], ...]
+    """(step, validation loss) at each evaluation."""
+
+    @property
+    def best_val(self) -> tuple[int, float] | None:
+        return min(self.val, key=lambda p: p[1]) if self.val else None
+
+
+def run_curves(run_dir: str | Path) -> Curves:
+    """A run's curves; a step logged twice (a retried attempt) keeps its last value."""
+    train: dict[int, float] = {}
+    val: dict[int, float] = {}
+    for event in read_events(run_dir):
+        if isinstance(event, StepLogged):
+            train[event.step] = event.loss
+        elif isinstance(event, EvalLogged):
+            val[event.step] = event.val_loss
+    return Curves(Path(run_dir).name, tuple(sorted(train.items())), tuple(sorted(val.items())))
+
+
+def find_run(name: str, output_dir: str | Path = "runs") -> Path:
+    """A run folder from a path, a folder name under `output_dir`, or the run's name (the newest
+    folder ending in `-NAME`). Raises ValueError naming what there is."""
+    path = Path(name)
+    if (path / "metrics.jsonl").is_file() or (path / "run.json").is_file():
+        return path
+    folder = Path(output_dir)
+    runs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    for candidate in (folder / name, *reversed([p for p in runs if p.name.endswith(f"-{name}")])):
+        if candidate.is_dir():
+            return candidate
+    close = difflib.get_close_matches(name, [p.name for p in runs], n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"no run {name!r} in {folder}/{hint}")
