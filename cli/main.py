@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cli.commands.export",
     "cli.commands.chat",
     "cli.commands.eval",
+    "cli.commands.push",
     "cli.commands.demo",
 )
 
