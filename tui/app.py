@@ -28,6 +28,7 @@ from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import TrainingLog
 
 DEFAULT_PRESET = "demo"
+HANGUP_GRACE_S = 5.0
 
 
 def _freeze_heap(collect: bool = False) -> None:
@@ -133,6 +134,12 @@ class FtuiApp(App[int]):
 
     def hang_up(self) -> None:
         """SIGHUP, the terminal is gone: exit; a run trains on in its own process."""
+        # Textual's shutdown writes a last frame to the dead terminal and can wait forever for its
+        # writer thread (seen under load in the tmux test): past the grace the process just leaves.
+        # Nothing is lost: the run is another process, and exports are written atomically.
+        watchdog = threading.Timer(HANGUP_GRACE_S, os._exit, args=(128 + signal.SIGHUP,))
+        watchdog.daemon = True
+        watchdog.start()
         self.exit(0)
 
     def terminate(self) -> None:

@@ -34,8 +34,18 @@ from engine.runs.layout import (
     weights_dir,
     write_config,
 )
-from engine.runs.listing import RunInfo, delete_run, is_live, list_runs, read_events, read_run, refuse_if_live
-from engine.runs.live import GpuHolder, RunBusy, gpu_holders, request_stop
+from engine.runs.listing import (
+    GpuHolder,
+    RunInfo,
+    delete_run,
+    gpu_holders,
+    is_live,
+    list_runs,
+    read_events,
+    read_run,
+    refuse_if_live,
+)
+from engine.runs.live import RunBusy, request_stop
 from engine.runs.record import RunReadError, RunRecord, read_record
 from engine.runs.writer import RunDir
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.runs.layout import SWEEP_FILE, complete_checkpoints, export_dir, find_ggufs, run_dir_of, verify_path
 from engine.runs.live import RunBusy, writer_alive
 from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
+
+if TYPE_CHECKING:
+    from engine.hardware import HardwareReport
 
 ARTIFACTS = ("adapter", "model", "tokenizer", "export")
 
@@ -161,3 +165,24 @@ def _unreadable(path: Path, reason: str) -> RunInfo:
                    model="", model_ref="", base_model_ref="", method="", created="", updated="",
                    checkpoints=(), artifacts=(), reason=reason)
 
+
+@dataclass(frozen=True)
+class GpuHolder:
+    """A live run of this machine that NVML sees on a GPU, with the memory it holds there."""
+
+    run: RunInfo
+    gpu_index: int
+    gpu_name: str
+    used_gib: float | None
+
+    def describe(self) -> str:
+        held = f"holds {self.used_gib:.1f} GiB" if self.used_gib is not None else "is running (NVML does not say how much memory it holds)"
+        return f"run {self.run.name} (pid {self.run.pid}) {held} on GPU {self.gpu_index} ({self.gpu_name})"
+
+
+def gpu_holders(runs: list[RunInfo], report: HardwareReport) -> list[GpuHolder]:
+    """The live runs among `runs` whose training process NVML lists on a GPU."""
+    here = socket.gethostname()
+    live = {r.pid: r for r in runs if r.status == "running" and r.pid is not None and r.host == here}
+    return [GpuHolder(live[p.pid], gpu.index, gpu.name, p.used_gib)
+            for gpu in report.gpus for p in gpu.processes if p.pid in live]

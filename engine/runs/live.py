@@ -22,16 +22,10 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine.errors import ActionableError
 from engine.pids import pid_alive
-
-if TYPE_CHECKING:
-    from engine.hardware import HardwareReport
-    from engine.runs.listing import RunInfo
 
 LOCK_FILE = "lock"
 HEARTBEAT_FILE = "heartbeat"
@@ -157,25 +151,3 @@ class Watcher:
                 beat(self.run_dir)
                 last_beat = now
             self._done.wait(WATCH_S)
-
-
-@dataclass(frozen=True)
-class GpuHolder:
-    """A live run of this machine that NVML sees on a GPU, with the memory it holds there."""
-
-    run: RunInfo
-    gpu_index: int
-    gpu_name: str
-    used_gib: float | None
-
-    def describe(self) -> str:
-        held = f"holds {self.used_gib:.1f} GiB" if self.used_gib is not None else "is running (NVML does not say how much memory it holds)"
-        return f"run {self.run.name} (pid {self.run.pid}) {held} on GPU {self.gpu_index} ({self.gpu_name})"
-
-
-def gpu_holders(runs: list[RunInfo], report: HardwareReport) -> list[GpuHolder]:
-    """The live runs among `runs` whose training process NVML lists on a GPU."""
-    here = socket.gethostname()
-    live = {r.pid: r for r in runs if r.status == "running" and r.pid is not None and r.host == here}
-    return [GpuHolder(live[p.pid], gpu.index, gpu.name, p.used_gib)
-            for gpu in report.gpus for p in gpu.processes if p.pid in live]

@@ -120,7 +120,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_exits_130(tmp_path, model_folder):
             break
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert "Stopping after this step" in out and "saved stop checkpoint" in out and "Stopped" in out
+    assert "Interrupted: stopping after this step" in out and "saved stop checkpoint" in out and "Stopped" in out
 
     run = next((tmp_path / "runs").iterdir())
     assert json.loads((run / "run.json").read_text())["status"] == "stopped"

@@ -87,9 +87,10 @@ def test_a_run_started_in_tmux_outlives_the_session_and_the_next_ftui_stops_and_
 
         term.tmux("kill-session", "-t", "first")  # the terminal goes away: SIGHUP
         left_at = read_run(run).step
+        wait_until(lambda: "--preset tiny" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                                 text=True).stdout, what="the app to exit")
         wait_until(lambda: read_run(run).step >= left_at + 5, what="the run to go on without its terminal")
         assert read_run(run).status == "running" and read_run(run).pid == trainer
-        assert "--preset tiny" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
         term.open_ftui("second")
         term.wait_for("second", "Training in the background")  # found at start, shown without a key
