@@ -12,9 +12,7 @@ from pathlib import Path
 from engine.config import Problem, RunConfig, load_toml, parse_set
 from engine.hardware import HardwareReport
 from engine.presets import Preset, load_preset
-from engine.recommend import CPU_PRESET, Recommendation
-
-PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
+from engine.recommend import CPU_PRESET, PRESET_FOR_METHOD, Recommendation
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,

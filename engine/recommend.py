@@ -22,6 +22,9 @@ LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
 """Largest first; each has a 4-bit variant in the catalog for QLoRA."""
 CPU_PRESET = "demo"
 """On the CPU only the embedded model is practical; the demo preset holds its settings."""
+PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
+"""The preset a GPU recommendation for each method is laid over (engine.configure): its settings
+(rank, dropout, optimizer, targets) are the ones the plan is estimated with."""
 HEADROOM_SHARE = 0.10
 HEADROOM_GIB = 0.5
 """A plan fits when its estimate stays under free x (1 - 10%) - 0.5 GiB."""
@@ -81,6 +84,24 @@ def fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: 
     return peak <= budget_gib(free_gib), peak
 
 
+def plan_options(method: str) -> dict[str, Any]:
+    """The estimate options of the config a plan for `method` becomes, with gradient checkpointing:
+    the same `estimate_options` that `estimate_for` reads, so the plan's peak is the form's."""
+    from engine.config import ConfigError, RunConfig
+    from engine.estimate import estimate_options as options_of
+    from engine.presets import load_preset
+
+    try:
+        config = load_preset(PRESET_FOR_METHOD[method]).apply()
+    except ConfigError:
+        config = RunConfig()
+    return {**options_of(config), "grad_checkpointing": True}
+
+
+def plan_fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float) -> tuple[bool, float]:
+    return fits(spec, method, batch_size, seq_len, free_gib, **plan_options(method))
+
+
 def suggest_smaller(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float, *,
                     grad_accum: int = 1, grad_checkpointing: bool = False,
                     **estimate_options: Any) -> SmallerPlan | None:
@@ -133,7 +154,7 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
             plan = _largest_batch(candidate, method, seq_len, free)
             if plan is None:
                 if method == "lora" and lora_peak is None:
-                    lora_peak = (spec.name, fits(spec, "lora", 1, seq_len, free, grad_checkpointing=True)[1])
+                    lora_peak = (spec.name, plan_fits(spec, "lora", 1, seq_len, free)[1])
                 continue
             batch, peak = plan
             reason = (f"{spec.name} with {METHOD_LABELS[method]} needs {peak:.1f} GiB at batch {batch} "
@@ -143,7 +164,7 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
             return Recommendation(candidate.id, method, batch, max(1, EFFECTIVE_BATCH // batch), seq_len,
                                   round(peak, 2), round(free, 2), reason + which, True, True, index)
     smallest = four_bit_variant(get(LADDER[-1])) or get(LADDER[-1])
-    peak = fits(smallest, "qlora", 1, seq_len, free, grad_checkpointing=True)[1]
+    peak = plan_fits(smallest, "qlora", 1, seq_len, free)[1]
     needed = (peak + HEADROOM_GIB) / (1 - HEADROOM_SHARE)
     reason = (f"Nothing fits: even {smallest.name} with QLoRA at batch 1 and {seq_len} tokens needs "
               f"{peak:.1f} GiB ({needed:.1f} GiB with headroom), {needed - free:.1f} GiB more than the "
@@ -157,7 +178,7 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
 def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float) -> tuple[int, float] | None:
     batch = MAX_BATCH_SIZE
     while batch >= 1:
-        ok, peak = fits(spec, method, batch, seq_len, free, grad_checkpointing=True)
+        ok, peak = plan_fits(spec, method, batch, seq_len, free)
         if ok:
             return batch, peak
         batch //= 2
@@ -198,12 +219,12 @@ def max_context(free_gib: float, batch_size: int = 1) -> list[ContextFit]:
             lo, hi = 0, candidate.context // CONTEXT_STEP  # lo fits (0: nothing yet), hi + 1 does not
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if fits(candidate, method, batch_size, mid * CONTEXT_STEP, free_gib, grad_checkpointing=True)[0]:
+                if plan_fits(candidate, method, batch_size, mid * CONTEXT_STEP, free_gib)[0]:
                     lo = mid
                 else:
                     hi = mid - 1
             seq = lo * CONTEXT_STEP
-            peak = fits(candidate, method, batch_size, max(seq, CONTEXT_STEP), free_gib, grad_checkpointing=True)[1]
+            peak = plan_fits(candidate, method, batch_size, max(seq, CONTEXT_STEP), free_gib)[1]
             out.append(ContextFit(candidate.id, method, seq, round(peak, 2),
                                   seq == candidate.context // CONTEXT_STEP * CONTEXT_STEP and seq > 0))
     return out
