@@ -23,10 +23,12 @@ from engine.aliases import did_you_mean, translate
 Method = Literal["lora", "qlora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+Strategy = Literal["auto", "ddp", "fsdp"]
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"]
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 MAX_SEED = 2**32 - 1
 """numpy's bound: transformers' set_seed seeds numpy, which refuses anything outside 0..2**32-1."""
+MAX_CPU_PROCESSES = 64
 MAX_NAME_BYTES = 200
 """A folder name holds 255 bytes; the run folder adds a date-time prefix and maybe a -N suffix."""
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -144,6 +146,13 @@ class RunConfig:
     """Recompute activations in the backward pass: much less memory, about 30% slower."""
     oom_retry: bool = False
     """On CUDA out-of-memory, retry once at half the batch size with double accumulation."""
+    gpus: str = ""
+    """Devices, one training process each: "" one (the GPU with most free memory, else the CPU);
+    "0,1" GPUs 0 and 1; "cpu:2" two CPU processes (checks a multi-GPU setup without GPUs).
+    batch_size is per process: the effective batch is batch_size x grad_accum x processes."""
+    strategy: Strategy = "auto"
+    """With several processes: ddp keeps a full copy on each GPU (fastest, when it fits one card);
+    fsdp shards weights, gradients and optimizer states across them (bigger models); auto picks."""
     export_quants: tuple[str, ...] = ("Q4_K_M",)
     """GGUF types to export: F16/BF16 (lossless), Q8_0 (near-lossless), Q6_K, Q5_K_M, Q4_K_M."""
     output_dir: str = "runs"
@@ -198,6 +207,14 @@ class RunConfig:
             value = getattr(self, f.name)
             lines.append(f"{f.name} = {_toml_table(value) if f.name in _PAIR_FIELDS else _toml_value(value)}")
         return "\n".join(lines) + "\n"
+
+    @property
+    def world_size(self) -> int:
+        """Training processes: one per listed GPU, N for "cpu:N", else 1 (a bad `gpus` counts as 1)."""
+        try:
+            return len(parse_gpus(self.gpus)[1]) or 1
+        except ValueError:
+            return 1
 
     def check(self, context_length: int | None = None, total_steps: int | None = None) -> list[Problem]:
         """Range checks with reasons. Errors make the config unusable; warnings are advice."""
@@ -287,6 +304,14 @@ class RunConfig:
         elif self.keep_checkpoints == 1:
             warn("keep_checkpoints", "1 leaves nothing to fall back to if the newest checkpoint is damaged "
                  "(3 is the default)")
+        try:
+            parse_gpus(self.gpus)
+        except ValueError as exc:
+            err("gpus", str(exc))
+        else:
+            if self.oom_retry and self.world_size > 1:
+                warn("oom_retry", "retries in one process only: with several, an out-of-memory fails the run "
+                     "with the batch that failed")
         if self.early_stopping_patience < 0:
             err("early_stopping_patience", "must be 0 (off) or positive")
         elif self.early_stopping_patience and self.val_split == 0:
@@ -336,6 +361,26 @@ def _name_problem(name: str) -> str:
     if size > MAX_NAME_BYTES:
         return f"is {size} bytes long: the run folder's name holds at most {MAX_NAME_BYTES}"
     return ""
+
+
+def parse_gpus(gpus: str) -> tuple[str, tuple[int, ...]]:
+    """("cuda", GPU indices), ("cpu", process numbers) or ("", ()) for one device; ValueError says
+    what is wrong with the text."""
+    text = gpus.strip().replace(" ", "")
+    if not text:
+        return "", ()
+    if text.startswith("cpu:"):
+        count = text[4:]
+        if not count.isdigit() or not 1 <= int(count) <= MAX_CPU_PROCESSES:
+            raise ValueError(f"{gpus!r}: cpu:N takes a process count from 1 to {MAX_CPU_PROCESSES}")
+        return "cpu", tuple(range(int(count)))
+    items = text.split(",")
+    if not all(item.isdigit() for item in items):
+        raise ValueError(f"{gpus!r} is not a list of GPU numbers such as 0,1 (or cpu:N, or empty for one device)")
+    ids = tuple(int(item) for item in items)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{gpus!r} names a GPU twice: one process per GPU")
+    return "cuda", ids
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -418,6 +463,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     choices = _literal_choices(f.name)
     if f.name in _PAIR_FIELDS:
         return _pairs(f.name, value)
+    if f.name == "gpus" and not isinstance(value, bool) and isinstance(value, (int, list)):
+        value = ",".join(str(v) for v in (value if isinstance(value, list) else [value]))  # gpus = [0, 1] or --set gpus=0
     if choices is not None:
         if value not in choices:
             raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
@@ -450,7 +497,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     return value
 
 
-_LITERALS = {"method": Method, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat}
+_LITERALS = {"method": Method, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat,
+             "strategy": Strategy}
 
 
 _PAIR_FIELDS = ("columns", "roles")
@@ -520,4 +568,4 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-__all__ = ["RunConfig", "ConfigError", "Problem", "QUANT_TYPES", "load_toml", "parse_set", "field_docs"]
+__all__ = ["RunConfig", "ConfigError", "Problem", "QUANT_TYPES", "load_toml", "parse_gpus", "parse_set", "field_docs"]

@@ -46,6 +46,13 @@ ALLOCATOR_SLACK = 0.05
 """torch's caching allocator reserves more than it hands out (fragmentation); share of the tensors."""
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 METHODS = ("lora", "qlora", "dora", "full")
+STRATEGIES = ("ddp", "fsdp")
+FSDP_LAYERS_IN_FLIGHT = 2
+"""fully_shard all-gathers the next layer while the current one computes (its default prefetch of
+one), in forward and again in backward, so two layers' whole weights are on each GPU at once."""
+COMM_BUFFERS_GIB = 0.25
+"""Per GPU in a process group: NCCL's channel buffers, allocated outside torch like the CUDA context.
+Not yet measured; bench/gpu_check.py prints what a two-GPU run really holds."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class MemoryEstimate:
     breakdown: dict[str, float]
     """GiB per part; the parts add up to peak_gib. With gradient checkpointing, "logits" is what
     the loss needs beyond the recomputed layer it alternates with."""
+    strategy: str = ""
+    """"ddp" or "fsdp" for a figure per GPU of several; "" for one device."""
 
     @property
     def tensors_gib(self) -> float:
@@ -137,14 +146,25 @@ def estimate(
     target_modules: Sequence[str] | None = None,
     lora_dropout: float = 0.0,
     runtime: Runtime = HF_PEFT,
+    world_size: int = 1,
+    strategy: str = "ddp",
 ) -> MemoryEstimate:
-    """Peak memory of one training step (the first optimizer step included) on one GPU."""
+    """Peak memory of one training step (the first optimizer step included) on one GPU.
+
+    With `world_size` processes, `batch_size` is each one's micro-batch and the figure is per GPU:
+    under ddp every GPU holds what one GPU alone would, plus the process group's buffers; under fsdp
+    (`fully_shard` on each decoder layer and the root) weights, adapters, gradients and optimizer
+    states are split across the GPUs, while the root's embeddings, lm_head and norms stay whole
+    through the step and two layers at a time are gathered whole.
+    """
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be at least 1")
+    if world_size < 1 or strategy not in STRATEGIES:
+        raise ValueError(f"world_size must be at least 1 and strategy one of {', '.join(STRATEGIES)}")
     if method == "full" and spec.bits == 4:
         raise ValueError(f"{spec.id} holds 4-bit weights, which full fine-tuning cannot train; "
                          f"use {spec.base_16bit or 'its 16-bit model'} or a LoRA method")
@@ -163,9 +183,9 @@ def estimate(
     if method == "full":
         weight_bytes = runtime.full_weight_bytes
         trainable = spec.params
-        parts["weights"] = spec.params * weight_bytes
-        if runtime.autocast_weight_copy and weight_bytes != BYTES_16BIT:
-            parts["weights"] += spec.params * BYTES_16BIT
+        per_weight = weight_bytes + (BYTES_16BIT if runtime.autocast_weight_copy and weight_bytes != BYTES_16BIT else 0)
+        parts["weights"] = spec.params * per_weight
+        plain_bytes = plain * per_weight
     else:
         weight_bytes = runtime.adapter_bytes
         adapted = [shapes[t] for t in targets]
@@ -173,14 +193,24 @@ def estimate(
         if method == "dora":
             trainable += spec.layers * sum(o for _, o in adapted)  # one magnitude per output row
         if quantized:
-            parts["weights"] = linear * (NF4_BYTES_PER_WEIGHT + NF4_DOUBLE_QUANT_BYTES_PER_WEIGHT)
-            parts["weights"] += plain * runtime.kbit_plain_bytes
+            plain_bytes = plain * runtime.kbit_plain_bytes
+            parts["weights"] = linear * (NF4_BYTES_PER_WEIGHT + NF4_DOUBLE_QUANT_BYTES_PER_WEIGHT) + plain_bytes
         else:
+            plain_bytes = plain * BYTES_16BIT
             parts["weights"] = spec.params * BYTES_16BIT
         parts["adapters"] = trainable * weight_bytes
     parts["gradients"] = trainable * weight_bytes
     moment_bytes = ADAMW_8BIT_BYTES if optimizer != "adamw" else ADAMW_32BIT_MOMENTS * weight_bytes
     parts["optimizer"] = trainable * moment_bytes
+    if world_size > 1 and strategy == "fsdp":
+        layer_bytes = (parts["weights"] - plain_bytes) / spec.layers
+        parts["weights"] = (parts["weights"] - plain_bytes) / world_size + plain_bytes
+        for name in ("adapters", "gradients", "optimizer"):
+            if name in parts:
+                parts[name] /= world_size
+        # Beyond its own shard: the gathered layers, and one layer's whole gradient before its reduce-scatter.
+        parts["gathered"] = (FSDP_LAYERS_IN_FLIGHT * layer_bytes * (1 - 1 / world_size)
+                             + trainable / spec.layers * weight_bytes)
 
     layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
     loss_peak, loss_kept = loss_bytes(spec, tokens, runtime, trains_head=method == "full")
@@ -196,8 +226,11 @@ def estimate(
     tensors = sum(parts.values())
     parts["allocator"] = tensors * ALLOCATOR_SLACK
     parts["cuda_context"] = CUDA_CONTEXT_GIB * GIB
+    if world_size > 1:
+        parts["comm_buffers"] = COMM_BUFFERS_GIB * GIB
     breakdown = {name: value / GIB for name, value in parts.items()}
-    return MemoryEstimate(peak_gib=sum(breakdown.values()), breakdown=breakdown)
+    return MemoryEstimate(peak_gib=sum(breakdown.values()), breakdown=breakdown,
+                          strategy=strategy if world_size > 1 else "")
 
 
 def loss_bytes(spec: ModelSpec, tokens: int, runtime: Runtime = HF_PEFT, trains_head: bool = False) -> tuple[float, float]:
@@ -293,4 +326,6 @@ def estimate_options(config: RunConfig) -> dict[str, Any]:
     """The settings besides model, method, batch and length that change the peak."""
     return {"grad_checkpointing": config.gradient_checkpointing, "optimizer": config.optimizer,
             "lora_r": config.lora_r, "target_modules": list(config.target_modules),
-            "lora_dropout": config.lora_dropout}
+            "lora_dropout": config.lora_dropout, "world_size": config.world_size,
+            # auto is settled against free memory (engine.recommend.choose_strategy); unsettled, ddp.
+            "strategy": "fsdp" if config.strategy == "fsdp" else "ddp"}

@@ -1,0 +1,86 @@
+"""Several GPUs: the `gpus` and `strategy` settings, and the per-GPU estimate under DDP and FSDP."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.catalog import get
+from engine.config import ConfigError, RunConfig, parse_gpus
+from engine.estimate import COMM_BUFFERS_GIB, estimate, estimate_for
+
+
+@pytest.mark.parametrize(("text", "kind", "ids"), [
+    ("", "", ()), ("0,1", "cuda", (0, 1)), (" 2, 3 ", "cuda", (2, 3)), ("cpu:2", "cpu", (0, 1)), ("1", "cuda", (1,)),
+])
+def test_gpus_reads_gpu_lists_and_cpu_processes(text, kind, ids):
+    assert parse_gpus(text) == (kind, ids)
+    assert RunConfig(gpus=text).world_size == max(1, len(ids))
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("0,0", "names a GPU twice"), ("a,b", "not a list of GPU numbers"), ("cpu:0", "from 1 to"), ("cpu:x", "from 1 to"),
+])
+def test_bad_gpus_say_what_is_wrong(text, words):
+    problems = [p for p in RunConfig(gpus=text).check() if p.field == "gpus"]
+    assert problems and words in problems[0].message
+
+
+def test_gpus_and_strategy_come_from_toml_values_and_set():
+    assert RunConfig.from_dict({"gpus": [0, 1]}).gpus == "0,1"
+    assert RunConfig.from_dict({"gpus": 3}).gpus == "3"
+    assert RunConfig.from_dict({"strategy": "fsdp"}).strategy == "fsdp"
+    with pytest.raises(ConfigError, match="not one of auto, ddp, fsdp"):
+        RunConfig.from_dict({"strategy": "zero3"})
+
+
+def test_oom_retry_warns_that_it_retries_in_one_process_only():
+    problems = RunConfig(gpus="0,1", oom_retry=True).check()
+    assert [p.level for p in problems if p.field == "oom_retry"] == ["warning"]
+    assert not [p for p in RunConfig(gpus="0", oom_retry=True).check() if p.field == "oom_retry"]
+
+
+def test_ddp_holds_on_each_gpu_what_one_gpu_holds_plus_the_groups_buffers():
+    spec = get("llama-3.1-8b")
+    one = estimate(spec, "lora", 2, 2048, grad_checkpointing=True)
+    each = estimate(spec, "lora", 2, 2048, grad_checkpointing=True, world_size=4, strategy="ddp")
+    assert each.strategy == "ddp" and one.strategy == ""
+    assert each.peak_gib == pytest.approx(one.peak_gib + COMM_BUFFERS_GIB)
+    for part in ("weights", "adapters", "gradients", "optimizer", "activations"):
+        assert each.breakdown[part] == one.breakdown[part]
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora", "full"])
+def test_fsdp_shards_weights_gradients_and_optimizer_but_not_activations(method):
+    spec = get("llama-3.1-8b")
+    one = estimate(spec, method, 1, 2048, grad_checkpointing=True)
+    two = estimate(spec, method, 1, 2048, grad_checkpointing=True, world_size=2, strategy="fsdp")
+    eight = estimate(spec, method, 1, 2048, grad_checkpointing=True, world_size=8, strategy="fsdp")
+    assert sum(two.breakdown.values()) == pytest.approx(two.peak_gib)
+    for part in ("gradients", "optimizer"):
+        assert two.breakdown[part] == pytest.approx(one.breakdown[part] / 2)
+        assert eight.breakdown[part] == pytest.approx(one.breakdown[part] / 8)
+    # The root's embeddings and lm_head stay whole on every GPU, so the weights shrink by less than N.
+    assert one.breakdown["weights"] / 2 < two.breakdown["weights"] < one.breakdown["weights"]
+    assert eight.breakdown["weights"] < two.breakdown["weights"]
+    assert two.breakdown["activations"] == one.breakdown["activations"]
+    assert two.breakdown["gathered"] > 0
+    assert eight.peak_gib < two.peak_gib < one.peak_gib + COMM_BUFFERS_GIB
+
+
+def test_8b_lora_halves_to_about_12_gib_per_gpu_on_two():
+    """16.0 GiB of 16-bit weights, of which 1.96 GiB (embeddings and lm_head) stay whole: 8.5 GiB each."""
+    spec = get("llama-3.1-8b")
+    two = estimate(spec, "lora", 2, 2048, grad_checkpointing=True, world_size=2, strategy="fsdp")
+    assert two.breakdown["weights"] == pytest.approx(8.46, abs=0.01)
+    assert two.peak_gib == pytest.approx(12.5, abs=0.1)
+
+
+def test_estimate_for_reads_gpus_and_strategy_from_the_config():
+    base = RunConfig(model="llama-3.1-8b", batch_size=2, max_seq_len=2048, gradient_checkpointing=True)
+    one = estimate_for(base)
+    ddp = estimate_for(base.replace(gpus="0,1", strategy="ddp"))
+    fsdp = estimate_for(base.replace(gpus="0,1", strategy="fsdp"))
+    unsettled = estimate_for(base.replace(gpus="0,1"))
+    assert one is not None and ddp is not None and fsdp is not None and unsettled is not None
+    assert (one.strategy, ddp.strategy, fsdp.strategy, unsettled.strategy) == ("", "ddp", "fsdp", "ddp")
+    assert fsdp.peak_gib < one.peak_gib < ddp.peak_gib
