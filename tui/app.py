@@ -7,10 +7,12 @@ ftui, a dropped SSH connection (SIGHUP) or a dead terminal leaves it training, a
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,24 @@ def _collect_run_garbage() -> None:
     gc.freeze()
 
 
+@dataclass(frozen=True)
+class Draft:
+    """The config the next run trains with, and where it came from in words ("preset demo",
+    "edited in the form"): changed together, so the source shown beside a config is its own."""
+
+    config: RunConfig
+    source: str
+
+
+@dataclass(frozen=True)
+class RunFocus:
+    """The run the export and chat screens act on, and the GGUF of that run chat opens: changed
+    together, so chat never shows one run's GGUF while evaluating another run."""
+
+    run_dir: str | None = None
+    gguf: str | None = None
+
+
 class FtuiApp(App[int]):
     TITLE = "ftui"
     SUB_TITLE = "fine-tune on this machine"
@@ -76,10 +96,29 @@ class FtuiApp(App[int]):
         self.exit_when_stopped = False
         self.attached = False
         """The run shown was found training when ftui started (or opened from the runs screen)."""
-        self.export_run_dir: str | None = None
-        """The run the export and chat screens work on (the last trained or the one chosen in runs)."""
-        self.chat_gguf: str | None = None
-        self.config, self.config_source = self._initial_config(preset)
+        self.run_focus = RunFocus()
+        self.hangup_watchdog: threading.Timer | None = None
+        """The last trained run, or the one chosen on the runs screen."""
+        self.draft = Draft(*self._initial_config(preset))
+
+    @property
+    def config(self) -> RunConfig:
+        return self.draft.config
+
+    @property
+    def config_source(self) -> str:
+        return self.draft.source
+
+    def choose_config(self, config: RunConfig, source: str) -> None:
+        self.draft = Draft(config, source)
+
+    def focus_run(self, run_dir: str | None, gguf: str | None = None) -> None:
+        """Export and chat act on `run_dir` now; a GGUF of another run is forgotten."""
+        self.run_focus = RunFocus(run_dir, gguf)
+
+    def focus_gguf(self, gguf: str) -> None:
+        """An export of the focused run made `gguf`: chat opens it."""
+        self.run_focus = dataclasses.replace(self.run_focus, gguf=gguf)
 
     def _initial_config(self, preset: str | None) -> tuple[RunConfig, str]:
         """The preset named on the command line, else the demo on the embedded model."""
@@ -137,9 +176,11 @@ class FtuiApp(App[int]):
         # Textual's shutdown writes a last frame to the dead terminal and can wait forever for its
         # writer thread (seen under load in the tmux test): past the grace the process just leaves.
         # Nothing is lost: the run is another process, and exports are written atomically.
-        watchdog = threading.Timer(HANGUP_GRACE_S, os._exit, args=(128 + signal.SIGHUP,))
-        watchdog.daemon = True
-        watchdog.start()
+        # Headless (under tests) there is no terminal to block on, and the process is not ours to end.
+        if not self.is_headless:
+            self.hangup_watchdog = threading.Timer(HANGUP_GRACE_S, os._exit, args=(128 + signal.SIGHUP,))
+            self.hangup_watchdog.daemon = True
+            self.hangup_watchdog.start()
         self.exit(0)
 
     def terminate(self) -> None:
@@ -214,7 +255,8 @@ class FtuiApp(App[int]):
     def _begin_training(self, config: RunConfig, resume: str | None) -> None:
         if self.training.active:
             return
-        self.config = config
+        if config != self.config:
+            self.choose_config(config, "the run's own config")
         if resume:
             # The curve so far: the new session's TrainStarted drops what came after its checkpoint.
             self.training = TrainingLog.replay(self.backend.run_events(resume), "preparing", resume)
@@ -287,8 +329,8 @@ class FtuiApp(App[int]):
         line = self.training.apply(event)
         self.get_screen("training").show_event(event, line)
         if not self.training.active:
-            if self.training.run_dir:
-                self.export_run_dir = self.training.run_dir
+            if self.training.run_dir and self.training.run_dir != self.run_focus.run_dir:
+                self.focus_run(self.training.run_dir)
             if self.exit_when_stopped:
                 self.exit(0)
 
@@ -296,7 +338,7 @@ class FtuiApp(App[int]):
         self.training = TrainingLog.replay(message.events, "running", message.run_dir)
         self.get_screen("training").reset()
         if not self.training.active:  # it had ended (or its process died) before ftui looked
-            self.export_run_dir = message.run_dir
+            self.focus_run(message.run_dir)
 
     def on_work_failed(self, message: WorkFailed) -> None:
         if message.origin != "train":
@@ -340,4 +382,8 @@ class FtuiApp(App[int]):
 
 
 def run_app(preset: str | None = None) -> int:
-    return int(FtuiApp(preset=preset).run() or 0)
+    app = FtuiApp(preset=preset)
+    code = int(app.run() or 0)
+    if app.hangup_watchdog is not None:
+        app.hangup_watchdog.cancel()
+    return code

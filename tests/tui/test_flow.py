@@ -254,7 +254,7 @@ async def test_whole_flow_train_export_chat_on_cpu(backend):
 
 async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backend):
     app = FtuiApp(backend=backend)
-    app.chat_gguf = "/runs/x/export/model-Q8_0.gguf"
+    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -273,7 +273,7 @@ async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backe
 
 async def test_chat_shows_the_evaluation_table(backend):
     app = FtuiApp(backend=backend)
-    app.export_run_dir = "/runs/x"
+    app.focus_run("/runs/x")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -380,7 +380,7 @@ async def test_runs_screen_opens_exports_and_deletes_after_confirmation(backend)
         await settle(app, pilot)
         await pilot.press("e")
         await settle(app, pilot)
-        assert isinstance(app.screen, ExportScreen) and app.export_run_dir == run_dir
+        assert isinstance(app.screen, ExportScreen) and app.run_focus.run_dir == run_dir
         await pilot.press("escape")
         await settle(app, pilot)
         await pilot.press("d", "n")

@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 from rich.text import Text
+from textual.widgets import Input
 
 from cli.main import build_parser
 from engine.catalog import get
@@ -16,7 +17,7 @@ from engine.presets import list_presets
 from engine.train.preflight import check_fits
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.test_flow import SIZE, settle
-from tui.app import FtuiApp
+from tui.app import Draft, FtuiApp, RunFocus
 from tui.backend import Backend, EngineBackend
 from tui.screens.dataset import MAX_PROBLEMS_SHOWN, render_problems
 from tui.screens.export import ExportScreen
@@ -58,7 +59,7 @@ def test_the_dataset_hint_names_a_command_that_exists(tmp_path):
 async def test_an_export_failure_is_shown_once(tmp_path, monkeypatch):
     """The real engine on a folder that is not a run: one ExportFailed, one result line."""
     app = FtuiApp(backend=Backend())
-    app.export_run_dir = str(tmp_path / "not-a-run")
+    app.focus_run(str(tmp_path / "not-a-run"))
     finishes: list[str] = []
     original = ExportScreen._finish
 
@@ -75,3 +76,36 @@ async def test_an_export_failure_is_shown_once(tmp_path, monkeypatch):
         await settle(app, pilot)
         assert len(finishes) == 1, finishes
         assert "is not a run directory (no config.toml)" in finishes[0]
+
+
+async def test_choosing_another_run_forgets_the_gguf_of_the_last(tmp_path):
+    """Chat opened one run's GGUF while its evaluate key evaluated another run: the run chosen
+    and its GGUF are now one state, changed together."""
+    backend = FakeBackend(runs_dir=tmp_path)
+    app = FtuiApp(backend=backend)
+    backend._record("/runs/b", app.config, "finished", 12, 12, None, artifacts=("adapter",))
+    app.focus_run("/runs/a", "/runs/a/export/model-Q8_0.gguf")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.run_focus == RunFocus("/runs/b", None)
+        app.goto("chat")
+        await settle(app, pilot)
+        assert app.screen.query_one("#gguf", Input).value == ""
+
+
+async def test_a_resumed_run_is_the_config_shown_with_its_source(tmp_path):
+    backend = FakeBackend(runs_dir=tmp_path)
+    app = FtuiApp(backend=backend)
+    resumed = app.config.replace(learning_rate=1e-5, name="older")
+    backend._record("/runs/older", resumed, "stopped", 5, 12, None, artifacts=("adapter",))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert app.draft == Draft(resumed, "run older")

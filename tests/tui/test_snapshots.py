@@ -93,7 +93,7 @@ def test_export_finished(snap_compare):
 def test_chat_compare(snap_compare):
     async def before(pilot):
         await settle(pilot)
-        pilot.app.chat_gguf = "/runs/demo/export/model-Q8_0.gguf"
+        pilot.app.focus_run("/runs/demo", "/runs/demo/export/model-Q8_0.gguf")
         await pilot.press("h")
         await settle(pilot)
         await pilot.press("ctrl+b")

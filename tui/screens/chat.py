@@ -41,7 +41,7 @@ class ChatScreen(FtuiScreen):
         yield Header()
         with Horizontal(classes="field-row"):
             yield Static("GGUF", classes="field-name short")
-            yield Input(app.chat_gguf or "", placeholder="path to a .gguf file", id="gguf", compact=True)
+            yield Input(app.run_focus.gguf or "", placeholder="path to a .gguf file", id="gguf", compact=True)
         with Horizontal(classes="field-row", id="base-row"):
             yield Static("base GGUF", classes="field-name short")
             yield Input(base or "", placeholder="the untuned model's .gguf", id="base-gguf", compact=True)
@@ -75,7 +75,7 @@ class ChatScreen(FtuiScreen):
         busy = getattr(self, "busy", False)
         if action in ("reset", "compare") and busy:
             return None
-        if action == "evaluate" and (busy or not self.ftui.export_run_dir):
+        if action == "evaluate" and (busy or not self.ftui.run_focus.run_dir):
             return None
         return True
 
@@ -167,7 +167,7 @@ class ChatScreen(FtuiScreen):
         self.busy = True
         self.refresh_bindings()
         self.notify("Evaluating the held-out examples…")
-        self.evaluate(self.ftui.export_run_dir)
+        self.evaluate(self.ftui.run_focus.run_dir)
 
     @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
     def evaluate(self, run_dir: str) -> None:

@@ -167,8 +167,7 @@ class ConfigScreen(FtuiScreen):
         if self.config is None:
             return None
         if self.config != self.ftui.config:
-            self.ftui.config = self.config
-            self.ftui.config_source = "edited in the form"
+            self.ftui.choose_config(self.config, "edited in the form")
         return self.config
 
     def action_train(self) -> None:
@@ -195,7 +194,7 @@ class ConfigScreen(FtuiScreen):
             except OSError as exc:
                 self.notify(f"Could not save the preset: {exc}", severity="error")
                 return
-            self.ftui.config_source = f"preset {name}"
+            self.ftui.choose_config(self.ftui.config, f"preset {name}")
             self.notify(f"Saved {path}")
 
         self.app.push_screen(PresetNameScreen(taken), save)

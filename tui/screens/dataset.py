@@ -168,7 +168,8 @@ class DatasetScreen(FtuiScreen):
         if summary.refusal:
             status.update(Text(f"Training would refuse this file: {summary.refusal}", style="bold red"))
         elif summary.usable_rows:
-            self.ftui.config = self.ftui.config.replace(dataset=summary.path)
+            self.ftui.choose_config(self.ftui.config.replace(dataset=summary.path),
+                                    f"{self.ftui.config_source}, dataset {Path(summary.path).name}")
             status.update(Text("Checked: this file is the run's dataset now.", style="green"))
         else:
             status.update(Text("No usable rows: this file cannot be trained on.", style="bold red"))

@@ -96,7 +96,7 @@ class ExportScreen(FtuiScreen):
         table.add_columns("file", "kind", "size")
         table.display = False
         self.query_one("#ollama", Static).display = False
-        run = self.ftui.export_run_dir
+        run = self.ftui.run_focus.run_dir
         label = Text("Run: ", style="bold")
         label.append(run or "none: train a run first or choose one on the runs screen")
         self.query_one("#export-run", Static).update(label)
@@ -105,7 +105,7 @@ class ExportScreen(FtuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         exporting = getattr(self, "exporting", False)
         if action == "start":
-            return None if exporting or not self.ftui.export_run_dir else True
+            return None if exporting or not self.ftui.run_focus.run_dir else True
         if action == "cancel":
             return True if exporting else None
         if action == "copy":
@@ -126,7 +126,7 @@ class ExportScreen(FtuiScreen):
         self.checks.clear()
         self.query_one(DataTable).clear()
         self.refresh_bindings()
-        self.run_export(self.ftui.export_run_dir, quants)
+        self.run_export(self.ftui.run_focus.run_dir, quants)
 
     def action_cancel(self) -> None:
         self.stop.set()
@@ -182,13 +182,13 @@ class ExportScreen(FtuiScreen):
         text.append_text(outcome)
         stages.update(text)
         if self.modelfile:
-            line = ollama_line(self.ftui.export_run_dir or "", self.modelfile)
+            line = ollama_line(self.ftui.run_focus.run_dir or "", self.modelfile)
             card = self.query_one("#ollama", Static)
             card.update(Text.assemble(("Load into Ollama:\n", "bold"), line))
             card.display = True
             self.ollama = line
         if self.ggufs:
-            self.ftui.chat_gguf = self.ggufs[-1]
+            self.ftui.focus_gguf(self.ggufs[-1])
         self.refresh_bindings()
 
     def _stage_text(self) -> Text:
@@ -222,5 +222,5 @@ class ExportScreen(FtuiScreen):
         self.notify(f"Copied: {self.ollama}")
 
     def action_chat(self) -> None:
-        self.ftui.chat_gguf = self.ggufs[-1]
+        self.ftui.focus_gguf(self.ggufs[-1])
         self.ftui.goto("chat")

@@ -147,6 +147,6 @@ class HomeScreen(FtuiScreen):
 
     def action_accept(self) -> None:
         app = self.ftui
-        app.config, app.config_source = config_from_recommendation(
-            app.recommendation, app.hardware, app.backend.presets(), app.config)
+        app.choose_config(*config_from_recommendation(
+            app.recommendation, app.hardware, app.backend.presets(), app.config))
         app.goto("config")

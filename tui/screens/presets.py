@@ -87,7 +87,6 @@ class PresetsScreen(FtuiScreen):
 
     def apply(self, index: int) -> None:
         preset = self.presets[index]
-        self.ftui.config = preset.apply(self.ftui.config)
-        self.ftui.config_source = f"preset {preset.name}"
+        self.ftui.choose_config(preset.apply(self.ftui.config), f"preset {preset.name}")
         self.notify(f"Preset {preset.name} applied.")
         self.ftui.goto("config")

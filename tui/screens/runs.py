@@ -119,11 +119,11 @@ class RunsScreen(FtuiScreen):
             self.notify("A run is in progress; its screen shows that run.", severity="warning")
             return
         if run.status == "running":  # trained by another process: follow it
-            self.ftui.export_run_dir = run.path
+            self.ftui.focus_run(run.path)
             self.ftui.attach_run(run.path)
             return
         self.ftui.training = TrainingLog.replay(self.ftui.backend.run_events(run.path), run.status, run.path)
-        self.ftui.export_run_dir = run.path
+        self.ftui.focus_run(run.path, run.ggufs[0] if run.ggufs else None)
         self.ftui.goto("training")
 
     def action_resume(self) -> None:
@@ -135,20 +135,19 @@ class RunsScreen(FtuiScreen):
         except ConfigError as exc:
             self.notify(f"Cannot resume: {exc}", severity="error", timeout=10)
             return
-        self.ftui.config_source = f"run {run.name}"
+        self.ftui.choose_config(config, f"run {run.name}")
         self.ftui.start_training(config, resume=run.path)
 
     def action_export(self) -> None:
         run = self.current
         if run is not None:
-            self.ftui.export_run_dir = run.path
+            self.ftui.focus_run(run.path, run.ggufs[0] if run.ggufs else None)
             self.ftui.goto("export")
 
     def action_chat(self) -> None:
         run = self.current
         if run is not None and run.ggufs:
-            self.ftui.export_run_dir = run.path
-            self.ftui.chat_gguf = run.ggufs[0]
+            self.ftui.focus_run(run.path, run.ggufs[0])
             self.ftui.goto("chat")
 
     def action_delete(self) -> None:

@@ -185,5 +185,5 @@ class TrainingScreen(FtuiScreen):
                              answered)
 
     def action_export(self) -> None:
-        self.ftui.export_run_dir = self.ftui.training.run_dir
+        self.ftui.focus_run(self.ftui.training.run_dir)
         self.ftui.goto("export")
