@@ -290,6 +290,7 @@ def _parquet(path: Path) -> Iterator[Row | DataProblem]:
 def _hub(dataset_id: str, split: str) -> Iterator[Row | DataProblem]:
     import datasets
 
+    _ask_hub_first(dataset_id)
     try:
         names = datasets.get_dataset_split_names(dataset_id)
     except Exception:  # noqa: BLE001 - offline with a cached copy, or an error load_dataset reports below
@@ -299,6 +300,7 @@ def _hub(dataset_id: str, split: str) -> Iterator[Row | DataProblem]:
     return ((i + 1, row) for i, row in enumerate(rows))
 
 
+HUB_PROBE_TIMEOUT_S = 10.0
 _SFT_SPLIT = re.compile(r"^(train[_-]?sft|sft[_-]?train|sft)$", re.I)
 
 
@@ -320,6 +322,35 @@ def pick_split(dataset_id: str, names: list[str], asked: str = "") -> str:
     raise DatasetError([DataProblem(dataset_id, None, None, (
         f"has no 'train' split and no single SFT split; its splits: {', '.join(names)}: "
         "choose one with dataset_split (--split)"))])
+
+
+def _ask_hub_first(dataset_id: str) -> None:
+    """One quick question to the hub before `datasets` asks: unreachable, `datasets` retries each
+    request five times with backoff, a line of noise per try, 69 s in all before its own error."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from engine.models.hub import network_errors
+
+    if constants.HF_HUB_OFFLINE:
+        return  # the cache is all there is, and datasets reads it without asking
+    try:
+        HfApi().dataset_info(dataset_id, timeout=HUB_PROBE_TIMEOUT_S)
+    except GatedRepoError:
+        raise DatasetError([DataProblem(dataset_id, None, None, (
+            f"is gated: accept its terms at https://huggingface.co/datasets/{dataset_id} and log in "
+            "with `hf auth login` (or export HF_TOKEN)"))]) from None
+    except RepositoryNotFoundError:
+        raise DatasetError([DataProblem(dataset_id, None, None, (
+            "no such local file, and no such dataset on the Hugging Face hub "
+            "(if it is private, log in with `hf auth login`)"))]) from None
+    except network_errors():
+        raise DatasetError([DataProblem(dataset_id, None, None, (
+            "no such local file, and cannot reach the Hugging Face hub (offline?): download the dataset "
+            "elsewhere and give the file path, or use a copy already in the datasets cache with HF_HUB_OFFLINE=1"
+        ))]) from None
+    except Exception:  # noqa: BLE001,S110 - any other answer (a 5xx, a changed API): datasets reports it
+        pass
 
 
 def _load_with_datasets(name: str, builder: str, split: str = "train", **kwargs: Any) -> Any:

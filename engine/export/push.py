@@ -183,14 +183,14 @@ def _hub(call: Any, repo: str) -> Any:
     """One hub call, its failures as PushError."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-    from engine.models.hub import _network_errors
+    from engine.models.hub import network_errors
 
     try:
         return call()
     except OfflineModeIsEnabled:
         raise PushError("HF_HUB_OFFLINE is set, so nothing can be uploaded",
                         "unset HF_HUB_OFFLINE and push again") from None
-    except _network_errors() as exc:
+    except network_errors() as exc:
         raise PushError(f"cannot reach huggingface.co ({type(exc).__name__}: {exc}); nothing was uploaded",
                         "check the network (or a proxy setting) and push again") from None
     except (RepositoryNotFoundError, HfHubHTTPError) as exc:

@@ -37,14 +37,14 @@ def download(repo: str, on_event: EventSink = ignore, spec: ModelSpec | None = N
     """
     from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
-    network_errors = _network_errors()
+    unreachable = network_errors()
     patterns = list(HUB_PATTERNS) + (["*.bin"] if allow_pickle() else [])
     try:
         if constants.HF_HUB_OFFLINE:
             return snapshot_download(repo, allow_patterns=patterns, local_files_only=True)
         try:
             info = HfApi().model_info(repo, files_metadata=True)
-        except network_errors:
+        except unreachable:
             return snapshot_download(repo, allow_patterns=patterns, local_files_only=True)
         names = [s.rfilename for s in info.siblings or ()]
         check_weights(names, repo)
@@ -71,7 +71,8 @@ def _wanted(name: str, patterns: list[str]) -> bool:
     return "/" not in name and any(fnmatch(name, p) for p in patterns)
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What the hub client raises when huggingface.co cannot be reached (DNS, refused, timeout)."""
     errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
     try:
         import httpx2
@@ -106,7 +107,7 @@ def _hub_error(repo: str, exc: Exception, spec: ModelSpec | None) -> Exception:
             f"There is no model {repo!r} on the Hugging Face hub (or it is private).{did_you_mean(repo)}",
             "Check the id on huggingface.co; a private repository needs HF_TOKEN set.",
         )
-    if isinstance(exc, (LocalEntryNotFoundError, *_network_errors())):
+    if isinstance(exc, (LocalEntryNotFoundError, *network_errors())):
         why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "huggingface.co cannot be reached"
         return ModelLoadError(
             f"{repo} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}.",

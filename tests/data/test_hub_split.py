@@ -32,6 +32,7 @@ def hub(monkeypatch):
 
     monkeypatch.setattr(datasets, "get_dataset_split_names", split_names)
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info", lambda self, dataset_id, **_: None)
     return Hub
 
 
@@ -71,3 +72,39 @@ def test_check_names_the_splits_when_none_fits(hub, capsys):
     assert "someone/odd: has no 'train' split and no single SFT split; its splits: alpha, beta" in capsys.readouterr().out
     assert main(["data", "check", "someone/odd", "--no-tokenizer", "--split", "beta"]) == 0
     assert hub.loaded == ["beta"]
+
+
+def _hub_answers(monkeypatch, exc: Exception) -> list[str]:
+    """The hub's first answer is `exc`; returns the datasets calls made after it (none, we hope)."""
+    import datasets
+
+    called: list[str] = []
+    monkeypatch.setattr(datasets, "get_dataset_split_names", lambda *a, **k: called.append("split names"))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: called.append("load_dataset"))
+
+    def dataset_info(self, dataset_id, **_):
+        raise exc
+
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info", dataset_info)
+    return called
+
+
+def test_an_unreachable_hub_is_said_at_once_without_retries(monkeypatch):
+    """Offline, datasets retried every request five times with a line each: 69 s of noise."""
+    import httpx2
+
+    called = _hub_answers(monkeypatch, httpx2.ConnectError("[Errno -2] Name or service not known"))
+    with pytest.raises(DatasetError, match="cannot reach the Hugging Face hub .* HF_HUB_OFFLINE=1"):
+        load_conversations("someone/chat-data")
+    assert called == []
+
+
+def test_a_dataset_the_hub_does_not_have_is_said_at_once(monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from tests.models.conftest import http_error
+
+    called = _hub_answers(monkeypatch, http_error(RepositoryNotFoundError, 404))
+    with pytest.raises(DatasetError, match="no such dataset on the Hugging Face hub"):
+        load_conversations("someone/no-such-data")
+    assert called == []
