@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set learning_rate=1e-4 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (or a given one)")
+    p.add_argument("--gpus", metavar="LIST",
+                   help="train on these GPUs, one process each, e.g. 0,1 (or cpu:N); with --resume, move the run there")
     p.add_argument("--detach", action="store_true",
                    help="train in a background process that outlives this terminal; returns once training starts")
     p.add_argument("--yes", "-y", action="store_true",
@@ -71,7 +73,8 @@ def build_config(args: argparse.Namespace) -> RunConfig | None:
     from engine.configure import build_config as build
 
     notes: list[Problem] = []
-    config = build(preset=args.preset, config_file=args.config, sets=args.sets, notes=notes)
+    sets = [*args.sets, f"gpus={args.gpus}"] if args.gpus is not None else args.sets
+    config = build(preset=args.preset, config_file=args.config, sets=sets, notes=notes)
     for note in notes:
         print(f"ftui: note: {note.field}: {note.message}", file=sys.stderr)
     return config
@@ -92,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
     output_dir = run_dir_of(args.resume).resolve().parent if args.resume else Path(config.output_dir if config else "runs")
     if not _gpu_free_or_confirmed(output_dir, args.yes):
         return 1
+    gpus = args.gpus if args.resume else None
     if args.detach:
-        return _detach(config, args.resume)
-    return _foreground(config, args.resume)
+        return _detach(config, args.resume, gpus)
+    return _foreground(config, args.resume, gpus)
 
 
-def _foreground(config: RunConfig | None, resume: str | None) -> int:
+def _foreground(config: RunConfig | None, resume: str | None, gpus: str | None) -> int:
     from engine.train import train
 
     events: queue.Queue[Any] = queue.Queue()
@@ -108,7 +112,7 @@ def _foreground(config: RunConfig | None, resume: str | None) -> int:
 
     def work() -> None:
         try:
-            outcome.append(train(config or RunConfig(), events.put, stop, resume=resume))
+            outcome.append(train(config or RunConfig(), events.put, stop, resume=resume, gpus=gpus))
         finally:
             events.put(None)
 
@@ -153,11 +157,11 @@ def _signal_words(sig: signal.Signals) -> str:
             signal.SIGTERM: "Terminated (SIGTERM)"}.get(sig, sig.name)
 
 
-def _detach(config: RunConfig | None, resume: str | None) -> int:
+def _detach(config: RunConfig | None, resume: str | None, gpus: str | None) -> int:
     """Start the run in its own process, show it until training begins, then leave it going."""
     from engine.train.detached import follow_launch, launch
 
-    started = launch(config, resume)
+    started = launch(config, resume, gpus)
     view = ProgressView(sys.stdout)
     view.line(f"Started in the background as pid {started.pid}; loading (Ctrl-C here leaves it loading)...")
     leave = threading.Event()

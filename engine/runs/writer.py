@@ -112,5 +112,39 @@ class RunDir:
         write_text_atomic(path, "".join(k + "\n" for k in kept))
 
 
+class PeerRun(RunDir):
+    """The run as a process other than rank 0 sees it: the same folder and config, and no writes
+    (rank 0 writes run.json, metrics.jsonl, the lock and heartbeat for all of them)."""
+
+    def __init__(self, path: Path, config: RunConfig):
+        super().__init__(path, config, RunRecord(name=config.name, model=config.model, model_ref="", base_model_ref="",
+                                                 method=config.method, created="", updated=""))
+
+    @contextmanager
+    def live(self, stop: threading.Event) -> Iterator[None]:
+        yield
+
+    def write_status(self, **changes: Any) -> None:
+        self.record = dataclasses.replace(self.record, **changes)
+
+    def write_config(self, config: RunConfig) -> None:
+        self.config = config
+
+    def append_event(self, event: Any) -> None:
+        pass
+
+    def truncate_metrics(self, after_step: int) -> None:
+        pass
+
+
+def record_failure(run_dir: Path, event: Any) -> None:
+    """A failure rank 0 could not write itself (another process failed first and took it down):
+    run.json says failed, with the reason, and metrics.jsonl ends with the TrainFailed."""
+    record = read_record(run_dir)
+    write_record(run_dir, dataclasses.replace(record, status="failed", reason=event.reason, updated=_now()))
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"time": round(time.time(), 3), **to_record(event)}) + "\n")
+
+
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")

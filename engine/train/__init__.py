@@ -4,7 +4,7 @@
 tests) that bring their own.
 """
 
-from engine.train.load import train
+from engine.train.launch import train
 from engine.train.loop import Loaded, RunResult, run_loaded
 
 __all__ = ["train", "run_loaded", "Loaded", "RunResult"]

@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig, load_toml
-from engine.events import TrainFailed, TrainFinished, TrainStarted, to_record
+from engine.events import TrainFailed, TrainStarted, to_record
 from engine.paths import PROJECT_ROOT
 from engine.runs import read_record, run_dir_of
 from engine.runs.follow import follow
 from engine.runs.listing import is_live
 from engine.runs.live import request_stop
 from engine.runs.writer import METRICS_FILE
-from engine.train.loop import RunResult
+from engine.train.loop import RunResult, result_of
 
 LAUNCH_DIR = ".launches"
 """Under the output folder: each launch's events file and, until the run directory exists, its log."""
@@ -61,8 +61,8 @@ class Launch:
         return self.process.poll() is None
 
 
-def launch(config: RunConfig | None, resume: str | None = None) -> Launch:
-    """Start a run (or the resume of `resume`) in a detached process and return at once."""
+def launch(config: RunConfig | None, resume: str | None = None, gpus: str | None = None) -> Launch:
+    """Start a run (or the resume of `resume`, on `gpus` when given) in a detached process and return at once."""
     if resume:
         folder = run_dir_of(resume).parent / LAUNCH_DIR
     else:
@@ -74,7 +74,7 @@ def launch(config: RunConfig | None, resume: str | None = None) -> Launch:
     events.touch()
     args = [sys.executable, "-m", "engine.train.detached", "--events", str(events)]
     if resume:
-        args += ["--resume", str(resume)]
+        args += ["--resume", str(resume)] + (["--gpus", gpus] if gpus is not None else [])
     else:
         config_file = folder / f"{stem}.toml"
         config_file.write_text((config or RunConfig()).to_toml(), encoding="utf-8")
@@ -136,16 +136,6 @@ def attach(run_dir: str | Path, on_event: Any, stop: threading.Event, leave: thr
     return result_of(end, str(run_dir))
 
 
-def result_of(end: TrainFinished | TrainFailed | None, run_dir: str | None) -> RunResult | None:
-    """The RunResult a followed run's last event describes."""
-    if isinstance(end, TrainFinished):
-        return RunResult("stopped" if end.stopped else "finished", end.run_dir, end.steps, end.final_loss,
-                         end.best_val_loss, end.adapter_dir, end.reason)
-    if isinstance(end, TrainFailed):
-        return RunResult("failed", run_dir, end.step or 0, None, None, None, end.reason, end.advice)
-    return None
-
-
 def _died(pid: int | None, run_dir: Path | None, log: Path, before_start: bool) -> TrainFailed:
     """What to say when the training process is gone without a last event (killed, crashed)."""
     tail = _tail(log)
@@ -188,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config")
     source.add_argument("--resume")
+    parser.add_argument("--gpus")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -214,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = RunConfig()
     try:
-        result = train(config, on_event, stop, resume=args.resume)
+        result = train(config, on_event, stop, resume=args.resume, gpus=args.gpus)
     finally:
         sink.close()
     return 1 if result.status == "failed" else 0

@@ -20,41 +20,65 @@ from engine.runs import read_config
 from engine.train.checkpoint import choose_checkpoint
 from engine.train.loop import Failure, Loaded, RunResult, run_loaded
 from engine.train.methods import Precision, choose_precision
+from engine.train.parallel import SINGLE, Ranks
 from engine.train.preflight import PreflightError, check_fits, check_free_space, free_gpu_gib, planned_trainable
 
 SHOWN_PROBLEMS = 5
 
 
-def train(config: RunConfig, on_event: Callable[[Any], None], stop: threading.Event,
-          resume: str | None = None) -> RunResult:
-    """Fine-tune as `config` says, reporting through `on_event`; `stop.set()` ends it with a checkpoint.
+def train_here(config: RunConfig, on_event: Callable[[Any], None], stop: threading.Event,
+               resume: str | None = None, gpus: str | None = None, ranks: Ranks = SINGLE) -> RunResult:
+    """Fine-tune in this process as `config` says, reporting through `on_event`; `stop.set()` ends
+    it with a checkpoint. `engine.train.train` calls it, or starts one process per device that each do.
 
     With `resume` (a run directory or one of its checkpoints) the run continues in its own
-    directory with the config saved there, so the numbers match an uninterrupted run.
+    directory with the config saved there, so the numbers match an uninterrupted run; `gpus`
+    moves it to other devices (`on_devices`).
     """
+    report = ranks.report or on_event
     try:
         if resume:
-            config = saved_config(Path(resume))
+            config = saved_config(Path(resume), gpus)
         config.validate()
-        loaded, precision = _load(config, on_event)
+        loaded, precision = _load(config, on_event, ranks)
     except Failure as failure:
-        return _refuse(on_event, failure.reason, failure.advice)
+        return _refuse(report, failure.reason, failure.advice)
     except PreflightError as failure:
-        return _refuse(on_event, failure.reason, failure.advice)
+        return _refuse(report, failure.reason, failure.advice)
     except ConfigError as exc:
-        return _refuse(on_event, f"the config has problems:\n{exc}", "fix the fields named above")
-    return run_loaded(config, loaded, on_event, stop, resume=resume, precision=precision)
+        return _refuse(report, f"the config has problems:\n{exc}", "fix the fields named above")
+    return run_loaded(config, loaded, on_event, stop, resume=resume, precision=precision, ranks=ranks)
 
 
-def saved_config(resume: Path) -> RunConfig:
-    """The config of the checkpoint resume will use: the newest one that loads."""
+def saved_config(resume: Path, gpus: str | None = None) -> RunConfig:
+    """The config of the checkpoint resume will use (the newest one that loads), on `gpus` when given."""
     choice = choose_checkpoint(resume)
     if choice.path is None:
         raise Failure(*choice.refusal(resume))
-    return read_config(choice.path)
+    config = read_config(choice.path)
+    return config if gpus is None or gpus == config.gpus else on_devices(config, gpus)
 
 
-def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, Precision]:
+def on_devices(config: RunConfig, gpus: str) -> RunConfig:
+    """A checkpointed run moved to other devices, seeing the same examples at every step.
+
+    A checkpoint of one process or of DDP holds whole weights and the optimizer state every one of
+    them had, so any number of processes can take it up, as long as each step's batches split
+    evenly: batch_size changes so that batch_size x processes stays what it was.
+    """
+    moved = config.replace(gpus=gpus)
+    moved.validate()
+    examples = config.batch_size * config.world_size
+    if examples % moved.world_size:
+        fitting = ", ".join(str(n) for n in range(1, examples + 1) if examples % n == 0)
+        raise Failure(
+            f"this run takes {examples} examples per forward pass ({config.batch_size} on each of "
+            f"{config.world_size} process(es)), which do not split evenly across {moved.world_size}",
+            f"resume on {fitting} process(es), so each step sees the same examples as before")
+    return moved.replace(batch_size=examples // moved.world_size)
+
+
+def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> tuple[Loaded, Precision]:
     from engine.data import DatasetError, prepare
     from engine.models import ModelLoadError, load_causal_lm, load_tokenizer, resolve_model
 
@@ -73,7 +97,8 @@ def _load(config: RunConfig, on_event: Callable[[Any], None]) -> tuple[Loaded, P
                       "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
     precision = choose_precision(config.method)
     if precision.device == "cuda":
-        check_fits(config, resolved.spec, free_gpu_gib())
+        check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
+                   free_gpu_gib())
     try:
         tokenizer = load_tokenizer(resolved)
     except ModelLoadError as exc:

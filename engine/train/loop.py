@@ -13,6 +13,7 @@ included) into events and a RunResult.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import resource
 import threading
@@ -40,6 +41,7 @@ from engine.events import (
 )
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
+from engine.runs.writer import PeerRun
 from engine.tracking import TrackerError, tracking
 from engine.train.checkpoint import (
     CheckpointChoice,
@@ -51,10 +53,11 @@ from engine.train.checkpoint import (
     save_weights,
 )
 from engine.train.methods import Precision, choose_precision
+from engine.train.parallel import SINGLE, Ranks
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
 from engine.train.setup import TrainingSetup, set_up
-from engine.train.step import OutOfMemory, evaluate_loss, optimizer_step
+from engine.train.step import OutOfMemory, StepStats, evaluate_loss, optimizer_step, trained_tokens
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,16 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+
+def result_of(end: TrainFinished | TrainFailed | None, run_dir: str | None) -> RunResult | None:
+    """The RunResult a followed run's last event describes."""
+    if isinstance(end, TrainFinished):
+        return RunResult("stopped" if end.stopped else "finished", end.run_dir, end.steps, end.final_loss,
+                         end.best_val_loss, end.adapter_dir, end.reason)
+    if isinstance(end, TrainFailed):
+        return RunResult("failed", run_dir, end.step or 0, None, None, None, end.reason, end.advice)
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,36 +109,45 @@ class Failure(ActionableError):
 
 
 def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None], stop: threading.Event,
-               resume: str | None = None, precision: Precision | None = None) -> RunResult:
-    """Train on already loaded data; every outcome is an event and a RunResult, never an exception."""
+               resume: str | None = None, precision: Precision | None = None, ranks: Ranks = SINGLE) -> RunResult:
+    """Train on already loaded data; every outcome is an event and a RunResult, never an exception.
+
+    On several processes (`ranks`) each one calls this; rank 0 creates or reopens the run directory
+    and the others learn its path from it (engine.train.parallel).
+    """
     precision = precision or choose_precision(config.method)
     checkpoint = None
     if resume:
         choice = choose_checkpoint(Path(resume))
         checkpoint = choice.path
         if checkpoint is None:
-            return _fail_early(on_event, Failure(*choice.refusal(resume)))
+            return _fail_early(on_event, Failure(*choice.refusal(resume)), ranks)
+    if not ranks.main:
+        run: RunDir = PeerRun(Path(ranks.share("")), config)
+    elif checkpoint is not None:
         try:
             run = RunDir.reopen(checkpoint.parent.parent, config)
         except RunBusy as busy:  # before truncate_metrics: the other writer's lines stay
-            return _fail_early(on_event, Failure(busy.reason, busy.advice))
+            return _fail_early(on_event, Failure(busy.reason, busy.advice), ranks)
         run.truncate_metrics(int(checkpoint.name.split("-")[1]))
         _report_skipped(run, on_event, choice)
+        ranks.share(str(run.path))
     else:
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
+        ranks.share(str(run.path))
     with run.live(stop), contextlib.ExitStack() as trackers:
         try:
-            track = trackers.enter_context(tracking(config, run.path))
+            track = trackers.enter_context(tracking(config if ranks.main else config.replace(report_to=()), run.path))
         except TrackerError as exc:
             return _failed(run, on_event, Failure(
                 f"report_to: {exc}", "fix the tracker's setup (WANDB_MODE, MLFLOW_TRACKING_URI, ...) or take it out of "
-                "report_to; metrics.jsonl records the same figures"))
+                "report_to; metrics.jsonl records the same figures"), ranks)
         # Trackers are one more consumer of the run's events (engine/tracking.py).
-        return _attempts(config, loaded, run, track.feeding(on_event), stop, checkpoint, precision)
+        return _attempts(config, loaded, run, track.feeding(on_event), stop, checkpoint, precision, ranks)
 
 
 def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable[[Any], None],
-              stop: threading.Event, checkpoint: Path | None, precision: Precision) -> RunResult:
+              stop: threading.Event, checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
     """The run, retried once at half the batch after an out-of-memory error when oom_retry is on."""
 
     def emit(event: Any) -> None:
@@ -137,13 +159,14 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
     attempt = config
     while True:
         try:
-            result = _fit(attempt, loaded, run, emit, stop, checkpoint, precision)
+            result = _fit(attempt, loaded, run, emit, stop, checkpoint, precision, ranks)
         except OutOfMemory as oom:
             # The traceback holds the failed attempt's frames, and with them its model and gradients.
             oom.__traceback__ = oom.__context__ = None
             gc.collect()
             _empty_cuda_cache()
-            if config.oom_retry and attempt is config and attempt.batch_size > 1:
+            # One process alone can retry: the others would wait for it inside the step.
+            if config.oom_retry and attempt is config and attempt.batch_size > 1 and ranks.world == 1:
                 attempt = attempt.replace(batch_size=attempt.batch_size // 2, grad_accum=attempt.grad_accum * 2)
                 emit(Progress("oom-retry", 0, None, message=(
                     f"out of memory at batch_size {oom.batch_size}, sequence length {oom.seq_len}; "
@@ -151,36 +174,36 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
                 run.truncate_metrics(int(checkpoint.name.split("-")[1]) if checkpoint else 0)
                 run.write_config(attempt)
                 continue
-            result = _failed(run, emit, _oom_failure(attempt, loaded.spec, oom))
+            result = _failed(run, emit, _oom_failure(attempt, loaded.spec, oom), ranks)
         except Failure as failure:
-            result = _failed(run, emit, failure)
+            result = _failed(run, emit, failure, ranks)
         except (PreflightError, CheckpointError) as failure:
-            result = _failed(run, emit, Failure(failure.reason, failure.advice))
+            result = _failed(run, emit, Failure(failure.reason, failure.advice), ranks)
         except Exception as exc:  # noqa: BLE001 - the worker thread must report, not die
             if is_disk_full(exc):
-                return _failed(run, emit, _disk_full(run, None))
-            (run.path / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+                return _failed(run, emit, _disk_full(run, None), ranks)
+            log = run.path / ("error.log" if ranks.main else f"error.rank{ranks.rank}.log")
+            log.write_text(traceback.format_exc(), encoding="utf-8")
             result = _failed(run, emit, Failure(
-                f"unexpected error: {type(exc).__name__}: {exc}",
-                f"the traceback is in {run.path / 'error.log'}; please report it"))
+                f"unexpected error: {type(exc).__name__}: {exc}", f"the traceback is in {log}; please report it"), ranks)
         return result
 
 
 def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], None], stop: threading.Event,
-         checkpoint: Path | None, precision: Precision) -> RunResult:
+         checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
     """One attempt: set up, restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
-    parts = set_up(config, loaded.build_model, train_set, loaded.tokenizer, run.path, precision, emit)
+    parts = set_up(config, loaded.build_model, train_set, loaded.tokenizer, run.path, precision, emit, ranks)
     counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
     schedule, start = parts.schedule, counters.start
     total_steps = schedule.total_steps
-    if not tokenizer_dir(run.path).exists():
+    if ranks.main and not tokenizer_dir(run.path).exists():
         save_tokenizer(run, loaded.tokenizer)
     run.write_status(total_steps=total_steps, step=start)
     emit(TrainStarted(
         run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
         train_examples=len(train_set), val_examples=len(val_set), trainable_params=parts.trainable,
-        total_params=parts.total, device=precision.label, pad_share=schedule.planned_pad_share(), start_step=start,
+        total_params=parts.total, device=_device_label(precision, ranks), pad_share=schedule.planned_pad_share(), start_step=start,
     ))
 
     parts.model.train()
@@ -190,8 +213,12 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
     step = start
     for step in range(start + 1, total_steps + 1):
         t0 = time.monotonic()
-        micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
-        stats = optimizer_step(parts, micro, step, config.max_grad_norm)
+        asked: bool | None = None
+        if ranks.world == 1:
+            micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
+            stats = optimizer_step(parts, micro, step, config.max_grad_norm)
+        else:
+            stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop)
         loss = stats.loss
         diagnosis = parts.diagnoser.on_step(step, loss)
         if diagnosis is not None:
@@ -206,7 +233,7 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
         ))
 
         stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
-        if stop.is_set() and not stopped_reason:
+        if (stop.is_set() if asked is None else asked) and not stopped_reason:
             stopped_reason = f"stopped on request at step {step}"
         run.write_status(step=step, best_val_loss=counters.best)
         if stopped_reason:
@@ -218,6 +245,20 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
         if step > start:
             _save(run, parts, counters, emit, step, "final")
     return _finish(config, parts, counters, run, emit, step, loss, stopped_reason)
+
+
+def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], step: int, max_grad_norm: float,
+                 stop: threading.Event) -> tuple[StepStats, bool]:
+    """This process's share of the step, then the step's loss and tokens over every process and
+    whether any was asked to stop."""
+    schedule, ranks = parts.schedule, parts.ranks
+    mine = schedule.step_batches(step, ranks.rank)
+    everyone = schedule.step_examples(step)
+    n_trained = sum(trained_tokens(train_set[i]) for i in everyone)
+    micro = [[train_set[i] for i in b] for b in mine or [everyone[:1]]]
+    stats = optimizer_step(parts, micro, step, max_grad_norm, n_trained, idle=not mine)
+    loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop.is_set())
+    return dataclasses.replace(stats, loss=loss_sum / max(n_trained, 1), tokens=tokens), asked
 
 
 def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: RunDir,
@@ -234,12 +275,13 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
         return ""
     if not (step % config.eval_interval == 0 or step == total_steps):
         return ""
-    model = parts.model
-    val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast)
+    model, main = parts.model, parts.ranks.main
+    val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast, parts.loss)
+    val_loss = parts.ranks.same(val_loss)
     model.train()
     if counters.best is None or val_loss < counters.best:
         counters.best, counters.bad_evals, counters.best_step = val_loss, 0, step
-        path = _writing(step, run, lambda: save_weights(run, model, config.method))
+        path = _writing(step, run, lambda: save_weights(run, model, config.method)) if main else run.path
         emit(EvalLogged(step, val_loss, counters.best))
         emit(CheckpointSaved(step, str(path), "best"))
     else:
@@ -257,6 +299,8 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
 def _save(run: RunDir, parts: TrainingSetup, counters: Counters, emit: Callable[[Any], None], step: int,
           reason: str) -> None:
     """A resumable checkpoint of step `step`: trainable weights, optimizer, scheduler, RNG and counters."""
+    if not parts.ranks.main:
+        return
     path = _writing(step, run, lambda: save_checkpoint(run, step, parts.model, parts.optimizer, parts.scheduler,
                                                        parts.scaler, counters.to_state(parts.diagnoser)))
     emit(CheckpointSaved(step, str(path), reason))
@@ -267,7 +311,7 @@ def _finish(config: RunConfig, parts: TrainingSetup, counters: Counters, run: Ru
             step: int, loss: float, stopped_reason: str) -> RunResult:
     """The final weights (unless the best evaluation already wrote them), the run status and TrainFinished."""
     weights = run.path / ("model" if config.method == "full" else "adapter")
-    if counters.best is None or not weights.exists():
+    if parts.ranks.main and (counters.best is None or not weights.exists()):
         path = _writing(step, run, lambda: save_weights(run, parts.model, config.method))
         emit(CheckpointSaved(step, str(path), "final"))
     adapter_dir = str(weights)
@@ -277,6 +321,12 @@ def _finish(config: RunConfig, parts: TrainingSetup, counters: Counters, run: Ru
     run.write_status(status=status, step=step, best_val_loss=best, reason=reason)
     emit(TrainFinished(str(run.path), step, loss, best, adapter_dir, bool(stopped_reason), reason))
     return RunResult(status, str(run.path), step, loss, best, adapter_dir, reason)
+
+
+def _device_label(precision: Precision, ranks: Ranks) -> str:
+    if ranks.world == 1:
+        return precision.label
+    return f"{precision.label}, {ranks.world} processes ({ranks.strategy.upper()})"
 
 
 def _peak_mem_gib(device: str) -> float:
@@ -331,18 +381,22 @@ def _free_gpu_after_oom() -> float | None:
     return free_gpu_gib()
 
 
-def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure) -> RunResult:
-    # On a full disk run.json or metrics.jsonl may not take the failure; emit shows it regardless.
-    with contextlib.suppress(OSError):
-        run.write_status(status="failed", reason=failure.reason)
-    with contextlib.suppress(OSError):
-        emit(TrainFailed(failure.reason, failure.advice, failure.step))
+def _failed(run: RunDir, emit: Callable[[Any], None], failure: Failure, ranks: Ranks = SINGLE) -> RunResult:
+    if ranks.report is not None:
+        # The launcher writes the failure of whichever process failed first: the others' follow from it.
+        ranks.report(TrainFailed(failure.reason, failure.advice, failure.step))
+    else:
+        # On a full disk run.json or metrics.jsonl may not take the failure; emit shows it regardless.
+        with contextlib.suppress(OSError):
+            run.write_status(status="failed", reason=failure.reason)
+        with contextlib.suppress(OSError):
+            emit(TrainFailed(failure.reason, failure.advice, failure.step))
     return RunResult("failed", str(run.path), failure.step or 0, None, run.record.best_val_loss,
                      None, failure.reason, failure.advice)
 
 
-def _fail_early(on_event: Callable[[Any], None], failure: Failure) -> RunResult:
-    on_event(TrainFailed(failure.reason, failure.advice, failure.step))
+def _fail_early(on_event: Callable[[Any], None], failure: Failure, ranks: Ranks = SINGLE) -> RunResult:
+    (ranks.report or on_event)(TrainFailed(failure.reason, failure.advice, failure.step))
     return RunResult("failed", None, 0, None, None, None, failure.reason, failure.advice)
 
 

@@ -25,6 +25,31 @@ CHUNK_BYTES_PER_ELEMENT = 6
 softmax gradient fed to the backward matmuls (2). Without autocast (fp32 on the CPU) it is 4."""
 
 
+def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
+    """Summed cross-entropy over the tokens that carry a label (next-token shifted).
+
+    With `fast`, the decoder's hidden states at labelled positions go through the chunked (or, on
+    CUDA, fused) projection + loss of `engine.train.loss`, which never holds the full logits.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"][:, 1:]
+    keep = labels != -100
+    if fast:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        kept = hidden.last_hidden_state[:, :-1][keep]
+        head = base.get_output_embeddings()
+        if type(head) is torch.nn.Linear and head.bias is None:
+            return linear_cross_entropy(kept, head.weight, labels[keep])
+        logits = head(kept)  # an adapted or quantised head: its own forward, logits at labelled rows only
+    else:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logits = out.logits[:, :-1][keep]
+    return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+
+
 def linear_cross_entropy(hidden: Any, weight: Any, labels: Any) -> Any:
     """Summed cross-entropy of `hidden @ weight.T` against `labels`, all rows labelled.
 

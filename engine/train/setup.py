@@ -26,6 +26,7 @@ from engine.train.methods import (
     trainable_named,
     warmup_steps,
 )
+from engine.train.parallel import SINGLE, Ranks, wrap
 from engine.train.preflight import check_free_space
 
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
@@ -52,11 +53,17 @@ class TrainingSetup:
     total: int
     pad_id: int
     fast: bool
-    """Logits only at labelled positions (see `engine.train.step.token_loss_sum`)."""
+    """Logits only at labelled positions (see `engine.train.loss.token_loss_sum`)."""
+    loss: Callable[[dict[str, Any]], Any]
+    """Summed token loss of a batch, through DDP or FSDP when there are several processes."""
+    accumulate: Callable[[], Any]
+    """A context for micro-batches whose gradients are not yet synchronised (DDP's no_sync)."""
+    ranks: Ranks = SINGLE
 
 
 def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any], train_set: tuple[TokenizedExample, ...],
-           tokenizer: Any, run_path: Path, precision: Precision, emit: Callable[[Any], None]) -> TrainingSetup:
+           tokenizer: Any, run_path: Path, precision: Precision, emit: Callable[[Any], None],
+           ranks: Ranks = SINGLE) -> TrainingSetup:
     """Seed, model, method, optimizer and schedule; fails before any step if the disk cannot hold the run.
 
     `build_model` is `Loaded.build_model`: a fresh base model on the device, before the method.
@@ -68,11 +75,13 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     model = apply_method(build_model(config, precision), config)
     trainable, total = count_params(model)
     check_free_space(run_path, trainable, config.method, total)
+    fast = getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
+    loss, accumulate = wrap(model, fast, ranks)
     optimizer, note = build_optimizer(model, config, precision.device)
     if note:
         emit(Progress("optimizer", 1, 1, message=note))
     schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
-                        config.seed, config.epochs, config.max_steps)
+                        config.seed, config.epochs, config.max_steps, ranks.world)
     total_steps = schedule.total_steps
     scheduler = build_scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.loss_scaling else None
@@ -80,8 +89,8 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     return TrainingSetup(
         model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, schedule=schedule,
         diagnoser=diagnoser, precision=precision, params=list(trainable_named(model).values()),
-        trainable=trainable, total=total, pad_id=_pad_id(tokenizer),
-        fast=getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS,
+        trainable=trainable, total=total, pad_id=_pad_id(tokenizer), fast=fast, loss=loss, accumulate=accumulate,
+        ranks=ranks,
     )
 
 

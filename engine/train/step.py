@@ -11,12 +11,13 @@ together with the loss (`engine.train.loss`), so no [tokens x vocab] tensor outl
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.data.types import TokenizedExample
 from engine.train.batching import collate
-from engine.train.loss import linear_cross_entropy
+from engine.train.loss import token_loss_sum
 from engine.train.methods import Precision
 from engine.train.setup import TrainingSetup
 
@@ -40,26 +41,37 @@ class StepStats:
 
 
 def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], step: int,
-                   max_grad_norm: float) -> StepStats:
-    """Forward and backward over each micro-batch, then clip, step, advance the scheduler and zero the grads."""
+                   max_grad_norm: float, n_trained: int | None = None, idle: bool = False) -> StepStats:
+    """Forward and backward over each micro-batch, then clip, step, advance the scheduler and zero the grads.
+
+    `n_trained` is the trained tokens of the whole step on every process (default: those of
+    `micro`); StepStats then holds this process's share of the loss. An `idle` process has no
+    example in this step and runs `micro` with weight 0, because DDP needs every process's backward.
+    """
     import torch
 
-    model, optimizer, scheduler, scaler = parts.model, parts.optimizer, parts.scheduler, parts.scaler
-    n_trained = sum(_trained_tokens(e) for b in micro for e in b)
+    optimizer, scheduler, scaler = parts.optimizer, parts.scheduler, parts.scaler
+    if n_trained is None:
+        n_trained = sum(trained_tokens(e) for b in micro for e in b)
+    # DDP averages gradients over the processes; times world, they add up to the one-process sum.
+    weight = 0 if idle else parts.ranks.world
     loss_sum, tokens = 0.0, 0
-    for examples in micro:
+    last = len(micro) - 1
+    for i, examples in enumerate(micro):
         batch = {k: v.to(parts.precision.device) for k, v in collate(examples, parts.pad_id).items()}
         try:
-            with _autocast(parts.precision):
-                part = token_loss_sum(model, batch, parts.fast)
-            scaled = part / max(n_trained, 1)
-            (scaler.scale(scaled) if scaler else scaled).backward()
+            with parts.accumulate() if i < last else contextlib.nullcontext():
+                with _autocast(parts.precision):
+                    part = parts.loss(batch)
+                scaled = (part if weight == 1 else part * weight) / max(n_trained, 1)
+                (scaler.scale(scaled) if scaler else scaled).backward()
         except torch.OutOfMemoryError:
             del batch
             optimizer.zero_grad(set_to_none=True)
             raise OutOfMemory(step, len(examples), max(len(e.input_ids) for e in examples)) from None
-        loss_sum += part.item()
-        tokens += int(batch["attention_mask"].sum())
+        if not idle:
+            loss_sum += part.item()
+            tokens += int(batch["attention_mask"].sum())
     if scaler:
         scaler.unscale_(optimizer)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))
@@ -74,34 +86,11 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
     return StepStats(loss_sum / max(n_trained, 1), grad_norm, lr, tokens)
 
 
-def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
-    """Summed cross-entropy over the tokens that carry a label (next-token shifted).
-
-    With `fast`, the decoder's hidden states at labelled positions go through the chunked (or, on
-    CUDA, fused) projection + loss of `engine.train.loss`, which never holds the full logits.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100
-    if fast:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        kept = hidden.last_hidden_state[:, :-1][keep]
-        head = base.get_output_embeddings()
-        if type(head) is torch.nn.Linear and head.bias is None:
-            return linear_cross_entropy(kept, head.weight, labels[keep])
-        logits = head(kept)  # an adapted or quantised head: its own forward, logits at labelled rows only
-    else:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = out.logits[:, :-1][keep]
-    return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
-
-
 def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size: int, pad_id: int,
-                  precision: Precision, fast: bool) -> float:
-    """Token-weighted mean loss over the held-out split, batched by length."""
+                  precision: Precision, fast: bool, loss: Callable[[dict[str, Any]], Any] | None = None) -> float:
+    """Token-weighted mean loss over the held-out split, batched by length; through `loss` (the
+    training setup's, which FSDP needs) when given."""
+    loss = loss or (lambda batch: token_loss_sum(model, batch, fast))
     import torch
 
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
@@ -111,8 +100,8 @@ def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size
         for start in range(0, len(order), batch_size):
             chunk = [examples[i] for i in order[start:start + batch_size]]
             batch = {k: v.to(precision.device) for k, v in collate(chunk, pad_id).items()}
-            total += float(token_loss_sum(model, batch, fast))
-            count += sum(_trained_tokens(e) for e in chunk)
+            total += float(loss(batch))
+            count += sum(trained_tokens(e) for e in chunk)
     return total / max(count, 1)
 
 
@@ -124,5 +113,5 @@ def _autocast(precision: Precision) -> Any:
     return torch.autocast(precision.device, dtype=precision.autocast_dtype)
 
 
-def _trained_tokens(example: TokenizedExample) -> int:
+def trained_tokens(example: TokenizedExample) -> int:
     return sum(1 for label in example.labels[1:] if label != -100)

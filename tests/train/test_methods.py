@@ -78,7 +78,7 @@ def test_the_fast_loss_equals_the_models_own_loss(model_folder):
     from transformers import AutoModelForCausalLM
 
     from engine.train.batching import collate
-    from engine.train.step import token_loss_sum
+    from engine.train.loss import token_loss_sum
     from tests.train.tiny import make_examples
 
     model = AutoModelForCausalLM.from_pretrained(model_folder)

@@ -1,0 +1,122 @@
+"""One run on several processes: what each holds, what they agree on, and who writes.
+
+A run on N processes is the run of one process at N times the batch: each optimizer step's global
+batches are the same (engine.train.batching, a pure function of the seed), each process takes
+every N-th example of them, and the loss of each is divided by the trained tokens of the whole
+global step, so the gradients DDP averages add up to the one-process gradient.
+
+Every process keeps the same bookkeeping from values they agree on (the step's loss and tokens,
+a stop request, the validation loss), so they evaluate, save, stop early and fail at the same
+step without asking each other; only rank 0 writes the run directory. With one process
+(`SINGLE`) nothing here touches torch.distributed, and the step pays one attribute check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.train.loss import token_loss_sum
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the run."""
+
+    rank: int = 0
+    world: int = 1
+    strategy: str = ""
+    """"ddp" or "fsdp" with several processes; "" for one."""
+    device: str = "cpu"
+    """Where the agreement tensors live: "cuda" under NCCL, "cpu" under gloo."""
+    report: Callable[[Any], None] | None = None
+    """Takes this process's TrainFailed when it fails; the launcher says which one failed first."""
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes run.json, metrics, checkpoints and the adapter."""
+        return self.rank == 0
+
+    def agree(self, loss_sum: float, tokens: int, stop: bool) -> tuple[float, int, bool]:
+        """The step's loss sum and tokens over every process, and whether any was asked to stop:
+        one all_reduce per step, so every process stops after the same step."""
+        if self.world == 1:
+            return loss_sum, tokens, stop
+        import torch
+        import torch.distributed as dist
+
+        values = torch.tensor([loss_sum, float(tokens), float(stop)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(values)
+        total, count, stops = values.tolist()
+        return total, int(count), stops > 0
+
+    def same(self, value: float) -> float:
+        """Rank 0's value on every process (a validation loss every process must decide on alike)."""
+        if self.world == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(tensor, src=0)
+        return float(tensor.item())
+
+    def share(self, text: str) -> str:
+        """Rank 0's text on every process (the run directory it created)."""
+        if self.world == 1:
+            return text
+        import torch.distributed as dist
+
+        box = [text]
+        dist.broadcast_object_list(box, src=0)
+        return str(box[0])
+
+
+SINGLE = Ranks()
+
+
+def wrap(model: Any, fast: bool, ranks: Ranks) -> tuple[Callable[[dict[str, Any]], Any], Callable[[], Any]]:
+    """(loss of a batch, context that holds back gradient sync) for the model on these ranks.
+
+    DDP hooks its gradient all-reduce on its own forward, so the whole loss, the chunked projection
+    included, runs inside the wrapped module's forward. Micro-batches but the last of a step run
+    under `no_sync`: one all-reduce per optimizer step. Under FSDP2 each decoder layer and then the
+    root are `fully_shard`ed in place, so the optimizer must be built afterwards.
+    """
+    if ranks.world == 1:
+        return (lambda batch: token_loss_sum(model, batch, fast)), contextlib.nullcontext
+    import torch
+
+    class TokenLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch: dict[str, Any]) -> Any:
+            return token_loss_sum(self.model, batch, fast)
+
+    module = TokenLoss()
+    if ranks.strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in _decoder_layers(model):
+            fully_shard(layer)
+        fully_shard(module)
+        return module, contextlib.nullcontext
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Gradients as views of DDP's buckets: no second copy of them. Buffers (rotary tables) are
+    # the same on every process, so they are not synced at each forward (torch 2.13 renamed it).
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    ddp = DistributedDataParallel(module, gradient_as_bucket_view=True,
+                                  **{"forward_sync_buffers" if renamed else "broadcast_buffers": False})
+    return ddp, ddp.no_sync
+
+
+def _decoder_layers(model: Any) -> list[Any]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return list(base.get_decoder().layers)
