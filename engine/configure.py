@@ -44,5 +44,6 @@ def config_from_recommendation(rec: Recommendation, report: HardwareReport, pres
     base = preset.apply(RunConfig(dataset=current.dataset)) if preset else current
     if not report.gpus:
         return base.replace(model=rec.model), f"preset {name}"
-    return base.replace(model=rec.model, method=rec.method, batch_size=rec.batch_size,
-                        grad_accum=rec.grad_accum, max_seq_len=rec.seq_len), f"preset {name} + recommendation"
+    return base.replace(model=rec.model, method=rec.method, batch_size=rec.batch_size, grad_accum=rec.grad_accum,
+                        max_seq_len=rec.seq_len, gpus=rec.gpus, strategy=rec.strategy or "auto"), \
+        f"preset {name} + recommendation"

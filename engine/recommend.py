@@ -51,6 +51,10 @@ class Recommendation:
     grad_checkpointing: bool = True
     gpu_index: int | None = None
     """The GPU planned for; None on the CPU or for a card given with --vram."""
+    gpus: str = ""
+    """The `gpus` setting of a plan across several GPUs ("0,1"); "" for one."""
+    strategy: str = ""
+    """"ddp" or "fsdp" across several GPUs; peak_gib is then per GPU and batch_size each one's."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,10 @@ def plan_options(method: str) -> dict[str, Any]:
     return {**options_of(config), "grad_checkpointing": True}
 
 
-def plan_fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float) -> tuple[bool, float]:
-    return fits(spec, method, batch_size, seq_len, free_gib, **plan_options(method))
+def plan_fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float,
+              world_size: int = 1, strategy: str = "ddp") -> tuple[bool, float]:
+    return fits(spec, method, batch_size, seq_len, free_gib,
+                **{**plan_options(method), "world_size": world_size, "strategy": strategy})
 
 
 def suggest_smaller(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float, *,
@@ -124,24 +130,89 @@ def suggest_smaller(spec: ModelSpec, method: str, batch_size: int, seq_len: int,
 
 
 def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int = 2048,
-              vram_gib: float | None = None) -> Recommendation:
-    """A starting plan for the GPU with the most free memory, a card of `vram_gib`, or the CPU."""
+              vram_gib: float | None = None, gpus: int | None = None) -> Recommendation:
+    """A starting plan across the detected GPUs (the `gpus` with the most free memory, when given),
+    for `gpus` cards of `vram_gib` you do not have, or for the CPU.
+
+    Several GPUs win over one when they train at least as large a model with as good a method; a
+    GPU whose free memory holds the others back is left out.
+    """
     if seq_len < 16:
         raise ValueError(f"seq_len {seq_len} is too short to hold a prompt and a reply")
     if vram_gib is not None and vram_gib <= 0:
         raise ValueError(f"vram_gib must be positive, not {vram_gib:g}")
+    if gpus is not None and gpus < 1:
+        raise ValueError(f"gpus must be at least 1, not {gpus}")
     report = report_or_gpus if isinstance(report_or_gpus, HardwareReport) else None
-    gpus = report.gpus if report else tuple(report_or_gpus)  # type: ignore[arg-type]
+    found = report.gpus if report else tuple(report_or_gpus)  # type: ignore[arg-type]
     if vram_gib is not None:
-        return _plan_gpu(vram_gib, seq_len, f"the {vram_gib:g} GiB card you plan for", None, "")
-    gpu = max(gpus, key=lambda g: (g.free_gib, -g.index), default=None)
-    if gpu is None:
+        card = f"the {vram_gib:g} GiB card you plan for"
+        single = _plan_gpu(vram_gib, seq_len, card, None, "")
+        several = _plan_several([vram_gib] * (gpus or 1), seq_len, f"each of the {gpus} cards of {vram_gib:g} GiB "
+                                "you plan for", tuple(range(gpus or 1)), single)
+        return several or single
+    if gpus is not None and gpus > len(found):
+        raise ValueError(f"{gpus} GPUs asked for, {len(found)} found; pass --vram GiB to plan for cards you do not have")
+    freest = sorted(found, key=lambda g: (-g.free_gib, g.index))[:gpus or len(found)]
+    if not freest:
         return _plan_cpu(seq_len, report.ram_gib if report else ram_gib())
+    gpu = freest[0]
     which = ""
-    if len(gpus) > 1:
+    if len(freest) > 1:
         which = (f" Planned for GPU {gpu.index}, the one with the most free memory; "
-                 "training uses a single GPU.")
-    return _plan_gpu(gpu.free_gib, seq_len, f"your {gpu.name}", gpu.index, which)
+                 "training uses a single GPU: more would not train a larger model or a better method.")
+    single = _plan_gpu(gpu.free_gib, seq_len, f"your {gpu.name}", gpu.index, which)
+    best = None
+    for count in range(2, len(freest) + 1):
+        chosen = freest[:count]
+        plan = _plan_several([g.free_gib for g in chosen], seq_len, f"each of your {count} GPUs",
+                             tuple(sorted(g.index for g in chosen)), best or single)
+        best = plan or best
+    return best or single
+
+
+def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tuple[int, ...],
+                  rival: Recommendation) -> Recommendation | None:
+    """The plan across these GPUs (each as free as the least free of them), when it trains at least
+    as large a model with as good a method as `rival`; None otherwise or for one GPU."""
+    count, free = len(frees), min(frees)
+    if count < 2:
+        return None
+    for rank, model_id in enumerate(LADDER):
+        spec = get(model_id)
+        for method, candidate in (("lora", spec), ("qlora", four_bit_variant(spec))):
+            if candidate is None:
+                continue
+            if rival.fits and (rank, method != "lora") > _standing(rival):
+                return None
+            for strategy in ("ddp", "fsdp"):
+                # Up to the effective batch over all GPUs: more GPUs mean fewer, not larger, steps.
+                plan = _largest_batch(candidate, method, seq_len, free, count, strategy,
+                                      largest=max(1, EFFECTIVE_BATCH // count))
+                if plan is None:
+                    continue
+                batch, peak = plan
+                accum = max(1, EFFECTIVE_BATCH // (batch * count))
+                if strategy == "ddp":
+                    why = (f"DDP: {spec.name} with {METHOD_LABELS[method]} fits whole on each GPU, so each holds a "
+                           f"copy and trains its share of every batch: {peak:.1f} GiB per GPU at batch {batch} and "
+                           f"{seq_len} tokens with gradient checkpointing; {cards} has {free:.1f} GiB free.")
+                else:
+                    whole = plan_fits(candidate, method, 1, seq_len, free)[1]
+                    why = (f"FSDP: {spec.name} with {METHOD_LABELS[method]} needs {whole:.1f} GiB whole at batch 1, "
+                           f"more than one GPU holds with headroom, so its weights, gradients and optimizer states are sharded "
+                           f"across {count} GPUs: {peak:.1f} GiB per GPU at batch {batch} and {seq_len} tokens with "
+                           f"gradient checkpointing; {cards} has {free:.1f} GiB free.")
+                why += f" Effective batch {batch} x {count} GPUs x {accum} accumulation = {batch * count * accum}."
+                return Recommendation(candidate.id, method, batch, accum, seq_len, round(peak, 2), round(free, 2),
+                                      why, True, True, None, ",".join(str(i) for i in indices), strategy)
+    return None
+
+
+def _standing(rec: Recommendation) -> tuple[int, bool]:
+    """(place on the ladder, not 16-bit LoRA): smaller is better."""
+    base = next(i for i, m in enumerate(LADDER) if rec.model in (m, f"{m}-4bit"))
+    return base, rec.method != "lora"
 
 
 def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: str) -> Recommendation:
@@ -175,10 +246,11 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
                           reason + which, False, True, index)
 
 
-def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float) -> tuple[int, float] | None:
-    batch = MAX_BATCH_SIZE
+def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float, world_size: int = 1,
+                   strategy: str = "ddp", largest: int = MAX_BATCH_SIZE) -> tuple[int, float] | None:
+    batch = 1 << (largest.bit_length() - 1)
     while batch >= 1:
-        ok, peak = plan_fits(spec, method, batch, seq_len, free)
+        ok, peak = plan_fits(spec, method, batch, seq_len, free, world_size, strategy)
         if ok:
             return batch, peak
         batch //= 2

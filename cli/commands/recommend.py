@@ -11,6 +11,8 @@ from cli.output import fail, print_json
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("recommend", help="the model, method and batch size that fit your GPU")
     p.add_argument("--vram", type=float, metavar="GiB", help="plan for a card with this much free memory instead")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="plan across N GPUs: the N freest found, or N cards of --vram GiB (DDP or FSDP)")
     p.add_argument("--seq-len", type=int, default=2048, metavar="N", help="tokens per example (default 2048)")
     p.add_argument("--max-context", action="store_true",
                    help="instead: the longest sequence each model and method fits (batch 1, checkpointing)")
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_context:
         return _max_context(args, report)
     try:
-        rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram)
+        rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram, gpus=args.gpus)
     except ValueError as exc:
         return fail(str(exc))
     if args.json:
@@ -38,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
             ("grad accumulation", str(rec.grad_accum)), ("sequence length", str(rec.seq_len)),
             ("gradient checkpointing", "on" if rec.grad_checkpointing else "off"),
             ("predicted peak", f"{rec.peak_gib:.1f} GiB"), ("available", f"{rec.free_gib:.1f} GiB")]
+    if rec.strategy:
+        rows[3:3] = [("GPUs", f"{rec.gpus} ({rec.strategy.upper()}, batch size per GPU)")]
+        rows[-2:] = [("predicted peak", f"{rec.peak_gib:.1f} GiB per GPU"), ("available", f"{rec.free_gib:.1f} GiB each")]
     print_table(rows)
     print(rec.reason)
     return 0

@@ -1,12 +1,20 @@
-"""Several GPUs: the `gpus` and `strategy` settings, and the per-GPU estimate under DDP and FSDP."""
+"""Several GPUs: the `gpus` and `strategy` settings, the per-GPU estimate under DDP and FSDP, and the
+recommendation across GPUs (issue 13)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from cli.main import main
 from engine.catalog import get
 from engine.config import ConfigError, RunConfig, parse_gpus
+from engine.configure import config_from_recommendation
 from engine.estimate import COMM_BUFFERS_GIB, estimate, estimate_for
+from engine.hardware import GpuInfo, HardwareReport
+from engine.presets import list_presets
+from engine.recommend import recommend
 
 
 @pytest.mark.parametrize(("text", "kind", "ids"), [
@@ -84,3 +92,52 @@ def test_estimate_for_reads_gpus_and_strategy_from_the_config():
     assert one is not None and ddp is not None and fsdp is not None and unsettled is not None
     assert (one.strategy, ddp.strategy, fsdp.strategy, unsettled.strategy) == ("", "ddp", "fsdp", "ddp")
     assert fsdp.peak_gib < one.peak_gib < ddp.peak_gib
+
+
+def gpu(total: float, index: int = 0, used: float = 0.4) -> GpuInfo:
+    return GpuInfo(index, "NVIDIA GeForce RTX 4090", total, total - used, used, (8, 9), True)
+
+
+def test_two_24_gib_cards_train_8b_lora_with_ddp_at_the_same_effective_batch():
+    rec = recommend([], vram_gib=24, gpus=2)
+    assert (rec.model, rec.method, rec.strategy, rec.gpus) == ("llama-3.1-8b", "lora", "ddp", "0,1")
+    assert rec.batch_size * 2 * rec.grad_accum == 16
+    assert rec.reason.startswith("DDP:") and "fits whole on each GPU" in rec.reason
+
+
+def test_sharding_trains_a_bigger_plan_than_one_card_holds():
+    """One 12 GiB card: 8B only in 4 bits. Four of them: 8B in 16 bits, sharded."""
+    alone = recommend([], vram_gib=12)
+    four = recommend([], vram_gib=12, gpus=4)
+    assert (alone.model, alone.method, alone.strategy) == ("llama-3.1-8b-4bit", "qlora", "")
+    assert (four.model, four.method, four.strategy) == ("llama-3.1-8b", "lora", "fsdp")
+    assert four.reason.startswith("FSDP:") and "sharded across 4 GPUs" in four.reason
+    assert "more than one GPU holds" in four.reason
+
+
+def test_detected_gpus_alike_are_all_used_and_a_busy_one_is_left_out():
+    both = recommend([gpu(24, 0), gpu(24, 1)])
+    assert (both.gpus, both.strategy) == ("0,1", "ddp")
+    busy = recommend([gpu(24, 0, used=16.0), gpu(24, 1), gpu(24, 2)])
+    assert busy.gpus == "1,2"
+    with pytest.raises(ValueError, match="3 GPUs asked for, 2 found"):
+        recommend([gpu(24, 0), gpu(24, 1)], gpus=3)
+
+
+@pytest.mark.parametrize(("size", "count"), [(24, 2), (12, 4), (8, 2), (80, 8)])
+def test_the_plans_per_gpu_peak_is_the_forms_for_the_config_it_becomes(size, count):
+    cards = tuple(gpu(size, i) for i in range(count))
+    report = HardwareReport(cards, 16, 64.0, "550", "")
+    rec = recommend(report)
+    config, _ = config_from_recommendation(rec, report, list_presets(), RunConfig())
+    assert (config.gpus, config.strategy, config.world_size) == (rec.gpus, rec.strategy, count)
+    assert estimate_for(config).peak_gib == pytest.approx(rec.peak_gib, abs=0.01)
+
+
+def test_ftui_recommend_gpus_n_vram_g(capsys):
+    assert main(["recommend", "--gpus", "4", "--vram", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "0,1,2,3 (FSDP" in out and "per GPU" in out and "FSDP:" in out
+    assert main(["recommend", "--gpus", "2", "--vram", "24", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["strategy"], data["gpus"]) == ("ddp", "0,1")
