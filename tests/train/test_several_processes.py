@@ -4,7 +4,8 @@ checkpoint, its resume on another number of processes, and a process that raises
 
 Two processes at batch 2 see exactly the batches of one process at batch 4; their losses differ
 only by the order in which floats are summed (DDP averages two half-batch gradients), which
-AdamW's normalised steps carry on: measured at most 5.5e-4 over 6 steps, held here to TOLERANCE.
+AdamW's normalised steps carry on: measured at most 1.04e-3 over 6 steps (5.5e-4 when batches were
+length-grouped: with mixed lengths the two halves pad to different widths), held here to TOLERANCE.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.train.test_train_api import api_config
 
 pytestmark = pytest.mark.e2e
 
-TOLERANCE = 1e-3
+TOLERANCE = 2e-3
 STEPS = 6
 ROOT = Path(__file__).resolve().parents[2]
 
