@@ -37,6 +37,8 @@ def main() -> None:
         trained = time.monotonic()
         export(result.run_dir, quants=config.export_quants)
         report = evaluate(result.run_dir)
+        if report.failure:
+            raise SystemExit(f"evaluation failed at retention_mix {mix}: {report.failure.reason}")
         done = time.monotonic()
         r = report.retention
         assert r is not None

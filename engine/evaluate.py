@@ -17,9 +17,10 @@ from typing import Any
 
 from engine.atomic import write_text_atomic
 from engine.base_answers import answer, base_answers
-from engine.config import RunConfig
+from engine.config import ConfigError, RunConfig
 from engine.data.types import Conversation
-from engine.events import Diagnosis, EventSink, Progress, ignore
+from engine.errors import ActionableError
+from engine.events import Diagnosis, EvalFailed, EventSink, Progress, ignore
 from engine.paths import PROJECT_ROOT, resolve_project_path
 from engine.retention import (
     ExactRetention,
@@ -90,6 +91,8 @@ class EvalReport:
     """Problems with eval-file lines that were skipped, with file and line."""
     retention: RetentionReport | None = None
     """General prompts, base vs tuned: what the fine-tune kept of what the base model could do."""
+    failure: EvalFailed | None = None
+    """Why the run could not be evaluated (the same EvalFailed the events carried); nothing else is set."""
 
     @property
     def base_perplexity(self) -> float | None:
@@ -102,10 +105,25 @@ class EvalReport:
 
 def evaluate(run_dir: str | Path, on_event: EventSink = ignore, eval_file: str | Path | None = None,
              max_tokens: int = 64) -> EvalReport:
-    """Score base and tuned model; writes <run_dir>/eval.json. Exports the run first if needed."""
+    """Score base and tuned model; writes <run_dir>/eval.json. Exports the run first if needed.
+    A run that cannot be evaluated ends with one EvalFailed event and a report carrying it, as
+    export does; nothing is raised for it."""
+    try:
+        return _evaluate(Path(run_dir), on_event, eval_file, max_tokens)
+    except ActionableError as exc:
+        failure = EvalFailed(exc.reason, exc.advice)
+    except ConfigError as exc:
+        failure = EvalFailed(f"{run_dir}: cannot read the run's config.toml:\n{exc}",
+                             "fix the setting named above in the run's config.toml")
+    except OSError as exc:
+        failure = EvalFailed(f"{exc.filename or run_dir}: {exc.strerror or exc}", "")
+    on_event(failure)
+    return EvalReport(str(run_dir), None, None, (), None, None, None, None, 0, failure=failure)
+
+
+def _evaluate(run_dir: Path, on_event: EventSink, eval_file: str | Path | None, max_tokens: int) -> EvalReport:
     from engine.export.merge import read_run_source
 
-    run_dir = Path(run_dir)
     source = read_run_source(run_dir)
     eval_path = Path(eval_file) if eval_file else default_eval_file(source.config.dataset)
     prompts, skipped = read_eval_file(eval_path) if eval_path else ([], [])

@@ -143,6 +143,12 @@ class ExportFailed:
     advice: str
 
 
+@dataclass(frozen=True)
+class EvalFailed:
+    reason: str
+    advice: str
+
+
 Event = (
     Progress
     | TrainStarted
@@ -157,6 +163,7 @@ Event = (
     | ExportVerified
     | ExportFinished
     | ExportFailed
+    | EvalFailed
 )
 EventSink = Callable[[Any], None]
 _EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}

@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     done_export = time.monotonic()
     print("3/3 evaluating base vs fine-tuned on held-out prompts", file=sys.stderr)
     report = evaluate(result.run_dir)
+    if report.failure:
+        return fail(f"evaluation failed: {report.failure.reason}"
+                    + (f"\n  {report.failure.advice}" if report.failure.advice else ""))
     finished = time.monotonic()
     print()
     print_checks(exported)

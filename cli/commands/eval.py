@@ -20,21 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.config import ConfigError
     from engine.evaluate import evaluate
-    from engine.export import ExportError
-    from engine.export.merge import MergeError
 
     if not Path(args.run).exists():
         return fail(f"{args.run}: no such run directory")
-    try:
-        report = evaluate(args.run, on_event=_progress, eval_file=args.eval_file, max_tokens=args.max_tokens)
-    except (ExportError, MergeError) as exc:
-        return fail(f"{exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
-    except ConfigError as exc:
-        return fail(f"{args.run}: cannot read the run's config.toml:\n{exc}")
-    except FileNotFoundError as exc:
-        return fail(str(exc))
+    report = evaluate(args.run, on_event=_progress, eval_file=args.eval_file, max_tokens=args.max_tokens)
+    if report.failure:
+        return fail(report.failure.reason + (f"\n  {report.failure.advice}" if report.failure.advice else ""))
     print_report(report)
     return 0
 

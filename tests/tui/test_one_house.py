@@ -109,3 +109,29 @@ async def test_a_resumed_run_is_the_config_shown_with_its_source(tmp_path):
         await pilot.press("u")
         await settle(app, pilot)
         assert app.draft == Draft(resumed, "run older")
+
+
+def test_evaluating_a_folder_that_is_not_a_run_fails_once_as_an_event_and_a_result(tmp_path):
+    from engine.evaluate import evaluate
+    from engine.events import EvalFailed
+
+    events: list = []
+    report = evaluate(tmp_path / "not-a-run", events.append)
+    failures = [e for e in events if isinstance(e, EvalFailed)]
+    assert failures == [report.failure]
+    assert "is not a run directory (no config.toml)" in report.failure.reason
+    assert report.items == () and not (tmp_path / "not-a-run" / "eval.json").exists()
+
+
+async def test_an_evaluation_failure_is_shown_in_words_not_as_an_exception_name(tmp_path):
+    app = FtuiApp(backend=Backend())
+    app.focus_run(str(tmp_path / "not-a-run"), str(tmp_path / "model.gguf"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        shown = [n.message for n in app._notifications]
+        assert len([m for m in shown if m.startswith("Evaluation failed")]) == 1, shown
+        assert any("is not a run directory (no config.toml)" in m and "Error" not in m for m in shown), shown

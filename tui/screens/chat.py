@@ -173,8 +173,12 @@ class ChatScreen(FtuiScreen):
     def evaluate(self, run_dir: str) -> None:
         try:
             report = self.ftui.backend.evaluate(run_dir)
-        except Exception as exc:
-            self.post_message(WorkFailed("eval", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # a bug, not a run that cannot be evaluated: still end the busy state
+            self.post_message(WorkFailed("eval", f"unexpected error: {type(exc).__name__}: {exc}"))
+            return
+        if report.failure:
+            advice = f" {report.failure.advice}" if report.failure.advice else ""
+            self.post_message(WorkFailed("eval", report.failure.reason + advice))
             return
         self.post_message(EvalFinished(report))
 
