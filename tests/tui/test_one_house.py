@@ -16,7 +16,7 @@ from engine.data.types import DataProblem
 from engine.presets import list_presets
 from engine.train.preflight import check_fits
 from tests.tui.fake_backend import FakeBackend
-from tests.tui.test_flow import SIZE, settle
+from tests.tui.test_flow import SIZE, settle, text_of
 from tui.app import Draft, FtuiApp, RunFocus
 from tui.backend import Backend, EngineBackend
 from tui.screens.dataset import MAX_PROBLEMS_SHOWN, render_problems
@@ -135,3 +135,18 @@ async def test_an_evaluation_failure_is_shown_in_words_not_as_an_exception_name(
         shown = [n.message for n in app._notifications]
         assert len([m for m in shown if m.startswith("Evaluation failed")]) == 1, shown
         assert any("is not a run directory (no config.toml)" in m and "Error" not in m for m in shown), shown
+
+
+async def test_a_file_chat_cannot_load_is_said_in_words(tmp_path):
+    notes = tmp_path / "notes.gguf"
+    notes.write_text("these are my notes, not a model\n")
+    app = FtuiApp(backend=Backend())
+    app.focus_run(str(tmp_path), str(notes))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        await pilot.press(*"hi", "enter")
+        await settle(app, pilot)
+        shown = text_of(app, "#transcript-tuned")
+        assert "is not a GGUF file" in shown and "GGUFFileError" not in shown, shown

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Header, Input, Static
 
+from engine.errors import ActionableError
 from tui.messages import ChatPieceReceived, ChatReplyFinished, EvalFinished, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
@@ -113,8 +114,11 @@ class ChatScreen(FtuiScreen):
                     self.sessions[(path, system)] = session
                 for piece in session.send(text):
                     self.post_message(ChatPieceReceived(piece, side))
+            except ActionableError as exc:  # a file llama.cpp cannot load: what is wrong and what to do
+                self.post_message(ChatReplyFinished(side, f"{exc.reason} {exc.advice}".strip()))
+                continue
             except Exception as exc:
-                self.post_message(ChatReplyFinished(side, f"{type(exc).__name__}: {exc}"))
+                self.post_message(ChatReplyFinished(side, f"unexpected error: {type(exc).__name__}: {exc}"))
                 continue
             self.post_message(ChatReplyFinished(side))
         self.post_message(ChatReplyFinished("all"))
