@@ -22,6 +22,7 @@ from engine.config import ConfigError
 from engine.errors import ActionableError
 from engine.runs import RunDir, complete_checkpoints, read_config, tokenizer_dir, weights_dir, write_config
 from engine.train.methods import trainable_named
+from engine.train.parallel import SINGLE, Ranks, load_sharded
 
 TENSOR_FILES = ("optimizer.pt", "scheduler.pt", "rng.pt")
 """Written by torch.save; scaler.pt joins them when the run used a loss scaler."""
@@ -112,16 +113,16 @@ def checkpoint_problem(path: Path) -> str:
     return ""
 
 
-def save_checkpoint(run: RunDir, step: int, model: Any, optimizer: Any, scheduler: Any,
+def save_checkpoint(run: RunDir, step: int, weights: dict[str, Any], optimizer_state: dict[str, Any], scheduler: Any,
                     scaler: Any, state: dict[str, Any]) -> Path:
+    """`weights` and `optimizer_state` whole, as engine.train.parallel gathers them."""
     import torch
     from safetensors.torch import save_file
 
     path = run.checkpoint(step)
     with atomic_dir(path) as tmp:
-        weights = {k: v.detach().contiguous().cpu() for k, v in trainable_named(model).items()}
         save_file(weights, str(tmp / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -149,11 +150,22 @@ def prune_checkpoints(run_dir: Path, keep: int, protect: int | None) -> list[Pat
     return removed
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
-    """Restore everything saved by `save_checkpoint`; returns the loop counters."""
+def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
+                    ranks: Ranks = SINGLE) -> dict[str, Any]:
+    """Restore everything saved by `save_checkpoint`; returns the loop counters.
+
+    FSDP keys its optimizer state by parameter name, one process and DDP by position, so a
+    checkpoint goes back to the kind of run that wrote it (engine.train.launch keeps its strategy).
+    """
     import torch
     from safetensors.torch import load_file
 
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if (state.get("strategy") == "fsdp") != (ranks.strategy == "fsdp"):
+        raise CheckpointError(
+            f"checkpoint {path} was written by {'FSDP' if state.get('strategy') == 'fsdp' else 'one process or DDP'}, "
+            f"and this run is {'FSDP' if ranks.strategy == 'fsdp' else 'one process or DDP'}",
+            "an FSDP checkpoint resumes on 2 or more GPUs (--gpus) under FSDP; any other under DDP or one process")
     weights = load_file(str(path / "trainable.safetensors"))
     params = trainable_named(model)
     missing = set(params) - set(weights)
@@ -163,10 +175,14 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scal
             f"checkpoint {path} does not match this model and method "
             f"({len(missing)} trainable tensors missing, {len(unexpected)} unexpected)",
             "resume with the model and method the run was trained with (its config.toml)")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(weights[name].to(p.device, p.dtype))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    optimizer_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    if ranks.strategy == "fsdp":
+        load_sharded(model, optimizer, weights, optimizer_state)
+    else:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(weights[name].to(p.device, p.dtype))
+        optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     rng = torch.load(path / "rng.pt", weights_only=True)
     torch.set_rng_state(rng["cpu"])
@@ -174,17 +190,18 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scal
         torch.cuda.set_rng_state_all(rng["cuda"])
     if scaler is not None and (path / "scaler.pt").exists():
         scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
-    return json.loads((path / "state.json").read_text(encoding="utf-8"))
+    return state
 
 
-def save_weights(run: RunDir, model: Any, method: str) -> Path:
+def save_weights(run: RunDir, model: Any, method: str, whole: dict[str, Any] | None = None) -> Path:
     """The adapter in standard PEFT format (adapter/), or the whole model for full fine-tuning (model/),
-    with the tokenizer and a model card, its base named as a hub id (engine/export/artefacts.py)."""
+    with the tokenizer and a model card, its base named as a hub id (engine/export/artefacts.py).
+    `whole`: the trainable weights gathered from FSDP shards (engine.train.parallel.whole_weights)."""
     from engine.export.artefacts import finish_weights
 
     path = weights_dir(run.path, method)
     with atomic_dir(path) as tmp:
-        model.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp), **({"state_dict": whole} if whole is not None else {}))
         finish_weights(tmp, run)
     return path
 

@@ -32,6 +32,7 @@ from typing import Any
 from engine.config import RunConfig, load_toml, parse_gpus
 from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record, to_record
 from engine.runs.writer import record_failure
+from engine.train.checkpoint import choose_checkpoint
 from engine.train.load import Failure, saved_config, train_here
 from engine.train.loop import RunResult, result_of
 from engine.train.parallel import Ranks
@@ -63,7 +64,7 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
     from torch.multiprocessing.spawn import ProcessException
 
     kind, ids = parse_gpus(config.gpus)
-    strategy = choose_strategy(config)
+    strategy = _resumed_strategy(resume) or choose_strategy(config)
     context = mp.get_context("spawn")
     messages = context.Queue()
     shared_stop = context.Event()
@@ -138,6 +139,17 @@ def choose_strategy(config: RunConfig) -> str:
     if planned is None or not free or planned.peak_gib <= budget_gib(min(free)):
         return "ddp"
     return "fsdp"
+
+
+def _resumed_strategy(resume: str | None) -> str:
+    """A resumed run keeps the strategy its checkpoint was written under (see load_checkpoint)."""
+    if not resume:
+        return ""
+    choice = choose_checkpoint(Path(resume))
+    if choice.path is None:
+        return ""
+    state = json.loads((choice.path / "state.json").read_text(encoding="utf-8"))
+    return "fsdp" if state.get("strategy") == "fsdp" else "ddp"
 
 
 def _rank_main(rank: int, world: int, port: int, config_toml: str, resume: str | None, gpus: str, strategy: str,

@@ -53,7 +53,7 @@ from engine.train.checkpoint import (
     save_weights,
 )
 from engine.train.methods import Precision, choose_precision
-from engine.train.parallel import SINGLE, Ranks
+from engine.train.parallel import SINGLE, Ranks, whole_optimizer, whole_weights
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
 from engine.train.setup import TrainingSetup, set_up
@@ -255,8 +255,12 @@ def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], 
     mine = schedule.step_batches(step, ranks.rank)
     everyone = schedule.step_examples(step)
     n_trained = sum(trained_tokens(train_set[i]) for i in everyone)
-    micro = [[train_set[i] for i in b] for b in mine or [everyone[:1]]]
-    stats = optimizer_step(parts, micro, step, max_grad_norm, n_trained, idle=not mine)
+    # Every FSDP forward gathers weights from all processes, so all run as many as the busiest; a
+    # DDP process syncs once per step and needs one backward even with no example of its own.
+    passes = (max(len(schedule.step_batches(step, r)) for r in range(ranks.world)) if ranks.strategy == "fsdp"
+              else max(1, len(mine)))
+    micro = [[train_set[i] for i in b] for b in mine] + [[train_set[everyone[0]]]] * (passes - len(mine))
+    stats = optimizer_step(parts, micro, step, max_grad_norm, n_trained, padding=passes - len(mine))
     loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop.is_set())
     return dataclasses.replace(stats, loss=loss_sum / max(n_trained, 1), tokens=tokens), asked
 
@@ -275,13 +279,13 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
         return ""
     if not (step % config.eval_interval == 0 or step == total_steps):
         return ""
-    model, main = parts.model, parts.ranks.main
+    model = parts.model
     val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast, parts.loss)
     val_loss = parts.ranks.same(val_loss)
     model.train()
     if counters.best is None or val_loss < counters.best:
         counters.best, counters.bad_evals, counters.best_step = val_loss, 0, step
-        path = _writing(step, run, lambda: save_weights(run, model, config.method)) if main else run.path
+        path = _save_weights(run, parts, config.method, step)
         emit(EvalLogged(step, val_loss, counters.best))
         emit(CheckpointSaved(step, str(path), "best"))
     else:
@@ -299,10 +303,13 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
 def _save(run: RunDir, parts: TrainingSetup, counters: Counters, emit: Callable[[Any], None], step: int,
           reason: str) -> None:
     """A resumable checkpoint of step `step`: trainable weights, optimizer, scheduler, RNG and counters."""
-    if not parts.ranks.main:
-        return
-    path = _writing(step, run, lambda: save_checkpoint(run, step, parts.model, parts.optimizer, parts.scheduler,
-                                                       parts.scaler, counters.to_state(parts.diagnoser)))
+    ranks = parts.ranks
+    weights, optimizer = whole_weights(parts.model, ranks), whole_optimizer(parts.model, parts.optimizer, ranks)
+    if weights is None or optimizer is None:
+        return  # not rank 0
+    state = {**counters.to_state(parts.diagnoser), "processes": ranks.world, "strategy": ranks.strategy}
+    path = _writing(step, run, lambda: save_checkpoint(run, step, weights, optimizer, parts.scheduler, parts.scaler,
+                                                       state))
     emit(CheckpointSaved(step, str(path), reason))
     prune_checkpoints(run.path, run.config.keep_checkpoints, protect=counters.best_step)
 
@@ -311,8 +318,9 @@ def _finish(config: RunConfig, parts: TrainingSetup, counters: Counters, run: Ru
             step: int, loss: float, stopped_reason: str) -> RunResult:
     """The final weights (unless the best evaluation already wrote them), the run status and TrainFinished."""
     weights = run.path / ("model" if config.method == "full" else "adapter")
-    if parts.ranks.main and (counters.best is None or not weights.exists()):
-        path = _writing(step, run, lambda: save_weights(run, parts.model, config.method))
+    # Rank 0's view of the folder decides, since under FSDP every process must join the gathering.
+    if parts.ranks.same(float(counters.best is None or not weights.exists())):
+        path = _save_weights(run, parts, config.method, step)
         emit(CheckpointSaved(step, str(path), "final"))
     adapter_dir = str(weights)
     status = "stopped" if stopped_reason else "finished"
@@ -321,6 +329,14 @@ def _finish(config: RunConfig, parts: TrainingSetup, counters: Counters, run: Ru
     run.write_status(status=status, step=step, best_val_loss=best, reason=reason)
     emit(TrainFinished(str(run.path), step, loss, best, adapter_dir, bool(stopped_reason), reason))
     return RunResult(status, str(run.path), step, loss, best, adapter_dir, reason)
+
+
+def _save_weights(run: RunDir, parts: TrainingSetup, method: str, step: int) -> Path:
+    """The adapter (or model) of rank 0; under FSDP gathered from every process first."""
+    whole = whole_weights(parts.model, parts.ranks) if parts.ranks.strategy == "fsdp" else None
+    if not parts.ranks.main:
+        return run.path
+    return _writing(step, run, lambda: save_weights(run, parts.model, method, whole))
 
 
 def _device_label(precision: Precision, ranks: Ranks) -> str:

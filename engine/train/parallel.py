@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.train.loss import token_loss_sum
+from engine.train.methods import trainable_named
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,44 @@ def wrap(model: Any, fast: bool, ranks: Ranks) -> tuple[Callable[[dict[str, Any]
     ddp = DistributedDataParallel(module, gradient_as_bucket_view=True,
                                   **{"forward_sync_buffers" if renamed else "broadcast_buffers": False})
     return ddp, ddp.no_sync
+
+
+def whole_weights(model: Any, ranks: Ranks) -> dict[str, Any] | None:
+    """The trainable weights, whole and on the CPU, for rank 0 to write; None on the others.
+    Under FSDP every process must call it: it gathers the shards."""
+    if ranks.strategy != "fsdp":
+        return {k: v.detach().contiguous().cpu() for k, v in trainable_named(model).items()} if ranks.main else None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True,
+                                                                  ignore_frozen_params=True))
+    return {k: v.contiguous() for k, v in state.items()} if ranks.main else None
+
+
+def whole_optimizer(model: Any, optimizer: Any, ranks: Ranks) -> dict[str, Any] | None:
+    """The optimizer state for rank 0 to write; under FSDP gathered whole and keyed by parameter
+    name (the others' is keyed by position), so any number of FSDP processes can load it."""
+    if ranks.strategy != "fsdp":
+        return optimizer.state_dict() if ranks.main else None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    state = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                 cpu_offload=True))
+    return state if ranks.main else None
+
+
+def load_sharded(model: Any, optimizer: Any, weights: dict[str, Any], optimizer_state: dict[str, Any]) -> None:
+    """Whole weights and optimizer state, as `whole_weights` and `whole_optimizer` wrote them, into
+    this process's FSDP shards."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, weights, options=options)
+    set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
 
 
 def _decoder_layers(model: Any) -> list[Any]:

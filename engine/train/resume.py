@@ -37,7 +37,7 @@ class Counters:
 
 def restore(checkpoint: Path, parts: TrainingSetup) -> Counters:
     """Load the checkpoint into the freshly built parts (weights, optimizer, scheduler, scaler, RNG)."""
-    state = load_checkpoint(checkpoint, parts.model, parts.optimizer, parts.scheduler, parts.scaler)
+    state = load_checkpoint(checkpoint, parts.model, parts.optimizer, parts.scheduler, parts.scaler, parts.ranks)
     diagnoser = parts.diagnoser
     diagnoser.step_losses = [tuple(x) for x in state.get("step_losses", [])]
     diagnoser.val_losses = state.get("val_losses", [])

@@ -41,23 +41,23 @@ class StepStats:
 
 
 def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], step: int,
-                   max_grad_norm: float, n_trained: int | None = None, idle: bool = False) -> StepStats:
+                   max_grad_norm: float, n_trained: int | None = None, padding: int = 0) -> StepStats:
     """Forward and backward over each micro-batch, then clip, step, advance the scheduler and zero the grads.
 
     `n_trained` is the trained tokens of the whole step on every process (default: those of
-    `micro`); StepStats then holds this process's share of the loss. An `idle` process has no
-    example in this step and runs `micro` with weight 0, because DDP needs every process's backward.
+    `micro`); StepStats then holds this process's share of the loss. The last `padding` micro-batches
+    run with weight 0: passes the other processes need this one to join (engine.train.loop._shared_step).
     """
     import torch
 
     optimizer, scheduler, scaler = parts.optimizer, parts.scheduler, parts.scaler
     if n_trained is None:
         n_trained = sum(trained_tokens(e) for b in micro for e in b)
-    # DDP averages gradients over the processes; times world, they add up to the one-process sum.
-    weight = 0 if idle else parts.ranks.world
     loss_sum, tokens = 0.0, 0
-    last = len(micro) - 1
+    last, real = len(micro) - 1, len(micro) - padding
     for i, examples in enumerate(micro):
+        # DDP averages gradients over the processes; times world, they add up to the one-process sum.
+        weight = parts.ranks.world if i < real else 0
         batch = {k: v.to(parts.precision.device) for k, v in collate(examples, parts.pad_id).items()}
         try:
             with parts.accumulate() if i < last else contextlib.nullcontext():
@@ -69,7 +69,7 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
             del batch
             optimizer.zero_grad(set_to_none=True)
             raise OutOfMemory(step, len(examples), max(len(e.input_ids) for e in examples)) from None
-        if not idle:
+        if weight:
             loss_sum += part.item()
             tokens += int(batch["attention_mask"].sum())
     if scaler:
