@@ -17,7 +17,9 @@ that size would hold it, and tokens/s. Checkpoint writes are skipped: they time 
 
 Without CUDA it says so and exits 0 after a dry run on the CPU of the smallest plan, with the
 model shrunk to a few layers (`--tiny`, which tests/bench/test_gpu_check.py runs).
-Budget: about 3-5 minutes on one H200; `--budget-s` skips plans once it is spent.
+With two GPUs or more it also trains on two (`two_gpu_case`: DDP, FSDP and FSDP with QLoRA through
+NCCL) and says so and skips it with one. Budget: about 3-5 minutes on one H200, 2 more for two
+GPUs; `--budget-s` skips plans once it is spent.
 """
 
 from __future__ import annotations
@@ -274,6 +276,61 @@ def report(row: dict[str, Any]) -> None:
         print(f"   fits a {row['card_gib']:g} GiB card: {'yes' if row['fits_card'] else 'NO'}")
 
 
+GPUS_CASES = (("ddp", "lora"), ("fsdp", "lora"), ("fsdp", "qlora"))
+"""(strategy, method) run on two GPUs of Llama 3.2 1B shapes, each against one GPU at twice the batch."""
+
+
+def two_gpu_case(workdir: Path, steps: int, devices: tuple[str, str] = ("0", "0,1")) -> list[dict[str, Any]]:
+    """ftui's own launch (`train` with gpus = "0,1": NCCL, one process per GPU) on a random-weight model
+    folder of Llama 3.2 1B's shapes: each strategy's step losses beside one GPU's at the same global
+    batch (bf16, so within 2e-2 rather than the CPU's 1e-5) and rank 0's peak beside the per-GPU estimate.
+    `devices`: the one-process and two-process `gpus` ("", "cpu:2" runs it on the CPU)."""
+    import torch
+
+    from engine.estimate import estimate
+    from engine.events import StepLogged
+    from engine.train import train
+    from tests.train.test_train_api import write_jsonl
+    from tests.train.tiny import make_tokenizer
+
+    if not devices[1].startswith("cpu:") and torch.cuda.device_count() < 2:
+        print(f"\n== two GPUs: skipped, {torch.cuda.device_count()} GPU(s) here and the case needs 2")
+        return [{"plan": "two GPUs", "status": "skipped", "reason": f"{torch.cuda.device_count()} GPU(s)"}]
+    spec = get("llama-3.2-1b")
+    folder = workdir / "random-1b"
+    build_model(spec, "lora", torch.bfloat16, "cpu").save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    data = write_jsonl(workdir / "data.jsonl", n=64)
+
+    def run(gpus: str, batch: int, **changes: Any) -> tuple[Any, dict[int, float], float]:
+        config = RunConfig.from_dict({
+            "name": "gpus", "model": str(folder), "dataset": str(data), "output_dir": str(workdir / "runs"),
+            "max_steps": steps, "batch_size": batch, "grad_accum": 1, "max_seq_len": 256, "val_split": 0.0,
+            "lora_dropout": 0.0, "retention_mix": 0.0, "save_interval": 10_000, "gradient_checkpointing": True,
+            "gpus": gpus, **changes})
+        events: list[Any] = []
+        result = train(config, events.append, threading.Event())
+        logged = [e for e in events if isinstance(e, StepLogged)]
+        return result, {e.step: e.loss for e in logged}, max((e.peak_mem_gib for e in logged), default=0.0)
+
+    rows = []
+    for strategy, method in GPUS_CASES:
+        began = time.monotonic()
+        one, reference, _ = run(devices[0], 8, method=method)
+        two, losses, peak = run(devices[1], 4, method=method, strategy=strategy)
+        worst = max((abs(losses[s] - reference[s]) for s in losses if s in reference), default=float("nan"))
+        est = estimate(spec, method, 4, 256, grad_checkpointing=True, lora_dropout=0.0, world_size=2, strategy=strategy)
+        row = {"plan": f"two GPUs: 1B {method} {strategy}", "status": two.status if one.ok else "failed",
+               "reason": two.reason if not two.ok else one.reason, "seconds": round(time.monotonic() - began, 1),
+               "largest_loss_difference": worst, "rank0_peak_allocated_gib": round(peak, 3),
+               "estimate_tensors_gib": round(est.tensors_gib, 3), "estimate_peak_gib": round(est.peak_gib, 3)}
+        print(f"\n== {row['plan']}  ({row['status']}, {row['seconds']} s)\n   {row['reason']}\n"
+              f"   losses vs one GPU at batch 8: largest difference {worst:.2e} (bf16; within 2e-2 expected)\n"
+              f"   rank 0 peak allocated {peak:.2f} GiB, estimated tensors per GPU {est.tensors_gib:.2f} GiB")
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="gpu_check.json", help="where to write the JSON (default gpu_check.json)")
@@ -319,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
+        if device == "cuda" and (not args.only or args.only in "two GPUs"):
+            rows += two_gpu_case(Path(tmp), args.steps)
     summary = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "dry_run": device != "cuda",
                "torch": torch.__version__, "loss_kernel": fused_kernel_name(device) if device == "cuda" else None,
                "seq_len": SEQ_LEN, "seconds": round(time.monotonic() - began, 1), "plans": rows}
