@@ -4,8 +4,10 @@ runs over one another (`ftui runs --compare A B`)."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.events import EvalLogged, StepLogged
 from engine.runs import read_events
@@ -26,15 +28,20 @@ class Curves:
 
 
 def run_curves(run_dir: str | Path) -> Curves:
-    """A run's curves; a step logged twice (a retried attempt) keeps its last value."""
+    """A run's curves, read from its metrics.jsonl."""
+    return curves_of(Path(run_dir).name, read_events(run_dir))
+
+
+def curves_of(run: str, events: Iterable[Any]) -> Curves:
+    """The curves in a run's events; a step logged twice (a retried attempt) keeps its last value."""
     train: dict[int, float] = {}
     val: dict[int, float] = {}
-    for event in read_events(run_dir):
+    for event in events:
         if isinstance(event, StepLogged):
             train[event.step] = event.loss
         elif isinstance(event, EvalLogged):
             val[event.step] = event.val_loss
-    return Curves(Path(run_dir).name, tuple(sorted(train.items())), tuple(sorted(val.items())))
+    return Curves(run, tuple(sorted(train.items())), tuple(sorted(val.items())))
 
 
 def find_run(name: str, output_dir: str | Path = "runs") -> Path:

@@ -12,15 +12,28 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text_atomic
-from engine.config import ConfigError, Problem, RunConfig
+from engine.config import ConfigError, Problem, RunConfig, parse_set
 from engine.events import EventSink, Progress, ignore
 from engine.runs.layout import SWEEP_FILE
+
+if TYPE_CHECKING:
+    from engine.train import RunResult
+
+Trainer = Callable[[RunConfig, EventSink, threading.Event], "RunResult | None"]
+"""Trains one variant to its end: engine.train.train in this process, or a run in a process of
+its own followed from here, which answers None when its follower left it training."""
+
+RATE_RATIOS = (1 / 20, 1 / 4, 1.0)
+"""The guides' 1e-5, 5e-5, 2e-4 as ratios to the top rate."""
+MIN_RATE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,23 @@ def expand(config: RunConfig, grid: dict[str, list[Any]]) -> list[Variant]:
     return variants
 
 
+def parse_grid(sets: list[str]) -> tuple[list[str], dict[str, list[Any]]]:
+    """`KEY=V1,V2` items split into those with one value, which fix a setting for every variant,
+    and the swept ones, each value read as TOML (`1e-5` a number) or kept as text for the schema
+    to judge ("expected a number, got 'abc'")."""
+    fixed = [s for s in sets if "," not in s.partition("=")[2]]
+    swept = {k: _values(v) for k, v in parse_set([s for s in sets if s not in fixed]).items()}
+    return fixed, swept
+
+
+def suggested_rates(config: RunConfig) -> list[float]:
+    """Learning rates to sweep first: the config's own and 4 and 20 times below it. A preset's rate
+    is already the high end that learns in its few steps (the demo's sits at the schema's 1e-3
+    ceiling), so the question a sweep answers is whether a gentler rate learns as well and forgets less."""
+    rates = {max(MIN_RATE, float(f"{config.learning_rate * r:.2g}")) for r in RATE_RATIOS}
+    return sorted(rates)
+
+
 def new_sweep_folder(output_dir: str | Path, name: str) -> Path:
     base = Path(output_dir) / f"{datetime.now():%Y-%m-%d-%H%M}-sweep-{name}"
     path, n = base, 1
@@ -77,10 +107,15 @@ def new_sweep_folder(output_dir: str | Path, name: str) -> Path:
 
 
 def run_sweep(variants: list[Variant], folder: Path, on_event: EventSink = ignore,
-              stop: threading.Event | None = None, measure_retention: bool = False) -> SweepResult:
-    """Train each variant into `folder` (export and evaluate it too with `measure_retention`),
-    then choose; sweep.json is rewritten after each variant, so a stopped sweep keeps its table."""
-    from engine.train import train
+              stop: threading.Event | None = None, measure_retention: bool = False,
+              trainer: Trainer | None = None) -> SweepResult:
+    """Train each variant into `folder` with `trainer` (export and evaluate it too with
+    `measure_retention`), then choose; sweep.json is rewritten after each variant, so a stopped
+    sweep keeps its table. A variant left training (`trainer` answered None) ends the sweep there."""
+    if trainer is None:
+        from engine.train import train
+
+        trainer = train
 
     stop = stop or threading.Event()
     results: list[VariantResult] = []
@@ -89,7 +124,9 @@ def run_sweep(variants: list[Variant], folder: Path, on_event: EventSink = ignor
             break
         on_event(Progress("sweep", i, len(variants), "variants", f"training {variant.label}"))
         config = variant.config.replace(output_dir=str(folder), name=_slug(variant.config.name, variant.label))
-        result = train(config, on_event, stop)
+        result = trainer(config, on_event, stop)
+        if result is None:
+            break
         retention: float | None = None
         findings: tuple[str, ...] = ()
         if measure_retention and result.ok and result.run_dir and not stop.is_set():
@@ -122,6 +159,20 @@ def read_sweep(folder: str | Path) -> SweepResult:
     data = json.loads((Path(folder) / SWEEP_FILE).read_text(encoding="utf-8"))
     variants = tuple(VariantResult(**{**v, "findings": tuple(v["findings"])}) for v in data["variants"])
     return SweepResult(str(folder), variants, data["best"], data["reason"])
+
+
+def _values(raw: object) -> list[Any]:
+    """`1e-5,5e-5` arrives from parse_set as the text it could not read as one TOML value; an
+    empty part (`1e-5, , 5e-5`, a trailing comma) is a slip of the keyboard, not a value."""
+    if isinstance(raw, list):
+        return raw
+    out: list[Any] = []
+    for part in filter(None, (p.strip() for p in str(raw).split(","))):
+        try:
+            out.append(tomllib.loads(f"v = {part}")["v"])
+        except tomllib.TOMLDecodeError:
+            out.append(part)
+    return out
 
 
 def _retention(run_dir: str, config: RunConfig, on_event: EventSink) -> tuple[float | None, tuple[str, ...]]:

@@ -3,7 +3,10 @@ the training run) and owns the worker that follows the run.
 
 A run trains in a process of its own (engine.train.detached), so it outlives this app: closing
 ftui, a dropped SSH connection (SIGHUP) or a dead terminal leaves it training, and the next
-`ftui` opens its training screen again. Export and chat work in this process and end with it."""
+`ftui` opens its training screen again. A sweep trains each variant in such a process too, but
+the sweep itself (which variant next, the choice) is a worker of this app: the engine's sweep has
+no process of its own, so closing ftui lets the variant in training finish and starts no more.
+Export and chat work in this process and end with it."""
 
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ from engine.config import ConfigError, RunConfig
 from engine.events import TrainStarted
 from tui.backend import Backend
 from tui.commands import ScreenCommands
-from tui.messages import EngineEventReceived, RunHistoryRead, WorkFailed
+from tui.messages import EngineEventReceived, RunHistoryRead, SweepFinished, WorkFailed
 from tui.screens.dialogs import ConfirmScreen
+from tui.sweep_log import SweepLog
 from tui.training_log import TrainingLog
 
 DEFAULT_PRESET = "demo"
@@ -94,6 +98,8 @@ class FtuiApp(App[int]):
         self.train_done = threading.Event()
         self.train_done.set()
         self.exit_when_stopped = False
+        self.sweep = SweepLog()
+        self.sweep_stop = threading.Event()
         self.attached = False
         """The run shown was found training when ftui started (or opened from the runs screen)."""
         self.run_focus = RunFocus()
@@ -184,10 +190,11 @@ class FtuiApp(App[int]):
         self.exit(0)
 
     def terminate(self) -> None:
-        """SIGTERM: stop the run at a checkpoint, then exit; without a run, exit now."""
-        if self.training.active:
+        """SIGTERM: stop the run (or the sweep) at a checkpoint, then exit; without one, exit now."""
+        if self.training.active or self.sweep.active:
             self.exit_when_stopped = True
             self.stop_training()
+            self.stop_sweep()
         else:
             self.exit(0)
 
@@ -222,8 +229,8 @@ class FtuiApp(App[int]):
 
     def start_training(self, config: RunConfig, resume: str | None = None) -> None:
         """Start a run; on a GPU that a live ftui run already uses, ask first."""
-        if self.training.active:
-            self.notify("A run is already in progress.", severity="warning")
+        if self.training.active or self.sweep.active:
+            self.notify(f"A {'run' if self.training.active else 'sweep'} is already in progress.", severity="warning")
             return
         if self.hardware is not None and self.hardware.gpus:
             self._check_gpu_then_train(config, resume)
@@ -253,7 +260,7 @@ class FtuiApp(App[int]):
                                        "and either may run out. Start it anyway?"), answered)
 
     def _begin_training(self, config: RunConfig, resume: str | None) -> None:
-        if self.training.active:
+        if self.training.active or self.sweep.active:
             return
         if config != self.config:
             self.choose_config(config, "the run's own config")
@@ -320,7 +327,49 @@ class FtuiApp(App[int]):
             self.training.status = "stopping"
             self.get_screen("training").refresh_status()
 
+    # Sweeps ------------------------------------------------------------------------------
+
+    def start_sweep(self, variants: list[Any], measure_retention: bool) -> None:
+        """Train the variants one after another (engine.sweep) and show them on the sweep screen."""
+        if self.training.active or self.sweep.active:
+            self.notify(f"A {'run' if self.training.active else 'sweep'} is already in progress.", severity="warning")
+            return
+        self.sweep = SweepLog([v.label for v in variants], status="running")
+        self.sweep_stop = threading.Event()
+        self.exit_when_stopped = False
+        self.goto("sweep")
+        self._sweep(variants, measure_retention)
+
+    @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
+    def _sweep(self, variants: list[Any], measure_retention: bool) -> None:
+        worker = get_current_worker()
+        try:
+            result = self.backend.sweep(variants, lambda e: self.post_message(EngineEventReceived(e, "sweep")),
+                                        self.sweep_stop, measure_retention, leave=worker.cancelled_event)
+            self.post_message(SweepFinished(result))
+        except Exception as exc:  # the engine reports a variant's failure as events; this is the last resort
+            if not worker.is_cancelled:
+                self.post_message(WorkFailed("sweep", f"{type(exc).__name__}: {exc}"))
+        finally:
+            _collect_run_garbage()
+
+    def stop_sweep(self) -> None:
+        if self.sweep.status == "running":
+            self.sweep_stop.set()
+            self.sweep.stopping()
+
+    def on_sweep_finished(self, message: SweepFinished) -> None:
+        self.sweep.finish(message.result)
+        chosen = message.result.best
+        self.notify(f"Sweep {self.sweep.status}: " + (f"chose {chosen}" if chosen else "no variant chosen"),
+                    severity="information" if chosen else "warning", timeout=10)
+        if self.exit_when_stopped:
+            self.exit(0)
+
     def on_engine_event_received(self, message: EngineEventReceived) -> None:
+        if message.origin == "sweep":
+            self.sweep.apply(message.event)
+            return
         if message.origin != "train":
             return
         event = message.event
@@ -341,6 +390,11 @@ class FtuiApp(App[int]):
             self.focus_run(message.run_dir)
 
     def on_work_failed(self, message: WorkFailed) -> None:
+        if message.origin == "sweep":
+            self.sweep.fail(message.error)
+            if self.exit_when_stopped:
+                self.exit(0)
+            return
         if message.origin != "train":
             return
         from engine.events import TrainFailed
@@ -350,7 +404,13 @@ class FtuiApp(App[int]):
             "train"))
 
     async def action_quit(self) -> None:
-        if not self.training.active or self.training.status == "stopping":
+        if self.sweep.status == "running":
+            question = ("Quit ftui? The sweep ends here: the variant in training finishes in its own process, "
+                        "the variants after it do not start.")
+        elif self.training.active and self.training.status != "stopping":
+            question = ("Quit ftui? The run keeps training in the background and ftui shows it "
+                        "again when started; x on the training screen stops it.")
+        else:
             self.exit(0)
             return
 
@@ -358,8 +418,7 @@ class FtuiApp(App[int]):
             if yes:
                 self.exit(0)
 
-        self.push_screen(ConfirmScreen("Quit ftui? The run keeps training in the background and ftui shows it "
-                                       "again when started; x on the training screen stops it."), answered)
+        self.push_screen(ConfirmScreen(question), answered)
 
     # Shared figures ---------------------------------------------------------------------
 

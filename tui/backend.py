@@ -19,6 +19,7 @@ from engine.events import ignore
 from engine.presets import Preset
 
 if TYPE_CHECKING:
+    from engine.curves import Curves
     from engine.data import DataReport
     from engine.estimate import MemoryEstimate
     from engine.evaluate import EvalReport
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from engine.hardware import HardwareReport
     from engine.recommend import Recommendation
     from engine.runs import GpuHolder, RunInfo
+    from engine.sweep import SweepResult, Variant
     from engine.train import RunResult
 
 EventSink = Callable[[Any], None]
@@ -52,6 +54,8 @@ class EngineBackend(Protocol):
     def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
                leave: threading.Event | None = None,
                on_backlog: Callable[[list[Any]], None] | None = None) -> RunResult | None: ...
+    def sweep(self, variants: list[Variant], on_event: EventSink, stop: threading.Event,
+              measure_retention: bool = False, leave: threading.Event | None = None) -> SweepResult: ...
     def gpu_holders(self, output_dir: str) -> list[GpuHolder]: ...
     def export(self, run_dir: str, quants: tuple[str, ...], on_event: EventSink,
                stop: threading.Event) -> ExportResult: ...
@@ -61,6 +65,7 @@ class EngineBackend(Protocol):
     def list_runs(self, output_dir: str = "runs") -> list[RunInfo]: ...
     def run_config(self, run_dir: str) -> RunConfig: ...
     def run_events(self, run_dir: str) -> list[Any]: ...
+    def run_curves(self, run_dir: str) -> Curves: ...
     def delete_run(self, run_dir: str) -> None: ...
 
 
@@ -113,17 +118,7 @@ class Backend:
               resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None:
         """The run in a process of its own, which closing ftui or losing the terminal does not
         stop, followed until it ends (its RunResult) or until `leave` is set (None)."""
-        from engine.events import TrainFailed
-        from engine.train import RunResult
-        from engine.train.detached import follow_launch, launch
-
-        try:
-            started = launch(config, resume)
-        except OSError as exc:
-            reason = f"could not start the training process: {exc.strerror or exc}"
-            on_event(TrainFailed(reason, "check that output_dir is a folder you can write to"))
-            return RunResult("failed", None, 0, None, None, None, reason)
-        return follow_launch(started, on_event, stop, leave)
+        return _launch_and_follow(config, resume, on_event, stop, leave)
 
     def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
                leave: threading.Event | None = None,
@@ -133,6 +128,22 @@ class Backend:
         from engine.train.detached import attach
 
         return attach(run_dir, on_event, stop, leave, on_backlog=on_backlog)
+
+    def sweep(self, variants: list[Variant], on_event: EventSink, stop: threading.Event,
+              measure_retention: bool = False, leave: threading.Event | None = None) -> SweepResult:
+        """The variants one after another in a new sweep folder, each trained in a process of its
+        own as `train` does, and followed from here: the engine's sweep has no process of its own,
+        so leaving ftui (`leave`) lets the variant in training finish and starts no more."""
+        from engine.sweep import new_sweep_folder, run_sweep
+
+        def trainer(config: RunConfig, on_event: EventSink, stop: threading.Event) -> RunResult | None:
+            if leave is not None and leave.is_set():
+                return None
+            return _launch_and_follow(config, None, on_event, stop, leave)
+
+        first = variants[0].config
+        folder = new_sweep_folder(first.output_dir, first.name)
+        return run_sweep(variants, folder, on_event, stop, measure_retention, trainer)
 
     def gpu_holders(self, output_dir: str) -> list[GpuHolder]:
         """The live runs in output_dir that hold memory on a GPU, as NVML sees them."""
@@ -188,7 +199,27 @@ class Backend:
 
         return read_events(run_dir)
 
+    def run_curves(self, run_dir: str) -> Curves:
+        from engine.curves import run_curves
+
+        return run_curves(run_dir)
+
     def delete_run(self, run_dir: str) -> None:
         from engine.runs import delete_run
 
         delete_run(run_dir)
+
+
+def _launch_and_follow(config: RunConfig, resume: str | None, on_event: EventSink, stop: threading.Event,
+                       leave: threading.Event | None) -> RunResult | None:
+    from engine.events import TrainFailed
+    from engine.train import RunResult
+    from engine.train.detached import follow_launch, launch
+
+    try:
+        started = launch(config, resume)
+    except OSError as exc:
+        reason = f"could not start the training process: {exc.strerror or exc}"
+        on_event(TrainFailed(reason, "check that output_dir is a folder you can write to"))
+        return RunResult("failed", None, 0, None, None, None, reason)
+    return follow_launch(started, on_event, stop, leave)

@@ -20,6 +20,7 @@ DESTINATIONS = {
     "export": "Export to GGUF",
     "chat": "Chat with a model",
     "runs": "Past runs",
+    "sweep": "Sweep: variants overlaid and the one chosen",
 }
 
 

@@ -18,7 +18,7 @@ class EngineEventReceived(Message):
     def __init__(self, event: Any, origin: str) -> None:
         self.event = event
         self.origin = origin
-        """"train", "export", "dataset" or "eval"."""
+        """"train", "sweep", "export", "dataset" or "eval"."""
         super().__init__()
 
 
@@ -28,6 +28,14 @@ class RunHistoryRead(Message):
     def __init__(self, events: list[Any], run_dir: str) -> None:
         self.events = events
         self.run_dir = run_dir
+        super().__init__()
+
+
+class SweepFinished(Message):
+    """The sweep's worker returned the engine's SweepResult: the variants and the one chosen."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
         super().__init__()
 
 

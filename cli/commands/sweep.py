@@ -24,13 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.config import ConfigError, parse_set
+    from engine.config import ConfigError
     from engine.configure import build_config
-    from engine.sweep import expand, new_sweep_folder, run_sweep
+    from engine.sweep import expand, new_sweep_folder, parse_grid, run_sweep
 
     try:
-        fixed = [s for s in args.sets if "," not in s.partition("=")[2]]
-        swept = {k: _values(v) for k, v in parse_set([s for s in args.sets if s not in fixed]).items()}
+        fixed, swept = parse_grid(args.sets)
         config = build_config(preset=args.preset, config_file=args.config, sets=fixed)
         variants = expand(config, swept)
     except ConfigError as exc:
@@ -45,21 +44,6 @@ def run(args: argparse.Namespace) -> int:
         return fail("sweep interrupted; finished variants are in " + str(folder), 130)
     print_sweep(result)
     return 0 if result.best else 1
-
-
-def _values(raw: object) -> list[object]:
-    """`1e-5,5e-5` arrives from parse_set as the text it could not read as one TOML value."""
-    import tomllib
-
-    if isinstance(raw, list):
-        return raw
-    out: list[object] = []
-    for part in str(raw).split(","):
-        try:
-            out.append(tomllib.loads(f"v = {part.strip()}")["v"])
-        except tomllib.TOMLDecodeError:
-            out.append(part.strip())
-    return out
 
 
 def _progress(event: object) -> None:

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from cli.main import main
-from engine.config import ConfigError
+from engine.config import ConfigError, RunConfig
 from engine.runs import list_runs
-from engine.sweep import VariantResult, choose, expand
+from engine.sweep import VariantResult, choose, expand, parse_grid, run_sweep, suggested_rates
 from tests.train.test_train_api import api_config
 from tests.train.tiny import make_model_folder
 
@@ -53,3 +53,16 @@ def test_ftui_sweep_trains_two_variants_and_picks_the_one_that_learned(tmp_path,
     assert "validation loss by step" in out and "Best: learning_rate=0.001" in out
     runs = list_runs(tmp_path / "runs")
     assert len(runs) == 2 and {r.group for r in runs} == {folder.name}
+
+
+def test_typed_values_become_numbers_and_a_variant_left_training_ends_the_sweep(tmp_path):
+    assert parse_grid(["learning_rate=1e-5, 5e-5,", "epochs=1"]) == (["epochs=1"], {"learning_rate": [1e-5, 5e-5]})
+    assert suggested_rates(RunConfig(learning_rate=2e-4)) == [1e-5, 5e-5, 2e-4]
+    assert suggested_rates(RunConfig(learning_rate=2e-5)) == [1e-6, 5e-6, 2e-5]
+    trained = []
+
+    def left_training(config, on_event, stop):
+        trained.append(config.learning_rate)
+
+    result = run_sweep(expand(RunConfig(), {"learning_rate": [1e-5, 5e-5]}), tmp_path, trainer=left_training)
+    assert trained == [1e-5] and result.variants == () and result.best is None

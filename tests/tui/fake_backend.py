@@ -6,6 +6,7 @@ EvalReport, ...), and tests/tui/test_backend_protocol.py fails when a signature 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 from engine.catalog import find
 from engine.config import RunConfig
+from engine.curves import Curves, curves_of
 from engine.data import DataReport, Segment
 from engine.data.check import _percentiles
 from engine.data.types import DataProblem
@@ -40,6 +42,7 @@ from engine.hardware import GpuInfo, GpuProcess, HardwareReport, _cpu_report
 from engine.presets import Preset, list_presets, save_preset
 from engine.recommend import Recommendation
 from engine.runs import GpuHolder, RunInfo
+from engine.sweep import SweepResult, Variant, run_sweep
 from engine.train import RunResult
 from tui.backend import EngineBackend
 
@@ -180,10 +183,34 @@ class FakeBackend:
             return None
         return self._steps(run_dir, self._configs[run_dir], run.step, emit, stop, leave)
 
+    def sweep(self, variants: list[Variant], on_event: EventSink, stop: threading.Event,
+              measure_retention: bool = False, leave: threading.Event | None = None) -> SweepResult:
+        """The engine's own sweep over scripted variants whose validation loss is lowest at a
+        learning rate of 2.5e-4 (the middle of the demo's suggested rates)."""
+        self.calls.append(("sweep", tuple(v.label for v in variants), measure_retention))
+        folder = self.runs_dir / f"2026-01-01-1300-sweep-{variants[0].config.name}"
+        folder.mkdir()
+
+        def trainer(config: RunConfig, on_event: EventSink, stop: threading.Event) -> RunResult | None:
+            run_dir = str(folder / f"2026-01-01-1300-{config.name}")
+            log = self.events.setdefault(run_dir, [])
+
+            def emit(event) -> None:
+                log.append(event)
+                on_event(event)
+
+            emit(TrainStarted(run_dir, self.steps, config.epochs, 54, 6, 921_600, 135_436_608, "cpu", 0.12, 0))
+            result = self._steps(run_dir, config, 0, emit, stop, leave,
+                                 val_offset=abs(math.log10(config.learning_rate / 2.5e-4)) / 4)
+            self.runs[run_dir] = dataclasses.replace(self.runs[run_dir], group=folder.name)
+            return result
+
+        return run_sweep(variants, folder, on_event, stop, trainer=trainer)
+
     def gpu_holders(self, output_dir: str) -> list[GpuHolder]:
         return list(self.holders)
 
-    def _steps(self, run_dir, config, start, emit, stop, leave) -> RunResult | None:
+    def _steps(self, run_dir, config, start, emit, stop, leave, val_offset=0.0) -> RunResult | None:
         total = self.steps
         self._record(run_dir, config, "running", start, total, None)
         best = None
@@ -211,7 +238,7 @@ class FakeBackend:
                             1500.0, step * 0.5, (total - step) * 0.5, 0.42))
             self._record(run_dir, config, "running", step, total, best)
             if step % 4 == 0:
-                val = loss + 0.1
+                val = loss + 0.1 + val_offset
                 best = val if best is None else min(best, val)
                 emit(EvalLogged(step, val, best))
             if step == 8:
@@ -271,6 +298,9 @@ class FakeBackend:
 
     def run_events(self, run_dir: str) -> list[Any]:
         return list(self.events.get(run_dir, []))
+
+    def run_curves(self, run_dir: str) -> Curves:
+        return curves_of(Path(run_dir).name, self.events.get(run_dir, []))
 
     def delete_run(self, run_dir: str) -> None:
         del self.runs[run_dir]

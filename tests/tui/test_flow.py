@@ -335,7 +335,7 @@ async def test_stop_asks_first_ends_with_a_checkpoint_and_resume_continues(tmp_p
         app.goto("runs")
         await settle(app, pilot)
         assert isinstance(app.screen, RunsScreen)
-        assert "stopped" in str(app.screen.query_one("#runs").get_row_at(0)[1])
+        assert "stopped" in str(app.screen.query_one("#runs").get_row_at(0)[2])  # after the mark column
         await pilot.press("u")
         await settle(app, pilot)
         assert backend.calls[-1] == ("train", "demo", run_dir)

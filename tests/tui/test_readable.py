@@ -92,7 +92,7 @@ async def test_every_footer_key_fits_in_80_columns(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        for name in ("home", "config", "export", "runs", "training", "chat"):
+        for name in ("home", "config", "export", "runs", "training", "chat", "sweep"):
             if name != "home":
                 app.goto(name)
                 await settle(app, pilot)

@@ -7,6 +7,7 @@ from tui.screens.export import ExportScreen
 from tui.screens.home import HomeScreen
 from tui.screens.presets import PresetsScreen
 from tui.screens.runs import RunsScreen
+from tui.screens.sweep import SweepScreen
 
 SCREENS = {
     "home": HomeScreen,
@@ -16,6 +17,7 @@ SCREENS = {
     "export": ExportScreen,
     "chat": ChatScreen,
     "runs": RunsScreen,
+    "sweep": SweepScreen,
 }
 FRESH = {"export", "chat"}
 """Screens that show a chosen run: reopened new so they pick up the app's current run."""

@@ -14,8 +14,9 @@ from textual.widget import Widget
 from textual.widgets import Header, Input, Label, Select, Static, Switch
 
 from engine.config import ConfigError, Problem, RunConfig, field_docs, parse_set
+from engine.sweep import Variant
 from tui.screens.base import FtuiScreen
-from tui.screens.dialogs import PresetNameScreen
+from tui.screens.dialogs import PresetNameScreen, SweepDialog
 from tui.widgets.bars import MemoryBar
 from tui.widgets.footer import Footer
 from tui.widgets.toggles import TextSwitch
@@ -60,11 +61,13 @@ class ConfigScreen(FtuiScreen):
     HELP = ("Every setting of the run, grouped. The line under each field says what raising it does. "
             "Problems show under the field as you type (errors stop the run, warnings are advice). "
             "The bar at the top is the estimated peak memory against the memory found. "
-            "Tab and shift+Tab move between fields; ctrl+s saves the form as a new preset file.")
+            "Tab and shift+Tab move between fields; ctrl+s saves the form as a new preset file; ctrl+r "
+            "sweeps a setting (the learning rate first): one run per value, curves overlaid, the best chosen.")
     BINDINGS = [
         Binding("ctrl+t", "train", "Train", id="train"),
         Binding("ctrl+o", "dataset", "Dataset", id="dataset"),
         Binding("ctrl+s", "save_preset", "Save preset", id="save"),
+        Binding("ctrl+r", "sweep", "Sweep", id="sweep"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -159,7 +162,7 @@ class ConfigScreen(FtuiScreen):
         self.revalidate()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("train", "save_preset", "dataset") and getattr(self, "config", None) is None:
+        if action in ("train", "save_preset", "dataset", "sweep") and getattr(self, "config", None) is None:
             return None
         return True
 
@@ -174,6 +177,17 @@ class ConfigScreen(FtuiScreen):
         config = self._commit()
         if config is not None:
             self.ftui.start_training(config)
+
+    def action_sweep(self) -> None:
+        config = self._commit()
+        if config is None:
+            return
+
+        def start(answer: tuple[list[Variant], bool] | None) -> None:
+            if answer is not None:
+                self.ftui.start_sweep(*answer)
+
+        self.app.push_screen(SweepDialog(config), start)
 
     def action_dataset(self) -> None:
         if self._commit() is not None:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from engine.config import ConfigError, Problem, RunConfig
+from engine.sweep import expand, parse_grid, suggested_rates
 from tui.widgets.footer import Footer
+from tui.widgets.toggles import TextSwitch
+
+if TYPE_CHECKING:
+    from engine.sweep import Variant
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -71,6 +79,65 @@ class PresetNameScreen(ModalScreen["tuple[str, str] | None"]):
         if name in self.taken or name == "models":
             return f"error: name: a preset called {name!r} exists; choose another name"
         return None
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SweepDialog(ModalScreen["tuple[list[Variant], bool] | None"]):
+    """Asks the setting to sweep and its values (as `ftui sweep --set KEY=V1,V2,...` takes them)
+    and answers the variants, checked against the schema, and whether to measure retention."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def compose(self) -> ComposeResult:
+        rates = ", ".join(f"{r:g}" for r in suggested_rates(self.config))
+        with Vertical(classes="dialog"):
+            yield Static("Sweep: train this config once per value, one after another, overlay the "
+                         "curves and choose the variant by validation loss (and retention when measured).")
+            with Horizontal(classes="field-row"):
+                yield Label("setting", classes="field-name short")
+                yield Input("learning_rate", placeholder="e.g. learning_rate", id="sweep-field", compact=True,
+                            select_on_focus=False)
+            with Horizontal(classes="field-row"):
+                yield Label("values", classes="field-name short")
+                yield Input(rates, placeholder="comma-separated, e.g. 1e-5, 5e-5, 2e-4", id="sweep-values",
+                            compact=True, select_on_focus=False)
+            with Horizontal(classes="field-row"):
+                yield Label("retention", classes="field-name short")
+                yield TextSwitch(value=False, id="sweep-retention", animate=False)
+                yield Label("export and score each variant (slower)", classes="dim")
+            yield Static("", id="sweep-error", classes="error")
+            yield Label("[b]Enter[/b] start   [b]Esc[/b] cancel", classes="dim")
+
+    def on_mount(self) -> None:
+        self.query_one("#sweep-values", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "sweep-field":
+            self.query_one("#sweep-values", Input).focus()
+            return
+        try:
+            variants = self.variants()
+        except ConfigError as exc:
+            self.query_one("#sweep-error", Static).update(str(exc))
+            return
+        self.dismiss((variants, self.query_one("#sweep-retention", TextSwitch).value))
+
+    def variants(self) -> list[Variant]:
+        """The variants the fields ask for; ConfigError says what is wrong with them."""
+        name = self.query_one("#sweep-field", Input).value.strip()
+        values = self.query_one("#sweep-values", Input).value.strip()
+        if not name or "=" in name or "," in name:
+            raise ConfigError([Problem("setting", "name one setting of the config form, e.g. learning_rate")])
+        _, grid = parse_grid([f"{name}={values}"])
+        if len(grid.get(name, ())) < 2:
+            raise ConfigError([Problem(name, "give two or more values, comma-separated, e.g. 1e-5, 5e-5, 2e-4")])
+        return expand(self.config, grid)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Header, Static
 from engine.config import ConfigError
 from engine.runs import RunInfo
 from tui.screens.base import FtuiScreen
+from tui.screens.compare import CompareScreen
 from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import TrainingLog
 from tui.widgets.footer import Footer
@@ -30,14 +31,19 @@ class RunsScreen(FtuiScreen):
             "(a run training now, even one started elsewhere, is followed live and x stops it); "
             "u resumes a stopped, failed or interrupted run from its last checkpoint; e exports it; "
             "c chats with its GGUF; d deletes the run folder after asking. A run is interrupted when "
-            "its process died without a word (killed, machine down).")
+            "its process died without a word (killed, machine down). m (or space) marks runs and v lays "
+            "their loss curves over one another; with none marked, v compares every run of the sweep "
+            "the cursor is on (a sweep's runs are listed as SWEEP-FOLDER/RUN). f5 reads the folder again.")
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
         Binding("u", "resume", "Resume", id="resume"),
         Binding("e", "export", "Export", id="export"),
         Binding("c", "chat", "Chat", id="chat"),
         Binding("d", "delete", "Delete", id="delete"),
-        Binding("f5", "reload", "Reload", id="reload"),
+        Binding("m,space", "mark", "Mark", id="mark"),
+        Binding("v", "compare", "Compare", id="compare"),
+        # Off the footer, which has no room for it at 80 columns; the list reloads on every return anyway.
+        Binding("f5", "reload", "Reload", id="reload", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -48,7 +54,10 @@ class RunsScreen(FtuiScreen):
 
     def on_mount(self) -> None:
         self.runs: list[RunInfo] = []
+        self.marked: set[str] = set()
+        """Paths of the runs marked for comparison."""
         table = self.query_one(DataTable)
+        table.add_column("", key="mark")
         table.add_columns("run", "status", "steps", "best val", "method", "artifacts")
         self.action_reload()
         table.focus()
@@ -64,9 +73,10 @@ class RunsScreen(FtuiScreen):
         except (OSError, ValueError) as exc:
             self.runs = []
             self.query_one("#runs-note", Static).update(Text(f"Could not read the runs: {exc}", style="red"))
+        self.marked &= {run.path for run in self.runs}
         for run in self.runs:
             best = f"{run.best_val_loss:.4f}" if run.best_val_loss is not None else "-"
-            table.add_row(Text(f"{run.group}/{run.name}" if run.group else run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+            table.add_row(self._mark(run), Text(f"{run.group}/{run.name}" if run.group else run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
                           f"{run.step}/{run.total_steps}", best, run.method, ", ".join(artifact_names(run)) or "-",
                           key=run.path)
         if not self.runs:
@@ -103,7 +113,37 @@ class RunsScreen(FtuiScreen):
             return (run is not None and run.trained) or None
         if action == "chat":
             return (run is not None and bool(run.ggufs)) or None
+        if action == "mark":
+            return run is not None or None
+        if action == "compare":
+            return bool(self.compared()) or None
         return True
+
+    def _mark(self, run: RunInfo) -> Text:
+        # Text, not str: the table reads a str cell as markup, where "[x]" is a tag and vanishes.
+        return Text("[x]" if run.path in self.marked else "[ ]")
+
+    def compared(self) -> list[str]:
+        """What v compares: the marked runs, or with none marked every run of the current run's sweep."""
+        if self.marked:
+            return [r.path for r in self.runs if r.path in self.marked]
+        run = self.current
+        if run is None or not run.group:
+            return []
+        return [r.path for r in self.runs if r.group == run.group]
+
+    def action_mark(self) -> None:
+        run = self.current
+        if run is None:
+            return
+        self.marked ^= {run.path}
+        self.query_one(DataTable).update_cell(run.path, "mark", self._mark(run))
+        self.refresh_bindings()
+
+    def action_compare(self) -> None:
+        run_dirs = self.compared()
+        if run_dirs:
+            self.app.push_screen(CompareScreen(run_dirs))
 
     def _is_live(self, run: RunInfo) -> bool:
         return self.ftui.training.active and self.ftui.training.run_dir == run.path

@@ -1,0 +1,73 @@
+"""Several runs' loss curves over one another (the TUI's `ftui runs --compare A B`): the runs
+marked on the runs screen, or every run of a sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Header, Static
+
+from engine.curves import Curves
+from tui.screens.base import FtuiScreen
+from tui.widgets.curves_plot import CurvesPlot
+from tui.widgets.footer import Footer
+
+
+class CompareScreen(FtuiScreen):
+    TITLE = "Compare runs"
+    HELP = ("The loss curves of the runs marked on the runs screen (m marks, v compares), or of "
+            "every run of the sweep the cursor was on, one colour each, named in the legend. The chart "
+            "starts with validation loss, what a sweep chooses by; t switches to training loss. The "
+            "table has each run's steps, last training loss and best validation loss with its step.")
+    BINDINGS = [Binding("t", "toggle_curve", "Train/val", id="toggle")]
+
+    def __init__(self, run_dirs: list[str]) -> None:
+        super().__init__()
+        self.run_dirs = run_dirs
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="compare-note")
+        yield CurvesPlot(id="compare-curves")
+        yield DataTable(id="compare-runs", cursor_type="row", show_cursor=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.training_curves = False
+        self.curves: list[Curves] = []
+        unreadable = []
+        for run_dir in self.run_dirs:
+            try:
+                self.curves.append(self.ftui.backend.run_curves(run_dir))
+            except (OSError, ValueError):
+                unreadable.append(Path(run_dir).name)
+        table = self.query_one(DataTable)
+        table.add_columns("run", "steps", "last loss", "best val (step)")
+        for c in self.curves:
+            steps = str(c.train[-1][0]) if c.train else "-"
+            last = f"{c.train[-1][1]:.4f}" if c.train else "-"
+            best = f"{c.best_val[1]:.4f} ({c.best_val[0]})" if c.best_val else "-"
+            table.add_row(c.run, steps, last, best)
+        self.unreadable = unreadable
+        self.show_curves()
+
+    def show_curves(self) -> None:
+        kind = "training" if self.training_curves else "validation"
+        series = [(c.run, list(c.train if self.training_curves else c.val)) for c in self.curves]
+        last = max((c.train[-1][0] for c in self.curves if c.train), default=0)
+        self.query_one(CurvesPlot).show(f"{kind} loss by step", series, last)
+        note = Text(f"{kind.capitalize()} loss of {len(self.curves)} run(s); t shows "
+                    f"{'validation' if self.training_curves else 'training'} loss.")
+        empty = [name for name, points in series if not points]
+        if empty:
+            note.append(f" No {kind} points in {', '.join(empty)}.", style="yellow")
+        if self.unreadable:
+            note.append(f" Could not read {', '.join(self.unreadable)}.", style="red")
+        self.query_one("#compare-note", Static).update(note)
+
+    def action_toggle_curve(self) -> None:
+        self.training_curves = not self.training_curves
+        self.show_curves()
