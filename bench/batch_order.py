@@ -7,10 +7,12 @@ same seeds, same examples. After step 10 and after the first epoch (every exampl
 both orders have trained the same tokens) the loss of the answer `Run: `<expected>`` is measured
 on the 43 prompts of presets/data/docker_eval.jsonl, and the base model's loss beside them.
 
-    .venv/bin/python bench/batch_order.py [--seeds 1,2,3]
+    .venv/bin/python bench/batch_order.py [--seeds 1,2,3] [--set lora_dropout=0.05,0]
 
-Prints, per seed and order, the two losses, the trained tokens behind them, the padding share
-and non-pad tokens/s; then the means and the ratio of shuffled to grouped.
+With `--set KEY=A,B,...` the variants are instead ftui's order at each value of one setting, to
+check that a faster setting learns as much from the same tokens. Prints, per seed and variant,
+the two losses, the trained tokens behind them, the padding share and non-pad tokens/s; then the
+means and the ratio of each variant to the first.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def non_pad_tokens(schedule, data, step: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--set", default="", help="KEY=A,B: compare values of one setting instead of orders")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -123,11 +126,15 @@ def main() -> None:
     from engine.train.methods import choose_precision
     from engine.train.step import evaluate_loss
 
-    orders = {"shuffled": batching.epoch_batches, "grouped": length_grouped}
+    variants: dict[str, tuple] = {"shuffled": (batching.epoch_batches, []), "grouped": (length_grouped, [])}
+    if args.set:
+        key, values = args.set.split("=", 1)
+        variants = {f"{key}={v}": (batching.epoch_batches, [f"{key}={v}"]) for v in values.split(",")}
     workdir = Path(tempfile.mkdtemp(prefix="ftui-order-"))
     resolved = resolve_model("smollm2-135m")
     tokenizer = load_tokenizer(resolved)
-    base = build_config("demo", sets=[f"output_dir={workdir / 'runs'}", "retention_mix=0", "eval_interval=1000"])
+    base_sets = [f"output_dir={workdir / 'runs'}", "retention_mix=0", "eval_interval=1000"]
+    base = build_config("demo", sets=base_sets)
     data = prepare(base, tokenizer)
     evals = eval_examples(tokenizer, base, workdir)
     precision = choose_precision("lora")
@@ -136,13 +143,14 @@ def main() -> None:
     epoch = Schedule(tuple(len(e.input_ids) for e in data.train), base.batch_size, 1, 0, 1.0, 0).batches_per_epoch
     at = (10, epoch)
     print(f"demo preset, {len(data.train)} training examples, {len(evals)} eval prompts; base loss {base_loss:.3f}")
-    print(f"{'seed':>4} {'order':>9} {f'loss@{at[0]}':>9} {'tokens':>7} {f'loss@{at[1]}':>9} {'tokens':>7}"
+    width = max(9, *(len(v) for v in variants))
+    print(f"{'seed':>4} {'variant':>{width}} {f'loss@{at[0]}':>9} {'tokens':>7} {f'loss@{at[1]}':>9} {'tokens':>7}"
           f" {'pad':>6} {'tok/s':>7}")
-    rows: dict[str, list[dict]] = {name: [] for name in orders}
+    rows: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in seeds:
-        for name, order in orders.items():  # alternated, so machine load falls on both alike
+        for name, (order, sets) in variants.items():  # alternated, so machine load falls on all alike
             batching.epoch_batches = order
-            config = base.replace(seed=seed)
+            config = build_config("demo", sets=[*base_sets, *sets, f"seed={seed}"])
             schedule = Schedule(tuple(len(e.input_ids) for e in data.train), config.batch_size, 1, seed,
                                 config.epochs, 0)
             began = time.monotonic()
@@ -151,17 +159,20 @@ def main() -> None:
             r["tokens"] = [trained_tokens(schedule, data, s) for s in at]
             r["tok_s"] = non_pad_tokens(schedule, data, at[1]) / r["loop_s"]
             rows[name].append(r)
-            print(f"{seed:>4} {name:>9} {r[at[0]]:>9.3f} {r['tokens'][0]:>7} {r[at[1]]:>9.3f} {r['tokens'][1]:>7}"
+            print(f"{seed:>4} {name:>{width}} {r[at[0]]:>9.3f} {r['tokens'][0]:>7} {r[at[1]]:>9.3f} {r['tokens'][1]:>7}"
                   f" {r['pad_share']:>6.1%} {r['tok_s']:>7.1f}", flush=True)
     print("means over seeds")
     for name, rs in rows.items():
-        print(f"{'':>4} {name:>9} {statistics.mean(r[at[0]] for r in rs):>9.3f} {'':>7}"
+        print(f"{'':>4} {name:>{width}} {statistics.mean(r[at[0]] for r in rs):>9.3f} {'':>7}"
               f" {statistics.mean(r[at[1]] for r in rs):>9.3f} {'':>7}"
               f" {statistics.mean(r['pad_share'] for r in rs):>6.1%} {statistics.mean(r['tok_s'] for r in rs):>7.1f}")
-    s, g = rows["shuffled"], rows["grouped"]
-    for step in at:
-        print(f"shuffled/grouped loss@{step}: {statistics.mean(r[step] for r in s) / statistics.mean(r[step] for r in g):.2f}")
-    print(f"shuffled/grouped tokens/s: {statistics.mean(r['tok_s'] for r in s) / statistics.mean(r['tok_s'] for r in g):.2f}")
+    first, *others = rows
+    for name in others:
+        mine, ref = rows[name], rows[first]
+        losses = ", ".join(f"loss@{step} {statistics.mean(r[step] for r in mine) / statistics.mean(r[step] for r in ref):.2f}"
+                           for step in at)
+        speed = statistics.mean(r["tok_s"] for r in mine) / statistics.mean(r["tok_s"] for r in ref)
+        print(f"{name}/{first}: {losses}, tokens/s {speed:.2f}")
 
 
 if __name__ == "__main__":

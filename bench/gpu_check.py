@@ -44,8 +44,10 @@ from engine.estimate import GIB, estimate_for  # noqa: E402
 
 CARDS = (4, 6, 12, 16, 24)
 """GiB; the ladder the README states, each card's recommended plan is run."""
-EXTRA = (("llama-3.2-1b", "lora", 4), ("llama-3.2-1b", "full", 1))
-"""(model, method, batch) run besides the ladder: 16-bit LoRA and full fine-tuning on 1B."""
+EXTRA = (("llama-3.2-1b", "lora", 4, False), ("llama-3.2-1b", "lora", 4, True), ("llama-3.2-1b", "full", 1, False))
+"""(model, method, batch, packing) run besides the ladder: 16-bit LoRA padded and packed (the random
+examples are all 2048 tokens, so packing changes no tensor size: its path runs on CUDA at no cost),
+and full fine-tuning on 1B."""
 IN_USE_GIB = 0.4
 """Planned as the README's ladder is: a display or another program already holds this much."""
 SEQ_LEN = 2048
@@ -86,11 +88,11 @@ def plans(device: str, have_bnb: bool, tiny: bool) -> list[Plan]:
         report = HardwareReport((gpu,), 1, 1.0, "-", "")
         config, _ = config_from_recommendation(rec, report, list_presets(), RunConfig())
         out.append(Plan(f"{card} GiB: {rec.model} {rec.method} b{rec.batch_size}", config, float(card)))
-    for model, method, batch in EXTRA:
+    for model, method, batch, packing in EXTRA:
         base = config_from_recommendation(recommend([], vram_gib=80.0), HardwareReport(
             (GpuInfo(0, "x", 80.0, 80.0, 0.0, (9, 0), True),), 1, 1.0, "-", ""), list_presets(), RunConfig())[0]
-        out.append(Plan(f"extra: {model} {method} b{batch}",
-                        base.replace(model=model, method=method, batch_size=batch, max_seq_len=SEQ_LEN,
+        out.append(Plan(f"extra: {model} {method} b{batch}{' packed' if packing else ''}",
+                        base.replace(model=model, method=method, batch_size=batch, max_seq_len=SEQ_LEN, packing=packing,
                                      learning_rate=1e-5 if method == "full" else base.learning_rate), None))
     if not have_bnb:
         out = [p for p in out if p.config.method != "qlora" and p.config.optimizer == "adamw"]
@@ -178,7 +180,7 @@ def random_data(examples: int, length: int, vocab: int) -> PreparedData:
 def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> dict[str, Any]:
     import torch
 
-    from engine.events import StepLogged, TrainFailed, TrainStarted
+    from engine.events import Progress, StepLogged, TrainFailed, TrainStarted
     from engine.train import Loaded, run_loaded
     from engine.train.methods import choose_precision
 
@@ -210,6 +212,7 @@ def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> 
 
     tokens_per_s: list[float] = []
     failure: list[str] = []
+    kernels: list[str] = []
 
     def on_event(event: Any) -> None:
         if isinstance(event, TrainStarted) and cuda:
@@ -223,6 +226,8 @@ def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> 
                 tokens_per_s.append(event.tokens_per_s)
         elif isinstance(event, TrainFailed):
             failure.append(event.reason)
+        elif isinstance(event, Progress) and event.stage == "kernels":
+            kernels.append(event.message)
 
     data = random_data(config.batch_size * GRAD_ACCUM * steps, config.max_seq_len, spec.vocab)
     began = time.monotonic()
@@ -235,6 +240,7 @@ def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> 
         "seconds": round(time.monotonic() - began, 1), "estimate": {k: round(v, 3) for k, v in est.breakdown.items()},
         "estimate_peak_gib": round(est.peak_gib, 3), "estimate_tensors_gib": round(est.tensors_gib, 3),
         "tokens_per_s": round(sum(tokens_per_s) / len(tokens_per_s), 1) if tokens_per_s else None,
+        "packing": config.packing, "kernels": kernels[0] if kernels else None,
     }
     if cuda:
         free, total = torch.cuda.mem_get_info()
@@ -256,6 +262,8 @@ def report(row: dict[str, Any]) -> None:
           + (f", {row['tokens_per_s']} tokens/s" if row["tokens_per_s"] else "") + ")")
     if row["status"] == "failed":
         print(f"   {row['reason']}")
+    if row.get("kernels"):
+        print(f"   kernels: {row['kernels']}")
     est, got = row["estimate"], row.get("measured")
     if got is None:
         print(f"   estimate {row['estimate_peak_gib']:.2f} GiB (no GPU: nothing measured)")

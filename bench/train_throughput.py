@@ -1,13 +1,18 @@
-"""Training throughput: ftui's engine against the common Hugging Face recipe, same model and data.
+"""Training throughput: ftui's engine, padded and packed, against the common Hugging Face recipe.
 
-Both train the embedded SmolLM2-135M with the same LoRA settings, batch size, learning rate
-and examples (lengths spread from ~20 to ~500 tokens). The recipe is the one people write:
-`Trainer` + `DataCollatorForLanguageModeling(mlm=False)` on chat-template text, random batches.
-Each variant runs in its own subprocess so its peak RSS (ru_maxrss) is its own.
+All train the embedded SmolLM2-135M with the same LoRA settings, batch size, learning rate
+and examples: a length-varied set (lengths spread from ~20 to ~500 tokens) or the Docker demo
+data (`--data demo`, 20-80 tokens). `ftui` pads each batch, `packed` runs it as one row
+(`packing = true`). The recipe is the one people write: `Trainer` +
+`DataCollatorForLanguageModeling(mlm=False)` on chat-template text, random batches. Each variant
+runs in its own subprocess so its peak RSS (ru_maxrss) is its own; with `--rounds N` the variants
+take turns N times, so machine load falls on all alike.
 
-    .venv/bin/python bench/train_throughput.py [--examples 96] [--batch-size 4]
+    .venv/bin/python bench/train_throughput.py [--examples 96] [--batch-size 4] [--data varied|demo]
+        [--variants ftui,packed,recipe] [--rounds 1]
 
-Prints non-pad tokens/s (training loop only), wall time, peak RSS and ftui/recipe ratios.
+Prints non-pad tokens/s (training loop only), wall time, peak RSS, and the ratios of each variant
+to the first (medians over rounds).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import json
 import random
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +52,7 @@ def write_dataset(path: Path, n: int, seed: int = 0) -> None:
                                               {"role": "assistant", "content": f"Run: `docker {a}`"}]}) + "\n")
 
 
-def run_ftui(data: Path, args: argparse.Namespace) -> dict:
+def run_ftui(data: Path, args: argparse.Namespace, packing: bool) -> dict:
     from engine.config import RunConfig
     from engine.events import StepLogged
     from engine.train import train
@@ -55,6 +62,7 @@ def run_ftui(data: Path, args: argparse.Namespace) -> dict:
         "target_modules": TARGETS, "learning_rate": 2e-4, "epochs": 1.0, "batch_size": args.batch_size,
         "grad_accum": 1, "max_seq_len": 1024, "val_split": 0.0, "save_interval": 10_000,
         "output_dir": str(Path(args.workdir) / "runs"), "warmup_steps": 0, "scheduler": "linear",
+        "retention_mix": 0.0, "packing": packing,
     })
     steps: list = []
     result = train(config, lambda e: steps.append(e) if isinstance(e, StepLogged) else None, threading.Event())
@@ -114,43 +122,63 @@ def _dataset_tokens(data: Path) -> int:
 def child(args: argparse.Namespace) -> None:
     data = Path(args.workdir) / "data.jsonl"
     began = time.monotonic()
-    stats = (run_ftui if args.variant == "ftui" else run_recipe)(data, args)
+    stats = run_recipe(data, args) if args.variant == "recipe" else run_ftui(data, args, args.variant == "packed")
     stats["wall_s"] = time.monotonic() - began
     stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     stats["tokens_per_s"] = stats["tokens"] / stats["train_s"]
     print("RESULT " + json.dumps(stats), flush=True)
 
 
+VARIANTS = ("ftui", "packed", "recipe")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=96, help="24 steps at batch 4; at 12 steps the ratio is noisy")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--variant", choices=["ftui", "recipe"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", choices=["varied", "demo"], default="varied")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="the first is the baseline of the ratios")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         child(args)
         return
+    variants = args.variants.split(",")
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="ftui-bench-") as workdir:
-        write_dataset(Path(workdir) / "data.jsonl", args.examples)
-        results = {}
-        for variant in ("ftui", "recipe"):
-            cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir,
-                   "--examples", str(args.examples), "--batch-size", str(args.batch_size)]
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
-            results[variant] = json.loads(line[len("RESULT "):])
-    print(f"SmolLM2-135M LoRA r16, {args.examples} examples of ~20-500 tokens, batch {args.batch_size}, 1 epoch, CPU")
+        data = Path(workdir) / "data.jsonl"
+        if args.data == "demo":
+            shutil.copy(ROOT / "presets" / "data" / "docker_train.jsonl", data)
+        else:
+            write_dataset(data, args.examples)
+        for _ in range(args.rounds):
+            for variant in variants:
+                cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir,
+                       "--examples", str(args.examples), "--batch-size", str(args.batch_size)]
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if line is None:
+                    sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+                results[variant].append(json.loads(line[len("RESULT "):]))
+                r = results[variant][-1]
+                print(f"{variant:8}{r['tokens_per_s']:>10.1f}{r['train_s']:>10.1f}{r['wall_s']:>10.1f}"
+                      f"{r['peak_rss_gib']:>14.2f}{r['steps']:>7}{r['final_loss']:>12.4f}", flush=True)
+    what = "the Docker demo data (20-80 tokens)" if args.data == "demo" else f"{args.examples} examples of ~20-500 tokens"
+    print(f"SmolLM2-135M LoRA r16, {what}, batch {args.batch_size}, 1 epoch, CPU; medians of {args.rounds} round(s)")
     print(f"{'':8}{'tokens/s':>10}{'train s':>10}{'wall s':>10}{'peak RSS GiB':>14}{'steps':>7}{'final loss':>12}")
-    for name, r in results.items():
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in results.items()}
+    for name, r in med.items():
         print(f"{name:8}{r['tokens_per_s']:>10.1f}{r['train_s']:>10.1f}{r['wall_s']:>10.1f}"
-              f"{r['peak_rss_gib']:>14.2f}{r['steps']:>7}{r['final_loss']:>12.4f}")
-    f, h = results["ftui"], results["recipe"]
-    print(f"ratio ftui/recipe: tokens/s {f['tokens_per_s'] / h['tokens_per_s']:.2f}x, "
-          f"peak RSS {f['peak_rss_gib'] / h['peak_rss_gib']:.2f}x, train time {f['train_s'] / h['train_s']:.2f}x")
-    print("(ftui's loss is on responses only, the recipe's on every token, so final losses differ.)")
+              f"{r['peak_rss_gib']:>14.2f}{r['steps']:>7.0f}{r['final_loss']:>12.4f}")
+    base = variants[0]
+    for name in variants[1:]:
+        f, h = med[name], med[base]
+        print(f"ratio {name}/{base}: tokens/s {f['tokens_per_s'] / h['tokens_per_s']:.2f}x, "
+              f"peak RSS {f['peak_rss_gib'] / h['peak_rss_gib']:.2f}x, train time {f['train_s'] / h['train_s']:.2f}x")
+    if "recipe" in variants:
+        print("(ftui's loss is on responses only, the recipe's on every token, so final losses differ.)")
 
 
 if __name__ == "__main__":

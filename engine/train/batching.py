@@ -40,8 +40,10 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return batches
 
 
-def split_by_tokens(batch: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Cut a batch into micro-batches whose padded size stays within `budget` tokens.
+def split_by_tokens(batch: Sequence[int], lengths: Sequence[int], budget: int,
+                    packed: bool = False) -> list[list[int]]:
+    """Cut a batch into micro-batches whose padded size (with `packed`, of their packed rows) stays
+    within `budget` tokens.
 
     The loop normalises the loss by the trained tokens of the whole optimizer step, so the
     pieces give the same update as the whole; only the peak memory of the longest batches drops.
@@ -49,17 +51,42 @@ def split_by_tokens(batch: Sequence[int], lengths: Sequence[int], budget: int) -
     ordered = sorted(batch, key=lambda i: lengths[i], reverse=True)
     out: list[list[int]] = []
     for i in ordered:
-        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= budget:
-            out[-1].append(i)
-        else:
-            out.append([i])
+        if out:
+            rows = len(pack_rows([*out[-1], i], lengths)) if packed else len(out[-1]) + 1
+            if rows * lengths[out[-1][0]] <= budget:
+                out[-1].append(i)
+                continue
+        out.append([i])
     return out
 
 
-def pad_share(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
-    """Share of the padded batch tensors that is padding."""
+def pack_rows(batch: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
+    """The rows a packed micro-batch runs as: its examples end to end, first fit from the longest,
+    in rows as wide as its longest example.
+
+    Rows no wider than the longest example keep the attention mask (one [width x width] block
+    matrix per row) within the padded batch's, so packing never needs more memory than padding.
+    """
+    width = max((lengths[i] for i in batch), default=0)
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for i in sorted(batch, key=lambda i: lengths[i], reverse=True):
+        row = next((r for r, used in enumerate(fill) if used + lengths[i] <= width), None)
+        if row is None:
+            rows.append([])
+            fill.append(0)
+            row = len(rows) - 1
+        rows[row].append(i)
+        fill[row] += lengths[i]
+    return rows
+
+
+def pad_share(batches: Sequence[Sequence[int]], lengths: Sequence[int], packed: bool = False) -> float:
+    """Share of the batch tensors that is padding (with `packed`, of the packed rows)."""
     real = sum(lengths[i] for b in batches for i in b)
-    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
+    width = [max(lengths[i] for i in b) for b in batches if b]
+    count = [len(pack_rows(b, lengths)) if packed else len(b) for b in batches if b]
+    padded = sum(w * n for w, n in zip(width, count, strict=True))
     return 1 - real / padded if padded else 0.0
 
 
@@ -78,6 +105,8 @@ class Schedule:
     epochs: float
     max_steps: int
     world: int = 1
+    packed: bool = False
+    """Each micro-batch runs as packed rows (`pack_rows`, `collate(packed=True)`)."""
 
     @property
     def token_budget(self) -> int:
@@ -104,7 +133,7 @@ class Schedule:
         out = []
         for batch in self._step(step):
             share = batch[rank::self.world] if self.world > 1 else batch
-            out.extend(split_by_tokens(share, self.lengths, self.token_budget))
+            out.extend(split_by_tokens(share, self.lengths, self.token_budget, self.packed))
         return out
 
     def step_examples(self, step: int) -> list[int]:
@@ -127,8 +156,8 @@ class Schedule:
 
     def planned_pad_share(self) -> float:
         pieces = [p for b in self._epoch(0) for r in range(self.world)
-                  for p in split_by_tokens(b[r::self.world], self.lengths, self.token_budget)]
-        return pad_share(pieces, self.lengths)
+                  for p in split_by_tokens(b[r::self.world], self.lengths, self.token_budget, self.packed)]
+        return pad_share(pieces, self.lengths, self.packed)
 
     def _epoch(self, epoch: int) -> list[list[int]]:
         cache = self.__dict__.setdefault("_cache", {})
@@ -138,10 +167,33 @@ class Schedule:
         return cache[epoch]
 
 
-def collate(examples: Sequence[TokenizedExample], pad_id: int) -> dict:
-    """Right-padded tensors: input_ids, attention_mask, and labels with -100 on padding."""
+def collate(examples: Sequence[TokenizedExample], pad_id: int, packed: bool = False) -> dict:
+    """Right-padded tensors: input_ids, attention_mask, and labels with -100 on padding.
+
+    With `packed`, the rows of `pack_rows` and no attention mask: position_ids restart at 0 for
+    each example, which is how transformers' attention keeps examples apart (a block-diagonal
+    mask for SDPA and eager, variable-length kernels for FlashAttention); a row's padding is one
+    more such segment, which no example attends to. The first token of each example carries no
+    label, so nothing is predicted across a boundary.
+    """
     import torch
 
+    if packed:
+        rows = pack_rows(range(len(examples)), [len(e.input_ids) for e in examples])
+        width = len(examples[rows[0][0]].input_ids)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, members in enumerate(rows):
+            at = 0
+            for e in (examples[i] for i in members):
+                n = len(e.input_ids)
+                ids[row, at:at + n] = torch.tensor(e.input_ids)
+                labels[row, at + 1:at + n] = torch.tensor(e.labels[1:])
+                positions[row, at:at + n] = torch.arange(n)
+                at += n
+            positions[row, at:] = torch.arange(width - at)
+        return {"input_ids": ids, "position_ids": positions, "labels": labels}
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)

@@ -38,16 +38,26 @@ def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
     keep = labels != -100
     if fast:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        hidden = base.get_decoder()(**model_inputs(batch))
         kept = hidden.last_hidden_state[:, :-1][keep]
         head = base.get_output_embeddings()
         if type(head) is torch.nn.Linear and head.bias is None:
             return linear_cross_entropy(kept, head.weight, labels[keep])
         logits = head(kept)  # an adapted or quantised head: its own forward, logits at labelled rows only
     else:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        out = model(**model_inputs(batch))
         logits = out.logits[:, :-1][keep]
     return F.cross_entropy(logits.float(), labels[keep], reduction="sum")
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """What the model reads of a batch: the ids and either the padding mask or packed position ids.
+
+    No KV cache: transformers skips the packed-sequence mask whenever a cache exists, and would
+    let a packed row's examples attend to each other.
+    """
+    keys = ("input_ids", "attention_mask", "position_ids")
+    return {**{k: batch[k] for k in keys if k in batch}, "use_cache": False}
 
 
 def linear_cross_entropy(hidden: Any, weight: Any, labels: Any) -> Any:

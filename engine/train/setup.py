@@ -17,6 +17,8 @@ from engine.data.types import TokenizedExample
 from engine.events import Progress
 from engine.train.batching import Schedule
 from engine.train.diagnose import Diagnoser
+from engine.train.kernels import apply_decoder_kernels, describe_kernels
+from engine.train.loss import fused_kernel_name
 from engine.train.methods import (
     Precision,
     apply_method,
@@ -30,7 +32,8 @@ from engine.train.parallel import SINGLE, Ranks, wrap
 from engine.train.preflight import check_free_space
 
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
-"""model_type values whose logits are exactly lm_head(last hidden state): no scaling or softcap."""
+"""model_type values whose logits are exactly lm_head(last hidden state): no scaling or softcap; their
+attention masks come from transformers.masking_utils, which keeps packed examples apart."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,9 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     from transformers import set_seed
 
     set_seed(config.seed)
-    model = apply_method(build_model(config, precision), config)
+    base = build_model(config, precision)
+    decoder_kernels = apply_decoder_kernels(base, precision.device)
+    model = apply_method(base, config)
     trainable, total = count_params(model)
     check_free_space(run_path, trainable, config.method, total)
     fast = getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
@@ -80,8 +85,14 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     optimizer, note = build_optimizer(model, config, precision.device)
     if note:
         emit(Progress("optimizer", 1, 1, message=note))
+    emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,
+                                                            fused_kernel_name(precision.device))))
+    if config.packing and not fast:
+        emit(Progress("packing", 1, 1, message=(
+            f"packing is off for model type {getattr(model.config, 'model_type', '?')!r}: batches are padded, "
+            "since only the Llama-style types ftui knows are checked to keep packed examples apart")))
     schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
-                        config.seed, config.epochs, config.max_steps, ranks.world)
+                        config.seed, config.epochs, config.max_steps, ranks.world, config.packing and fast)
     total_steps = schedule.total_steps
     scheduler = build_scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.loss_scaling else None

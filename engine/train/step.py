@@ -58,7 +58,7 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
     for i, examples in enumerate(micro):
         # DDP averages gradients over the processes; times world, they add up to the one-process sum.
         weight = parts.ranks.world if i < real else 0
-        batch = {k: v.to(parts.precision.device) for k, v in collate(examples, parts.pad_id).items()}
+        batch = {k: v.to(parts.precision.device) for k, v in collate(examples, parts.pad_id, parts.schedule.packed).items()}
         try:
             with parts.accumulate() if i < last else contextlib.nullcontext():
                 with _autocast(parts.precision):
@@ -71,7 +71,7 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
             raise OutOfMemory(step, len(examples), max(len(e.input_ids) for e in examples)) from None
         if weight:
             loss_sum += part.item()
-            tokens += int(batch["attention_mask"].sum())
+            tokens += sum(len(e.input_ids) for e in examples)
     if scaler:
         scaler.unscale_(optimizer)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))

@@ -35,13 +35,15 @@ def test_dry_run_on_cpu_writes_the_json(tmp_path):
     methods = {row["method"] for row in data["plans"]}
     assert {"lora", "full"} <= methods and all(row["status"] == "finished" for row in data["plans"])
     assert all(row["estimate_peak_gib"] > 0 for row in data["plans"])
+    assert all(row["kernels"].startswith("decoder: plain torch") for row in data["plans"])
 
 
 def test_ladder_plans_are_the_recommendations():
     plans = load_script().plans("cuda", have_bnb=True, tiny=False)
     labels = [p.label for p in plans]
-    assert labels[:2] == ["4 GiB: llama-3.2-1b-4bit qlora b2", "6 GiB: llama-3.2-3b-4bit qlora b1"]
+    assert labels[:2] == ["4 GiB: llama-3.2-1b-4bit qlora b2", "6 GiB: llama-3.2-3b-4bit qlora b2"]
     assert any(p.config.method == "full" for p in plans)
+    assert [p.label for p in plans if p.config.packing] == ["extra: llama-3.2-1b lora b4 packed"]
     assert all(p.config.max_seq_len == 2048 for p in plans)
 
 

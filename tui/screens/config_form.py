@@ -23,7 +23,7 @@ from tui.widgets.toggles import TextSwitch
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("name", "model", "method", "trust_remote_code")),
-    ("Data", ("dataset", "dataset_format", "max_seq_len", "system_prompt", "train_on_responses_only",
+    ("Data", ("dataset", "dataset_format", "max_seq_len", "packing", "system_prompt", "train_on_responses_only",
               "max_bad_share", "columns", "roles", "messages_field", "dataset_split")),
     ("LoRA", ("lora_r", "lora_alpha", "lora_dropout", "target_modules")),
     ("Optimisation", ("learning_rate", "batch_size", "grad_accum", "optimizer", "weight_decay", "max_grad_norm",
