@@ -354,5 +354,6 @@ def test_hub_id_that_does_not_exist(monkeypatch):
         raise DatasetNotFoundError("Dataset 'someone/nope' doesn't exist on the Hub or cannot be accessed.")
 
     monkeypatch.setattr(datasets, "load_dataset", not_found)
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info", lambda self, dataset_id, **_: None)
     with pytest.raises(DatasetError, match="no such local file, and no such dataset on the Hugging Face hub"):
         load_conversations("someone/nope")
