@@ -115,7 +115,7 @@ class ChatScreen(FtuiScreen):
                 for piece in session.send(text):
                     self.post_message(ChatPieceReceived(piece, side))
             except ActionableError as exc:  # a file llama.cpp cannot load: what is wrong and what to do
-                self.post_message(ChatReplyFinished(side, f"{exc.reason} {exc.advice}".strip()))
+                self.post_message(ChatReplyFinished(side, str(exc)))
                 continue
             except Exception as exc:
                 self.post_message(ChatReplyFinished(side, f"unexpected error: {type(exc).__name__}: {exc}"))
