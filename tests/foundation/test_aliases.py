@@ -83,9 +83,11 @@ def test_a_config_file_with_other_tools_keys_trains_and_prints_notes(tmp_path, c
 
     import engine.train
 
-    monkeypatch.setattr(engine.train, "train", lambda config, on_event, stop, resume=None: None)
+    trained = []
+    monkeypatch.setattr(engine.train, "train", lambda config, on_event, stop, **_: trained.append(config))
     main(["train", "--config", str(path)])
     err = capsys.readouterr().err
+    assert [c.epochs for c in trained] == [2.0]
     assert "ftui: note: num_train_epochs: HF TrainingArguments / LLaMA-Factory key, read as ftui's epochs" in err
 
 
