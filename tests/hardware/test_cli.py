@@ -136,3 +136,22 @@ def test_estimate_rejects_unknown_method(capsys):
         main(["estimate", "--model", "llama-3.2-1b", "--method", "sft", "--batch", "1", "--seq-len", "512"])
     assert exc.value.code == 2
     assert "invalid choice: 'sft'" in capsys.readouterr().err
+
+
+def test_estimate_per_gpu_across_several_shards_with_fsdp_and_agrees_with_the_planner(capsys):
+    from engine.config import RunConfig
+    from engine.estimate import estimate_for
+
+    args = ["--model", "llama-3.1-8b", "--method", "lora", "--batch", "2", "--seq-len", "2048", "--grad-checkpointing"]
+    one = run_json(capsys, "estimate", *args)
+    ddp = run_json(capsys, "estimate", *args, "--gpus", "4")
+    fsdp = run_json(capsys, "estimate", *args, "--gpus", "4", "--strategy", "fsdp")
+    assert (ddp["gpus"], ddp["strategy"], one["strategy"]) == (4, "ddp", "")
+    # A full copy per GPU plus the gradient buckets; sharding 8B's weights four ways saves gigabytes.
+    assert one["peak_gib"] < ddp["peak_gib"] < one["peak_gib"] + 1
+    assert fsdp["peak_gib"] < ddp["peak_gib"] - 5
+    planned = estimate_for(RunConfig(model="llama-3.1-8b", method="lora", batch_size=2, max_seq_len=2048,
+                                     gradient_checkpointing=True, gpus="0,1,2,3", strategy="fsdp"))
+    assert planned is not None and fsdp["peak_gib"] == round(planned.peak_gib, 3)
+    assert main(["estimate", *args, "--gpus", "0"]) == 2
+    assert "--gpus must be at least 1" in capsys.readouterr().err
