@@ -24,6 +24,7 @@ Method = Literal["lora", "qlora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 Strategy = Literal["auto", "ddp", "fsdp"]
+Compute = Literal["auto", "bf16", "fp32"]
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"]
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 MAX_SEED = 2**32 - 1
@@ -145,6 +146,10 @@ class RunConfig:
     retention_prompts: str = ""
     """Extra retention prompts (JSONL of messages, optional expected and kind) scored beside the
     built-in general set after training."""
+    precision: Compute = "auto"
+    """auto: bf16 autocast where the hardware computes bf16 natively (GPUs since Ampere; CPUs with
+    AVX512-BF16 or AMX), fp16 with loss scaling on older GPUs, fp32 on other CPUs. bf16 or fp32
+    force it (fp32 only on the CPU: the memory estimate is for 16-bit GPU training)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: much less memory, about 30% slower."""
     oom_retry: bool = False
@@ -501,7 +506,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
 
 
 _LITERALS = {"method": Method, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat,
-             "strategy": Strategy}
+             "strategy": Strategy, "precision": Compute}
 
 
 _PAIR_FIELDS = ("columns", "roles")

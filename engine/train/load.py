@@ -95,7 +95,7 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         base = resolved.spec.base_16bit if resolved.spec else None
         raise Failure(f"{config.model} holds 4-bit weights, which only method = qlora can train",
                       "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
-    precision = choose_precision(config.method)
+    precision = choose_precision(config.method, precision=config.precision)
     if precision.device == "cuda":
         check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
                    free_gpu_gib())

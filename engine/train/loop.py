@@ -115,7 +115,7 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
     On several processes (`ranks`) each one calls this; rank 0 creates or reopens the run directory
     and the others learn its path from it (engine.train.parallel).
     """
-    precision = precision or choose_precision(config.method)
+    precision = precision or choose_precision(config.method, precision=config.precision)
     checkpoint = None
     if resume:
         choice = choose_checkpoint(Path(resume))

@@ -35,7 +35,7 @@ def api_config(tmp_path: Path, model_folder: Path, **changes) -> RunConfig:
     values = dict(name="api", model=str(model_folder), dataset=str(write_jsonl(tmp_path / "data.jsonl")),
                   output_dir=str(tmp_path / "runs"), lora_r=4, lora_alpha=8, max_steps=3, batch_size=4,
                   grad_accum=1, max_seq_len=64, eval_interval=2, save_interval=10, val_split=0.1,
-                  learning_rate=1e-3, retention_mix=0.0)
+                  learning_rate=1e-3, retention_mix=0.0, precision="fp32")  # exact on any CPU, as tiny_config
     values.update(changes)
     return RunConfig.from_dict(values)
 

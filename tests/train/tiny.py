@@ -63,6 +63,8 @@ def tiny_config(tmp_path: Path, **changes) -> RunConfig:
                                                         "up_proj", "down_proj"),
         learning_rate=1e-3, batch_size=4, grad_accum=2, max_seq_len=64, epochs=1.0, max_steps=0,
         warmup_steps=1, scheduler="linear", eval_interval=3, save_interval=4, val_split=0.1,
+        # Exact comparisons (resume, checkpointing, several processes) on any CPU, bf16 or not.
+        precision="fp32",
     )
     values.update(changes)
     return RunConfig.from_dict(values)

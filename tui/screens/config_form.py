@@ -27,7 +27,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "max_bad_share", "columns", "roles", "messages_field", "dataset_split")),
     ("LoRA", ("lora_r", "lora_alpha", "lora_dropout", "target_modules")),
     ("Optimisation", ("learning_rate", "batch_size", "grad_accum", "optimizer", "weight_decay", "max_grad_norm",
-                      "gradient_checkpointing", "oom_retry", "seed")),
+                      "precision", "gradient_checkpointing", "oom_retry", "seed")),
     ("GPUs", ("gpus", "strategy")),
     ("Schedule", ("epochs", "max_steps", "scheduler", "warmup_ratio", "warmup_steps")),
     ("Evaluation", ("val_split", "eval_interval", "save_interval", "keep_checkpoints", "early_stopping_patience",
@@ -41,6 +41,7 @@ CHOICES = {
     "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
     "scheduler": ("cosine", "linear", "constant"),
     "strategy": ("auto", "ddp", "fsdp"),
+    "precision": ("auto", "bf16", "fp32"),
 }
 ESTIMATE_FIELDS = {"model", "method", "batch_size", "max_seq_len", "gradient_checkpointing", "optimizer",
                    "lora_r", "target_modules", "gpus", "strategy"}
