@@ -290,25 +290,8 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
 def _measure(model: Any, tokenizer: Any, val: Any, general: list[Conversation],
              config: RunConfig) -> tuple[float | None, float | None]:
     from engine.data.render import with_system_prompt
+    from engine.train.step import held_out_loss
 
-    loss = _loss(model, val) if val else None
+    loss = held_out_loss(model, tokenizer, tuple(val), config.batch_size) if val else None
     answers = [with_system_prompt(c, config.system_prompt) for c in general]
     return loss, (mean_token_nll(model, tokenizer, answers) if answers else None)
-
-
-def _loss(model: Any, examples: Any) -> float:
-    import torch
-
-    total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for ex in examples:
-            ids = torch.tensor([ex.input_ids])
-            labels = torch.tensor([ex.labels])
-            n = int((labels[0, 1:] != -100).sum())
-            if n == 0:
-                continue
-            loss = model(input_ids=ids, labels=labels).loss
-            total += float(loss) * n
-            count += n
-    return total / count if count else float("nan")

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.data.readers import DatasetError, read_rows
-from engine.data.render import IGNORE_INDEX, render
-from engine.data.types import Conversation, DataProblem, Message
+from engine.data.render import render
+from engine.data.types import Conversation, DataProblem, Message, TokenizedExample
 
 KINDS = ("fact", "arithmetic", "translation", "code", "instruction", "smalltalk")
 ROLES = ("system", "user", "assistant")
@@ -324,32 +324,19 @@ def mean_token_nll(model: Any, tokenizer: Any, conversations: Sequence[Conversat
     return answer_nll(model, tokenizer, conversations).mean
 
 
-def answer_nll(model: Any, tokenizer: Any, conversations: Sequence[Conversation | Sequence[Mapping[str, str]]]) -> AnswerNll:
-    """The summed NLL and the count of answer tokens behind `mean_token_nll`."""
-    import torch
-    import torch.nn.functional as F
+def answer_nll(model: Any, tokenizer: Any, conversations: Sequence[Conversation | Sequence[Mapping[str, str]]],
+               batch_size: int = 8) -> AnswerNll:
+    """The summed NLL and the count of answer tokens behind `mean_token_nll`, in fp32, batched by
+    length through the training's own held-out loss (labelled positions only reach the head)."""
+    from engine.train.step import held_out_loss, trained_tokens
 
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, tokens = 0.0, 0
-    try:
-        with torch.inference_mode():
-            for conversation in conversations:
-                rendered = render(tokenizer, _as_conversation(conversation))
-                ids = torch.tensor([rendered.input_ids], device=device)
-                labels = torch.tensor(rendered.labels[1:], device=device)
-                n = int((labels != IGNORE_INDEX).sum())
-                if n == 0:
-                    continue
-                logits = model(input_ids=ids).logits[0, :-1].float()
-                total += float(F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum"))
-                tokens += n
-    finally:
-        model.train(was_training)
-    if tokens == 0:
+    examples = tuple(TokenizedExample(r.input_ids, r.labels, 0)
+                     for r in (render(tokenizer, _as_conversation(c)) for c in conversations))
+    examples = tuple(e for e in examples if trained_tokens(e))
+    if not examples:
         raise ValueError("no assistant answer tokens to score: each conversation must end with an assistant turn")
-    return AnswerNll(total, tokens)
+    tokens = sum(trained_tokens(e) for e in examples)
+    return AnswerNll(held_out_loss(model, tokenizer, examples, batch_size) * tokens, tokens)
 
 
 def _as_conversation(conversation: Conversation | Sequence[Mapping[str, str]]) -> Conversation:

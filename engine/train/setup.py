@@ -100,12 +100,12 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     return TrainingSetup(
         model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, schedule=schedule,
         diagnoser=diagnoser, precision=precision, params=list(trainable_named(model).values()),
-        trainable=trainable, total=total, pad_id=_pad_id(tokenizer), fast=fast, loss=loss, accumulate=accumulate,
+        trainable=trainable, total=total, pad_id=pad_id(tokenizer), fast=fast, loss=loss, accumulate=accumulate,
         ranks=ranks,
     )
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_id(tokenizer: Any) -> int:
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
         if candidate is not None:
             return int(candidate)

@@ -105,6 +105,21 @@ def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size
     return total / max(count, 1)
 
 
+def held_out_loss(model: Any, tokenizer: Any, examples: tuple[TokenizedExample, ...], batch_size: int) -> float:
+    """`evaluate_loss` as a measurement outside training: fp32 on the model's device, the model's
+    train/eval mode left as it was."""
+    from engine.train.setup import PLAIN_HEAD_MODELS, pad_id
+
+    device = next(model.parameters()).device
+    fast = getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
+    was_training = model.training
+    try:
+        return evaluate_loss(model, examples, batch_size, pad_id(tokenizer), Precision(device.type, None, None, False),
+                             fast)
+    finally:
+        model.train(was_training)
+
+
 def _autocast(precision: Precision) -> Any:
     import torch
 

@@ -61,3 +61,20 @@ def test_scoring_by_containment_cannot_credit_a_different_command():
     commands = [row["expected"] for row in _eval()]
     assert len(set(commands)) == len(commands)
     assert not [(a, b) for a in commands for b in commands if a != b and a in b]
+
+
+def _trigrams(text):
+    text = f" {_norm(text)} "
+    return {text[i:i + 3] for i in range(len(text) - 2)}
+
+
+def test_no_training_prompt_is_a_near_copy_of_an_eval_prompt():
+    """Held out means other wording, not an eval sentence with a word or two changed: every pair's
+    character-trigram Dice similarity stays under 0.7 ("How can I halt the web container without
+    killing it forcefully?" against the eval's "How can I halt the container web without killing
+    it?" scores 0.85 and was left out of the data)."""
+    train = [_trigrams(c.messages[0].content) for c in _train()]
+    for row in _eval():
+        prompt = _trigrams(row["messages"][0]["content"])
+        closest = max(2 * len(prompt & t) / (len(prompt) + len(t)) for t in train)
+        assert closest < 0.7, row["messages"][0]["content"]
