@@ -62,7 +62,7 @@ def choose_precision(method: str, device: str | None = None, precision: str = "a
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: there bf16 autocast trained the demo 1.25x faster than fp32 with the same
+    """AVX512-BF16 or AMX: there bf16 autocast trained the demo 1.22x faster than fp32 with the same
     held-out and retention scores (README, Training); elsewhere bf16 is emulated and slower."""
     import torch
 

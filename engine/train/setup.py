@@ -80,7 +80,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     model = apply_method(base, config)
     trainable, total = count_params(model)
     check_free_space(run_path, trainable, config.method, total)
-    fast = getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
+    fast = has_plain_head(model)
     loss, accumulate = wrap(model, fast, ranks)
     optimizer, note = build_optimizer(model, config, precision.device)
     if note:
@@ -103,6 +103,11 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
         trainable=trainable, total=total, pad_id=pad_id(tokenizer), fast=fast, loss=loss, accumulate=accumulate,
         ranks=ranks,
     )
+
+
+def has_plain_head(model: Any) -> bool:
+    """A model type whose decoder and bias-free lm_head the chunked loss may call apart."""
+    return getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
 
 
 def pad_id(tokenizer: Any) -> int:

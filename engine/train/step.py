@@ -19,7 +19,7 @@ from engine.data.types import TokenizedExample
 from engine.train.batching import collate
 from engine.train.loss import token_loss_sum
 from engine.train.methods import Precision
-from engine.train.setup import TrainingSetup
+from engine.train.setup import TrainingSetup, has_plain_head, pad_id
 
 
 class OutOfMemory(Exception):
@@ -108,14 +108,11 @@ def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size
 def held_out_loss(model: Any, tokenizer: Any, examples: tuple[TokenizedExample, ...], batch_size: int) -> float:
     """`evaluate_loss` as a measurement outside training: fp32 on the model's device, the model's
     train/eval mode left as it was."""
-    from engine.train.setup import PLAIN_HEAD_MODELS, pad_id
-
     device = next(model.parameters()).device
-    fast = getattr(model.config, "model_type", "") in PLAIN_HEAD_MODELS
     was_training = model.training
     try:
         return evaluate_loss(model, examples, batch_size, pad_id(tokenizer), Precision(device.type, None, None, False),
-                             fast)
+                             has_plain_head(model))
     finally:
         model.train(was_training)
 

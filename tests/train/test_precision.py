@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import engine.train.methods as methods
+from engine.events import StepLogged, TrainStarted
 from engine.train.methods import PrecisionError, choose_precision
 from tests.train.test_loop import run_tiny
 from tests.train.tiny import tiny_config
@@ -35,7 +36,7 @@ def test_a_gpu_refuses_fp32_and_bf16_it_does_not_have(monkeypatch):
 def test_a_bf16_run_on_the_cpu_learns_and_says_so(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, precision="bf16", max_steps=6), model_folder)
     assert result.status == "finished"
-    started = next(e for e in events if type(e).__name__ == "TrainStarted")
+    started = next(e for e in events if isinstance(e, TrainStarted))
     assert started.device == "cpu bfloat16 autocast"
-    losses = [e.loss for e in events if type(e).__name__ == "StepLogged"]
+    losses = [e.loss for e in events if isinstance(e, StepLogged)]
     assert all(loss == loss for loss in losses) and losses[-1] < losses[0]
