@@ -35,11 +35,13 @@ def apply_decoder_kernels(model: Any, device: str) -> tuple[str, ...]:
     return wanted
 
 
-def describe_kernels(device: str, decoder: tuple[str, ...], loss: str | None) -> str:
-    """The Progress message: which fused kernels the run uses, or why it runs plain torch."""
+def describe_kernels(device: str, decoder: tuple[str, ...], loss: str | None, adapter_groups: int = 0) -> str:
+    """The Progress message: which fused kernels the run uses, or why it runs plain torch, and how
+    many groups of LoRA adapters share one A matmul (engine/train/shared_input_lora.py)."""
+    adapters = f"; LoRA A matrices fused per shared input ({adapter_groups} groups)" if adapter_groups else ""
     if not device.startswith("cuda"):
-        return "decoder: plain torch, loss: chunked torch (fused kernels run on CUDA only)"
+        return "decoder: plain torch, loss: chunked torch (fused kernels run on CUDA only)" + adapters
     parts = [f"decoder: liger-kernel {', '.join(decoder)}" if decoder else "decoder: plain torch",
              f"loss: {loss or 'chunked torch'}"]
     hint = "" if decoder or loss else " (pip install -e '.[gpu]' adds liger-kernel)"
-    return ", ".join(parts) + hint
+    return ", ".join(parts) + hint + adapters

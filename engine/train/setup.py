@@ -30,6 +30,7 @@ from engine.train.methods import (
 )
 from engine.train.parallel import SINGLE, Ranks, wrap
 from engine.train.preflight import check_free_space
+from engine.train.shared_input_lora import fuse_shared_input_adapters
 
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
 """model_type values whose logits are exactly lm_head(last hidden state): no scaling or softcap; their
@@ -78,6 +79,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     base = build_model(config, precision)
     decoder_kernels = apply_decoder_kernels(base, precision.device)
     model = apply_method(base, config)
+    adapter_groups = fuse_shared_input_adapters(model) if config.method != "full" else 0
     trainable, total = count_params(model)
     check_free_space(run_path, trainable, config.method, total)
     fast = has_plain_head(model)
@@ -86,7 +88,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     if note:
         emit(Progress("optimizer", 1, 1, message=note))
     emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,
-                                                            fused_kernel_name(precision.device))))
+                                                            fused_kernel_name(precision.device), adapter_groups)))
     if config.packing and not fast:
         emit(Progress("packing", 1, 1, message=(
             f"packing is off for model type {getattr(model.config, 'model_type', '?')!r}: batches are padded, "

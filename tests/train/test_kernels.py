@@ -49,7 +49,8 @@ def test_the_cpu_runs_the_plain_decoder_and_the_run_says_so(tmp_path, model_fold
     result, events = run_tiny(tiny_config(tmp_path, max_steps=1, retention_mix=0.0), model_folder)
     assert result.status == "finished", result.reason
     said = [e.message for e in events if isinstance(e, Progress) and e.stage == "kernels"]
-    assert said == ["decoder: plain torch, loss: chunked torch (fused kernels run on CUDA only)"]
+    assert said == ["decoder: plain torch, loss: chunked torch (fused kernels run on CUDA only); "
+                    "LoRA A matrices fused per shared input (4 groups)"]
 
 
 def test_cuda_without_liger_keeps_the_plain_decoder(monkeypatch, model_folder):
