@@ -4,13 +4,15 @@ They come from llama.cpp on a GGUF of the base exported the way a run is exporte
 same quantisation), greedy, so they are what a user would get from the untuned model. The
 answers are cached per base model, GGUF type, system prompt and length limit, one entry per
 conversation: the base does not change between runs, so a question is only ever asked once.
+The base model's likelihood figures (validation loss, the NLL of its own answers) are cached the
+same way, per base model and the exact token ids scored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +84,22 @@ def base_answers(base_ref: str, conversations: Sequence[list[dict[str, str]]], s
         known.update({json.dumps(c, sort_keys=True): a for c, a in zip(missing, replies, strict=True)})
         write_text_atomic(cache, json.dumps({k: [a.text, a.finished] for k, a in known.items()}))
     return [known[ask] for ask in asks]
+
+
+def base_figures(base_ref: str, inputs: object, compute: Callable[[], list[float | None]]) -> list[float | None]:
+    """`compute()`'s figures of the base model over `inputs` (JSON-able: what was scored, as token
+    ids), computed once per base model and inputs and read from the cache after that."""
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, _base_key(base_ref), inputs]).encode())
+    cache = cache_dir() / "base-figures" / f"{key.hexdigest()[:24]}.json"
+    try:
+        figures = json.loads(cache.read_text(encoding="utf-8"))
+        if isinstance(figures, list) and all(f is None or isinstance(f, float) for f in figures):
+            return figures
+    except (OSError, ValueError):
+        pass  # not cached yet, or damaged: computed again
+    figures = compute()
+    write_text_atomic(cache, json.dumps(figures))
+    return figures
 
 
 def _read_cache(path: Path) -> dict[str, Answer]:

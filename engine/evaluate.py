@@ -30,7 +30,6 @@ from engine.retention import (
     collapse_share,
     diagnose_retention,
     exact_retention,
-    mean_token_nll,
     read_prompt_file,
 )
 from engine.runs import eval_report_path
@@ -256,42 +255,65 @@ def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSi
 
 def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
                  ) -> tuple[float | None, float | None, int, float | None, float | None]:
-    """With the base and tuned model loaded once in Hugging Face: validation loss on the run's
-    held-out split (None without one) and the mean token NLL of the base model's own general
-    answers (None without any), each for base and tuned."""
+    """With the tuned model loaded in Hugging Face: validation loss on the run's held-out split
+    (None without one) and the mean token NLL of the base model's own general answers (None
+    without any), each for base and tuned. The base's two figures are cached per base model and
+    the token ids scored (engine/base_answers.py), so a second run on the same base skips them."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from engine.base_answers import base_figures
     from engine.data import prepare
+    from engine.data.render import with_system_prompt
+    from engine.retention import answer_examples
 
     config = source.config
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_ref)
     val = prepare(config, tokenizer).val[:MAX_VAL_EXAMPLES] if config.val_split > 0 else ()
-    if not val and not general:
+    answers = answer_examples(tokenizer, [with_system_prompt(c, config.system_prompt) for c in general])
+    if not val and not answers:
         return None, None, 0, None, None
     on_event(Progress("eval", 0, len(val), "examples", "validation loss and retention likelihood"))
-    trust = config.trust_remote_code
+    placement = measure_placement(torch.cuda.is_available(), torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    load = {"dtype": placement[0], "trust_remote_code": config.trust_remote_code, **placement[1]}
+    scored = [[[e.input_ids, e.labels] for e in part] for part in (val, answers)]
+    base_ref = source.base_ref or source.origin_ref
     if source.base_ref is None:
-        tuned = AutoModelForCausalLM.from_pretrained(source.weights, dtype=torch.float32, trust_remote_code=trust)
-        base = AutoModelForCausalLM.from_pretrained(source.origin_ref, dtype=torch.float32, trust_remote_code=trust)
-        base_loss, base_nll = _measure(base, tokenizer, val, general, config)
-        tuned_loss, tuned_nll = _measure(tuned, tokenizer, val, general, config)
-        return base_loss, tuned_loss, len(val), base_nll, tuned_nll
-    from peft import PeftModel
+        tuned = AutoModelForCausalLM.from_pretrained(source.weights, **load)
+        tuned_loss, tuned_nll = _measure(tuned, tokenizer, val, answers, config)
+        del tuned
 
-    model = AutoModelForCausalLM.from_pretrained(source.base_ref, dtype=torch.float32, trust_remote_code=trust)
-    model = PeftModel.from_pretrained(model, str(source.weights)).eval()
-    tuned_loss, tuned_nll = _measure(model, tokenizer, val, general, config)
-    with model.disable_adapter():
-        base_loss, base_nll = _measure(model, tokenizer, val, general, config)
+        def base_measures() -> list[float | None]:
+            base = AutoModelForCausalLM.from_pretrained(base_ref, **load)
+            return list(_measure(base, tokenizer, val, answers, config))
+    else:
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(source.base_ref, **load)
+        model = PeftModel.from_pretrained(model, str(source.weights)).eval()
+        tuned_loss, tuned_nll = _measure(model, tokenizer, val, answers, config)
+
+        def base_measures() -> list[float | None]:
+            with model.disable_adapter():
+                return list(_measure(model, tokenizer, val, answers, config))
+    base_loss, base_nll = base_figures(base_ref, ["val loss and answer nll", str(placement[0]), config.batch_size, scored],
+                                       base_measures)
     return base_loss, tuned_loss, len(val), base_nll, tuned_nll
 
 
-def _measure(model: Any, tokenizer: Any, val: Any, general: list[Conversation],
-             config: RunConfig) -> tuple[float | None, float | None]:
-    from engine.data.render import with_system_prompt
+def measure_placement(cuda: bool, bf16: bool) -> tuple[Any, dict[str, Any]]:
+    """(dtype, from_pretrained placement) for the likelihood measures: on a GPU the 16-bit type it
+    trains in, on the GPU (an 8B model in fp32 would need 32 GB of CPU memory and hours); on the CPU
+    fp32, as the figures in the README were measured."""
+    import torch
+
+    if not cuda:
+        return torch.float32, {}
+    return (torch.bfloat16 if bf16 else torch.float16), {"device_map": {"": 0}}
+
+
+def _measure(model: Any, tokenizer: Any, val: Any, answers: Any, config: RunConfig) -> tuple[float | None, float | None]:
     from engine.train.step import held_out_loss
 
     loss = held_out_loss(model, tokenizer, tuple(val), config.batch_size) if val else None
-    answers = [with_system_prompt(c, config.system_prompt) for c in general]
-    return loss, (mean_token_nll(model, tokenizer, answers) if answers else None)
+    return loss, (held_out_loss(model, tokenizer, answers, 8) if answers else None)

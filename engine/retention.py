@@ -330,13 +330,22 @@ def answer_nll(model: Any, tokenizer: Any, conversations: Sequence[Conversation 
     length through the training's own held-out loss (labelled positions only reach the head)."""
     from engine.train.step import held_out_loss, trained_tokens
 
-    examples = tuple(TokenizedExample(r.input_ids, r.labels, 0)
-                     for r in (render(tokenizer, _as_conversation(c)) for c in conversations))
-    examples = tuple(e for e in examples if trained_tokens(e))
+    examples = answer_examples(tokenizer, conversations)
     if not examples:
         raise ValueError("no assistant answer tokens to score: each conversation must end with an assistant turn")
     tokens = sum(trained_tokens(e) for e in examples)
     return AnswerNll(held_out_loss(model, tokenizer, examples, batch_size) * tokens, tokens)
+
+
+def answer_examples(tokenizer: Any, conversations: Sequence[Conversation | Sequence[Mapping[str, str]]]
+                    ) -> tuple[TokenizedExample, ...]:
+    """The conversations rendered as training renders them, labelled on the answers only; those
+    without an answer token are left out."""
+    from engine.train.step import trained_tokens
+
+    examples = (TokenizedExample(r.input_ids, r.labels, 0)
+                for r in (render(tokenizer, _as_conversation(c)) for c in conversations))
+    return tuple(e for e in examples if trained_tokens(e))
 
 
 def _as_conversation(conversation: Conversation | Sequence[Mapping[str, str]]) -> Conversation:
