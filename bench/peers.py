@@ -1,0 +1,229 @@
+"""ftui against the trainers experts use: throughput, memory and what the same steps learn.
+
+Every variant trains the embedded SmolLM2-135M with LoRA r16 (alpha 32, dropout 0.05) on all
+seven projections, the loss on replies only, at the precision ftui picks on this machine (bf16
+autocast where the CPU computes bf16 natively, else fp32), each in its own process so its peak
+RSS is its own, the variants alternated round by round so machine load falls on all alike:
+
+- `ftui`: ftui's engine as shipped.
+- `trl`: TRL's SFTTrainer on prompt/completion conversations (completion-only loss), padded batches.
+- `trl-padfree`: the same with `padding_free=True` (each batch one row, position ids per example).
+
+TRL is a bench-only install, never part of the test command; the variants it needs are skipped
+with a note when it is missing:
+
+    .venv/bin/pip install --no-deps --target .bench-peers trl==1.16.0
+    .venv/bin/python bench/peers.py --data varied [--rounds 2]   # throughput and peak RSS
+    .venv/bin/python bench/peers.py --data demo [--rounds 3]     # held-out loss after 10 steps
+
+`varied`: 96 conversations of ~20-500 tokens, batch 4, lr 2e-4, one epoch; non-pad tokens/s over
+the training loop. `demo`: presets/data/docker_train.jsonl, batch 8, lr 1e-3, 10 steps (seed =
+round), then the loss of `Run: `<expected>`` on the 43 prompts of docker_eval.jsonl, which no
+variant trains on. Prints each run, the medians and each variant's ratios to the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PEERS = ROOT / ".bench-peers"
+
+from bench.train_throughput import LORA, TARGETS, write_dataset  # noqa: E402
+
+VARIANTS = ("ftui", "trl", "trl-padfree")
+SETTINGS = {
+    "varied": {"batch_size": 4, "learning_rate": 2e-4, "max_steps": 0},
+    "demo": {"batch_size": 8, "learning_rate": 1e-3, "max_steps": 10},
+}
+
+
+def run_ftui(data: Path, workdir: Path, settings: dict, seed: int, evals) -> dict:
+    import threading
+
+    from engine.config import RunConfig
+    from engine.events import StepLogged
+    from engine.models import load_causal_lm, load_tokenizer, resolve_model
+    from engine.train import Loaded, run_loaded
+    from engine.train.methods import choose_precision
+    from engine.train.step import evaluate_loss
+
+    config = RunConfig.from_dict({
+        "name": "bench", "model": "smollm2-135m", "dataset": str(data), "method": "lora", **LORA,
+        "target_modules": TARGETS, "learning_rate": settings["learning_rate"], "epochs": 1.0,
+        "max_steps": settings["max_steps"], "batch_size": settings["batch_size"], "grad_accum": 1,
+        "max_seq_len": 1024, "val_split": 0.0, "save_interval": 10_000, "eval_interval": 10_000,
+        "output_dir": str(workdir / "runs"), "warmup_steps": 0, "scheduler": "linear", "retention_mix": 0.0,
+        "seed": seed,
+    })
+    resolved = resolve_model("smollm2-135m")
+    tokenizer = load_tokenizer(resolved)
+    from engine.data import prepare
+
+    prepared = prepare(config, tokenizer)
+    model: list = []
+
+    def build(cfg, precision):
+        # peft adds the adapters to this object, so evaluating it afterwards evaluates the tuned model.
+        model.append(load_causal_lm(resolved, dtype=precision.load_dtype, device=precision.device))
+        return model[0]
+
+    steps: list = []
+    result = run_loaded(config, Loaded(build, tokenizer, prepared, resolved.ref),
+                        lambda e: steps.append(e) if isinstance(e, StepLogged) else None, threading.Event())
+    assert result.ok, result.reason
+    out = {"train_s": steps[-1].elapsed_s, "final_loss": steps[-1].loss, "steps": len(steps)}
+    if evals is not None:
+        out["heldout"] = evaluate_loss(model[0], evals(tokenizer), 8, tokenizer.pad_token_id,
+                                       choose_precision("lora"), True)
+    return out
+
+
+def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding_free: bool) -> dict:
+    sys.path.insert(0, str(PEERS))
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from engine.models import load_tokenizer, resolve_model
+    from engine.train.methods import choose_precision
+    from engine.train.step import evaluate_loss
+
+    resolved = resolve_model("smollm2-135m")
+    tokenizer = load_tokenizer(resolved)
+    rows = [json.loads(line)["messages"] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dataset = Dataset.from_list([{"prompt": m[:-1], "completion": m[-1:]} for m in rows])
+    precision = choose_precision("lora")
+    model = AutoModelForCausalLM.from_pretrained(resolved.ref, dtype=torch.float32)
+    args = SFTConfig(
+        output_dir=str(workdir / "trl"), per_device_train_batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"], num_train_epochs=1, max_steps=settings["max_steps"] or -1,
+        lr_scheduler_type="linear", warmup_steps=0, logging_steps=1, save_strategy="no", report_to=[],
+        use_cpu=True, bf16=precision.autocast_dtype is not None, seed=seed,
+        max_length=None if padding_free else 1024,  # every example is under 1024 tokens; TRL wants None here
+        completion_only_loss=True, padding_free=padding_free, gradient_checkpointing=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=LoraConfig(r=LORA["lora_r"], lora_alpha=LORA["lora_alpha"],
+                                                lora_dropout=LORA["lora_dropout"], target_modules=TARGETS,
+                                                task_type="CAUSAL_LM"))
+    metrics = trainer.train()
+    out = {"train_s": metrics.metrics["train_runtime"], "final_loss": trainer.state.log_history[-2].get("loss", 0.0),
+           "steps": metrics.global_step}
+    if evals is not None:
+        out["heldout"] = evaluate_loss(trainer.model, evals(tokenizer), 8, tokenizer.pad_token_id, precision, True)
+    return out
+
+
+def trained_tokens(data: Path) -> int:
+    """Non-pad tokens of one epoch, as ftui renders them (every variant uses the same chat template)."""
+    from engine.config import RunConfig
+    from engine.data import prepare
+    from engine.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    prepared = prepare(RunConfig(dataset=str(data), max_seq_len=1024, val_split=0.0), tokenizer)
+    return sum(len(e.input_ids) for e in prepared.train)
+
+
+def docker_evals(workdir: Path):
+    def tokenized(tokenizer):
+        from bench.batch_order import eval_examples
+        from engine.configure import build_config
+
+        return eval_examples(tokenizer, build_config("demo", sets=["retention_mix=0"]), workdir)
+
+    return tokenized
+
+
+def child(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir)
+    data = workdir / "data.jsonl"
+    settings = SETTINGS[args.data]
+    evals = docker_evals(workdir) if args.data == "demo" else None
+    began = time.monotonic()
+    if args.variant == "ftui":
+        stats = run_ftui(data, workdir, settings, args.seed, evals)
+    else:
+        stats = run_trl(data, workdir, settings, args.seed, evals, padding_free=args.variant == "trl-padfree")
+    stats["wall_s"] = time.monotonic() - began
+    stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print("RESULT " + json.dumps(stats), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=sorted(SETTINGS), default="varied")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="the first is the baseline of the ratios")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        child(args)
+        return
+    variants = args.variants.split(",")
+    if not (PEERS / "trl").is_dir():
+        missing = [v for v in variants if v.startswith("trl")]
+        if missing:
+            print(f"skipping {', '.join(missing)}: TRL is not installed in {PEERS} (see this script's docstring)")
+        variants = [v for v in variants if v not in missing]
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    header = f"{'variant':12}{'seed':>5}{'tokens/s':>10}{'train s':>9}{'peak RSS GiB':>14}{'steps':>6}{'held-out':>10}"
+    with tempfile.TemporaryDirectory(prefix="ftui-peers-") as workdir:
+        data = Path(workdir) / "data.jsonl"
+        if args.data == "demo":
+            data.write_bytes((ROOT / "presets" / "data" / "docker_train.jsonl").read_bytes())
+        else:
+            write_dataset(data, 96)
+        tokens = trained_tokens(data)
+        print(header)
+        for round_ in range(1, args.rounds + 1):
+            for variant in variants:
+                cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir, "--data", args.data,
+                       "--seed", str(round_)]
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if line is None:
+                    sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+                r = json.loads(line[len("RESULT "):])
+                r["tokens_per_s"] = tokens / r["train_s"] if args.data == "varied" else float("nan")
+                results[variant].append(r)
+                print(_row(variant, str(round_), r), flush=True)
+    what = ("96 conversations of ~20-500 tokens, batch 4, 1 epoch" if args.data == "varied"
+            else "the Docker demo data, batch 8, 10 steps")
+    print(f"\nSmolLM2-135M LoRA r16, {what}; medians of {args.rounds} round(s)")
+    print(header)
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "train_s", "peak_rss_gib", "steps")}
+           | {"heldout": statistics.mean(r.get("heldout", float("nan")) for r in rs)} for v, rs in results.items()}
+    for name, r in med.items():
+        print(_row(name, "", r))
+    base = variants[0]
+    for name in variants[1:]:
+        f, h = med[base], med[name]
+        print(f"{base} / {name}: train time {h['train_s'] / f['train_s']:.2f}x faster, "
+              f"peak RSS {f['peak_rss_gib'] / h['peak_rss_gib']:.2f}x")
+    if args.data == "demo":
+        print("held-out: mean loss of the eval answers over rounds (lower learned more)")
+
+
+def _row(name: str, seed: str, r: dict) -> str:
+    held = r.get("heldout")
+    return (f"{name:12}{seed:>5}{r['tokens_per_s']:>10.1f}{r['train_s']:>9.1f}{r['peak_rss_gib']:>14.2f}"
+            f"{r['steps']:>6.0f}{held if held is not None else float('nan'):>10.3f}")
+
+
+if __name__ == "__main__":
+    main()
