@@ -4,13 +4,14 @@ All train the embedded SmolLM2-135M with the same LoRA settings, batch size, lea
 and examples: a length-varied set (lengths spread from ~20 to ~500 tokens) or the Docker demo
 data (`--data demo`, 20-80 tokens). `ftui` pads each batch, `packed` runs it as one row
 (`packing = true`), `unfused` runs peft's own LoRA forward (one A matmul and dropout mask per
-adapter instead of one per shared input, engine/train/shared_input_lora.py). The recipe is the one people write: `Trainer` +
+adapter instead of one per shared input, engine/train/shared_input_lora.py), `torch-dropout`
+draws the dropout masks with torch's own dropout instead of packed bits (engine/train/dropout.py). The recipe is the one people write: `Trainer` +
 `DataCollatorForLanguageModeling(mlm=False)` on chat-template text, random batches. Each variant
 runs in its own subprocess so its peak RSS (ru_maxrss) is its own; with `--rounds N` the variants
 take turns N times, so machine load falls on all alike.
 
     .venv/bin/python bench/train_throughput.py [--examples 96] [--batch-size 4] [--data varied|demo]
-        [--variants ftui,packed,unfused,recipe] [--rounds 1]
+        [--variants ftui,packed,unfused,torch-dropout,recipe] [--rounds 1]
 
 Prints non-pad tokens/s (training loop only), wall time, peak RSS, and the ratios of each variant
 to the first (medians over rounds).
@@ -53,13 +54,15 @@ def write_dataset(path: Path, n: int, seed: int = 0) -> None:
                                               {"role": "assistant", "content": f"Run: `docker {a}`"}]}) + "\n")
 
 
-def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = True) -> dict:
+def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = True, packed_bits: bool = True) -> dict:
     from engine.config import RunConfig
     from engine.events import StepLogged
     from engine.train import setup, train
 
     if not fused:
         setup.fuse_shared_input_adapters = lambda model: 0
+    if not packed_bits:
+        setup.use_packed_bits_dropout = lambda model, device: 0
 
     config = RunConfig.from_dict({
         "name": "bench", "model": "smollm2-135m", "dataset": str(data), "method": "lora", **LORA,
@@ -129,14 +132,15 @@ def child(args: argparse.Namespace) -> None:
     if args.variant == "recipe":
         stats = run_recipe(data, args)
     else:
-        stats = run_ftui(data, args, packing=args.variant == "packed", fused=args.variant != "unfused")
+        stats = run_ftui(data, args, packing=args.variant == "packed", fused=args.variant != "unfused",
+                         packed_bits=args.variant != "torch-dropout")
     stats["wall_s"] = time.monotonic() - began
     stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     stats["tokens_per_s"] = stats["tokens"] / stats["train_s"]
     print("RESULT " + json.dumps(stats), flush=True)
 
 
-VARIANTS = ("ftui", "packed", "unfused", "recipe")
+VARIANTS = ("ftui", "packed", "unfused", "torch-dropout", "recipe")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from engine.data.types import TokenizedExample
 from engine.events import Progress
 from engine.train.batching import Schedule
 from engine.train.diagnose import Diagnoser
+from engine.train.dropout import use_packed_bits_dropout
 from engine.train.kernels import apply_decoder_kernels, describe_kernels
 from engine.train.loss import fused_kernel_name
 from engine.train.methods import (
@@ -80,6 +81,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     decoder_kernels = apply_decoder_kernels(base, precision.device)
     model = apply_method(base, config)
     adapter_groups = fuse_shared_input_adapters(model) if config.method != "full" else 0
+    use_packed_bits_dropout(model, precision.device)
     trainable, total = count_params(model)
     check_free_space(run_path, trainable, config.method, total)
     fast = has_plain_head(model)
