@@ -5,13 +5,15 @@ and examples: a length-varied set (lengths spread from ~20 to ~500 tokens) or th
 data (`--data demo`, 20-80 tokens). `ftui` pads each batch, `packed` runs it as one row
 (`packing = true`), `unfused` runs peft's own LoRA forward (one A matmul and dropout mask per
 adapter instead of one per shared input, engine/train/shared_input_lora.py), `torch-dropout`
-draws the dropout masks with torch's own dropout instead of packed bits (engine/train/dropout.py). The recipe is the one people write: `Trainer` +
+draws the dropout masks with torch's own dropout instead of packed bits (engine/train/dropout.py),
+`fp32-frozen` keeps the frozen weights in fp32 under CPU autocast
+(`engine.train.methods.store_frozen_weights_for_autocast`). The recipe is the one people write: `Trainer` +
 `DataCollatorForLanguageModeling(mlm=False)` on chat-template text, random batches. Each variant
 runs in its own subprocess so its peak RSS (ru_maxrss) is its own; with `--rounds N` the variants
 take turns N times, so machine load falls on all alike.
 
     .venv/bin/python bench/train_throughput.py [--examples 96] [--batch-size 4] [--data varied|demo]
-        [--variants ftui,packed,unfused,torch-dropout,recipe] [--rounds 1]
+        [--variants ftui,packed,unfused,torch-dropout,fp32-frozen,recipe] [--rounds 1]
 
 Prints non-pad tokens/s (training loop only), wall time, peak RSS, and the ratios of each variant
 to the first (medians over rounds).
@@ -54,7 +56,8 @@ def write_dataset(path: Path, n: int, seed: int = 0) -> None:
                                               {"role": "assistant", "content": f"Run: `docker {a}`"}]}) + "\n")
 
 
-def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = True, packed_bits: bool = True) -> dict:
+def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = True, packed_bits: bool = True,
+             bf16_frozen: bool = True) -> dict:
     from engine.config import RunConfig
     from engine.events import StepLogged
     from engine.train import setup, train
@@ -63,6 +66,8 @@ def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = 
         setup.fuse_shared_input_adapters = lambda model: 0
     if not packed_bits:
         setup.use_packed_bits_dropout = lambda model, device: 0
+    if not bf16_frozen:
+        setup.store_frozen_weights_for_autocast = lambda model, precision: 0
 
     config = RunConfig.from_dict({
         "name": "bench", "model": "smollm2-135m", "dataset": str(data), "method": "lora", **LORA,
@@ -133,14 +138,14 @@ def child(args: argparse.Namespace) -> None:
         stats = run_recipe(data, args)
     else:
         stats = run_ftui(data, args, packing=args.variant == "packed", fused=args.variant != "unfused",
-                         packed_bits=args.variant != "torch-dropout")
+                         packed_bits=args.variant != "torch-dropout", bf16_frozen=args.variant != "fp32-frozen")
     stats["wall_s"] = time.monotonic() - began
     stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     stats["tokens_per_s"] = stats["tokens"] / stats["train_s"]
     print("RESULT " + json.dumps(stats), flush=True)
 
 
-VARIANTS = ("ftui", "packed", "unfused", "torch-dropout", "recipe")
+VARIANTS = ("ftui", "packed", "unfused", "torch-dropout", "fp32-frozen", "recipe")
 
 
 def main() -> None:

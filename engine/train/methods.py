@@ -70,6 +70,30 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def store_frozen_weights_for_autocast(model: Any, precision: Precision) -> int:
+    """On a CPU under autocast, keep frozen linear weights in the autocast type; the number stored.
+
+    Autocast caches its casts only of weights that train, so every call cast each frozen fp32
+    weight to bf16 again. Stored in bf16 the matmuls see the same values (the same rounding), and
+    the copies are gone. Weights tied to an embedding stay fp32, since the embedding's output feeds
+    the fp32 residual stream."""
+    import torch
+
+    if precision.device != "cpu" or precision.autocast_dtype is None or precision.load_dtype != torch.float32:
+        return 0
+    tied = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    stored = 0
+    for module in model.modules():
+        if type(module) is not torch.nn.Linear or id(module.weight) in tied:
+            continue
+        frozen = [p for p in (module.weight, module.bias) if p is not None and not p.requires_grad]
+        if len(frozen) == sum(p is not None for p in (module.weight, module.bias)) and module.weight.dtype == torch.float32:
+            for p in frozen:
+                p.data = p.data.to(precision.autocast_dtype)
+            stored += 1
+    return stored
+
+
 def apply_method(model: Any, config: RunConfig) -> Any:
     """Adapters (or full training) on `model`, with gradient checkpointing when asked."""
     if config.method != "full":

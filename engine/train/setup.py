@@ -26,6 +26,7 @@ from engine.train.methods import (
     build_optimizer,
     build_scheduler,
     count_params,
+    store_frozen_weights_for_autocast,
     trainable_named,
     warmup_steps,
 )
@@ -82,6 +83,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     model = apply_method(base, config)
     adapter_groups = fuse_shared_input_adapters(model) if config.method != "full" else 0
     use_packed_bits_dropout(model, precision.device)
+    store_frozen_weights_for_autocast(model, precision)
     trainable, total = count_params(model)
     check_free_space(run_path, trainable, config.method, total)
     fast = has_plain_head(model)

@@ -40,3 +40,36 @@ def test_a_bf16_run_on_the_cpu_learns_and_says_so(tmp_path, model_folder):
     assert started.device == "cpu bfloat16 autocast"
     losses = [e.loss for e in events if isinstance(e, StepLogged)]
     assert all(loss == loss for loss in losses) and losses[-1] < losses[0]
+
+
+def test_frozen_weights_stored_in_bf16_give_the_same_step_under_cpu_autocast(model_folder):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.train.methods import Precision, store_frozen_weights_for_autocast
+
+    torch.manual_seed(0)
+    plain = get_peft_model(AutoModelForCausalLM.from_pretrained(model_folder),
+                           LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"]))
+    for name, p in plain.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.1)
+    stored = copy.deepcopy(plain)
+    autocast = Precision("cpu", torch.float32, torch.bfloat16, False)
+    assert store_frozen_weights_for_autocast(stored, Precision("cpu", torch.float32, None, False)) == 0
+    assert store_frozen_weights_for_autocast(stored, autocast) >= 2 * 7  # every base projection of 2 layers
+    assert stored.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight.dtype == torch.bfloat16
+    assert stored.base_model.model.model.embed_tokens.weight.dtype == torch.float32
+    assert stored.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32
+
+    ids = torch.randint(3, 64, (2, 20))
+    results = []
+    for model in (plain, stored):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters() if p.requires_grad]))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1], strict=True))
