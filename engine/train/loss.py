@@ -129,7 +129,7 @@ def _build_function() -> Any:
             rows = torch.arange(min(step, hidden.shape[0]), device=hidden.device)
             kind = hidden.device.type
             dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else hidden.dtype
-            w = weight.to(dtype)  # one 16-bit copy of an fp32 head (full fine-tuning), else the weight itself
+            w = _head_in(weight, dtype, want_w)
             for start in range(0, hidden.shape[0], step):
                 h = hidden[start:start + step].to(dtype)
                 y = labels[start:start + step]
@@ -167,6 +167,20 @@ def _build_function() -> Any:
             return grad_h, grad_w, None
 
     return ChunkedLinearCrossEntropy
+
+
+def _head_in(weight: Any, dtype: Any, trains: bool) -> Any:
+    """The head weight in the matmul's type: the weight itself when it is already, one copy of an
+    fp32 head that trains (full fine-tuning), and for a frozen fp32 head (a tied embedding under CPU
+    autocast) a copy kept on the weight for the next calls: cast anew it took 2% of a CPU step."""
+    if weight.dtype == dtype or trains:
+        return weight.to(dtype)
+    kept = getattr(weight, "_ftui_in_matmul_type", None)
+    if kept is not None and kept[0] == weight._version and kept[1].dtype == dtype:
+        return kept[1]
+    copy = weight.to(dtype)
+    weight._ftui_in_matmul_type = (weight._version, copy)
+    return copy
 
 
 _FUSED: dict[str, Any] = {}

@@ -5,7 +5,9 @@ up. peft multiplies that input by each adapter's rank-r A matrix apart, one thin
 ([tokens x hidden] @ [hidden x 16]) that runs at a few GFLOP/s on a CPU against ~190 for the base
 shapes, after drawing a dropout mask each, and scales each adapter's full-width output. Here the
 first adapter of a group computes x @ [A_q; A_k; A_v]^T once, behind one dropout mask, its
-siblings take their slices, and the scaling is applied to the rank-r product. The parameters,
+siblings take their slices, and the scaling is applied to the rank-r product. Every other plain
+adapter runs the same forward alone, which also skips peft's cast of its input to the adapter's
+fp32 under autocast (autocast casts it back to bf16 for the matmul anyway). The parameters,
 checkpoints and saved adapters are peft's own; with dropout 0 the losses equal peft's to float
 rounding, with dropout the siblings share one mask where peft draws one each (same rate).
 """
@@ -38,7 +40,8 @@ class _Group:
         import torch.nn.functional as F
 
         if self._input is None or self._input() is not x or index in self._taken:
-            weight = torch.cat([layer.lora_A[ADAPTER].weight for layer in self.layers])
+            weights = [layer.lora_A[ADAPTER].weight for layer in self.layers]
+            weight = torch.cat(weights) if len(weights) > 1 else weights[0]
             source = x if torch.is_autocast_enabled(x.device.type) else x.to(weight.dtype)
             dropped = self.layers[0].lora_dropout[ADAPTER](source)
             self._parts = F.linear(dropped, weight).split(self.ranks, dim=-1)
@@ -51,10 +54,12 @@ class _Group:
 
 
 def fuse_shared_input_adapters(model: Any) -> int:
-    """Route each group of sibling LoRA layers through one A matmul; the number of groups fused."""
+    """Route each group of sibling LoRA layers through one A matmul, and every other plain LoRA
+    layer through the same forward as a group of one; the number of groups of siblings fused."""
     from peft.tuners.lora import LoraLayer
 
     fused = 0
+    grouped: set[int] = set()
     for parent in model.modules():
         for names in SHARED_INPUTS:
             found = [getattr(parent, name, None) for name in names]
@@ -63,11 +68,20 @@ def fuse_shared_input_adapters(model: Any) -> int:
                 continue
             if len({layer.lora_A[ADAPTER].in_features for layer in layers}) != 1:
                 continue
-            group = _Group(layers)
-            for index, layer in enumerate(layers):
-                layer.forward = types.MethodType(_forward_with(group, index, type(layer).forward), layer)
+            _route(_Group(layers))
+            grouped.update(id(layer) for layer in layers)
             fused += 1
+    # A single adapter gains the scaling on the rank-r product, and skips peft's cast of its input
+    # to the adapter's fp32 under autocast (two copies of e.g. down_proj's 1536-wide input per call).
+    for layer in model.modules():
+        if isinstance(layer, LoraLayer) and _plain(layer) and id(layer) not in grouped:
+            _route(_Group([layer]))
     return fused
+
+
+def _route(group: _Group) -> None:
+    for index, layer in enumerate(group.layers):
+        layer.forward = types.MethodType(_forward_with(group, index, type(layer).forward), layer)
 
 
 def _plain(layer: Any) -> bool:

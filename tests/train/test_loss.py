@@ -141,3 +141,28 @@ def test_fused_kernel_on_cuda_matches_the_chunked_loss():
     (g_want,) = torch.autograd.grad(want, h2)
     assert float(got) == pytest.approx(float(want), rel=1e-2)
     assert torch.allclose(g_got.float(), g_want.float(), rtol=5e-2, atol=5e-3)
+
+
+def test_a_frozen_fp32_head_under_autocast_is_cast_once_and_again_after_it_changes():
+    torch.manual_seed(0)
+    weight = torch.randn(300, 32) * 0.1  # frozen: a tied embedding under LoRA on the CPU
+    labels = torch.randint(0, 300, (40,))
+
+    def loss_of(w):
+        hidden = torch.randn(40, 32, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = linear_cross_entropy(hidden, w, labels)
+        value.backward()
+        return value.detach(), hidden.grad
+
+    first = loss_of(weight)
+    kept = weight._ftui_in_matmul_type[1]
+    second = loss_of(weight)
+    assert weight._ftui_in_matmul_type[1] is kept
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+    weight.mul_(2.0)  # changed in place: the kept copy is stale
+    changed = loss_of(weight)
+    fresh = loss_of(weight.clone())
+    assert torch.equal(changed[0], fresh[0]) and torch.equal(changed[1], fresh[1])
+    assert not torch.equal(changed[0], first[0])
