@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PEERS = ROOT / ".bench-peers"
 
-from bench.train_throughput import LORA, TARGETS, write_dataset  # noqa: E402
+from bench.train_throughput import LORA, TARGETS, dataset_tokens, write_dataset  # noqa: E402
 
 VARIANTS = ("ftui", "trl", "trl-padfree")
 SETTINGS = {
@@ -126,17 +126,6 @@ def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding
     return out
 
 
-def trained_tokens(data: Path) -> int:
-    """Non-pad tokens of one epoch, as ftui renders them (every variant uses the same chat template)."""
-    from engine.config import RunConfig
-    from engine.data import prepare
-    from engine.models import load_tokenizer, resolve_model
-
-    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
-    prepared = prepare(RunConfig(dataset=str(data), max_seq_len=1024, val_split=0.0), tokenizer)
-    return sum(len(e.input_ids) for e in prepared.train)
-
-
 def docker_evals(workdir: Path):
     def tokenized(tokenizer):
         from bench.batch_order import eval_examples
@@ -188,7 +177,7 @@ def main() -> None:
             data.write_bytes((ROOT / "presets" / "data" / "docker_train.jsonl").read_bytes())
         else:
             write_dataset(data, 96)
-        tokens = trained_tokens(data)
+        tokens = dataset_tokens(data)
         print(header)
         for round_ in range(1, args.rounds + 1):
             for variant in variants:

@@ -81,7 +81,7 @@ def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = 
     assert result.ok, result.reason
     # tokens_per_s x step time summed = non-pad tokens; elapsed of the last step = loop time.
     loop_s = steps[-1].elapsed_s
-    tokens = _dataset_tokens(data)
+    tokens = dataset_tokens(data)
     return {"tokens": tokens, "train_s": loop_s, "final_loss": steps[-1].loss, "steps": len(steps)}
 
 
@@ -121,7 +121,7 @@ def run_recipe(data: Path, args: argparse.Namespace) -> dict:
             "steps": out.global_step}
 
 
-def _dataset_tokens(data: Path) -> int:
+def dataset_tokens(data: Path) -> int:
     from engine.config import RunConfig
     from engine.data import prepare
     from engine.models import load_tokenizer, resolve_model

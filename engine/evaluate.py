@@ -23,6 +23,7 @@ from engine.errors import ActionableError
 from engine.events import Diagnosis, EvalFailed, EventSink, Progress, ignore
 from engine.paths import PROJECT_ROOT, resolve_project_path
 from engine.retention import (
+    ANSWER_BATCH,
     ExactRetention,
     GeneralPrompt,
     RetentionFinding,
@@ -316,4 +317,4 @@ def _measure(model: Any, tokenizer: Any, val: Any, answers: Any, config: RunConf
     from engine.train.step import held_out_loss
 
     loss = held_out_loss(model, tokenizer, tuple(val), config.batch_size) if val else None
-    return loss, (held_out_loss(model, tokenizer, answers, 8) if answers else None)
+    return loss, (held_out_loss(model, tokenizer, answers, ANSWER_BATCH) if answers else None)

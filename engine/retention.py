@@ -324,8 +324,12 @@ def mean_token_nll(model: Any, tokenizer: Any, conversations: Sequence[Conversat
     return answer_nll(model, tokenizer, conversations).mean
 
 
+ANSWER_BATCH = 8
+"""Answers scored per forward when measuring their likelihood."""
+
+
 def answer_nll(model: Any, tokenizer: Any, conversations: Sequence[Conversation | Sequence[Mapping[str, str]]],
-               batch_size: int = 8) -> AnswerNll:
+               batch_size: int = ANSWER_BATCH) -> AnswerNll:
     """The summed NLL and the count of answer tokens behind `mean_token_nll`, in fp32, batched by
     length through the training's own held-out loss (labelled positions only reach the head)."""
     from engine.train.step import held_out_loss, trained_tokens

@@ -86,9 +86,9 @@ def store_frozen_weights_for_autocast(model: Any, precision: Precision) -> int:
     for module in model.modules():
         if type(module) is not torch.nn.Linear or id(module.weight) in tied:
             continue
-        frozen = [p for p in (module.weight, module.bias) if p is not None and not p.requires_grad]
-        if len(frozen) == sum(p is not None for p in (module.weight, module.bias)) and module.weight.dtype == torch.float32:
-            for p in frozen:
+        params = [p for p in (module.weight, module.bias) if p is not None]
+        if module.weight.dtype == torch.float32 and not any(p.requires_grad for p in params):
+            for p in params:
                 p.data = p.data.to(precision.autocast_dtype)
             stored += 1
     return stored
