@@ -46,8 +46,8 @@ CARDS = (4, 6, 12, 16, 24)
 """GiB; the ladder the README states, each card's recommended plan is run."""
 EXTRA = (("llama-3.2-1b", "lora", 4, False), ("llama-3.2-1b", "lora", 4, True), ("llama-3.2-1b", "full", 1, False))
 """(model, method, batch, packing) run besides the ladder: 16-bit LoRA padded and packed (the random
-examples are all 2048 tokens, so packing changes no tensor size: its path runs on CUDA at no cost),
-and full fine-tuning on 1B."""
+examples are all 2048 tokens, so padding costs nothing: the pair shows what the packed row's
+per-example attention costs or saves on CUDA), and full fine-tuning on 1B."""
 IN_USE_GIB = 0.4
 """Planned as the README's ladder is: a display or another program already holds this much."""
 SEQ_LEN = 2048

@@ -107,9 +107,9 @@ class RunConfig:
     """Batches per optimizer step: effective batch = batch_size x grad_accum, at no memory cost."""
     max_seq_len: int = 1024
     """Longest example in tokens; longer ones are truncated. Activation memory grows with it."""
-    packing: bool = False
-    """Padding-free batches: each forward runs its examples end to end in one row, kept apart by
-    position ids, so no compute or memory goes to padding (Llama-style models; others pad)."""
+    packing: bool = True
+    """Padding-free batches: each forward runs its examples end to end in one row, each attending
+    only to itself, so no compute or memory goes to padding (Llama-style models; others pad)."""
     warmup_ratio: float = 0.03
     """Share of steps spent ramping the learning rate up from 0 (ignored when warmup_steps > 0)."""
     warmup_steps: int = 0

@@ -42,51 +42,31 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
 
 def split_by_tokens(batch: Sequence[int], lengths: Sequence[int], budget: int,
                     packed: bool = False) -> list[list[int]]:
-    """Cut a batch into micro-batches whose padded size (with `packed`, of their packed rows) stays
-    within `budget` tokens.
+    """Cut a batch into micro-batches whose padded size (with `packed`, their tokens end to end)
+    stays within `budget` tokens.
 
     The loop normalises the loss by the trained tokens of the whole optimizer step, so the
     pieces give the same update as the whole; only the peak memory of the longest batches drops.
     """
-    ordered = sorted(batch, key=lambda i: lengths[i], reverse=True)
+    def size(piece: list[int]) -> int:  # pieces are longest first
+        return sum(lengths[j] for j in piece) if packed else len(piece) * lengths[piece[0]]
+
     out: list[list[int]] = []
-    for i in ordered:
-        if out:
-            rows = len(pack_rows([*out[-1], i], lengths)) if packed else len(out[-1]) + 1
-            if rows * lengths[out[-1][0]] <= budget:
-                out[-1].append(i)
-                continue
-        out.append([i])
+    for i in sorted(batch, key=lambda i: lengths[i], reverse=True):
+        piece = next((p for p in out if size([*p, i]) <= budget), None)  # first fit
+        if piece is None:
+            out.append([i])
+        else:
+            piece.append(i)
     return out
 
 
-def pack_rows(batch: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
-    """The rows a packed micro-batch runs as: its examples end to end, first fit from the longest,
-    in rows as wide as its longest example.
-
-    Rows no wider than the longest example keep the attention mask (one [width x width] block
-    matrix per row) within the padded batch's, so packing never needs more memory than padding.
-    """
-    width = max((lengths[i] for i in batch), default=0)
-    rows: list[list[int]] = []
-    fill: list[int] = []
-    for i in sorted(batch, key=lambda i: lengths[i], reverse=True):
-        row = next((r for r, used in enumerate(fill) if used + lengths[i] <= width), None)
-        if row is None:
-            rows.append([])
-            fill.append(0)
-            row = len(rows) - 1
-        rows[row].append(i)
-        fill[row] += lengths[i]
-    return rows
-
-
 def pad_share(batches: Sequence[Sequence[int]], lengths: Sequence[int], packed: bool = False) -> float:
-    """Share of the batch tensors that is padding (with `packed`, of the packed rows)."""
+    """Share of the batch tensors that is padding (none when packed: one row holds the examples end to end)."""
+    if packed:
+        return 0.0
     real = sum(lengths[i] for b in batches for i in b)
-    width = [max(lengths[i] for i in b) for b in batches if b]
-    count = [len(pack_rows(b, lengths)) if packed else len(b) for b in batches if b]
-    padded = sum(w * n for w, n in zip(width, count, strict=True))
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
     return 1 - real / padded if padded else 0.0
 
 
@@ -106,7 +86,7 @@ class Schedule:
     max_steps: int
     world: int = 1
     packed: bool = False
-    """Each micro-batch runs as packed rows (`pack_rows`, `collate(packed=True)`)."""
+    """Each micro-batch runs as one packed row (`collate(packed=True)`)."""
 
     @property
     def token_budget(self) -> int:
@@ -170,30 +150,22 @@ class Schedule:
 def collate(examples: Sequence[TokenizedExample], pad_id: int, packed: bool = False) -> dict:
     """Right-padded tensors: input_ids, attention_mask, and labels with -100 on padding.
 
-    With `packed`, the rows of `pack_rows` and no attention mask: position_ids restart at 0 for
-    each example, which is how transformers' attention keeps examples apart (a block-diagonal
-    mask for SDPA and eager, variable-length kernels for FlashAttention); a row's padding is one
-    more such segment, which no example attends to. The first token of each example carries no
+    With `packed`, one row of the examples end to end and no attention mask: position_ids restart
+    at 0 for each example and `cu_seq_lens_q` holds the example boundaries (plain ints, which
+    stay on the host so a GPU never waits to hand them back), which is how the attention keeps
+    them apart (`engine.train.varlen_attention`). The first token of each example carries no
     label, so nothing is predicted across a boundary.
     """
     import torch
 
+    from engine.train.varlen_attention import SEGMENTS, segment_bounds
+
     if packed:
-        rows = pack_rows(range(len(examples)), [len(e.input_ids) for e in examples])
-        width = len(examples[rows[0][0]].input_ids)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        positions = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, members in enumerate(rows):
-            at = 0
-            for e in (examples[i] for i in members):
-                n = len(e.input_ids)
-                ids[row, at:at + n] = torch.tensor(e.input_ids)
-                labels[row, at + 1:at + n] = torch.tensor(e.labels[1:])
-                positions[row, at:at + n] = torch.arange(n)
-                at += n
-            positions[row, at:] = torch.arange(width - at)
-        return {"input_ids": ids, "position_ids": positions, "labels": labels}
+        ids = torch.tensor([[t for e in examples for t in e.input_ids]], dtype=torch.long)
+        labels = torch.tensor([[t for e in examples for t in (-100, *e.labels[1:])]], dtype=torch.long)
+        positions = torch.tensor([[p for e in examples for p in range(len(e.input_ids))]], dtype=torch.long)
+        bounds = tuple(segment_bounds([len(e.input_ids) for e in examples]))
+        return {"input_ids": ids, "position_ids": positions, "labels": labels, SEGMENTS: bounds}
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
@@ -204,3 +176,8 @@ def collate(examples: Sequence[TokenizedExample], pad_id: int, packed: bool = Fa
         labels[row, :n] = torch.tensor(e.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def to_device(batch: dict, device: str) -> dict:
+    """The batch's tensors on `device`; a packed row's bounds stay plain ints."""
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}

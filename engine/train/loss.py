@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.train.varlen_attention import SEGMENTS
+
 CHUNK_ELEMENTS = 2**25
 """Logit elements per chunk (32 Mi: 128 MiB in fp32), e.g. 261 tokens at a 128,256-entry vocabulary.
 Large enough that each chunk's matmul keeps a GPU busy, small next to any model's weights."""
@@ -51,12 +53,10 @@ def token_loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """What the model reads of a batch: the ids and either the padding mask or packed position ids.
-
-    No KV cache: transformers skips the packed-sequence mask whenever a cache exists, and would
-    let a packed row's examples attend to each other.
+    """What the model reads of a batch: the ids and either the padding mask or a packed row's
+    position ids and example bounds. No KV cache: training never reads it back.
     """
-    keys = ("input_ids", "attention_mask", "position_ids")
+    keys = ("input_ids", "attention_mask", "position_ids", SEGMENTS)
     return {**{k: batch[k] for k in keys if k in batch}, "use_cache": False}
 
 

@@ -33,6 +33,7 @@ from engine.train.methods import (
 from engine.train.parallel import SINGLE, Ranks, wrap
 from engine.train.preflight import check_free_space
 from engine.train.shared_input_lora import fuse_shared_input_adapters
+from engine.train.varlen_attention import use_varlen_attention
 
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"}
 """model_type values whose logits are exactly lm_head(last hidden state): no scaling or softcap; their
@@ -97,6 +98,8 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
         emit(Progress("packing", 1, 1, message=(
             f"packing is off for model type {getattr(model.config, 'model_type', '?')!r}: batches are padded, "
             "since only the Llama-style types ftui knows are checked to keep packed examples apart")))
+    if config.packing and fast:
+        use_varlen_attention(model)
     schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
                         config.seed, config.epochs, config.max_steps, ranks.world, config.packing and fast)
     total_steps = schedule.total_steps

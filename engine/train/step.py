@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.data.types import TokenizedExample
-from engine.train.batching import collate
+from engine.train.batching import collate, to_device
 from engine.train.loss import token_loss_sum
 from engine.train.methods import Precision
 from engine.train.setup import TrainingSetup, has_plain_head, pad_id
@@ -58,7 +58,7 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
     for i, examples in enumerate(micro):
         # DDP averages gradients over the processes; times world, they add up to the one-process sum.
         weight = parts.ranks.world if i < real else 0
-        batch = {k: v.to(parts.precision.device) for k, v in collate(examples, parts.pad_id, parts.schedule.packed).items()}
+        batch = to_device(collate(examples, parts.pad_id, parts.schedule.packed), parts.precision.device)
         try:
             with parts.accumulate() if i < last else contextlib.nullcontext():
                 with _autocast(parts.precision):
@@ -99,7 +99,7 @@ def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size
     with torch.no_grad(), _autocast(precision):
         for start in range(0, len(order), batch_size):
             chunk = [examples[i] for i in order[start:start + batch_size]]
-            batch = {k: v.to(precision.device) for k, v in collate(chunk, pad_id).items()}
+            batch = to_device(collate(chunk, pad_id), precision.device)
             total += float(loss(batch))
             count += sum(trained_tokens(e) for e in chunk)
     return total / max(count, 1)

@@ -43,7 +43,9 @@ def test_ladder_plans_are_the_recommendations():
     labels = [p.label for p in plans]
     assert labels[:2] == ["4 GiB: llama-3.2-1b-4bit qlora b2", "6 GiB: llama-3.2-3b-4bit qlora b2"]
     assert any(p.config.method == "full" for p in plans)
-    assert [p.label for p in plans if p.config.packing] == ["extra: llama-3.2-1b lora b4 packed"]
+    extras = {p.label: p.config.packing for p in plans if p.card_gib is None}
+    assert extras == {"extra: llama-3.2-1b lora b4": False, "extra: llama-3.2-1b lora b4 packed": True,
+                      "extra: llama-3.2-1b full b1": False}
     assert all(p.config.max_seq_len == 2048 for p in plans)
 
 

@@ -12,16 +12,19 @@ from engine.catalog import get
 from engine.data.types import PreparedData, TokenizedExample
 from engine.events import CheckpointSaved, Diagnosis, EvalLogged, Progress, StepLogged, TrainFailed, TrainFinished
 from engine.train.preflight import suggest_smaller
+from engine.train.varlen_attention import SEGMENTS
 from tests.train.tiny import VOCAB, make_examples, make_tokenizer, run_tiny, tiny_config
 
 
 def oom_above(limit: int):
-    """A model whose forward raises CUDA's out-of-memory error for batches larger than `limit`."""
+    """A model whose forward raises CUDA's out-of-memory error for batches of more than `limit`
+    examples (padded rows, or the examples of a packed row)."""
     import torch
 
     def wrap(model, config):
         def hook(module, args, kwargs):
-            if kwargs["input_ids"].shape[0] > limit:
+            bounds = kwargs.get(SEGMENTS)
+            if (len(bounds) - 1 if bounds else kwargs["input_ids"].shape[0]) > limit:
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
         model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)

@@ -1,5 +1,5 @@
-"""Packed batches: examples end to end in rows as wide as the longest give the padded batch's loss
-and gradients, with less padding and never a wider mask.
+"""Packed batches: examples end to end in one row, kept apart by per-example attention, give the
+padded batch's loss and gradients without padding and without a [tokens x tokens] mask.
 
 Tolerances, fp32 on the CPU: relative 1e-5 on the loss and 1e-4 of the largest gradient entry (the
 same sums in another order: one row against several padded ones); over a short run, 1e-4 on each
@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch")
 
 from engine.data.types import TokenizedExample  # noqa: E402
 from engine.events import StepLogged, TrainStarted  # noqa: E402
-from engine.train.batching import collate, pack_rows, pad_share  # noqa: E402
+from engine.train.batching import collate, pad_share, split_by_tokens  # noqa: E402
 from engine.train.step import token_loss_sum  # noqa: E402
+from engine.train.varlen_attention import SEGMENTS, use_varlen_attention  # noqa: E402
 from tests.train.test_loss import adapted, grads  # noqa: E402
 from tests.train.tiny import make_examples, run_tiny, tiny_config  # noqa: E402
 
@@ -32,14 +33,14 @@ def test_a_packed_row_gives_the_padded_loss_and_gradients(model_folder, response
     if not responses_only:
         examples = every_token_trained(examples)
     model = adapted(model_folder, "lora")
+    use_varlen_attention(model)
     padded = token_loss_sum(model, collate(examples, 0), fast)
     want = grads(model, padded)
     packed_batch = collate(examples, 0, packed=True)
     packed = token_loss_sum(model, packed_batch, fast)
     got = grads(model, packed)
 
-    rows, width = packed_batch["input_ids"].shape
-    assert rows < len(examples) and width == max(len(e.input_ids) for e in examples)
+    assert packed_batch["input_ids"].shape == (1, sum(len(e.input_ids) for e in examples))
     assert "attention_mask" not in packed_batch
     assert packed.item() == pytest.approx(padded.item(), rel=1e-5)
     for name, g in want.items():
@@ -52,11 +53,10 @@ def counting(start: int, n: int) -> TokenizedExample:
 
 
 def test_packed_examples_do_not_see_each_other(model_folder):
-    # The long example sets the width; the two short ones share a row. Changing the first short one
-    # must leave the second one's loss as it was alone.
+    # Changing the example before another in the row must leave the other's loss as it was alone.
     model = adapted(model_folder, "lora")
+    use_varlen_attention(model)
     long, first, second, other = counting(5, 30), counting(9, 12), counting(20, 14), counting(40, 12)
-    assert len(collate([long, first, second], 0, packed=True)["input_ids"]) == 2
 
     def loss(batch_examples, packed=True):
         with torch.no_grad():
@@ -67,14 +67,41 @@ def test_packed_examples_do_not_see_each_other(model_folder):
     assert loss([long, other, second]) == pytest.approx(alone[long] + alone[other] + alone[second], rel=1e-5)
 
 
-def test_rows_hold_every_example_once_within_the_longest_width():
-    lengths = [40, 9, 30, 12, 25, 8, 14, 33, 5]
-    rows = pack_rows(range(len(lengths)), lengths)
+def test_a_packed_row_builds_no_attention_mask(model_folder, monkeypatch):
+    # transformers' SDPA path would keep the examples apart with a [tokens x tokens] mask.
+    import transformers.masking_utils as masking
 
-    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
-    assert all(sum(lengths[i] for i in r) <= max(lengths) for r in rows)
-    assert len(rows) == 5  # 40 | 33+5 | 30+9 | 25+14 | 12+8: first fit from the longest
-    assert pad_share([range(len(lengths))], lengths, packed=True) < pad_share([range(len(lengths))], lengths) / 2
+    built = []
+    real = masking.sdpa_mask
+    monkeypatch.setattr(masking, "sdpa_mask", lambda *a, **k: built.append(k["q_length"]) or real(*a, **k))
+    model = adapted(model_folder, "lora")
+    use_varlen_attention(model)
+    examples = make_examples(4)
+    with torch.no_grad():
+        token_loss_sum(model, collate(examples, 0, packed=True), True)
+        assert built == []
+        token_loss_sum(model, collate(examples, 0), True)  # a padded batch still gets its padding mask
+    assert built == [max(len(e.input_ids) for e in examples)]
+
+
+def test_the_row_bounds_are_the_examples():
+    examples = [counting(0, 5), counting(1, 3), counting(2, 4)]
+    batch = collate(examples, 0, packed=True)
+
+    assert batch[SEGMENTS] == (0, 5, 8, 12)
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3]]
+    assert batch["labels"][0, [0, 5, 8]].tolist() == [-100, -100, -100]
+
+
+def test_packed_micro_batches_fill_the_token_budget():
+    lengths = [40, 9, 30, 12, 25, 8, 14, 33, 5]
+    padded = split_by_tokens(range(len(lengths)), lengths, budget=100)
+    packed = split_by_tokens(range(len(lengths)), lengths, budget=100, packed=True)
+
+    assert sorted(i for piece in packed for i in piece) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in piece) <= 100 for piece in packed)
+    assert len(packed) == 2 < len(padded)  # 176 tokens: two rows of at most 100, where padding needs 5 pieces
+    assert pad_share(packed, lengths, packed=True) == 0.0 < pad_share(padded, lengths)
 
 
 def test_a_packed_run_trains_the_padded_run_without_padding(tmp_path, model_folder):
