@@ -1,9 +1,9 @@
-"""Training throughput: ftui's engine, padded and packed, against the common Hugging Face recipe.
+"""Training throughput: ftui's engine, with each of its levers undone in turn, against the common Hugging Face recipe.
 
 All train the embedded SmolLM2-135M with the same LoRA settings, batch size, learning rate
 and examples: a length-varied set (lengths spread from ~20 to ~500 tokens) or the Docker demo
-data (`--data demo`, 20-80 tokens). `ftui` pads each batch, `packed` runs it as one row
-(`packing = true`), `unfused` runs peft's own LoRA forward (one A matmul and dropout mask per
+data (`--data demo`, 20-80 tokens). `ftui` runs each batch as one packed row (the default),
+`padded` pads it (`packing = false`), `unfused` runs peft's own LoRA forward (one A matmul and dropout mask per
 adapter instead of one per shared input, engine/train/shared_input_lora.py), `torch-dropout`
 draws the dropout masks with torch's own dropout instead of packed bits (engine/train/dropout.py),
 `fp32-frozen` keeps the frozen weights in fp32 under CPU autocast
@@ -13,7 +13,7 @@ runs in its own subprocess so its peak RSS (ru_maxrss) is its own; with `--round
 take turns N times, so machine load falls on all alike.
 
     .venv/bin/python bench/train_throughput.py [--examples 96] [--batch-size 4] [--data varied|demo]
-        [--variants ftui,packed,unfused,torch-dropout,fp32-frozen,recipe] [--rounds 1]
+        [--variants ftui,padded,unfused,torch-dropout,fp32-frozen,recipe] [--rounds 1]
 
 Prints non-pad tokens/s (training loop only), wall time, peak RSS, and the ratios of each variant
 to the first (medians over rounds).
@@ -137,7 +137,7 @@ def child(args: argparse.Namespace) -> None:
     if args.variant == "recipe":
         stats = run_recipe(data, args)
     else:
-        stats = run_ftui(data, args, packing=args.variant == "packed", fused=args.variant != "unfused",
+        stats = run_ftui(data, args, packing=args.variant != "padded", fused=args.variant != "unfused",
                          packed_bits=args.variant != "torch-dropout", bf16_frozen=args.variant != "fp32-frozen")
     stats["wall_s"] = time.monotonic() - began
     stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -145,7 +145,7 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(stats), flush=True)
 
 
-VARIANTS = ("ftui", "packed", "unfused", "torch-dropout", "fp32-frozen", "recipe")
+VARIANTS = ("ftui", "padded", "unfused", "torch-dropout", "fp32-frozen", "recipe")
 
 
 def main() -> None:

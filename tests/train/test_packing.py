@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from engine.data.types import TokenizedExample  # noqa: E402
 from engine.events import StepLogged, TrainStarted  # noqa: E402
+from engine.train import varlen_attention  # noqa: E402
 from engine.train.batching import collate, pad_share, split_by_tokens  # noqa: E402
 from engine.train.step import token_loss_sum  # noqa: E402
 from engine.train.varlen_attention import SEGMENTS, use_varlen_attention  # noqa: E402
@@ -26,9 +27,12 @@ def every_token_trained(examples):
     return [TokenizedExample(e.input_ids, e.input_ids, e.source_line) for e in examples]
 
 
+@pytest.mark.parametrize("short_path", [True, False])
 @pytest.mark.parametrize("responses_only", [True, False])
 @pytest.mark.parametrize("fast", [True, False])
-def test_a_packed_row_gives_the_padded_loss_and_gradients(model_folder, responses_only, fast):
+def test_a_packed_row_gives_the_padded_loss_and_gradients(model_folder, monkeypatch, responses_only, fast, short_path):
+    # The examples are 9-41 tokens: all take the CPU's short-sequence attention, or all SDPA.
+    monkeypatch.setattr(varlen_attention, "SHORT_ON_CPU", 128 if short_path else 0)
     examples = make_examples(8)
     if not responses_only:
         examples = every_token_trained(examples)
