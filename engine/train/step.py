@@ -105,14 +105,15 @@ def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size
     return total / max(count, 1)
 
 
-def held_out_loss(model: Any, tokenizer: Any, examples: tuple[TokenizedExample, ...], batch_size: int) -> float:
-    """`evaluate_loss` as a measurement outside training: fp32 on the model's device, the model's
-    train/eval mode left as it was."""
+def held_out_loss(model: Any, tokenizer: Any, examples: tuple[TokenizedExample, ...], batch_size: int,
+                  autocast: Any = None) -> float:
+    """`evaluate_loss` as a measurement outside training: in the model's own dtype on its device,
+    or under `autocast` (a dtype) when given; the model's train/eval mode left as it was."""
     device = next(model.parameters()).device
     was_training = model.training
     try:
-        return evaluate_loss(model, examples, batch_size, pad_id(tokenizer), Precision(device.type, None, None, False),
-                             has_plain_head(model))
+        return evaluate_loss(model, examples, batch_size, pad_id(tokenizer),
+                             Precision(device.type, None, autocast, False), has_plain_head(model))
     finally:
         model.train(was_training)
 

@@ -48,6 +48,7 @@ def test_a_second_evaluation_reads_the_base_figures_from_the_cache(tmp_path, cac
 
     from engine.evaluate import _hf_measures
     from engine.retention import mean_token_nll
+    from engine.train.methods import cpu_has_native_bf16
 
     folder = make_model_folder(tmp_path / "tiny")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -66,7 +67,8 @@ def test_a_second_evaluation_reads_the_base_figures_from_the_cache(tmp_path, cac
     _, _, _, base_nll, tuned_nll = _hf_measures(source, general, lambda e: None)
     plain = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     chats = [[{"role": m.role, "content": m.content} for m in c.messages] for c in general]
-    assert base_nll == pytest.approx(mean_token_nll(plain, tokenizer, chats), abs=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16()):  # as the measures run
+        assert base_nll == pytest.approx(mean_token_nll(plain, tokenizer, chats), abs=1e-5)
     assert tuned_nll != pytest.approx(base_nll, abs=1e-3)
 
     def measured_again(*_args, **_kwargs):
@@ -83,9 +85,10 @@ def test_on_a_gpu_the_measures_load_in_16_bits_on_the_gpu(tmp_path, cache, monke
 
     from engine.evaluate import _hf_measures, measure_placement
 
-    assert measure_placement(False, False) == (torch.float32, {})
-    assert measure_placement(True, True) == (torch.bfloat16, {"device_map": {"": 0}})
-    assert measure_placement(True, False) == (torch.float16, {"device_map": {"": 0}})
+    assert measure_placement(False, False) == (torch.float32, {}, None)
+    assert measure_placement(False, True) == (torch.float32, {}, torch.bfloat16)
+    assert measure_placement(True, True) == (torch.bfloat16, {"device_map": {"": 0}}, None)
+    assert measure_placement(True, False) == (torch.float16, {"device_map": {"": 0}}, None)
 
     folder = make_model_folder(tmp_path / "tiny")
     tokenizer = AutoTokenizer.from_pretrained(folder)
