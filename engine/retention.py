@@ -135,7 +135,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 def answer_matches(reply: str, expected: str) -> bool:
     """Does `reply` contain the `expected` answer? Case-insensitive, with whitespace runs as one space.
 
-    A number must stand as a whole number: expected "4" matches "2 + 2 = 4." and "four" (small
+    A number must stand as a whole number: expected "4" matches "2 + 2 = 4.", "4.0" and "four" (small
     models often spell out 0 to 20), not "14", "4.5" or "0.4"; "1,000" matches "1000". Text must
     stand as whole words at its ends, so "Rome" does not match "Romeo" nor "red" "covered"; it may
     span several words ("au revoir") and end in punctuation.
@@ -145,7 +145,8 @@ def answer_matches(reply: str, expected: str) -> bool:
     if not expected:
         return False
     if _NUMBER.fullmatch(expected):
-        if re.search(rf"(?<![\d.]){re.escape(expected)}(?!\.?\d)", _THOUSANDS.sub("", reply)):
+        zeros = r"(?:\.0+)?" if "." not in expected else ""
+        if re.search(rf"(?<![\d.]){re.escape(expected)}{zeros}(?!\.?\d)", _THOUSANDS.sub("", reply)):
             return True
         if expected.isdigit() and int(expected) < len(NUMBER_WORDS):
             return re.search(rf"\b{NUMBER_WORDS[int(expected)]}\b", reply) is not None

@@ -58,6 +58,8 @@ VARIED = [
     ("It is 14.", "4", False),
     ("fourteen", "4", False),
     ("About 4.5 hours.", "4", False),
+    ("It boils at about 100.0 degrees.", "100", True),
+    ("It is 100.05 degrees.", "100", False),
     ("Roughly 0.4 of it.", "4", False),
     ("That makes 2,000 in total.", "2000", True),
     ("That makes 20,000 in total.", "2000", False),
