@@ -8,13 +8,41 @@ RSS is its own, the variants alternated round by round so machine load falls on 
 - `ftui`: ftui's engine as shipped.
 - `trl`: TRL's SFTTrainer on prompt/completion conversations (completion-only loss), padded batches.
 - `trl-padfree`: the same with `padding_free=True` (each batch one row, position ids per example).
+- `llamafactory`: LLaMA-Factory 0.9.5's own SFT entry point (`llamafactory.train.tuner.run_exp`) on
+  the same jsonl registered through a `dataset_info.json` (sharegpt formatting, OpenAI-style
+  `messages` tags), template `smollm2` with its default system prompt set to the one SmolLM2's own
+  chat template inserts, so the rendering is the tokenizer's token for token (LLaMA-Factory's
+  `smollm2` default ends in a period the tokenizer's does not; `chatml` adds no system turn).
+  Replies only (`train_on_prompt` false; LLaMA-Factory also trains the newline after `<|im_end|>`,
+  ftui does not: one token per example), padded batches (`packing` false), gradient checkpointing
+  off (LLaMA-Factory turns it on by default; the others do not checkpoint), bf16 autocast via
+  `bf16` + `use_cpu` (frozen weights stay fp32, as in the TRL variants; LoRA weights fp32).
+  No CPU speed option of LLaMA-Factory's is used: `neat_packing` keeps examples apart only by
+  padding every packed row to `cutoff_len` + 1 tokens with a 4D block-diagonal mask (without
+  flash-attention), and it changes the batches and so the step count; Liger kernels and Unsloth
+  need a GPU.
 
-TRL is a bench-only install, never part of the test command; the variants it needs are skipped
-with a note when it is missing:
+TRL and LLaMA-Factory are bench-only installs, never part of the test command; the variants they
+need are skipped with a note when they are missing. TRL goes into .bench-peers; LLaMA-Factory pins
+older transformers/peft/datasets/trl than ftui's venv, so it gets a venv of its own, and its child
+process runs under that venv's python:
 
     .venv/bin/pip install --no-deps --target .bench-peers trl==1.16.0
+    python3 -m venv .bench-llamafactory
+    .bench-llamafactory/bin/pip install torch==2.13.0
+    .bench-llamafactory/bin/pip install --no-deps llamafactory==0.9.5
+    .bench-llamafactory/bin/pip install torch==2.13.0 "transformers>=4.55.0,<=5.6.0,!=4.57.0" \
+        "datasets>=2.16.0,<=4.0.0" "accelerate>=1.3.0,<=1.11.0" "peft>=0.18.0,<=0.18.1" \
+        "trl>=0.18.0,<=0.24.0" "tyro<0.9.0" einops fire matplotlib numpy omegaconf packaging pandas \
+        protobuf pydantic pyyaml safetensors scipy sentencepiece tiktoken platformdirs
     .venv/bin/python bench/peers.py --data varied [--rounds 2]   # throughput and peak RSS
     .venv/bin/python bench/peers.py --data demo [--rounds 3]     # held-out loss after 10 steps
+
+LLaMA-Factory's training path needs none of its other requirements (gradio, fastapi, uvicorn,
+sse-starlette, modelscope, hf-transfer, av, torchdata, torchvision, torchaudio); platformdirs is for
+ftui's own model lookup and held-out loss, which its child runs too. It does import torchaudio
+unconditionally, for audio inputs only, and PyPI's torchaudio is a CUDA build that does not load
+beside CPU torch, so its child puts an empty stand-in module in torchaudio's place.
 
 `varied`: 96 conversations of ~20-500 tokens, batch 4, lr 2e-4, one epoch; non-pad tokens/s over
 the training loop. `demo`: presets/data/docker_train.jsonl, batch 8, lr 1e-3, 10 steps (seed =
@@ -37,10 +65,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PEERS = ROOT / ".bench-peers"
+LLAMAFACTORY_PYTHON = ROOT / ".bench-llamafactory" / "bin" / "python"
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+"""The system turn SmolLM2's chat template inserts when a conversation has none (as here)."""
 
 from bench.train_throughput import LORA, TARGETS, dataset_tokens, write_dataset  # noqa: E402
 
-VARIANTS = ("ftui", "trl", "trl-padfree")
+VARIANTS = ("ftui", "trl", "trl-padfree", "llamafactory")
 SETTINGS = {
     "varied": {"batch_size": 4, "learning_rate": 2e-4, "max_steps": 0},
     "demo": {"batch_size": 8, "learning_rate": 1e-3, "max_steps": 10},
@@ -126,6 +157,59 @@ def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding
     return out
 
 
+def run_llamafactory(data: Path, workdir: Path, settings: dict, seed: int, evals) -> dict:
+    """LLaMA-Factory's SFT entry point; runs under .bench-llamafactory/bin/python (see the module docstring)."""
+    import os
+    import types
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_CACHE"] = str(workdir / "hf-datasets")  # its tokenized copy stays in the workdir
+    import transformers  # it checks for torchaudio once (cached): this must run before the stand-in is in place
+
+    transformers.utils.import_utils.is_torchaudio_available()
+    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # see the module docstring
+    from llamafactory.train.tuner import run_exp
+
+    from engine.models import load_tokenizer, resolve_model
+    from engine.train.methods import choose_precision
+    from engine.train.step import evaluate_loss
+
+    logs: list[dict] = []
+    end: dict = {}
+
+    class Collect(transformers.TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            logs.extend(state.log_history)
+            end.update(steps=state.global_step, model=model)
+
+    (workdir / "dataset_info.json").write_text(json.dumps({"bench": {
+        "file_name": data.name, "formatting": "sharegpt", "columns": {"messages": "messages"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                 "system_tag": "system"},
+    }}), encoding="utf-8")
+    resolved = resolve_model("smollm2-135m")
+    precision = choose_precision("lora")
+    run_exp(args={
+        "model_name_or_path": resolved.ref, "stage": "sft", "do_train": True, "finetuning_type": "lora",
+        "lora_rank": LORA["lora_r"], "lora_alpha": LORA["lora_alpha"], "lora_dropout": LORA["lora_dropout"],
+        "lora_target": ",".join(TARGETS), "dataset": "bench", "dataset_dir": str(data.parent),
+        "template": "smollm2", "default_system": SMOLLM2_SYSTEM, "cutoff_len": 1024, "train_on_prompt": False,
+        "packing": False, "neat_packing": False, "disable_gradient_checkpointing": True,
+        "per_device_train_batch_size": settings["batch_size"], "gradient_accumulation_steps": 1,
+        "learning_rate": settings["learning_rate"], "lr_scheduler_type": "linear", "warmup_steps": 0,
+        "num_train_epochs": 1.0, "max_steps": settings["max_steps"] or -1,
+        "bf16": precision.autocast_dtype is not None, "use_cpu": True, "seed": seed,
+        "output_dir": tempfile.mkdtemp(prefix="llamafactory-", dir=workdir), "save_strategy": "no",
+        "report_to": "none", "logging_steps": 1, "plot_loss": False,
+    }, callbacks=[Collect()])
+    out = {"train_s": next(x["train_runtime"] for x in reversed(logs) if "train_runtime" in x),
+           "final_loss": next(x["loss"] for x in reversed(logs) if "loss" in x), "steps": end["steps"]}
+    if evals is not None:
+        tokenizer = load_tokenizer(resolved)
+        out["heldout"] = evaluate_loss(end["model"], evals(tokenizer), 8, tokenizer.pad_token_id, precision, True)
+    return out
+
+
 def docker_evals(workdir: Path):
     def tokenized(tokenizer):
         from bench.batch_order import eval_examples
@@ -144,6 +228,8 @@ def child(args: argparse.Namespace) -> None:
     began = time.monotonic()
     if args.variant == "ftui":
         stats = run_ftui(data, workdir, settings, args.seed, evals)
+    elif args.variant == "llamafactory":
+        stats = run_llamafactory(data, workdir, settings, args.seed, evals)
     else:
         stats = run_trl(data, workdir, settings, args.seed, evals, padding_free=args.variant == "trl-padfree")
     stats["wall_s"] = time.monotonic() - began
@@ -169,6 +255,9 @@ def main() -> None:
         if missing:
             print(f"skipping {', '.join(missing)}: TRL is not installed in {PEERS} (see this script's docstring)")
         variants = [v for v in variants if v not in missing]
+    if "llamafactory" in variants and not LLAMAFACTORY_PYTHON.exists():
+        print(f"skipping llamafactory: its venv is missing ({LLAMAFACTORY_PYTHON}; see this script's docstring)")
+        variants.remove("llamafactory")
     results: dict[str, list[dict]] = {v: [] for v in variants}
     header = f"{'variant':12}{'seed':>5}{'tokens/s':>10}{'train s':>9}{'peak RSS GiB':>14}{'steps':>6}{'held-out':>10}"
     with tempfile.TemporaryDirectory(prefix="ftui-peers-") as workdir:
@@ -181,7 +270,8 @@ def main() -> None:
         print(header)
         for round_ in range(1, args.rounds + 1):
             for variant in variants:
-                cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir, "--data", args.data,
+                python = str(LLAMAFACTORY_PYTHON) if variant == "llamafactory" else sys.executable
+                cmd = [python, __file__, "--variant", variant, "--workdir", workdir, "--data", args.data,
                        "--seed", str(round_)]
                 out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
