@@ -59,7 +59,7 @@ async def test_the_dialog_offers_the_presets_rate_and_gentler_ones(backend):
         await settle(app, pilot)
         dialog = await open_sweep_dialog(app, pilot)
         assert dialog.query_one("#sweep-field", Input).value == "learning_rate"
-        assert dialog.query_one("#sweep-values", Input).value == "5e-05, 0.00025, 0.001"  # demo's 1e-3 / 20, / 4, 1
+        assert dialog.query_one("#sweep-values", Input).value == "3.5e-05, 0.00017, 0.0007"  # demo's 7e-4 / 20, / 4, 1
 
 
 async def test_a_sweep_runs_the_values_typed_overlays_each_variant_and_names_the_chosen(backend):
