@@ -23,10 +23,17 @@ class PreflightError(ActionableError):
     """A run refused before any expensive work: config, disk, model or memory."""
 
 
-def bytes_needed(trainable: int, total: int, method: str) -> int:
+def bytes_needed(trainable: int, total: int, method: str, checkpoints: int = 1) -> int:
     checkpoint = trainable * (4 + 8)
     final = total * 4 if method == "full" else trainable * 4
-    return checkpoint + final + MARGIN_BYTES
+    return checkpoints * checkpoint + final + MARGIN_BYTES
+
+
+def checkpoints_on_disk(keep: int, total_steps: int, save_interval: int) -> int:
+    """The most checkpoints a run holds at once: the newest `keep`, the best one, and the next one,
+    written before the oldest is pruned; never more than the run writes (`keep` 0 keeps all)."""
+    written = total_steps // max(save_interval, 1) + 1  # the interval ones and the final one
+    return written if keep == 0 else min(keep + 2, written)
 
 
 def check_output_dir(folder: Path) -> None:
@@ -47,20 +54,23 @@ def check_output_dir(folder: Path) -> None:
         raise PreflightError(f"output_dir {folder}: cannot write in {probe} (permission denied)", advice)
 
 
-def check_free_space(folder: Path, trainable: int, method: str, total: int) -> None:
-    """Refuse a run the disk cannot hold; a folder that cannot be written at all is refused first."""
+def check_free_space(folder: Path, trainable: int, method: str, total: int, checkpoints: int = 1) -> None:
+    """Refuse a run the disk cannot hold (`checkpoints` of them at once, and the final weights); a
+    folder that cannot be written at all is refused first."""
     folder = Path(folder)
     check_output_dir(folder)
     probe = folder
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    need = bytes_needed(trainable, total, method)
+    need = bytes_needed(trainable, total, method, checkpoints)
     if free < need:
+        held = "a checkpoint" if checkpoints == 1 else f"{checkpoints} checkpoints at once"
         raise PreflightError(
-            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, a checkpoint and the final "
+            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, {held} and the final "
             f"weights need about {need / 2**30:.2f} GiB",
             "free disk space there or set output_dir to a larger disk"
+            + (", or lower keep_checkpoints" if checkpoints > 1 else "")
             + ("; LoRA (method = lora) needs far less than full fine-tuning" if method == "full" else ""),
         )
 

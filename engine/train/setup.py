@@ -31,7 +31,7 @@ from engine.train.methods import (
     warmup_steps,
 )
 from engine.train.parallel import SINGLE, Ranks, wrap
-from engine.train.preflight import check_free_space
+from engine.train.preflight import check_free_space, checkpoints_on_disk
 from engine.train.shared_input_lora import fuse_shared_input_adapters
 from engine.train.varlen_attention import use_varlen_attention
 
@@ -86,7 +86,6 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     use_packed_bits_dropout(model, precision.device)
     store_frozen_weights_for_autocast(model, precision)
     trainable, total = count_params(model)
-    check_free_space(run_path, trainable, config.method, total)
     fast = has_plain_head(model)
     loss, accumulate = wrap(model, fast, ranks)
     optimizer, note = build_optimizer(model, config, precision.device)
@@ -102,6 +101,8 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
         use_varlen_attention(model)
     schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
                         config.seed, config.epochs, config.max_steps, ranks.world, config.packing and fast)
+    check_free_space(run_path, trainable, config.method, total,
+                     checkpoints_on_disk(config.keep_checkpoints, schedule.total_steps, config.save_interval))
     total_steps = schedule.total_steps
     scheduler = build_scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision.loss_scaling else None

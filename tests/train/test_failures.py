@@ -136,6 +136,24 @@ def test_too_little_disk_space_fails_before_the_first_step(tmp_path, model_folde
     assert not any(isinstance(e, StepLogged) for e in events)
 
 
+def test_the_disk_check_counts_every_checkpoint_a_run_keeps_at_once(tmp_path, monkeypatch):
+    import shutil
+
+    import engine.train.preflight as preflight
+
+    # keep 3: the newest three, the best one and the next one before pruning; never more than are written.
+    assert preflight.checkpoints_on_disk(3, 1000, 50) == 5
+    assert preflight.checkpoints_on_disk(3, 60, 50) == 2
+    assert preflight.checkpoints_on_disk(0, 1000, 50) == 21
+    trainable = 10**8  # 1.2 GB per checkpoint (weights and AdamW states)
+    free = preflight.bytes_needed(trainable, 0, "lora") + 1
+    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12 - free, free))
+    preflight.check_free_space(tmp_path, trainable, "lora", 0, checkpoints=1)
+    with pytest.raises(preflight.PreflightError) as refused:
+        preflight.check_free_space(tmp_path, trainable, "lora", 0, checkpoints=5)
+    assert "5 checkpoints at once" in refused.value.reason and "keep_checkpoints" in refused.value.advice
+
+
 def counting(n: int, seed: int, direction: int) -> tuple[TokenizedExample, ...]:
     """Sequences that count up (direction 1) or down (-1): learning one makes the other less likely."""
     import random
