@@ -4,8 +4,9 @@ A packed batch runs its examples end to end in one row (`collate(packed=True)`).
 SDPA path keeps them apart with a [tokens x tokens] block-diagonal mask, so the attention work
 grows with the square of the whole row and the mask is materialised; FlashAttention's varlen
 kernel does it without either, but exists on CUDA only. Here each example's slice of the row runs
-through SDPA on its own with `is_causal`, on every device: attention costs the sum of the
-examples' squares, as in a padded batch without its padding, and no mask is built.
+through SDPA on its own with `is_causal`, on every device (on a CPU, short examples through
+`_short_causal`): attention costs the sum of the examples' squares, as in a padded batch without
+its padding, and no mask is built.
 
 Batches that carry an attention mask (validation, evaluation) go to transformers' own SDPA path
 unchanged, so the model can keep this implementation for its whole life.
