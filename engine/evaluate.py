@@ -277,9 +277,8 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
         return None, None, 0, None, None
     on_event(Progress("eval", 0, len(val), "examples", "validation loss and retention likelihood"))
     cuda = torch.cuda.is_available()
-    placement = measure_placement(cuda, torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16())
-    load = {"dtype": placement[0], "trust_remote_code": config.trust_remote_code, **placement[1]}
-    autocast = placement[2]
+    dtype, where, autocast = measure_placement(cuda, torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16())
+    load = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, **where}
     scored = [[[e.input_ids, e.labels] for e in part] for part in (val, answers)]
     base_ref = source.base_ref or source.origin_ref
     if source.base_ref is None:
@@ -300,7 +299,7 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
         def base_measures() -> list[float | None]:
             with model.disable_adapter():
                 return list(_measure(model, tokenizer, val, answers, config, autocast))
-    base_loss, base_nll = base_figures(base_ref, ["val loss and answer nll", str(placement[0]), str(autocast),
+    base_loss, base_nll = base_figures(base_ref, ["val loss and answer nll", str(dtype), str(autocast),
                                                   config.batch_size, scored], base_measures)
     return base_loss, tuned_loss, len(val), base_nll, tuned_nll
 

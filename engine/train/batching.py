@@ -19,6 +19,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from engine.data.types import TokenizedExample
 
@@ -158,13 +159,13 @@ def collate(examples: Sequence[TokenizedExample], pad_id: int, packed: bool = Fa
     """
     import torch
 
-    from engine.train.varlen_attention import SEGMENTS, segment_bounds
+    from engine.train.varlen_attention import SEGMENTS
 
     if packed:
         ids = torch.tensor([[t for e in examples for t in e.input_ids]], dtype=torch.long)
         labels = torch.tensor([[t for e in examples for t in (-100, *e.labels[1:])]], dtype=torch.long)
         positions = torch.tensor([[p for e in examples for p in range(len(e.input_ids))]], dtype=torch.long)
-        bounds = tuple(segment_bounds([len(e.input_ids) for e in examples]))
+        bounds = tuple(accumulate((len(e.input_ids) for e in examples), initial=0))  # starts and the end
         return {"input_ids": ids, "position_ids": positions, "labels": labels, SEGMENTS: bounds}
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)

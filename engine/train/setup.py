@@ -93,12 +93,12 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
         emit(Progress("optimizer", 1, 1, message=note))
     emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,
                                                             fused_kernel_name(precision.device), adapter_groups)))
-    if config.packing and not fast:
+    if config.packing and fast:
+        use_varlen_attention(model)
+    elif config.packing:
         emit(Progress("packing", 1, 1, message=(
             f"packing is off for model type {getattr(model.config, 'model_type', '?')!r}: batches are padded, "
             "since only the Llama-style types ftui knows are checked to keep packed examples apart")))
-    if config.packing and fast:
-        use_varlen_attention(model)
     schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
                         config.seed, config.epochs, config.max_steps, ranks.world, config.packing and fast)
     check_free_space(run_path, trainable, config.method, total,

@@ -20,6 +20,11 @@ ATTENTION = "ftui_varlen"
 """The name this implementation is registered under in transformers' attention interface."""
 SEGMENTS = "cu_seq_lens_q"
 """The forward keyword holding the row's example boundaries (FlashAttention's name for them)."""
+SHORT_ON_CPU = 128
+"""Examples up to this many tokens take `_short_causal` on a CPU. In bf16, forward and backward of
+9 query / 3 kv heads of 64 (SmolLM2-135M): 0.53 against SDPA's 1.14 ms at 64 tokens, 1.21 against
+3.03 at 128, 4.67 against 5.53 at 256, slower from 384 on; it keeps its [tokens x tokens]
+probabilities for backward (6 bytes x heads x tokens per token), which the cap bounds."""
 
 
 def use_varlen_attention(model: Any) -> None:
@@ -31,14 +36,6 @@ def use_varlen_attention(model: Any) -> None:
     AttentionMaskInterface.register(ATTENTION, _padding_mask)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.set_attn_implementation(ATTENTION)
-
-
-def segment_bounds(lengths: list[int]) -> list[int]:
-    """Cumulative starts of the examples in a row, and its end: [0, n1, n1 + n2, ...]."""
-    bounds = [0]
-    for n in lengths:
-        bounds.append(bounds[-1] + n)
-    return bounds
 
 
 def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -54,23 +51,17 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
                                       scaling=scaling, **kwargs)
     gqa = query.shape[1] != key.shape[1]
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    short = SHORT_ON_CPU if query.device.type == "cpu" and not dropout else 0
     pieces = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         q, k, v = query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]
-        if b - a <= SHORT_ON_CPU and query.device.type == "cpu" and not dropout:
+        if b - a <= short:
             pieces.append(_short_causal(q, k, v, scale))
         else:
             pieces.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, scale=scale,
                                                          enable_gqa=gqa))
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
     return out.transpose(1, 2).contiguous(), None
-
-
-SHORT_ON_CPU = 128
-"""Examples up to this many tokens take `_short_causal` on a CPU. In bf16, forward and backward of
-9 query / 3 kv heads of 64 (SmolLM2-135M): 0.53 against SDPA's 1.14 ms at 64 tokens, 1.21 against
-3.03 at 128, 4.67 against 5.53 at 256, slower from 384 on; it keeps its [tokens x tokens]
-probabilities for backward (6 bytes x heads x tokens per token), which the cap bounds."""
 
 
 def _short_causal(q: Any, k: Any, v: Any, scale: float) -> Any:
