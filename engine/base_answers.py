@@ -21,7 +21,7 @@ from engine.events import EventSink, Progress, ignore
 from engine.paths import cache_dir
 from engine.runs import gguf_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when the way answers are produced changes, so old caches are not reused."""
 
 
@@ -61,13 +61,15 @@ def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: st
     """Greedy replies of the GGUF's model to each conversation (ending with a user turn)."""
     from engine.chat import ChatSession
 
-    out = []
+    done = 0
+
+    def count(_index: int, _text: str, _ended: bool) -> None:
+        nonlocal done
+        done += 1
+        on_event(Progress("eval", done, len(conversations), "prompts", f"{label} answers".strip()))
+
     with ChatSession(gguf, system_prompt=system, temperature=0.0, max_tokens=max_tokens) as chat:
-        for i, messages in enumerate(conversations):
-            text, finished = chat.complete(list(messages))
-            out.append(Answer(text, finished))
-            on_event(Progress("eval", i + 1, len(conversations), "prompts", f"{label} answers".strip()))
-    return out
+        return [Answer(text, ended) for text, ended in chat.complete_all([list(c) for c in conversations], count)]
 
 
 def base_answers(base_ref: str, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,

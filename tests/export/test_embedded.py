@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import pytest
 
@@ -58,3 +59,26 @@ def test_chat_streams_keeps_history_resets_and_closes(embedded_export):
         chat.close()
     with pytest.raises(RuntimeError, match="closed"):
         next(chat.send("hello"))
+
+
+def test_batched_replies_equal_the_chats_one_at_a_time(embedded_export):
+    questions = ["What is the capital of France?", "What is 7 times 8?", "Name a primary colour.",
+                 "Translate 'thank you' into Spanish.", "Write a haiku about rain.", "Who wrote Hamlet?",
+                 "What is the boiling point of water in Celsius?", "Say hello in French."]
+    chat = ChatSession(embedded_export.gguf("Q8_0"), system_prompt="Answer in one short sentence.",
+                       temperature=0.0, max_tokens=24)
+    try:
+        one_at_a_time = []
+        for question in questions:
+            chat.reset()
+            one_at_a_time.append("".join(chat.send(question)).strip())
+        finished: list[int] = []
+        with patch("engine.greedy_batch.SLOTS", 3):  # fewer slots than prompts: freed slots take the next
+            batched = chat.complete_all([[{"role": "user", "content": q}] for q in questions],
+                                        lambda index, text, ended: finished.append(index))
+    finally:
+        chat.close()
+    assert [text for text, _ in batched] == one_at_a_time
+    assert sorted(finished) == list(range(len(questions)))
+    cut = [ended for _, ended in batched]
+    assert True in cut and False in cut  # the haiku runs into the 24-token limit; short answers end themselves
