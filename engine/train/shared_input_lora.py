@@ -42,7 +42,10 @@ class _Group:
         if self._input is None or self._input() is not x or index in self._taken:
             weights = [layer.lora_A[ADAPTER].weight for layer in self.layers]
             weight = torch.cat(weights) if len(weights) > 1 else weights[0]
-            source = x if torch.is_autocast_enabled(x.device.type) else x.to(weight.dtype)
+            kind = x.device.type
+            # Under autocast the matmul casts its input to 16 bits anyway: casting before the dropout
+            # masks and scales half the bytes (the kept values are then rounded twice, within bf16's step).
+            source = x.to(torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weight.dtype)
             dropped = self.layers[0].lora_dropout[ADAPTER](source)
             self._parts = F.linear(dropped, weight).split(self.ranks, dim=-1)
             self._input, self._taken = weakref.ref(x), set()
