@@ -258,6 +258,8 @@ def main() -> None:
     if "llamafactory" in variants and not LLAMAFACTORY_PYTHON.exists():
         print(f"skipping llamafactory: its venv is missing ({LLAMAFACTORY_PYTHON}; see this script's docstring)")
         variants.remove("llamafactory")
+    if not variants:
+        sys.exit("nothing to run: every variant asked for is skipped above")
     results: dict[str, list[dict]] = {v: [] for v in variants}
     header = f"{'variant':12}{'seed':>5}{'tokens/s':>10}{'train s':>9}{'peak RSS GiB':>14}{'steps':>6}{'held-out':>10}"
     with tempfile.TemporaryDirectory(prefix="ftui-peers-") as workdir:
