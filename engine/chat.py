@@ -228,17 +228,18 @@ class ChatSession:
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         """The token ids llama.cpp's chat completion feeds for `messages` after the system prompt:
         the GGUF's template, its BOS unless the template writes one, special tokens parsed."""
+        import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         llm = self._llm
         if llm is None:
             raise RuntimeError("the chat session is closed")
         if self._formatter is None:
+            vocab = llama_cpp.llama_model_get_vocab(llm.model)
             eos, bos = llm.token_eos(), llm.token_bos()
-            self._formatter = Jinja2ChatFormatter(
-                template=llm.metadata["tokenizer.chat_template"],
-                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                bos_token=llm._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
+            text = {t: llama_cpp.llama_vocab_get_text(vocab, t).decode("utf-8") if t != -1 else "" for t in (eos, bos)}
+            self._formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"],
+                                                  eos_token=text[eos], bos_token=text[bos], stop_token_ids=[eos])
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         formatted = self._formatter(messages=system + messages)
         return list(llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True))

@@ -41,9 +41,9 @@ def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
     params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
     params.n_ctx = params.n_batch = slots * per_slot
     params.n_seq_max = slots
-    vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
-    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+    ctx = llama_cpp.llama_init_from_model(llm.model, params)
     if not ctx:
         raise MemoryError(f"llama.cpp could not make a context of {slots} x {per_slot} tokens for batched replies")
     batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
