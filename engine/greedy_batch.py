@@ -15,7 +15,8 @@ can still round differently (154 of 160 equal at 32 slots, against 160 at 16).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 SLOTS = 16
@@ -50,57 +51,54 @@ def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
     replies: list[tuple[str, bool] | None] = [None] * len(prompts)
     try:
         waiting = iter(range(len(prompts)))
-        # slot -> [prompt index, tokens cached, reply token ids]; feed: slot -> token ids to decode next
-        held: dict[int, list[Any]] = {}
-        feed: dict[int, list[int]] = {}
-        for slot in range(slots):
-            _take_next(slot, waiting, prompts, held, feed)
+        held = {slot: _Reply(next(waiting)) for slot in range(slots)}  # slots <= prompts
         memory = llama_cpp.llama_get_memory(ctx)
         while held:
             batch.n_tokens = 0
             last_row = {}
-            for slot, tokens in feed.items():
-                start = held[slot][1]
+            for slot, reply in held.items():
+                # A new conversation feeds its whole prompt; one under way, the token it chose last.
+                tokens = prompts[reply.index] if reply.cached == 0 else reply.tokens[-1:]
                 for offset, token in enumerate(tokens):
                     row = batch.n_tokens
                     batch.token[row] = token
-                    batch.pos[row] = start + offset
+                    batch.pos[row] = reply.cached + offset
                     batch.n_seq_id[row] = 1
                     batch.seq_id[row][0] = slot
                     batch.logits[row] = offset == len(tokens) - 1
                     batch.n_tokens += 1
                 last_row[slot] = batch.n_tokens - 1
-                held[slot][1] = start + len(tokens)
+                reply.cached += len(tokens)
             if (code := llama_cpp.llama_decode(ctx, batch)) != 0:
                 raise RuntimeError(f"llama.cpp could not decode a batch of {batch.n_tokens} tokens (code {code})")
-            feed = {}
             for slot, row in last_row.items():
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
                 token = int(logits.argmax())
-                index, _, reply = held[slot]
+                reply = held[slot]
                 ended = bool(llama_cpp.llama_vocab_is_eog(vocab, token))
                 if not ended:
-                    reply.append(token)
-                if ended or len(reply) >= max_tokens:
-                    text = llm.detokenize(reply).decode("utf-8", errors="ignore").strip()
-                    replies[index] = (text, ended)
+                    reply.tokens.append(token)
+                if ended or len(reply.tokens) >= max_tokens:
+                    text = llm.detokenize(reply.tokens).decode("utf-8", errors="ignore").strip()
+                    replies[reply.index] = (text, ended)
                     if on_reply is not None:
-                        on_reply(index, text, ended)
+                        on_reply(reply.index, text, ended)
                     llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)
-                    del held[slot]
-                    _take_next(slot, waiting, prompts, held, feed)
-                else:
-                    feed[slot] = [token]
+                    following = next(waiting, None)
+                    if following is None:
+                        del held[slot]
+                    else:
+                        held[slot] = _Reply(following)
     finally:
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
     return [r for r in replies if r is not None]
 
 
-def _take_next(slot: int, waiting: Iterator[int], prompts: Sequence[list[int]], held: dict[int, list[Any]],
-               feed: dict[int, list[int]]) -> None:
-    """Start the next waiting prompt, if any, in `slot`."""
-    index = next(waiting, None)
-    if index is not None:
-        held[slot] = [index, 0, []]
-        feed[slot] = list(prompts[index])
+@dataclass
+class _Reply:
+    """One conversation in a slot: its prompt's index, the tokens of it in the slot's cache, its reply so far."""
+
+    index: int
+    cached: int = 0
+    tokens: list[int] = field(default_factory=list)
