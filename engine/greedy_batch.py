@@ -19,12 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import ActionableError
+
 SLOTS = 16
 """Conversations decoded together."""
 KV_TOKENS = 8192
 """The most cached tokens held over all slots (1 GiB of cache for an 8B model): long prompts get fewer slots."""
 CELLS = 256
 """llama.cpp sizes each sequence's cache in steps of this many tokens."""
+ADVICE = "free memory (another model may be loaded), or shorten the longest prompts (retention_prompts, the eval file)"
+
+
+class BatchDecodeError(ActionableError):
+    """llama.cpp could not hold or decode the conversations' batch."""
 
 
 def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
@@ -46,7 +53,8 @@ def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
     ctx = llama_cpp.llama_init_from_model(llm.model, params)
     if not ctx:
-        raise MemoryError(f"llama.cpp could not make a context of {slots} x {per_slot} tokens for batched replies")
+        raise BatchDecodeError(f"llama.cpp could not make a context of {slots} x {per_slot} tokens for "
+                               f"{len(prompts)} greedy replies", ADVICE)
     batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
     replies: list[tuple[str, bool] | None] = [None] * len(prompts)
     try:
@@ -70,7 +78,8 @@ def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
                 last_row[slot] = batch.n_tokens - 1
                 reply.cached += len(tokens)
             if (code := llama_cpp.llama_decode(ctx, batch)) != 0:
-                raise RuntimeError(f"llama.cpp could not decode a batch of {batch.n_tokens} tokens (code {code})")
+                raise BatchDecodeError(f"llama.cpp could not decode a batch of {batch.n_tokens} tokens of "
+                                       f"{len(held)} greedy replies (llama_decode returned {code})", ADVICE)
             for slot, row in last_row.items():
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
                 token = int(logits.argmax())

@@ -82,3 +82,16 @@ def test_batched_replies_equal_the_chats_one_at_a_time(embedded_export):
     assert sorted(finished) == list(range(len(questions)))
     cut = [ended for _, ended in batched]
     assert True in cut and False in cut  # the haiku runs into the 24-token limit; short answers end themselves
+
+
+def test_a_batch_llama_cpp_cannot_decode_is_named_with_advice(embedded_export, monkeypatch):
+    import llama_cpp
+
+    from engine.greedy_batch import BatchDecodeError
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: 1)  # llama.cpp's "no room in the cache"
+    with ChatSession(embedded_export.gguf("Q8_0"), temperature=0.0, max_tokens=8) as chat:
+        with pytest.raises(BatchDecodeError) as raised:
+            chat.complete_all([[{"role": "user", "content": "Hello?"}], [{"role": "user", "content": "Hi?"}]])
+    assert "could not decode a batch of" in raised.value.reason and "2 greedy replies" in raised.value.reason
+    assert "shorten the longest prompts" in raised.value.advice
