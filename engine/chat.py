@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -168,7 +167,7 @@ class ChatSession:
 
     def __init__(self, gguf_path: str | Path, system_prompt: str = "", temperature: float = 0.7,
                  top_p: float = 0.9, max_tokens: int = 256, n_ctx: int = 4096, seed: int = 0):
-        import llama_cpp
+        from engine.llama_load import load_llama
 
         path = Path(gguf_path)
         check_gguf(path)
@@ -177,17 +176,16 @@ class ChatSession:
         self.temperature = temperature
         self.top_p = top_p
         self.max_tokens = max_tokens
-        self.gpu = bool(llama_cpp.llama_supports_gpu_offload())
         try:
             # flash_attn: on two cores 160 greedy replies took 48 s instead of 60, the same replies batched or not
-            self._llm: Any = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_gpu_layers=-1 if self.gpu else 0,
-                n_threads=max(1, min(8, os.cpu_count() or 1)), seed=seed, verbose=False, flash_attn=True,
-            )
+            self._llm, plan = load_llama(path, n_ctx=n_ctx, seed=seed, flash_attn=True)
         except ValueError as exc:
             raise GGUFFileError(f"llama.cpp could not load {path}, though its GGUF header and size are sound ({exc}).",
                                 "Its architecture or tensor types may be newer than this llama.cpp: "
                                 "export the run with ftui, or update llama-cpp-python.") from None
+        self.gpu = plan.gpu_layers != 0
+        self.notes = plan.notes
+        """What the load chose and why (no repacking on an AMX CPU, the CPU when the GPU is full)."""
         if not self._llm.metadata.get("tokenizer.chat_template"):
             self.close()
             raise GGUFFileError(f"{path.name} has no chat template.", "Export it with ftui to embed one.")

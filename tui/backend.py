@@ -34,6 +34,9 @@ EventSink = Callable[[Any], None]
 
 
 class ChatLike(Protocol):
+    notes: tuple[str, ...]
+    """What loading the model chose and why (the CPU when the GPU is full), for the user to read."""
+
     def send(self, text: str) -> Iterator[str]: ...
     def reset(self) -> None: ...
     def close(self) -> None: ...

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         return fail(str(exc))
     print(f"Chatting with {gguf} ({'GPU' if chat.gpu else 'CPU'}). {HELP}")
+    for note in chat.notes:
+        print(f"note: {note}")
     if isinstance(sys.stdin, io.TextIOWrapper):
         # A byte that is not UTF-8 (a latin-1 terminal's é) arrives as a surrogate, not an exception.
         sys.stdin.reconfigure(errors="surrogateescape")

@@ -8,7 +8,6 @@ answers. Each is measured here with llama.cpp itself and reported as figures.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,13 +171,9 @@ def check_file(path: Path, quant: str, ref: Reference, *, min_agreement: float |
 @contextlib.contextmanager
 def open_llama(path: Path, *, n_ctx: int = 2048, logits_all: bool = False, vocab_only: bool = False) -> Any:
     """A llama.cpp model that is closed on exit (its finaliser can raise at interpreter exit)."""
-    import llama_cpp
+    from engine.llama_load import load_llama
 
-    llm = llama_cpp.Llama(
-        model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, vocab_only=vocab_only, verbose=False,
-        n_gpu_layers=-1 if llama_cpp.llama_supports_gpu_offload() else 0,
-        n_threads=max(1, min(8, os.cpu_count() or 1)), seed=0,
-    )
+    llm, _plan = load_llama(path, n_ctx=n_ctx, logits_all=logits_all, vocab_only=vocab_only)
     try:
         yield llm
     finally:

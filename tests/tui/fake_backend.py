@@ -58,6 +58,7 @@ class FakeChat:
         self.system_prompt = system_prompt
         self.history: list[str] = []
         self.closed = False
+        self.notes: tuple[str, ...] = ("the GPU could not hold it, so it runs on the CPU",) if "busy" in path else ()
 
     def send(self, text: str) -> Iterator[str]:
         self.history.append(text)

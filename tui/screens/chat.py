@@ -3,6 +3,7 @@ and the held-out evaluation of the run shows as a table."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -112,6 +113,8 @@ class ChatScreen(FtuiScreen):
                 if session is None:
                     session = self.ftui.backend.open_chat(path, system)
                     self.sessions[(path, system)] = session
+                    for note in session.notes:
+                        self.app.call_from_thread(self.notify, f"{Path(path).name}: {note}", timeout=10)
                 for piece in session.send(text):
                     self.post_message(ChatPieceReceived(piece, side))
             except ActionableError as exc:  # a file llama.cpp cannot load: what is wrong and what to do
