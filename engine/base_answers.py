@@ -58,7 +58,16 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
 
 def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,
            on_event: EventSink = ignore, label: str = "") -> list[Answer]:
-    """Greedy replies of the GGUF's model to each conversation (ending with a user turn)."""
+    """Greedy replies of the GGUF's model to each conversation (ending with a user turn), decoded by
+    llama.cpp in a child process: a crash there is a `NativeCrash`, not the end of ftui."""
+    from engine.native import run_native
+
+    return run_native(f"answering {len(conversations)} prompts with {gguf.name}", _answer_here, gguf,
+                      [list(c) for c in conversations], system, max_tokens, label, on_event=on_event)
+
+
+def _answer_here(gguf: Path, conversations: list[list[dict[str, str]]], system: str, max_tokens: int, label: str,
+                 on_event: EventSink = ignore) -> list[Answer]:
     from engine.chat import ChatSession
 
     done = 0

@@ -82,7 +82,7 @@ def ensure_embedded_model(on_event: EventSink = ignore) -> Path:
         for stale in target.parent.glob(f".{EMBEDDED_ID}.*.partial"):
             shutil.rmtree(stale, ignore_errors=True)
         with atomic_dir(target) as tmp:
-            _convert(gguf, tmp, on_event)
+            _convert_in_child(gguf, tmp, on_event)
     return target
 
 
@@ -94,7 +94,16 @@ def _marker_matches(folder: Path) -> bool:
     return marker.get("conversion_version") == CONVERSION_VERSION
 
 
-def _convert(gguf: Path, out: Path, on_event: EventSink) -> None:
+def _convert_in_child(gguf: Path, out: Path, on_event: EventSink) -> None:
+    """`_convert` in a process of its own (engine/native.py): the dequantiser is native code."""
+    from engine.native import run_native
+
+    run_native(f"converting {gguf.name}", _convert, gguf, out, on_event=on_event,
+               library="the GGUF dequantiser (transformers, gguf)",
+               advice="run `ftui doctor`, and report the crash with the log named here")
+
+
+def _convert(gguf: Path, out: Path, on_event: EventSink = ignore) -> None:
     import torch
     from tokenizers import pre_tokenizers
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ActionableError(Exception):
     """`reason` says what went wrong and where; `advice` says what to change."""
@@ -10,3 +12,15 @@ class ActionableError(Exception):
         super().__init__(f"{reason} {advice}".strip())
         self.reason = reason
         self.advice = advice
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a child process (engine/native.py) and re-raised in the parent: rebuilt from
+        # its fields, whatever the subclass's constructor takes.
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[ActionableError], args: tuple[Any, ...], state: dict[str, Any]) -> ActionableError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error

@@ -32,6 +32,7 @@ from engine.export.merge import MergeError, RunSource, base_config_dir, merge, r
 from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
 from engine.export.quantize import QuantizeError, quantize
 from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
+from engine.native import NativeCrash, run_native
 from engine.runs import RunReadError, export_dir, gguf_path, read_run, verify_path
 
 
@@ -68,6 +69,10 @@ def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",),
         result = _export(Path(run_dir), tuple(quants), out, on_event, stop or threading.Event(), writing)
     except (ExportError, MergeError) as exc:
         return _failed(out, ExportFailed(exc.reason, exc.advice), on_event)
+    except NativeCrash as exc:
+        kept = sorted(p.name for p in out.glob("*.gguf"))
+        return _failed(out, ExportFailed(f"{exc.reason} The files written are kept, unverified (no verify.json): "
+                                         f"{', '.join(kept) or 'none'}.", exc.advice), on_event)
     except ConfigError as exc:
         return _failed(out, ExportFailed(f"cannot read the run's config.toml:\n{exc}",
                                          "fix the setting named above in the run's config.toml"), on_event)
@@ -172,8 +177,8 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     for quant, path in files.items():
         stage("verify", path.name, verify_path(out).name)
         lossless = quant in ("F16", "BF16")
-        check = check_file(path, quant, ref, min_agreement=MIN_F16_AGREEMENT if lossless else None,
-                           require_stop=not lossless)
+        check = run_native(f"verifying {path.name}", check_file, path, quant, ref,
+                           min_agreement=MIN_F16_AGREEMENT if lossless else None, require_stop=not lossless)
         checks.append(check)
         on_event(ExportVerified(str(path), quant, check.token_ids_match, check.argmax_agreement,
                                 check.max_abs_logit_diff, check.stops_at_end_of_turn, check.passed))

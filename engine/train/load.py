@@ -137,10 +137,14 @@ def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: Prepare
     """The task's training examples plus the replayed general ones (validation stays the task's)."""
     from engine.data import DatasetError
     from engine.errors import ActionableError
+    from engine.native import NativeCrash
     from engine.replay import replay_examples
 
     try:
         replay = replay_examples(config, tokenizer, base_ref, len(data.train), on_event)
+    except NativeCrash as exc:
+        raise Failure(f"the replay data for retention_mix = {config.retention_mix:g} cannot be made: {exc.reason}",
+                      f"{exc.advice}; or set retention_mix = 0 to train without replay") from None
     except (DatasetError, ActionableError, OSError, ValueError) as exc:
         raise Failure(f"the replay data for retention_mix = {config.retention_mix:g} cannot be made: {exc}",
                       "fix retention_data, or set retention_mix = 0 to train without replay") from None

@@ -186,7 +186,7 @@ def test_partial_and_unmarked_folders_are_not_trusted(tmp_path, monkeypatch):
     (unmarked / "config.json").write_text("{}")
     assert not is_converted()
 
-    monkeypatch.setattr(embedded, "_convert", _fake_convert)
+    monkeypatch.setattr(embedded, "_convert_in_child", _fake_convert)
     events: list[Progress] = []
     assert ensure_embedded_model(events.append) == unmarked
     assert is_converted()
@@ -201,7 +201,7 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path, mon
         (out / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embedded, "_convert", crash)
+    monkeypatch.setattr(embedded, "_convert_in_child", crash)
     with pytest.raises(KeyboardInterrupt):
         ensure_embedded_model()
     models = tmp_path / "models"
