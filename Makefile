@@ -20,12 +20,12 @@ run: $(VENV)/.installed
 	$(VENV)/bin/ftui $(ARGS)
 
 test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check engine tui cli tests bench
+	$(VENV)/bin/ruff check engine tui cli ftui tests bench setup.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || \

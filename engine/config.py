@@ -148,8 +148,9 @@ class RunConfig:
     built-in general set after training."""
     precision: Compute = "auto"
     """auto: bf16 autocast where the hardware computes bf16 natively (GPUs since Ampere; CPUs with
-    AVX512-BF16 or AMX), fp16 with loss scaling on older GPUs, fp32 on other CPUs. bf16 or fp32
-    force it (fp32 only on the CPU: the memory estimate is for 16-bit GPU training)."""
+    AVX512-BF16 or AMX, Arm CPUs with the BF16 extension), fp16 with loss scaling on older GPUs, fp32
+    on other CPUs. bf16 or fp32 force it (fp32 only on the CPU: the memory estimate is for 16-bit GPU
+    training)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: much less memory, about 30% slower."""
     oom_retry: bool = False

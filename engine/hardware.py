@@ -5,12 +5,18 @@ describes the CPU and says that only the embedded model is practical. NVML is as
 at a time, so a query that fails on one GPU (an MIG slice that hides its processes, a driver
 that lacks a call) loses that field alone, never the whole report. `pynvml` is imported inside
 `probe`, and tests pass a fake with the same function names through `nvml`.
+
+A GPU with no memory of its own (DGX Spark's GB10 shares 128 GB with its Arm CPU) has NVML answer
+NOT_SUPPORTED for its memory: the report marks it `unified_memory` and gives it the system's
+memory as /proc/meminfo counts it, MemAvailable being what training can take (nvtop, all-smi and
+ollama read the same figure there).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
@@ -19,6 +25,12 @@ BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
 UNKNOWN_COMPUTE_CAPABILITY = (0, 0)
 """Stands in when NVML cannot say: such a GPU is treated as lacking bf16."""
 CPU_ONLY_ADVICE = "only the embedded model (SmolLM2 135M) is practical to train on the CPU"
+UNIFIED_MEMORY_GPUS = ("GB10",)
+"""Names (as parts of NVML's device name) of NVIDIA GPUs that share the system's memory: the GB10
+of DGX Spark and its OEM twins (ASUS Ascent GX10, Dell Pro Max GB10). Another such GPU is known by
+NVML answering NOT_SUPPORTED for its memory while it addresses the CPU's memory coherently (ATS)."""
+MEMINFO = Path("/proc/meminfo")
+"""Where Linux says how much memory the system has and how much a new program can take."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,9 @@ class GpuInfo:
     processes: tuple[GpuProcess, ...] = ()
     problems: tuple[str, ...] = ()
     """Fields NVML failed to report for this GPU, with its reason, e.g. "processes: Not Supported"."""
+    unified_memory: bool = False
+    """The GPU has no memory of its own and shares the system's (DGX Spark's GB10): total is the
+    system's memory, free what a new program can take (MemAvailable), shrinking as CPU programs grow."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,12 @@ class HardwareReport:
     def best_gpu(self) -> GpuInfo | None:
         """The GPU with the most free memory: single-device training plans for it."""
         return max(self.gpus, key=lambda g: (g.free_gib, -g.index), default=None)
+
+    @property
+    def unified_memory(self) -> bool:
+        """The GPU training plans for shares the system's memory with the CPU."""
+        best = self.best_gpu
+        return best is not None and best.unified_memory
 
 
 def probe(nvml: Any = None) -> HardwareReport:
@@ -94,7 +115,12 @@ def probe(nvml: Any = None) -> HardwareReport:
         return _cpu_report(cores, ram, "the NVIDIA driver is loaded but reports no GPU", driver)
     best = max(gpus, key=lambda g: g.free_gib)
     several = f"{len(gpus)} GPUs; training uses one, " if len(gpus) > 1 else ""
-    note = f"{several}{best.name} (GPU {best.index}) has the most free memory: {best.free_gib:.1f} GiB"
+    if best.unified_memory:
+        note = (f"{several}{best.name} (GPU {best.index}) has unified memory, shared with the CPU: "
+                f"{best.free_gib:.1f} GiB of {best.total_gib:.1f} GiB is available now, and programs on "
+                "the CPU draw on it too")
+    else:
+        note = f"{several}{best.name} (GPU {best.index}) has the most free memory: {best.free_gib:.1f} GiB"
     return HardwareReport(gpus, cores, ram, driver, note)
 
 
@@ -109,17 +135,40 @@ def _gpu(nvml: Any, index: int) -> GpuInfo:
         return value
 
     name = _text(field("name", nvml.nvmlDeviceGetName, handle)) or f"GPU {index}"
-    memory = field("memory", nvml.nvmlDeviceGetMemoryInfo, handle)
-    total, free, used = (
-        (memory.total / GIB, memory.free / GIB, memory.used / GIB) if memory is not None else (0.0, 0.0, 0.0)
-    )
+    memory, memory_error = _ask_error(nvml, nvml.nvmlDeviceGetMemoryInfo, handle)
+    unified = _unified(nvml, handle, name, memory_error)
+    system = system_memory_gib() if unified else None
+    if system is not None:
+        total, free = system
+        used = total - free
+    elif memory is not None:
+        total, free, used = memory.total / GIB, memory.free / GIB, memory.used / GIB
+    else:
+        total, free, used = 0.0, 0.0, 0.0
+    if memory_error is not None and system is None:
+        problems.append(f"memory: {_describe(memory_error)}" + (f" (and {MEMINFO} could not be read)" if unified else ""))
     cc = field("compute capability", nvml.nvmlDeviceGetCudaComputeCapability, handle)
     cc = tuple(int(x) for x in cc) if cc is not None else UNKNOWN_COMPUTE_CAPABILITY
     return GpuInfo(
         index=index, name=name, total_gib=total, free_gib=free, used_gib=used,
         compute_capability=cc, bf16=cc >= BF16_MIN_COMPUTE_CAPABILITY,
-        processes=_processes(nvml, handle, field), problems=tuple(problems),
+        processes=_processes(nvml, handle, field), problems=tuple(problems), unified_memory=unified,
     )
+
+
+def _unified(nvml: Any, handle: Any, name: str, memory_error: Exception | None) -> bool:
+    """A GPU that shares the system's memory: one of UNIFIED_MEMORY_GPUS, or one whose memory NVML
+    cannot report while it addresses the CPU's memory through ATS. A discrete card answers for its
+    memory (and on an older driver without the call, NOT_SUPPORTED alone is no proof), so it keeps
+    its zero and the problem rather than being planned on the system's RAM."""
+    if any(part in name for part in UNIFIED_MEMORY_GPUS):
+        return True
+    not_supported = getattr(nvml, "NVML_ERROR_NOT_SUPPORTED", 3)
+    if getattr(memory_error, "value", None) != not_supported:
+        return False
+    ask = getattr(nvml, "nvmlDeviceGetAddressingMode", None)
+    mode = _ask(nvml, ask, handle)[0] if ask is not None else None
+    return mode is not None and mode == getattr(nvml, "NVML_DEVICE_ADDRESSING_MODE_ATS", 2)
 
 
 def _processes(nvml: Any, handle: Any, field: Any) -> tuple[GpuProcess, ...]:
@@ -139,10 +188,19 @@ def _processes(nvml: Any, handle: Any, field: Any) -> tuple[GpuProcess, ...]:
 
 
 def _ask(nvml: Any, fn: Any, *args: Any) -> tuple[Any, str | None]:
+    value, error = _ask_error(nvml, fn, *args)
+    return value, None if error is None else _describe(error)
+
+
+def _ask_error(nvml: Any, fn: Any, *args: Any) -> tuple[Any, Exception | None]:
     try:
         return fn(*args), None
     except nvml.NVMLError as exc:
-        return None, str(exc) or type(exc).__name__
+        return None, exc
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
 
 
 def _text(value: Any) -> str | None:
@@ -164,6 +222,27 @@ def _init_failure(nvml: Any, exc: Exception) -> str:
 def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None) -> HardwareReport:
     note = f"No usable GPU: {why}. CPU mode with {cores} cores and {ram:.1f} GiB RAM; {CPU_ONLY_ADVICE}."
     return HardwareReport((), cores, ram, driver, note, why)
+
+
+def system_memory_gib() -> tuple[float, float] | None:
+    """(MemTotal, MemAvailable) in GiB from /proc/meminfo; None where it cannot be read (not Linux).
+
+    MemAvailable counts the page cache the kernel gives back on demand, which MemFree (and CUDA's
+    own free figure on unified memory) leave out."""
+    try:
+        text = MEMINFO.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    kib = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        number = rest.split()[:1]
+        if number and number[0].isdigit():
+            kib[key.strip()] = int(number[0])
+    if "MemTotal" not in kib:
+        return None
+    available = kib.get("MemAvailable", kib.get("MemFree", 0))
+    return kib["MemTotal"] * 1024 / GIB, available * 1024 / GIB
 
 
 def ram_gib() -> float:

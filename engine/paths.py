@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The folder holding engine/, tui/, cli/ and presets/: the checkout, or in an installed ftui the
+ftui/ folder in site-packages (setup.py nests them there), so presets ship beside the code."""
 
 
 def presets_dir() -> Path:
@@ -20,6 +22,14 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("ftui"))
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a Python child that runs ftui's modules (`python -m engine...`): this
+    process's, with PROJECT_ROOT first on PYTHONPATH, since an installed ftui's packages are not
+    on sys.path by default (ftui/__init__.py)."""
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def resolve_project_path(path: str) -> str:

@@ -161,7 +161,10 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
     if len(freest) > 1:
         which = (f" Planned for GPU {gpu.index}, the one with the most free memory; "
                  "training uses a single GPU: more would not train a larger model or a better method.")
-    single = _plan_gpu(gpu.free_gib, seq_len, f"your {gpu.name}", gpu.index, which)
+    # On unified memory (DGX Spark) the GPU's free memory is the system's MemAvailable: the same
+    # arithmetic plans on it, and the reason says that programs on the CPU take from it too.
+    card = f"your {gpu.name}" + (" (unified memory, shared with the CPU)" if gpu.unified_memory else "")
+    single = _plan_gpu(gpu.free_gib, seq_len, card, gpu.index, which)
     best = None
     for count in range(2, len(freest) + 1):
         chosen = freest[:count]

@@ -436,7 +436,8 @@ class FtuiApp(App[int]):
         if report is None:
             return None, "free VRAM"
         if report.gpus:
-            return max(g.free_gib for g in report.gpus), "free VRAM"
+            best = max(report.gpus, key=lambda g: g.free_gib)
+            return best.free_gib, "free unified memory" if getattr(best, "unified_memory", False) else "free VRAM"
         return report.ram_gib, "RAM (CPU mode)"
 
 

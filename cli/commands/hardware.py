@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
             for p in g.processes:
                 used = f"{p.used_gib:.1f} GiB" if p.used_gib is not None else "? GiB"
                 print(f"  GPU {g.index}: pid {p.pid} uses {used}  {p.name or '(name hidden)'}")
+            if g.unified_memory:
+                print(f"  GPU {g.index}: unified memory, shared with the CPU: total is the system's memory, "
+                      "free what programs can still take (MemAvailable)")
             for problem in g.problems:
                 print(f"  GPU {g.index}: could not read {problem}")
     print(report.note)

@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.config import RunConfig, load_toml
 from engine.events import TrainFailed, TrainStarted, to_record
-from engine.paths import PROJECT_ROOT
+from engine.paths import child_env
 from engine.runs import read_record, run_dir_of
 from engine.runs.follow import follow
 from engine.runs.listing import is_live
@@ -79,11 +79,9 @@ def launch(config: RunConfig | None, resume: str | None = None, gpus: str | None
         config_file = folder / f"{stem}.toml"
         config_file.write_text((config or RunConfig()).to_toml(), encoding="utf-8")
         args += ["--config", str(config_file)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
     with open(log, "ab") as out, open(os.devnull, "rb") as nothing:
         process = subprocess.Popen(args, stdin=nothing, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env)
+                                   start_new_session=True, env=child_env())
     return Launch(process, events, log)
 
 

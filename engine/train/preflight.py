@@ -92,11 +92,21 @@ def planned_trainable(spec: ModelSpec, config: RunConfig) -> int:
 
 
 def free_gpu_gib() -> float | None:
+    """Free memory of this process's GPU; on unified memory (DGX Spark) what the system has available,
+    the figure the recommendation planned on."""
     import torch
 
     if not torch.cuda.is_available():
         return None
     free, _total = torch.cuda.mem_get_info()
+    if getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "is_integrated", 0):
+        # CUDA's free figure there leaves out the page cache the kernel hands back on demand, so a
+        # run the recommendation fits could be refused after a large download filled the cache.
+        from engine.hardware import system_memory_gib
+
+        system = system_memory_gib()
+        if system is not None:
+            return max(free / 2**30, system[1])
     return free / 2**30
 
 

@@ -9,6 +9,8 @@ import pynvml
 import pytest
 
 GIB = 1024**3
+ADDRESSING_NONE, ADDRESSING_ATS = 0, 2
+"""NVML_DEVICE_ADDRESSING_MODE_NONE and _ATS (nvidia-ml-py 13 names them; 12 lacks the call)."""
 
 
 @dataclass
@@ -20,6 +22,8 @@ class FakeCard:
     processes: list[tuple[int, str | None, float | None]] = field(default_factory=list)
     fail: dict[str, int] = field(default_factory=dict)
     """NVML function name -> error code that call raises for this card."""
+    addressing_mode: int = ADDRESSING_NONE
+    """ATS where the GPU reaches the CPU's memory coherently (GB10, Grace Hopper)."""
 
 
 class FakeNvml:
@@ -27,6 +31,8 @@ class FakeNvml:
     NVMLError_LibraryNotFound = pynvml.NVMLError_LibraryNotFound
     NVMLError_DriverNotLoaded = pynvml.NVMLError_DriverNotLoaded
     NVMLError_NoPermission = pynvml.NVMLError_NoPermission
+    NVML_ERROR_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
+    NVML_DEVICE_ADDRESSING_MODE_ATS = ADDRESSING_ATS
 
     def __init__(self, cards=(), init_error: int | None = None, driver: str = "550.54.14"):
         self.cards = list(cards)
@@ -68,6 +74,9 @@ class FakeNvml:
         total, used = int(card.total_gib * GIB), int(card.used_gib * GIB)
         return SimpleNamespace(total=total, used=used, free=total - used)
 
+    def nvmlDeviceGetAddressingMode(self, handle):
+        return self._card(handle, "nvmlDeviceGetAddressingMode").addressing_mode
+
     def nvmlDeviceGetCudaComputeCapability(self, handle):
         return self._card(handle, "nvmlDeviceGetCudaComputeCapability").cc
 
@@ -98,6 +107,35 @@ CARDS = {
     48: FakeCard("NVIDIA RTX A6000", 48.0, cc=(8, 6)),
     80: FakeCard("NVIDIA A100-SXM4-80GB", 80.0, cc=(8, 0)),
 }
+
+
+GB10 = FakeCard("NVIDIA GB10", 0.0, used_gib=0.0, cc=(12, 1), addressing_mode=ADDRESSING_ATS,
+                fail={"nvmlDeviceGetMemoryInfo": pynvml.NVML_ERROR_NOT_SUPPORTED})
+"""DGX Spark's GPU as its NVML answers (driver 580): no memory figures, compute capability 12.1."""
+SPARK_MEMINFO = "MemTotal:       127600748 kB\nMemFree:         9514216 kB\nMemAvailable:   118566368 kB\n"
+"""/proc/meminfo of a DGX Spark with little running: 121.7 GiB in all, 113.1 GiB available."""
+
+
+@pytest.fixture
+def meminfo(tmp_path, monkeypatch):
+    """Stand in for /proc/meminfo: `meminfo(text)`; `meminfo(None)` makes it unreadable."""
+    import engine.hardware
+
+    def write(text: str | None = SPARK_MEMINFO):
+        path = tmp_path / "meminfo"
+        if text is not None:
+            path.write_text(text)
+        monkeypatch.setattr(engine.hardware, "MEMINFO", path)
+    return write
+
+
+@pytest.fixture
+def gb10():
+    """A fresh copy of GB10, with `changes`: `gb10(name="...")`."""
+    def make(**changes) -> FakeCard:
+        values = {**GB10.__dict__, "processes": list(GB10.processes), "fail": dict(GB10.fail), **changes}
+        return FakeCard(**values)
+    return make
 
 
 @pytest.fixture

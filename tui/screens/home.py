@@ -22,9 +22,12 @@ def render_gpu(gpu: Any) -> Text:
     used = gpu.total_gib - gpu.free_gib
     text = Text(f"GPU {gpu.index}  ", style="bold")
     text.append(f"{gpu.name}\n")
-    text.append("  VRAM ")
+    unified = getattr(gpu, "unified_memory", False)
+    text.append("  memory " if unified else "  VRAM ")
     text.append_text(bar(used, gpu.total_gib, width=24, style="yellow"))
     text.append(f" {gpu.free_gib:.1f} free of {gpu.total_gib:.1f} GiB\n")
+    if unified:
+        text.append("  unified memory, shared with the CPU: its programs take from it too\n")
     cc = ".".join(str(n) for n in gpu.compute_capability)
     text.append(f"  compute {cc}, bf16 {'yes' if gpu.bf16 else 'no (fp16 is used)'}\n")
     if gpu.processes:
