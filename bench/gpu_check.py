@@ -17,8 +17,11 @@ that size would hold it, and tokens/s. Checkpoint writes are skipped: they time 
 
 Without CUDA it says so and exits 0 after a dry run on the CPU of the smallest plan, with the
 model shrunk to a few layers (`--tiny`, which tests/bench/test_gpu_check.py runs).
-With two GPUs or more it also trains on two (`two_gpu_case`: DDP, FSDP and FSDP with QLoRA through
-NCCL) and says so and skips it with one. Budget: about 3-5 minutes on one H200, 2 more for two
+With two GPUs or more it also trains on two (`two_gpu_case`: DDP, FSDP and DDP with QLoRA through
+NCCL) and says so and skips it with one. First of all it decodes with llama.cpp on the GPU when the
+installed llama-cpp-python has CUDA (the embedded GGUF, or `--gguf FILE`). Each case that raises
+becomes a row with its error and traceback, and the JSON is rewritten after every row, so a case
+that kills the process loses only itself. Budget: about 3-5 minutes on one H200, 2 more for two
 GPUs; `--budget-s` skips plans once it is spent.
 """
 
@@ -31,6 +34,8 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,14 +49,18 @@ from engine.estimate import GIB, estimate_for  # noqa: E402
 
 CARDS = (4, 6, 12, 16, 24)
 """GiB; the ladder the README states, each card's recommended plan is run."""
-EXTRA = (("llama-3.2-1b", "lora", 4, False), ("llama-3.2-1b", "lora", 4, True), ("llama-3.2-1b", "full", 1, False))
-"""(model, method, batch, packing) run besides the ladder: 16-bit LoRA padded and packed (the random
-examples are all 2048 tokens, so padding costs nothing: the pair shows what the packed row's
-per-example attention costs or saves on CUDA), and full fine-tuning on 1B."""
+EXTRA = (("llama-3.2-1b", "lora", 4, False, False), ("llama-3.2-1b", "lora", 4, True, False),
+         ("llama-3.2-1b", "lora", 4, False, True), ("llama-3.2-1b", "lora", 4, True, True),
+         ("llama-3.2-1b", "full", 1, False, False))
+"""(model, method, batch, packing, varied lengths) run besides the ladder: 16-bit LoRA padded and
+packed on examples all 2048 tokens long (padding costs nothing: what the packed row's per-example
+attention costs or saves on CUDA) and on lengths spread from 64 to 2048 tokens (what packing is
+for), and full fine-tuning on 1B."""
 IN_USE_GIB = 0.4
 """Planned as the README's ladder is: a display or another program already holds this much."""
 SEQ_LEN = 2048
 STEPS = 4
+DECODE_TOKENS = 64
 GRAD_ACCUM = 2
 
 
@@ -61,6 +70,8 @@ class Plan:
     config: RunConfig
     card_gib: float | None
     """The card size the plan was recommended for (None for the extra runs)."""
+    varied: bool = False
+    """Examples of lengths spread up to max_seq_len instead of all max_seq_len long."""
 
 
 class FakeTokenizer:
@@ -88,12 +99,12 @@ def plans(device: str, have_bnb: bool, tiny: bool) -> list[Plan]:
         report = HardwareReport((gpu,), 1, 1.0, "-", "")
         config, _ = config_from_recommendation(rec, report, list_presets(), RunConfig())
         out.append(Plan(f"{card} GiB: {rec.model} {rec.method} b{rec.batch_size}", config, float(card)))
-    for model, method, batch, packing in EXTRA:
+    for model, method, batch, packing, varied in EXTRA:
         base = config_from_recommendation(recommend([], vram_gib=80.0), HardwareReport(
             (GpuInfo(0, "x", 80.0, 80.0, 0.0, (9, 0), True),), 1, 1.0, "-", ""), list_presets(), RunConfig())[0]
-        out.append(Plan(f"extra: {model} {method} b{batch}{' packed' if packing else ''}",
+        out.append(Plan(f"extra: {model} {method} b{batch}{' packed' if packing else ''}{' varied' if varied else ''}",
                         base.replace(model=model, method=method, batch_size=batch, max_seq_len=SEQ_LEN, packing=packing,
-                                     learning_rate=1e-5 if method == "full" else base.learning_rate), None))
+                                     learning_rate=1e-5 if method == "full" else base.learning_rate), None, varied))
     if not have_bnb:
         out = [p for p in out if p.config.method != "qlora" and p.config.optimizer == "adamw"]
     if device != "cuda":
@@ -166,13 +177,15 @@ def quantize_nf4(model: Any, compute_dtype: Any) -> None:
     model.is_loaded_in_4bit = True
 
 
-def random_data(examples: int, length: int, vocab: int) -> PreparedData:
+def random_data(examples: int, length: int, vocab: int, varied: bool = False) -> PreparedData:
+    """Random token ids, every one trained; `varied`: lengths spread evenly from length/32 to length."""
     import random
 
     rng = random.Random(0)
     rows = []
     for i in range(examples):
-        ids = tuple(rng.randrange(3, vocab) for _ in range(length))
+        n = rng.randint(max(1, length // 32), length) if varied else length
+        ids = tuple(rng.randrange(3, vocab) for _ in range(n))
         rows.append(TokenizedExample(ids, ids, i + 1))
     return PreparedData(tuple(rows), (), format="text")
 
@@ -229,7 +242,8 @@ def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> 
         elif isinstance(event, Progress) and event.stage == "kernels":
             kernels.append(event.message)
 
-    data = random_data(config.batch_size * GRAD_ACCUM * steps, config.max_seq_len, spec.vocab)
+    data = random_data(config.batch_size * GRAD_ACCUM * steps, config.max_seq_len, spec.vocab, plan.varied)
+    PAGED_BYTES.clear()
     began = time.monotonic()
     result = run_loaded(config, Loaded(build, FakeTokenizer(), data, f"random:{config.model}", spec=spec),
                         on_event, threading.Event(), precision=precision)
@@ -249,12 +263,33 @@ def run_plan(plan: Plan, device: str, tiny: bool, steps: int, workdir: Path) -> 
         measured["step"] = round(gib(peak_alloc) - sum(measured.values()), 3)
         measured["max_allocated"] = gib(peak_alloc)
         measured["max_reserved"] = gib(torch.cuda.max_memory_reserved())
-        measured["outside_torch"] = gib(total - free - torch.cuda.memory_reserved())
+        # Paged 8-bit optimizer state is CUDA managed memory, outside torch's allocator: counted as optimizer.
+        measured["optimizer_paged"] = gib(sum(PAGED_BYTES))
+        measured["outside_torch"] = round(gib(total - free - torch.cuda.memory_reserved()) - measured["optimizer_paged"], 3)
         out["measured"] = measured
-        out["as_nvidia_smi_gib"] = round(measured["max_reserved"] + measured["outside_torch"], 3)
+        out["as_nvidia_smi_gib"] = round(measured["max_reserved"] + measured["outside_torch"]
+                                         + measured["optimizer_paged"], 3)
         if plan.card_gib is not None:
             out["fits_card"] = out["as_nvidia_smi_gib"] + IN_USE_GIB <= plan.card_gib
     return out
+
+
+PAGED_BYTES: list[int] = []
+"""Bytes of paged optimizer state the current plan allocated (bitsandbytes' get_paged, counted by count_paged)."""
+
+
+def count_paged() -> None:
+    """Count what bitsandbytes' paged optimizers allocate: torch's figures do not see managed memory."""
+    import bitsandbytes.functional as bnb_functional
+
+    get_paged = bnb_functional.get_paged
+
+    def counted(*shape: int, **kwargs: Any) -> Any:
+        buffer = get_paged(*shape, **kwargs)
+        PAGED_BYTES.append(buffer.numel() * buffer.element_size())
+        return buffer
+
+    bnb_functional.get_paged = counted
 
 
 def report(row: dict[str, Any]) -> None:
@@ -270,7 +305,7 @@ def report(row: dict[str, Any]) -> None:
         return
     step_est = est["gradients"] + est["activations"] + est["logits"] + est["workspace"]
     lines = [("weights", est["weights"], got.get("weights")), ("adapters", est.get("adapters", 0.0), got.get("adapters")),
-             ("optimizer", est["optimizer"], got.get("optimizer")),
+             ("optimizer (torch + paged)", est["optimizer"], got.get("optimizer", 0.0) + got.get("optimizer_paged", 0.0)),
              ("step (grads, activations, loss, workspace)", step_est, got.get("step")),
              ("max allocated / tensors", row["estimate_tensors_gib"], got["max_allocated"]),
              ("max reserved / + allocator slack", row["estimate_tensors_gib"] + est["allocator"], got["max_reserved"]),
@@ -284,8 +319,32 @@ def report(row: dict[str, Any]) -> None:
         print(f"   fits a {row['card_gib']:g} GiB card: {'yes' if row['fits_card'] else 'NO'}")
 
 
-GPUS_CASES = (("ddp", "lora"), ("fsdp", "lora"), ("fsdp", "qlora"))
-"""(strategy, method) run on two GPUs of Llama 3.2 1B shapes, each against one GPU at twice the batch."""
+GPUS_CASES = (("ddp", "lora"), ("fsdp", "lora"), ("ddp", "qlora"))
+"""(strategy, method) run on two GPUs of Llama 3.2 1B shapes, each against one GPU at twice the batch.
+FSDP with QLoRA is refused by the config check (it trains a broken model), so it is not a case."""
+WORDS = 512
+"""The two-GPU case's word-level vocabulary: "w0" ... "w511" after the special tokens."""
+
+
+def word_tokenizer() -> Any:
+    """A tokenizer of whitespace-separated words, enough for ftui's data pipeline and chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<pad>": 0, "<eos>": 1, "<bos>": 2} | {f"w{i}": 3 + i for i in range(WORDS)}
+    backend = Tokenizer(models.WordLevel(words, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>")
+
+
+def word_conversations(path: Path, n: int) -> Path:
+    rows = []
+    for i in range(n):
+        words = " ".join(f"w{(i * 7 + k) % WORDS}" for k in range(8 + i % 24))
+        rows.append(json.dumps({"messages": [{"role": "user", "content": words},
+                                             {"role": "assistant", "content": words}]}))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 def two_gpu_case(workdir: Path, steps: int, devices: tuple[str, str] = ("0", "0,1")) -> list[dict[str, Any]]:
@@ -298,8 +357,6 @@ def two_gpu_case(workdir: Path, steps: int, devices: tuple[str, str] = ("0", "0,
     from engine.estimate import estimate
     from engine.events import StepLogged
     from engine.train import train
-    from tests.train.test_train_api import write_jsonl
-    from tests.train.tiny import make_tokenizer
 
     if not devices[1].startswith("cpu:") and torch.cuda.device_count() < 2:
         print(f"\n== two GPUs: skipped, {torch.cuda.device_count()} GPU(s) here and the case needs 2")
@@ -307,8 +364,8 @@ def two_gpu_case(workdir: Path, steps: int, devices: tuple[str, str] = ("0", "0,
     spec = get("llama-3.2-1b")
     folder = workdir / "random-1b"
     build_model(spec, "lora", torch.bfloat16, "cpu").save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
-    data = write_jsonl(workdir / "data.jsonl", n=64)
+    word_tokenizer().save_pretrained(folder)
+    data = word_conversations(workdir / "data.jsonl", n=64)
 
     def run(gpus: str, batch: int, **changes: Any) -> tuple[Any, dict[int, float], float]:
         config = RunConfig.from_dict({
@@ -321,21 +378,26 @@ def two_gpu_case(workdir: Path, steps: int, devices: tuple[str, str] = ("0", "0,
         logged = [e for e in events if isinstance(e, StepLogged)]
         return result, {e.step: e.loss for e in logged}, max((e.peak_mem_gib for e in logged), default=0.0)
 
-    rows = []
-    for strategy, method in GPUS_CASES:
+    def one_case(label: str, strategy: str, method: str) -> dict[str, Any]:
         began = time.monotonic()
         one, reference, _ = run(devices[0], 8, method=method)
         two, losses, peak = run(devices[1], 4, method=method, strategy=strategy)
         worst = max((abs(losses[s] - reference[s]) for s in losses if s in reference), default=float("nan"))
         est = estimate(spec, method, 4, 256, grad_checkpointing=True, lora_dropout=0.0, world_size=2, strategy=strategy)
-        row = {"plan": f"two GPUs: 1B {method} {strategy}", "status": two.status if one.ok else "failed",
+        row = {"plan": label, "status": two.status if one.ok else "failed",
                "reason": two.reason if not two.ok else one.reason, "seconds": round(time.monotonic() - began, 1),
                "largest_loss_difference": worst, "rank0_peak_allocated_gib": round(peak, 3),
                "estimate_tensors_gib": round(est.tensors_gib, 3), "estimate_peak_gib": round(est.peak_gib, 3)}
         print(f"\n== {row['plan']}  ({row['status']}, {row['seconds']} s)\n   {row['reason']}\n"
               f"   losses vs one GPU at batch 8: largest difference {worst:.2e} (bf16; within 2e-2 expected)\n"
               f"   rank 0 peak allocated {peak:.2f} GiB, estimated tensors per GPU {est.tensors_gib:.2f} GiB")
-        rows.append(row)
+        return row
+
+    rows = []
+    for strategy, method in GPUS_CASES:
+        label = f"two GPUs: 1B {method} {strategy}"
+        rows.append(guarded(label, lambda strategy=strategy, method=method, label=label: one_case(
+            label, strategy, method)))
     return rows
 
 
@@ -346,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the plans left after this many seconds")
     parser.add_argument("--tiny", action="store_true", help="shrink every model to 2 narrow layers (for tests)")
     parser.add_argument("--only", default="", help="run only plans whose label contains this text")
+    parser.add_argument("--gguf", default=None, help="the GGUF of the llama.cpp decode (default: the embedded one)")
     args = parser.parse_args(argv)
 
     import importlib.util
@@ -367,32 +430,104 @@ def main(argv: list[str] | None = None) -> int:
     loop.save_checkpoint = lambda run, step, *a, **k: run.path  # type: ignore[attr-defined]
     loop.save_weights = lambda run, *a, **k: run.path  # type: ignore[attr-defined]
 
-    rows = []
+    if have_bnb:
+        count_paged()
+    rows: list[dict[str, Any]] = []
     began = time.monotonic()
+    summary = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "dry_run": device != "cuda",
+               "torch": torch.__version__, "loss_kernel": fused_kernel_name(device) if device == "cuda" else None,
+               "seq_len": SEQ_LEN, "seconds": 0.0, "plans": rows}
+
+    def record(row: dict[str, Any]) -> None:
+        """Keep the row and rewrite the JSON at once: a case that kills the process loses only itself."""
+        rows.append(row)
+        summary["seconds"] = round(time.monotonic() - began, 1)
+        partial = Path(f"{args.out}.partial")
+        partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        partial.replace(args.out)
+
     with tempfile.TemporaryDirectory(prefix="ftui-gpu-check-") as tmp:
+        if not args.only or args.only in "llama.cpp decode":
+            record(guarded("llama.cpp decode", lambda: llama_decode_case(args.gguf)))
         for plan in plans(device, have_bnb, args.tiny or device != "cuda"):
             if args.only and args.only not in plan.label:
                 continue
             if time.monotonic() - began > args.budget_s:
                 print(f"\n== {plan.label}: skipped, the {args.budget_s:g} s budget is spent")
-                rows.append({"plan": plan.label, "status": "skipped"})
+                record({"plan": plan.label, "status": "skipped"})
                 continue
-            row = run_plan(plan, device, args.tiny or device != "cuda", args.steps if device == "cuda" else 1,
-                           Path(tmp))
-            report(row)
-            rows.append(row)
+            row = guarded(plan.label, lambda plan=plan: run_plan(
+                plan, device, args.tiny or device != "cuda", args.steps if device == "cuda" else 1, Path(tmp)))
+            if row["status"] != "error":
+                report(row)
+            record(row)
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
         if device == "cuda" and (not args.only or args.only in "two GPUs"):
-            rows += two_gpu_case(Path(tmp), args.steps)
-    summary = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "dry_run": device != "cuda",
-               "torch": torch.__version__, "loss_kernel": fused_kernel_name(device) if device == "cuda" else None,
-               "seq_len": SEQ_LEN, "seconds": round(time.monotonic() - began, 1), "plans": rows}
-    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            for row in guarded_rows("two GPUs", lambda: two_gpu_case(Path(tmp), args.steps)):
+                record(row)
     print(f"\n{len(rows)} plans in {summary['seconds']} s; wrote {args.out}")
-    return 0 if all(r["status"] != "failed" for r in rows) else 1
+    return 0 if all(r["status"] not in ("failed", "error") for r in rows) else 1
 
+
+def guarded(label: str, case: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The case's row, or a row saying how it broke: one failing case never ends the check."""
+    try:
+        return case()
+    except Exception as exc:
+        return error_row(label, exc)
+
+
+def guarded_rows(label: str, case: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """`guarded` for a case of several rows."""
+    try:
+        return case()
+    except Exception as exc:
+        return [error_row(label, exc)]
+
+
+def error_row(label: str, exc: Exception) -> dict[str, Any]:
+    print(f"\n== {label}: ERROR {type(exc).__name__}: {exc}")
+    return {"plan": label, "status": "error", "reason": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=-8)}
+
+
+def llama_decode_case(gguf: str | None) -> dict[str, Any]:
+    """One real llama.cpp decode on the GPU, when the installed llama-cpp-python offloads to one."""
+    label = "llama.cpp decode"
+    try:
+        import llama_cpp
+    except ImportError:
+        return {"plan": label, "status": "skipped", "reason": "llama-cpp-python is not installed"}
+    if not llama_cpp.llama_supports_gpu_offload():
+        return {"plan": label, "status": "skipped",
+                "reason": "this llama-cpp-python has no GPU offload (make run builds it with CUDA where nvcc is)"}
+    from engine.llama_load import load_llama
+
+    if gguf is None:
+        from engine.embedded import embedded_gguf_path
+        from engine.models.errors import ModelLoadError
+
+        try:
+            gguf = str(embedded_gguf_path())
+        except ModelLoadError as exc:
+            return {"plan": label, "status": "skipped", "reason": f"no GGUF to decode: {exc.reason} (or pass --gguf)"}
+    llm, load = load_llama(gguf, n_ctx=512)
+    try:
+        ids = llm.tokenize(b"The quickest way to learn a language is")
+        llm.eval(ids)
+        began = time.perf_counter()
+        for _ in range(DECODE_TOKENS):
+            llm.eval([llm.sample(top_k=1, temp=0.0)])
+        seconds = time.perf_counter() - began
+    finally:
+        llm.close()
+    row = {"plan": label, "status": "finished", "gguf": Path(gguf).name, "gpu_layers": load.gpu_layers,
+           "notes": list(load.notes), "decode_tokens_per_s": round(DECODE_TOKENS / seconds, 1)}
+    print(f"\n== {label}: {row['decode_tokens_per_s']} tokens/s, {Path(gguf).name}, "
+          f"{'every layer on the GPU' if load.gpu_layers else 'on the CPU'} {'; '.join(load.notes)}")
+    return row
 
 if __name__ == "__main__":
     sys.exit(main())
