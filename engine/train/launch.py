@@ -33,7 +33,7 @@ from engine.config import RunConfig, load_toml, parse_gpus
 from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record, to_record
 from engine.runs.writer import record_failure
 from engine.train.checkpoint import choose_checkpoint
-from engine.train.load import Failure, saved_config, train_here
+from engine.train.load import Failure, prepare_replay_once, saved_config, train_here
 from engine.train.loop import RunResult, result_of
 from engine.train.parallel import Ranks
 
@@ -63,6 +63,14 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
 
+    try:
+        prepare_replay_once(config, on_event)
+    except Failure as failure:
+        refused = TrainFailed(failure.reason, failure.advice)
+        on_event(refused)
+        result = result_of(refused, None)
+        assert result is not None
+        return result
     kind, ids = parse_gpus(config.gpus)
     strategy = _resumed_strategy(resume) or choose_strategy(config)
     context = mp.get_context("spawn")

@@ -79,14 +79,10 @@ def on_devices(config: RunConfig, gpus: str) -> RunConfig:
 
 
 def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> tuple[Loaded, Precision]:
-    from engine.data import DatasetError, prepare
-    from engine.models import ModelLoadError, load_causal_lm, load_tokenizer, resolve_model
+    from engine.models import ModelLoadError, load_causal_lm
 
     check_free_space(Path(config.output_dir), 0, config.method, 0)
-    try:
-        resolved = resolve_model(config.model, on_event=on_event, trust_remote_code=config.trust_remote_code)
-    except ModelLoadError as exc:
-        raise Failure(exc.reason, exc.advice) from None
+    resolved = _resolve(config, on_event)
     if resolved.spec is not None:
         trainable = planned_trainable(resolved.spec, config)
         check_free_space(Path(config.output_dir), trainable, config.method, resolved.spec.params)
@@ -99,23 +95,8 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
     if precision.device == "cuda":
         check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
                    free_gpu_gib())
-    try:
-        tokenizer = load_tokenizer(resolved)
-    except ModelLoadError as exc:
-        raise Failure(exc.reason, exc.advice) from None
-    try:
-        data = prepare(config, tokenizer, on_event=on_event)
-    except DatasetError as exc:
-        problems = list(getattr(exc, "problems", []))
-        shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
-        more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
-        summary = getattr(exc, "summary", "") or "it failed validation"
-        raise Failure(f"the dataset cannot be used: {summary}\n{shown}{more}".rstrip(),
-                      f"fix the rows named above (see `ftui data check {config.dataset}`), or raise "
-                      f"max_bad_share (now {config.max_bad_share:g}) to skip them") from None
-    if not data.train:
-        raise Failure(f"the dataset {config.dataset} left no training examples",
-                      "add rows, or lower val_split so some remain for training")
+    tokenizer = _tokenizer(resolved)
+    data = _task_data(config, tokenizer, on_event)
     data = _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, data, on_event)
     replayed = f" (+{data.replayed} replayed general conversations)" if data.replayed else ""
     on_event(Progress("data", 1, 1, message=f"{len(data.train) - data.replayed} training{replayed} and "
@@ -130,6 +111,57 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
 
     loaded = Loaded(build_model, tokenizer, data, resolved.ref, resolved.base_16bit_ref, resolved.spec)
     return loaded, precision
+
+
+def prepare_replay_once(config: RunConfig, on_event: Callable[[Any], None]) -> None:
+    """Before several processes start: the base model's replay answers made once, here, and cached
+    (engine/base_answers.py), so no process exports the base GGUF and asks it again, and none
+    waits for that while the others wait for it at their first collective. Raises Failure as
+    train_here would."""
+    if config.retention_mix <= 0 or config.retention_data:
+        return
+    resolved = _resolve(config, on_event)
+    tokenizer = _tokenizer(resolved)
+    _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, _task_data(config, tokenizer, on_event),
+                 on_event)
+
+
+def _resolve(config: RunConfig, on_event: Callable[[Any], None]) -> Any:
+    from engine.models import ModelLoadError, resolve_model
+
+    try:
+        return resolve_model(config.model, on_event=on_event, trust_remote_code=config.trust_remote_code)
+    except ModelLoadError as exc:
+        raise Failure(exc.reason, exc.advice) from None
+
+
+def _tokenizer(resolved: Any) -> Any:
+    from engine.models import ModelLoadError, load_tokenizer
+
+    try:
+        return load_tokenizer(resolved)
+    except ModelLoadError as exc:
+        raise Failure(exc.reason, exc.advice) from None
+
+
+def _task_data(config: RunConfig, tokenizer: Any, on_event: Callable[[Any], None]) -> PreparedData:
+    """The run's own examples, tokenized and split; the refusal names the rows to fix."""
+    from engine.data import DatasetError, prepare
+
+    try:
+        data = prepare(config, tokenizer, on_event=on_event)
+    except DatasetError as exc:
+        problems = list(getattr(exc, "problems", []))
+        shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
+        more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        summary = getattr(exc, "summary", "") or "it failed validation"
+        raise Failure(f"the dataset cannot be used: {summary}\n{shown}{more}".rstrip(),
+                      f"fix the rows named above (see `ftui data check {config.dataset}`), or raise "
+                      f"max_bad_share (now {config.max_bad_share:g}) to skip them") from None
+    if not data.train:
+        raise Failure(f"the dataset {config.dataset} left no training examples",
+                      "add rows, or lower val_split so some remain for training")
+    return data
 
 
 def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: PreparedData,

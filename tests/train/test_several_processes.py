@@ -178,3 +178,26 @@ def test_a_process_that_raises_fails_the_run_with_its_message(tmp_path, model_fo
     assert last["event"] == "TrainFailed" and "broke on purpose" in last["reason"]
     assert "RuntimeError" in (folder / "error.rank1.log").read_text()
     print(f"\na failed process ended the run in {time.monotonic() - began:.1f} s ({sys.platform})")
+
+
+def test_replay_is_made_once_before_the_processes_start(tmp_path, model_folder, monkeypatch):
+    """The base model answers the replay prompts here, once; both processes read its cached answers
+    (they would fail asking themselves: the base GGUF below is not a file)."""
+    import engine.base_answers as base_answers
+    from engine.base_answers import Answer
+
+    monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))
+    asked: list[int] = []
+
+    def answer_here(gguf, conversations, system, max_tokens, on_event=None, label=""):
+        asked.append(len(conversations))
+        return [Answer(f"A: {c[-1]['content']}", True) for c in conversations]
+
+    monkeypatch.setattr(base_answers, "answer", answer_here)
+    monkeypatch.setattr(base_answers, "base_gguf_for", lambda ref, quant, on_event=None: tmp_path / "none.gguf")
+    result, events = run(config_for(tmp_path, model_folder, batch_size=2, gpus="cpu:2", retention_mix=0.5))
+
+    assert result.status == "finished", result.reason
+    assert len(asked) == 1 and asked[0] > 0
+    started = next(e for e in events if isinstance(e, TrainStarted))
+    assert started.train_examples == 2 * (40 - started.val_examples)  # half of what the processes train is replay
