@@ -129,6 +129,7 @@ class FtuiApp(App[int]):
     def _initial_config(self, preset: str | None) -> tuple[RunConfig, str]:
         """The preset named on the command line, else the demo on the embedded model."""
         wanted = preset or DEFAULT_PRESET
+        self._startup_problem: str | None = None
         try:
             for candidate in self.backend.presets():
                 if candidate.name == wanted:

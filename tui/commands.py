@@ -42,11 +42,11 @@ class ScreenCommands(Provider):
 
     async def discover(self) -> Hits:
         for text, command, help_text in self._commands():
-            yield DiscoveryHit(text, command, help=help_text)  # type: ignore[arg-type]
+            yield DiscoveryHit(text, command, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, command, help_text in self._commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), command, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, matcher.highlight(text), command, help=help_text)

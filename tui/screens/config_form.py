@@ -112,9 +112,9 @@ class ConfigScreen(FtuiScreen):
             if isinstance(widget, Select | Switch):
                 out[name] = widget.value
             elif isinstance(default, str) or isinstance(default, tuple):
-                out[name] = widget.value  # type: ignore[attr-defined]
+                out[name] = widget.value
             else:
-                raw = widget.value.strip()  # type: ignore[attr-defined]
+                raw = widget.value.strip()
                 out[name] = parse_set([f"{name}={raw}"])[name] if raw else raw
         return out
 

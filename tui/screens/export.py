@@ -77,7 +77,7 @@ class ExportScreen(FtuiScreen):
         yield Header()
         yield Static("", id="export-run")
         with VerticalScroll(id="export-body"):
-            yield CheckList[str](*[(quant_prompt(q), q, q in quants) for q in QUANT_TYPES], id="quants", compact=True)
+            yield CheckList(*[(quant_prompt(q), q, q in quants) for q in QUANT_TYPES], id="quants", compact=True)
             yield Static("", id="export-stages")
             yield DataTable(id="export-files", cursor_type="row", zebra_stripes=False)
             yield Static("", id="export-verify")

@@ -36,11 +36,13 @@ class LossPlot(PlotextPlot):
         plt.clear_figure()
         plt.title("loss")
         plt.xlabel("step")
-        train, val = thin(train), thin(val)
-        if train:
-            plt.plot([s for s, _ in train], [v for _, v in train], label="train", marker="braille", color="cyan")
-        if val:
-            plt.plot([s for s, _ in val], [v for _, v in val], label="val", marker="braille", color="yellow")
+        train_points, val_points = thin(train), thin(val)
+        if train_points:
+            plt.plot([s for s, _ in train_points], [v for _, v in train_points], label="train", marker="braille",
+                     color="cyan")
+        if val_points:
+            plt.plot([s for s, _ in val_points], [v for _, v in val_points], label="val", marker="braille",
+                     color="yellow")
         if total_steps:
             plt.xlim(0, total_steps)
         self.refresh()

@@ -62,5 +62,5 @@ class TextSwitch(Switch):
     def render(self) -> Content:
         return Content(f"{CHECKED} on" if self.value else f"{UNCHECKED} off")
 
-    def get_content_width(self, container, viewport) -> int:  # type: ignore[no-untyped-def]
+    def get_content_width(self, container, viewport) -> int:
         return len(f"{UNCHECKED} off")
