@@ -31,6 +31,8 @@ class GGUFFileError(ActionableError, ValueError):
 # Metadata value types by their number in the GGUF spec: sizes of the fixed-size ones.
 _SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _UINT32, _STRING, _ARRAY = 4, 8, 9
+MAX_ARRAY_DEPTH = 8
+"""Arrays of arrays deeper than this are a damaged (or crafted) header: real GGUFs nest one level."""
 
 
 class _Short(Exception):
@@ -61,18 +63,20 @@ class _Header:
         self.skip(self.take("Q"))
         return bytes(self.buf[start:self.pos])
 
-    def value(self, kind: int) -> None:
+    def value(self, kind: int, depth: int = 0) -> None:
         if kind in _SCALAR_BYTES:
             self.skip(_SCALAR_BYTES[kind])
         elif kind == _STRING:
             self.skip(self.take("Q"))
         elif kind == _ARRAY:
+            if depth >= MAX_ARRAY_DEPTH:
+                raise ValueError(f"arrays nested more than {MAX_ARRAY_DEPTH} deep at byte {self.pos}")
             item, count = self.take("I"), self.take("Q")
             if item in _SCALAR_BYTES:
                 self.skip(count * _SCALAR_BYTES[item])
             else:
                 for _ in range(count):  # every item takes bytes, so a huge count soon runs out of file
-                    self.value(item)
+                    self.value(item, depth + 1)
         else:
             raise ValueError(f"a metadata value of unknown type {kind} at byte {self.pos - 4}")
 

@@ -112,6 +112,20 @@ def test_a_file_cut_in_the_header_says_so(tmp_path):
     assert f"{path} is truncated: its 40 bytes end inside the GGUF header." in _refusal(path)
 
 
+def test_a_header_of_arrays_nested_deep_is_damaged_not_a_crash(tmp_path):
+    """A crafted header: one key whose value is an array of arrays ~12 KB deep (recursion, not data)."""
+    import struct
+
+    depth = 1000  # 12 bytes a level: deeper than Python's recursion limit allows
+    key = b"general.crafted"
+    nested = b"".join(struct.pack("<IQ", 9, 1) for _ in range(depth)) + struct.pack("<IQ", 4, 0)
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key + struct.pack("<I", 9) + nested
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(header)
+
+    assert f"{path} has a damaged GGUF header: arrays nested more than 8 deep" in _refusal(path)
+
+
 def test_an_unreadable_version_is_named(tmp_path):
     path = _tiny_gguf(tmp_path / "model.gguf")
     data = bytearray(path.read_bytes())
