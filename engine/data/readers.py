@@ -198,8 +198,19 @@ def _json_error(exc: ValueError | RecursionError, text: str) -> str:
     return f"{msg} at end of line" if exc.pos >= len(text.rstrip()) else f"{msg} at column {exc.pos + 1}"
 
 
+MAX_JSON_BYTES = 512 * 1024**2
+"""A .json array is parsed whole (several times its size in memory); JSON Lines are streamed."""
+MAX_DATASET_BYTES = 20 * 1024**3
+"""Parquet files and hub datasets over this are refused before they are read or downloaded."""
+
+
 def _json(path: Path) -> Iterator[Row | DataProblem]:
     name = str(path)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise DatasetError([DataProblem(name, None, None, (
+            f"is {_gib(size)} of JSON, over the {_gib(MAX_JSON_BYTES)} ftui parses whole: write it as JSON Lines "
+            "(one record per line, .jsonl), which ftui reads a line at a time"))])
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
@@ -283,6 +294,7 @@ def _utf8_lines(fh: Any, name: str) -> Iterator[str]:
 
 
 def _parquet(path: Path) -> Iterator[Row | DataProblem]:
+    _refuse_over(str(path), path.stat().st_size, "this Parquet file")
     rows = _load_with_datasets(str(path), "parquet", data_files=str(path))
     return ((i + 1, row) for i, row in enumerate(rows))
 
@@ -335,7 +347,7 @@ def _ask_hub_first(dataset_id: str) -> None:
     if constants.HF_HUB_OFFLINE:
         return  # the cache is all there is, and datasets reads it without asking
     try:
-        HfApi().dataset_info(dataset_id, timeout=HUB_PROBE_TIMEOUT_S)
+        info = HfApi().dataset_info(dataset_id, timeout=HUB_PROBE_TIMEOUT_S, files_metadata=True)
     except GatedRepoError:
         raise DatasetError([DataProblem(dataset_id, None, None, (
             f"is gated: accept its terms at https://huggingface.co/datasets/{dataset_id} and log in "
@@ -350,7 +362,20 @@ def _ask_hub_first(dataset_id: str) -> None:
             "elsewhere and give the file path, or use a copy already in the datasets cache with HF_HUB_OFFLINE=1"
         ))]) from None
     except Exception:  # noqa: BLE001,S110 - any other answer (a 5xx, a changed API): datasets reports it
-        pass
+        return
+    sizes = [getattr(f, "size", None) for f in getattr(info, "siblings", None) or ()]
+    _refuse_over(dataset_id, sum(s for s in sizes if isinstance(s, int)), "this hub dataset's files")
+
+
+def _refuse_over(name: str, size: int, what: str) -> None:
+    if size > MAX_DATASET_BYTES:
+        raise DatasetError([DataProblem(name, None, None, (
+            f"{what} come to {_gib(size)}, over the {_gib(MAX_DATASET_BYTES)} ftui reads: fine-tuning "
+            "sets are far smaller; take a sample (a .jsonl of the rows you want) and train on that"))])
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.0f} MiB"
 
 
 def _load_with_datasets(name: str, builder: str, split: str = "train", **kwargs: Any) -> Any:

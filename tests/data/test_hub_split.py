@@ -108,3 +108,15 @@ def test_a_dataset_the_hub_does_not_have_is_said_at_once(monkeypatch):
     with pytest.raises(DatasetError, match="no such dataset on the Hugging Face hub"):
         load_conversations("someone/no-such-data")
     assert called == []
+
+
+def test_a_hub_dataset_too_large_to_read_is_refused_before_the_download(hub, monkeypatch):
+    from types import SimpleNamespace
+
+    files = [SimpleNamespace(rfilename=f"data/part-{i}.parquet", size=6 * 1024**3) for i in range(4)]
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info",
+                        lambda self, dataset_id, **_: SimpleNamespace(siblings=files))
+    with pytest.raises(DatasetError) as raised:
+        list(load_conversations("big/corpus"))
+    assert "this hub dataset's files come to 24.0 GiB, over the 20.0 GiB ftui reads" in str(raised.value)
+    assert hub.loaded == []  # nothing was downloaded
