@@ -24,12 +24,15 @@ import threading
 import time
 from pathlib import Path
 
+from engine.control_files import UnsafeFile, check_control, open_control
 from engine.errors import ActionableError
 from engine.pids import pid_alive
 
 LOCK_FILE = "lock"
 HEARTBEAT_FILE = "heartbeat"
 STOP_FILE = "stop"
+WRITTEN_FILES = ("metrics.jsonl", "output.log", "heartbeat")
+"""What the trainer appends to or touches besides the lock: checked before a run starts."""
 HEARTBEAT_S = 2.0
 STALE_S = 60.0
 """Thirty missed heartbeats: far above any pause of a healthy trainer (a checkpoint written
@@ -69,7 +72,7 @@ def acquire(run_dir: str | Path) -> RunLock:
     A stop file left by an earlier session (its process died before reading it) is removed, so
     it does not stop the run that starts now."""
     run_dir = Path(run_dir)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_control(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -77,6 +80,12 @@ def acquire(run_dir: str | Path) -> RunLock:
         os.close(fd)
         pid = int(holder[0]) if holder and holder[0].isdigit() else None
         raise RunBusy(run_dir, pid, holder[1] if len(holder) > 1 else "") from None
+    try:
+        for name in WRITTEN_FILES:
+            check_control(run_dir / name)
+    except UnsafeFile:
+        os.close(fd)
+        raise
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
@@ -87,9 +96,15 @@ def acquire(run_dir: str | Path) -> RunLock:
 def beat(run_dir: str | Path) -> None:
     """Say "still here"; a full disk or a vanished folder must not end the run over it."""
     try:
-        (Path(run_dir) / HEARTBEAT_FILE).touch()
+        fd = open_control(Path(run_dir) / HEARTBEAT_FILE, os.O_WRONLY | os.O_CREAT)
+    except (OSError, UnsafeFile):
+        return
+    try:
+        os.utime(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def heartbeat_age(run_dir: str | Path) -> float | None:
@@ -114,7 +129,12 @@ def writer_alive(run_dir: str | Path, pid: int | None, host: str) -> bool:
 def request_stop(run_dir: str | Path) -> Path:
     """Ask the run's trainer to stop at the end of its step, with a checkpoint."""
     path = Path(run_dir) / STOP_FILE
-    path.write_text(f"{os.getpid()} {socket.gethostname()}\n", encoding="utf-8")
+    try:
+        fd = open_control(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return path  # asked already; a link planted here is left alone, never written through
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()} {socket.gethostname()}\n")
     return path
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.atomic import write_text_atomic
 from engine.config import RunConfig
+from engine.control_files import append_line
 from engine.events import to_record
 from engine.runs.layout import checkpoint_path, new_run_path, write_config
 from engine.runs.live import RunLock, Watcher, acquire
@@ -90,10 +91,7 @@ class RunDir:
         return checkpoint_path(self.path, step)
 
     def append_event(self, event: Any) -> None:
-        line = json.dumps({"time": round(time.time(), 3), **to_record(event)})
-        with open(self.path / METRICS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
+        append_line(self.path / METRICS_FILE, json.dumps({"time": round(time.time(), 3), **to_record(event)}))
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop what a killed or retried attempt logged past `after_step`, so curves do not double back."""
@@ -142,8 +140,7 @@ def record_failure(run_dir: Path, event: Any) -> None:
     run.json says failed, with the reason, and metrics.jsonl ends with the TrainFailed."""
     record = read_record(run_dir)
     write_record(run_dir, dataclasses.replace(record, status="failed", reason=event.reason, updated=_now()))
-    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"time": round(time.time(), 3), **to_record(event)}) + "\n")
+    append_line(run_dir / METRICS_FILE, json.dumps({"time": round(time.time(), 3), **to_record(event)}))
 
 
 def _now() -> str:

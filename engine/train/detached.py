@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import RunConfig, load_toml
+from engine.control_files import UnsafeFile, open_control
 from engine.events import TrainFailed, TrainStarted, to_record
 from engine.paths import child_env
 from engine.runs import read_record, run_dir_of
@@ -215,7 +216,7 @@ def _log_to(target: Path, launch_log: Path) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_control(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             os.write(fd, launch_log.read_bytes())
         except OSError:
@@ -224,6 +225,8 @@ def _log_to(target: Path, launch_log: Path) -> None:
         os.dup2(fd, 2)
         os.close(fd)
         launch_log.unlink(missing_ok=True)
+    except UnsafeFile as exc:
+        print(f"{exc.reason}: this run's output stays in {launch_log}", file=sys.stderr, flush=True)
     except OSError:
         pass  # the launch log keeps it
 

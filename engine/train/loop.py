@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.catalog import ModelSpec
 from engine.config import RunConfig
+from engine.control_files import UnsafeFile
 from engine.data.types import PreparedData, TokenizedExample
 from engine.disk_full import is_disk_full
 from engine.errors import ActionableError
@@ -127,7 +128,7 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
     elif checkpoint is not None:
         try:
             run = RunDir.reopen(checkpoint.parent.parent, config)
-        except RunBusy as busy:  # before truncate_metrics: the other writer's lines stay
+        except (RunBusy, UnsafeFile) as busy:  # before truncate_metrics: the other writer's lines stay
             return _fail_early(on_event, Failure(busy.reason, busy.advice), ranks)
         run.truncate_metrics(int(checkpoint.name.split("-")[1]))
         _report_skipped(run, on_event, choice)
