@@ -42,17 +42,19 @@ def model_card(kind: Kind, config: RunConfig, base: BaseModel, record: dict[str,
     what = {"adapter": "A LoRA adapter" if config.method != "full" else "A fine-tuned model",
             "merged": "The adapter merged into its base", "gguf": "GGUF files", "model": "A fine-tuned model"}[kind]
     revision = f" at revision `{base.revision}`" if base.revision else ""
-    lines += [f"{what}, fine-tuned with ftui from `{base.id}`{revision} ({config.method}).", ""]
+    lines += [f"{what}, fine-tuned with ftui from `{_public_name(base.id, base.on_hub)}`{revision} ({config.method}).",
+              ""]
     if base.embedded:
         lines += [EMBEDDED_NOTE, ""]
-    lines += ["## Data", "", f"- dataset: `{config.dataset}`" + (f" (split `{config.dataset_split}`)"
-                                                                  if config.dataset_split else "")]
+    dataset = _public_name(config.dataset, _is_hub_dataset(config.dataset))
+    lines += ["## Data", "", f"- dataset: `{dataset}`" + (f" (split `{config.dataset_split}`)"
+                                                           if config.dataset_split else "")]
     if config.columns or config.roles or config.messages_field:
         from engine.data.mapping import DataMapping
 
         lines.append(f"- mapping: {DataMapping.from_config(config).describe()}")
-    if config.system_prompt:
-        lines.append(f"- system prompt: {config.system_prompt!r}")
+    if config.system_prompt:  # often a product's instructions: its size is said, its words are not published
+        lines.append(f"- system prompt: {len(config.system_prompt)} characters (not published here)")
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     lines += [f"| {name} | {_value(getattr(config, name))} |" for name in _SETTINGS if hasattr(config, name)]
     steps = record.get("step")
@@ -118,6 +120,11 @@ def _usage(kind: Kind, base: BaseModel, files: list[str]) -> list[str]:
             'tokenizer = AutoTokenizer.from_pretrained("<this repo or folder>")', "```",
             "", "Loads in transformers 4.4x-4.57 and 5.x (config.json carries `rope_theta` beside "
             "`rope_parameters`)."]
+
+
+def _public_name(ref: str, on_hub: bool) -> str:
+    """A hub id as it is; a local path as its last part, so no folder of this machine is published."""
+    return ref if on_hub else f"{Path(ref).name} (a local {'folder' if Path(ref).is_dir() else 'file'})"
 
 
 def _is_hub_dataset(dataset: str) -> bool:

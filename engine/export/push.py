@@ -74,6 +74,10 @@ def _push(run_dir: Path, repo: str, what: What, quant: str | None, private: bool
     repo = _writable(repo, who)
     on_event(Progress("push", 1, 3, "steps", f"creating {repo}"))
     _hub(lambda: api.create_repo(repo, private=private, exist_ok=True, repo_type="model"), repo)
+    # create_repo leaves a repository that already exists as it is: a public one stays public.
+    if private and not _hub(lambda: api.repo_info(repo, repo_type="model"), repo).private:
+        raise PushError(f"{repo} already exists and is public, and --private was asked; nothing was uploaded",
+                        f"make it private on https://huggingface.co/{repo}/settings, or push to a new repository")
     card = _card(run_dir, kind, [name for name, _ in files])
     from huggingface_hub import CommitOperationAdd
 
@@ -113,12 +117,29 @@ def _artefact(run_dir: Path, what: What, quant: str | None) -> tuple[list[tuple[
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         advice = f"run `ftui export {run_dir}` first" if what == "merged" else "push a run that has trained"
         raise PushError(f"{folder} holds no model", advice)
-    files = [(p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != "README.md" and not any(part.startswith(".") for part in p.parts)]
+    files = _folder_files(folder)
     kind: Kind = "merged" if what == "merged" else ("model" if method == "full" else "adapter")
     if kind == "adapter":
         files = _portable_adapter(run_dir, dict(files))
     return files, kind
+
+
+def _folder_files(folder: Path) -> list[tuple[str, Path | bytes]]:
+    """Every file under `folder` by its path inside it, leaving out hidden ones (judged inside the
+    folder, so a run under a dot-folder or reached through ../ keeps its weights); a symbolic link
+    is refused, since it would upload whatever it points at."""
+    files: list[tuple[str, Path | bytes]] = []
+    for path in sorted(folder.rglob("*")):
+        inside = path.relative_to(folder)
+        if any(part.startswith(".") for part in inside.parts):
+            continue
+        if path.is_symlink():
+            raise PushError(f"{path} is a symbolic link (to {path.readlink()}); ftui uploads only the files a run "
+                            "wrote, never what a link points at", "replace the link with the file itself, or remove "
+                            "it, and push again")
+        if path.is_file() and path.name != "README.md":
+            files.append((inside.as_posix(), path))
+    return files
 
 
 def _portable_adapter(run_dir: Path, files: dict[str, Path | bytes]) -> list[tuple[str, Path | bytes]]:

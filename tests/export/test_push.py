@@ -32,6 +32,16 @@ class FakeApi:
     def create_repo(self, repo_id, private=False, exist_ok=False, repo_type=None):
         self._maybe_fail("create_repo")
         self.calls.append(("create_repo", repo_id, private, exist_ok))
+        if self.private is None:  # a new repository takes the visibility asked; an existing one keeps its own
+            self.private = private
+
+    def repo_info(self, repo_id, repo_type=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(private=self.private)
+
+    private: bool | None = None
+    """The existing repository's visibility; None when it does not exist yet."""
 
     def create_commit(self, repo_id, operations, commit_message, repo_type=None):
         self._maybe_fail("create_commit")
@@ -173,3 +183,53 @@ def test_cli_push(run, monkeypatch, capsys):
     assert "Pushed" in capsys.readouterr().out and "README.md" in api.operations
     assert main(["push", str(run), "--repo", "me/x", "--merged"]) == 1
     assert "ftui: push failed:" in capsys.readouterr().err
+
+
+def test_a_run_reached_through_a_dot_folder_or_a_relative_path_uploads_every_weight(run, tmp_path, monkeypatch):
+    hidden = tmp_path / ".runs" / run.name
+    hidden.parent.mkdir()
+    shutil.move(run, hidden)
+    monkeypatch.chdir(tmp_path / ".runs")
+    api = FakeApi()
+    result = push(f"../.runs/{run.name}", "me/tiny", api=api)
+    assert result.ok, result.reason
+    weights = {p.name for p in (hidden / "adapter").iterdir() if not p.name.startswith(".")}
+    assert weights and weights <= set(api.operations)
+    assert "adapter_model.safetensors" in api.operations
+
+
+def test_a_link_in_the_folder_is_refused_not_followed(run, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("hf_secret")
+    (run / "adapter" / "notes.txt").symlink_to(secret)
+    api = FakeApi()
+    result = push(run, "me/tiny", api=api)
+    assert not result.ok and "notes.txt is a symbolic link" in result.reason
+    assert api.operations == {}
+
+
+def test_private_asked_of_an_existing_public_repository_is_refused_before_the_upload(run):
+    api = FakeApi()
+    api.private = False  # the repository exists and is public: create_repo(exist_ok=True) leaves it so
+    result = push(run, "me/tiny", private=True, api=api)
+    assert not result.ok and "already exists and is public, and --private was asked" in result.reason
+    assert not any(call[0] == "create_commit" for call in api.calls)
+    assert push(run, "me/new", private=True, api=FakeApi()).ok  # a new repository is made private
+
+
+def test_the_card_names_no_local_path_and_not_the_system_prompt(run):
+    config = (run / "config.toml").read_text()
+    secret_prompt = "You are the internal support bot of ACME; never mention project Zeus."
+    config = "\n".join(line for line in config.splitlines()
+                       if not line.startswith(("dataset =", "system_prompt =")))
+    (run / "config.toml").write_text(f'dataset = "/home/alice/private/customers.jsonl"\n'
+                                     f'system_prompt = "{secret_prompt}"\n' + config)
+    record = json.loads((run / "run.json").read_text())
+    record["base_model_ref"] = record["model_ref"] = "/home/alice/models/base-7b"
+    (run / "run.json").write_text(json.dumps(record))
+    api = FakeApi()
+    assert push(run, "me/tiny", api=api).ok
+    text = card(api)
+    assert "/home/alice" not in text and "Zeus" not in text
+    assert "customers.jsonl (a local file)" in text and "base-7b (a local" in text
+    assert f"system prompt: {len(secret_prompt)} characters (not published here)" in text
