@@ -36,6 +36,10 @@ from engine.native import NativeCrash, run_native
 from engine.runs import RunReadError, export_dir, gguf_path, read_run, verify_path
 
 
+EXPORT_MARKER = ".ftui-export"
+"""Marks a folder ftui exports into, so a later export may replace what is there."""
+
+
 class ExportError(ActionableError):
     """Inside the pipeline: an export that cannot be done; `export` turns it into its result."""
 
@@ -132,7 +136,7 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     if note:
         on_event(Progress("run", 1, 1, message=note))
     read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, ours=out.resolve() == export_dir(run_dir).resolve())
     # A verify.json vouches for the files it names: gone as soon as any of them is rewritten.
     verify_path(out).unlink(missing_ok=True)
     steps = 2 + len(plan) * 2
@@ -189,6 +193,23 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
         out_dir=str(out), merged_dir=str(merged_dir), files=tuple(str(p) for p in files.values()),
         modelfiles=tuple(str(p) for p in modelfiles), checks=tuple(checks), passed=all(c.passed for c in checks),
     )
+
+
+def _claim(out: Path, ours: bool) -> None:
+    """Make `out` an export folder: a run's own export/, one an earlier export marked, or a new or
+    empty one. Any other folder is refused, since an export replaces merged/ and the .gguf files
+    and sweeps leftovers of interrupted writes in it."""
+    marker = out / EXPORT_MARKER
+    if not ours and not marker.is_file() and out.is_dir():
+        found = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+        if found:
+            shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+            raise ExportError(f"{out} already holds files ftui did not write ({shown}); an export replaces merged/ "
+                              "and its files there", "export into a new or empty folder (--out), or the run's own "
+                                                     "export/ (no --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    if not ours and not marker.is_file():
+        write_text_atomic(marker, "This folder holds an ftui export; ftui export may replace its files.\n")
 
 
 def _status_note(run_dir: Path) -> str:

@@ -237,3 +237,21 @@ def test_chat_skips_a_line_that_is_not_utf8_and_says_which_byte(exported_run, re
     assert [s[2] for s in session.sent] == ["hello"]
     assert "(skipped that line: byte 0xE9 is not UTF-8" in captured.out
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_export_into_a_folder_ftui_did_not_write_is_refused_and_touches_nothing(exported_run, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "merged").mkdir(parents=True)
+    (mine / "merged" / "weights.safetensors").write_text("someone's model")
+    (mine / ".draft.partial").write_text("someone's half-written file")
+    before = sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*"))
+
+    assert main(["export", str(exported_run), "--quant", "F16", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert f"{mine} already holds files ftui did not write (.draft.partial, merged/)" in err
+    assert sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*")) == before
+    assert (mine / "merged" / "weights.safetensors").read_text() == "someone's model"
+
+    again = tmp_path / "new"
+    assert main(["export", str(exported_run), "--quant", "F16", "--out", str(again)]) == 0
+    assert main(["export", str(exported_run), "--quant", "F16", "--out", str(again)]) == 0  # its own, marked
