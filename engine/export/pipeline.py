@@ -35,7 +35,6 @@ from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, 
 from engine.native import NativeCrash, run_native
 from engine.runs import RunReadError, export_dir, gguf_path, read_run, verify_path
 
-
 EXPORT_MARKER = ".ftui-export"
 """Marks a folder ftui exports into, so a later export may replace what is there."""
 
