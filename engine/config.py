@@ -356,6 +356,10 @@ class RunConfig:
         return problems
 
 
+NAME_PUNCTUATION = ".-_+"
+"""Besides letters and digits: nothing a shell reads as syntax, so a pasted command means what it says."""
+
+
 def _name_problem(name: str) -> str:
     """Why `name` cannot be part of a run folder's name, or "" when it can."""
     if not name.strip():
@@ -364,6 +368,11 @@ def _name_problem(name: str) -> str:
     if bad:
         shown = ", ".join(repr(c) for c in bad)
         return f"contains {shown}: it names a folder, so no path separators or control characters"
+    unsafe = sorted({c for c in name if not (c.isalnum() or c in NAME_PUNCTUATION)})
+    if unsafe:
+        shown = " ".join(repr(c) for c in unsafe)
+        return (f"contains {shown}: a run name holds letters, digits and {' '.join(NAME_PUNCTUATION)} only, "
+                "since it is part of the folder names ftui prints in commands to paste")
     if name.strip(".") == "":
         return f"{name!r} reads as a path part, not a folder name"
     size = len(name.encode("utf-8", "surrogatepass"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.atomic import write_text_atomic
-from engine.config import ConfigError, Problem, RunConfig, parse_set
+from engine.config import NAME_PUNCTUATION, ConfigError, Problem, RunConfig, parse_set
 from engine.events import EventSink, Progress, ignore
 from engine.runs.layout import SWEEP_FILE
 
@@ -194,5 +194,6 @@ def _write(folder: Path, results: list[VariantResult], best: str | None, reason:
 
 
 def _slug(name: str, label: str) -> str:
+    """The variant's run name: its first value, with anything outside a run name's alphabet as "-"."""
     value = label.split(",")[0].split("=")[-1]
-    return f"{name}-{value}".replace("/", "-")[:120]
+    return "".join(c if c.isalnum() or c in NAME_PUNCTUATION else "-" for c in f"{name}-{value}")[:120]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from shlex import quote
 
 from cli.commands.train import ProgressView
 from cli.output import fail
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         live = [r for r in list_runs(args.dir) if r.status == "running"]
         if not live:
-            return fail(f"no run is training in {args.dir}/ now (`ftui runs --dir {args.dir}` lists them)", 1)
+            return fail(f"no run is training in {args.dir}/ now (`ftui runs --dir {quote(args.dir)}` lists them)", 1)
         info = live[0]
     view = ProgressView(sys.stdout)
     if info.status == "running":
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = attach(info.path, view.show, threading.Event())
     except KeyboardInterrupt:
-        view.line(f"\nLeft {info.path} training; `ftui stop {info.path}` stops it.")
+        view.line(f"\nLeft {info.path} training; `ftui stop {quote(str(info.path))}` stops it.")
         return 0
     if result is None or not result.ok:
         return 1

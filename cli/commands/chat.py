@@ -6,6 +6,7 @@ import argparse
 import io
 import sys
 from pathlib import Path
+from shlex import quote
 
 from cli.output import fail
 
@@ -39,7 +40,7 @@ def find_gguf(target: str) -> tuple[Path, str]:
     if gguf is None:
         if not is_run:
             raise FileNotFoundError(f"{path} is not a run directory (no config.toml) and holds no export/")
-        raise FileNotFoundError(f"{path} has no export; run `ftui export {path}` first")
+        raise FileNotFoundError(f"{path} has no export; run `ftui export {quote(str(path))}` first")
     return gguf, read_config(path).system_prompt if is_run else ""
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 import threading
 import time
+from shlex import quote
 
 from cli.output import fail
 
@@ -62,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
     print_report(report)
     print(f"\nRun: {result.run_dir}\nTime: training {trained - started:.0f} s, export + verify "
           f"{done_export - trained:.0f} s, evaluation {finished - done_export:.0f} s, total {finished - started:.0f} s")
-    print(f"Chat with it: ftui chat {result.run_dir}")
+    print(f"Chat with it: ftui chat {quote(str(result.run_dir))}")
     return 0 if exported.passed else 1

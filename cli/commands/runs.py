@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from shlex import quote
 
 from cli.output import print_json
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{r.path}: {r.reason}")
         elif r.export_status == "unverified":
             print(f"\n{r.path}: its export is unverified (no verify.json), as an export stopped before "
-                  f"verifying leaves it; `ftui export {r.path}` verifies it")
+                  f"verifying leaves it; `ftui export {quote(str(r.path))}` verifies it")
         elif r.export_status == "failed":
             print(f"\n{r.path}: its export failed verification (see export/verify.json); do not ship it")
     return 0

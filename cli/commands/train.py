@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from shlex import quote
 from typing import Any, TextIO
 
 from cli.output import fail
@@ -182,7 +183,7 @@ def _detach(config: RunConfig | None, resume: str | None, gpus: str | None) -> i
         return 0 if result.ok else 1
     run_dir = next(e.run_dir for e in seen if isinstance(e, TrainStarted))
     view.line(f"Training in the background as pid {started.pid}; closing this terminal does not stop it.\n"
-              f"  follow: ftui attach {run_dir}\n  stop:   ftui stop {run_dir}\n"
+              f"  follow: ftui attach {quote(str(run_dir))}\n  stop:   ftui stop {quote(str(run_dir))}\n"
               f"  output: {Path(run_dir) / 'output.log'}")
     return 0
 
@@ -279,7 +280,7 @@ class ProgressView:
         elif isinstance(e, TrainFinished):
             best = f", best validation loss {e.best_val_loss:.4f}" if e.best_val_loss is not None else ""
             self.line(f"{'Stopped' if e.stopped else 'Finished'}: {e.reason}; final loss {e.final_loss:.4f}{best}\n"
-                      f"  weights: {e.adapter_dir}\n  next: ftui export {e.run_dir}")
+                      f"  weights: {e.adapter_dir}\n  next: ftui export {quote(str(e.run_dir))}")
         elif isinstance(e, TrainFailed):
             where = f" at step {e.step}" if e.step else ""
             self.line(f"ftui: training failed{where}: {e.reason}\n  what to change: {e.advice}", err=True)

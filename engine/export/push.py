@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from shlex import quote
 from typing import Any, Literal
 
 from engine.errors import ActionableError
@@ -104,7 +105,7 @@ def _artefact(run_dir: Path, what: What, quant: str | None) -> tuple[list[tuple[
         if not path.is_file():
             have = sorted(p.stem.removeprefix("model-") for p in export_dir(run_dir).glob("model-*.gguf"))
             exported = f"; it has {', '.join(have)}" if have else ""
-            raise PushError(f"{run_dir} has no {quant} GGUF{exported}", f"run `ftui export {run_dir} --quant {quant}`")
+            raise PushError(f"{run_dir} has no {quant} GGUF{exported}", f"run `ftui export {quote(str(run_dir))} --quant {quant}`")
         failed = _failed_verification(run_dir, path)
         if failed:
             raise PushError(f"{path.name} failed verification: {failed}", "export again and push a verified file")
@@ -115,7 +116,7 @@ def _artefact(run_dir: Path, what: What, quant: str | None) -> tuple[list[tuple[
         return files, "gguf"
     folder = export_dir(run_dir) / "merged" if what == "merged" else weights_dir(run_dir, method)
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
-        advice = f"run `ftui export {run_dir}` first" if what == "merged" else "push a run that has trained"
+        advice = f"run `ftui export {quote(str(run_dir))}` first" if what == "merged" else "push a run that has trained"
         raise PushError(f"{folder} holds no model", advice)
     files = _folder_files(folder)
     kind: Kind = "merged" if what == "merged" else ("model" if method == "full" else "adapter")

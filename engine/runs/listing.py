@@ -8,6 +8,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING, Any
 
 from engine.runs.layout import SWEEP_FILE, complete_checkpoints, export_dir, find_ggufs, run_dir_of, verify_path
@@ -156,7 +157,7 @@ def delete_run(path: str | Path) -> None:
     if not record_path(path).exists():
         raise ValueError(f"{path} has no run.json: not deleting a folder that is not a run")
     if is_live(path):
-        raise ValueError(f"{path} is training now: stop it first (ftui stop {path})")
+        raise ValueError(f"{path} is training now: stop it first (ftui stop {quote(str(path))})")
     shutil.rmtree(path)
 
 

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from shlex import quote
 
 from engine.control_files import UnsafeFile, check_control, open_control
 from engine.errors import ActionableError
@@ -48,7 +49,7 @@ class RunBusy(ActionableError):
         who = f"process {pid}{where}" if pid else "another process"
         super().__init__(
             f"{run_dir} is being trained by {who}; a run has one writer at a time",
-            f"follow it with `ftui attach {run_dir}`, or stop it with `ftui stop {run_dir}` and resume "
+            f"follow it with `ftui attach {quote(str(run_dir))}`, or stop it with `ftui stop {quote(str(run_dir))}` and resume "
             "once it has written its checkpoint")
         self.pid = pid
         self.host = host

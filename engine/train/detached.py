@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from engine.config import RunConfig, load_toml
@@ -144,7 +145,7 @@ def _died(pid: int | None, run_dir: Path | None, log: Path, before_start: bool) 
         return TrainFailed(f"{who} ended before training began{said}",
                            "start the run again; the log above says why it ended")
     return TrainFailed(f"{who} ended without finishing (killed, or the machine went down){said}",
-                       f"resume it from its last complete checkpoint: ftui train --resume {run_dir}, or u on "
+                       f"resume it from its last complete checkpoint: ftui train --resume {quote(str(run_dir))}, or u on "
                        "the runs screen")
 
 

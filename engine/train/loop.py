@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from engine.catalog import ModelSpec
@@ -375,7 +376,7 @@ def _disk_full(run: RunDir, step: int | None) -> Failure:
     last = complete_checkpoints(run.path)
     kept = f"; the last complete checkpoint is {last[-1]}" if last else "; no checkpoint was complete yet"
     what = f"writing step {step}" if step is not None else "writing"
-    then = f"then resume with `ftui train --resume {run.path}`" if last else "then train again"
+    then = f"then resume with `ftui train --resume {quote(str(run.path))}`" if last else "then train again"
     return Failure(f"the disk is full: {what} to {run.path} failed{kept}",
                    f"free disk space there (or set output_dir elsewhere), {then}; a larger "
                    "save_interval writes fewer checkpoints", step)

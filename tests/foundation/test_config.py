@@ -132,6 +132,9 @@ def test_seed_bounds_are_the_ones_the_training_seeding_accepts():
         (".", "reads as a path part"),
         ("..", "reads as a path part"),
         ("x" * 201, "is 201 bytes long"),
+        ("x;touch PWNED", "contains ' ' ';': a run name holds letters, digits and . - _ + only"),
+        ("x$(id)", "contains '$' '(' ')'"),
+        ("a|b", "contains '|'"),
     ],
 )
 def test_a_name_that_cannot_be_a_folder_name_is_an_error(name, fragment):

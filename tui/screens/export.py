@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from shlex import quote
 
 from rich.text import Text
 from textual import work
@@ -54,7 +55,7 @@ def size_text(size_bytes: int) -> str:
 
 def ollama_line(run_dir: str, modelfile: str) -> str:
     name = Path(run_dir).name.split("-", 4)[-1].lower() or "ftui-model"
-    return f"ollama create {name} -f {modelfile}"
+    return f"ollama create {quote(name)} -f {quote(str(modelfile))}"
 
 
 class ExportScreen(FtuiScreen):
