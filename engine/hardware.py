@@ -98,6 +98,15 @@ def probe(nvml: Any = None) -> HardwareReport:
     return HardwareReport(gpus, cores, ram, driver, note)
 
 
+def cuda_computes_bf16() -> bool:
+    """Whether the current CUDA device computes bf16 natively: compute capability 8.0+, the rule
+    `GpuInfo.bf16`, the estimate and training share. torch's `is_bf16_supported()` also says yes
+    where bf16 is only emulated (T4, V100: slower than fp16), so it is asked without emulation."""
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def _gpu(nvml: Any, index: int) -> GpuInfo:
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
     problems: list[str] = []

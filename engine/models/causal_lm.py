@@ -19,12 +19,14 @@ LOAD_STAGE = "load model"
 
 
 def default_dtype(device: str) -> Any:
-    """fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on GPUs that have it, else fp16."""
+    """fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on GPUs that compute it natively, else fp16."""
     import torch
+
+    from engine.hardware import cuda_computes_bf16
 
     if not device.startswith("cuda"):
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cuda_computes_bf16() else torch.float16
 
 
 def load_causal_lm(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import RunConfig
+from engine.hardware import cuda_computes_bf16
 from engine.train.preflight import PreflightError
 
 
@@ -52,10 +53,12 @@ def choose_precision(method: str, device: str | None = None, precision: str = "a
     if precision == "fp32":
         raise PrecisionError("precision = fp32 is for the CPU: on a GPU ftui trains in 16 bits, as its memory "
                              "estimate assumes.", "Set precision = auto (bf16, or fp16 on GPUs without bf16).")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise PrecisionError(f"precision = bf16, but {torch.cuda.get_device_name()} has no bf16.",
+    native = cuda_computes_bf16()
+    if precision == "bf16" and not native:
+        raise PrecisionError(f"precision = bf16, but {torch.cuda.get_device_name()} has no native bf16 (compute "
+                             "capability 8.0+; older GPUs only emulate it, slower than fp16).",
                              "Set precision = auto: it trains in fp16 with loss scaling there.")
-    half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    half = torch.bfloat16 if native else torch.float16
     # Full fine-tuning keeps fp32 master weights: AdamW updates vanish in 16-bit weights.
     load = torch.float32 if method == "full" else half
     return Precision(device, load, half, half == torch.float16)
