@@ -200,9 +200,12 @@ def estimate(
             parts["weights"] = spec.params * BYTES_16BIT
         parts["adapters"] = trainable * weight_bytes
     parts["gradients"] = trainable * weight_bytes
-    moment_bytes = ADAMW_8BIT_BYTES if optimizer != "adamw" else ADAMW_32BIT_MOMENTS * weight_bytes
+    sharded = world_size > 1 and strategy == "fsdp"
+    # bitsandbytes cannot update FSDP's sharded parameters: there the run falls back to 32-bit AdamW.
+    eight_bit = optimizer != "adamw" and not sharded
+    moment_bytes = ADAMW_8BIT_BYTES if eight_bit else ADAMW_32BIT_MOMENTS * weight_bytes
     parts["optimizer"] = trainable * moment_bytes
-    if world_size > 1 and strategy == "fsdp":
+    if sharded:
         layer_bytes = (parts["weights"] - plain_bytes) / spec.layers
         parts["weights"] = (parts["weights"] - plain_bytes) / world_size + plain_bytes
         for name in ("adapters", "gradients", "optimizer"):

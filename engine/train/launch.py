@@ -29,11 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig, load_toml, parse_gpus
+from engine.config import ConfigError, RunConfig, load_toml, parse_gpus
 from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record, to_record
 from engine.runs.writer import record_failure
 from engine.train.checkpoint import choose_checkpoint
-from engine.train.load import Failure, saved_config, train_here
+from engine.train.load import Failure, refuse, saved_config, train_here
 from engine.train.loop import RunResult, result_of
 from engine.train.parallel import Ranks
 
@@ -63,6 +63,10 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
 
+    try:  # here, not in every process: a config error is no process's failure
+        config.validate()
+    except ConfigError as exc:
+        return refuse(on_event, f"the config has problems:\n{exc}", "fix the fields named above")
     kind, ids = parse_gpus(config.gpus)
     strategy = _resumed_strategy(resume) or choose_strategy(config)
     context = mp.get_context("spawn")
@@ -124,11 +128,12 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
 
 
 def choose_strategy(config: RunConfig) -> str:
-    """ddp when a whole copy of the model fits on each GPU, fsdp when it does not (or when asked)."""
+    """ddp when a whole copy of the model fits on each GPU (and always for QLoRA), fsdp when it does not (or
+    when asked)."""
     if config.strategy != "auto":
         return config.strategy
     kind, ids = parse_gpus(config.gpus)
-    if kind != "cuda":
+    if kind != "cuda" or config.method == "qlora":  # FSDP cannot shard 4-bit weights (RunConfig.strategy_problems)
         return "ddp"
     from engine.estimate import estimate_for
     from engine.hardware import probe

@@ -40,13 +40,18 @@ def train_here(config: RunConfig, on_event: Callable[[Any], None], stop: threadi
         if resume:
             config = saved_config(Path(resume), gpus)
         config.validate()
+        # The strategy the processes run under, which `auto`, a resumed checkpoint or torchrun's
+        # --strategy settled, is checked again: the config may not name it.
+        refused = [p for p in config.strategy_problems(ranks.strategy) if p.level == "error"]
+        if refused:
+            raise ConfigError(refused)
         loaded, precision = _load(config, on_event, ranks)
     except Failure as failure:
-        return _refuse(report, failure.reason, failure.advice)
+        return refuse(report, failure.reason, failure.advice)
     except PreflightError as failure:
-        return _refuse(report, failure.reason, failure.advice)
+        return refuse(report, failure.reason, failure.advice)
     except ConfigError as exc:
-        return _refuse(report, f"the config has problems:\n{exc}", "fix the fields named above")
+        return refuse(report, f"the config has problems:\n{exc}", "fix the fields named above")
     return run_loaded(config, loaded, on_event, stop, resume=resume, precision=precision, ranks=ranks)
 
 
@@ -96,6 +101,10 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         raise Failure(f"{config.model} holds 4-bit weights, which only method = qlora can train",
                       "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
     precision = choose_precision(config.method, precision=config.precision)
+    if ranks.strategy == "fsdp" and precision.loss_scaling:
+        raise Failure("fsdp on GPUs without native bf16 trains in fp16 with loss scaling, and each process would "
+                      "check only its own gradient shard for overflow, so the processes could skip different steps",
+                      "use strategy = ddp, or GPUs with native bf16 (compute capability 8.0+)")
     if precision.device == "cuda":
         check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
                    free_gpu_gib())
@@ -149,6 +158,6 @@ def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: Prepare
     return dataclasses.replace(data, train=data.train + replay.examples, replayed=len(replay.examples))
 
 
-def _refuse(on_event: Callable[[Any], None], reason: str, advice: str) -> RunResult:
+def refuse(on_event: Callable[[Any], None], reason: str, advice: str) -> RunResult:
     on_event(TrainFailed(reason, advice))
     return RunResult("failed", None, 0, None, None, None, reason, advice)

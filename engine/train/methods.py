@@ -172,8 +172,9 @@ def trainable_named(model: Any) -> dict[str, Any]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def build_optimizer(model: Any, config: RunConfig, device: str) -> tuple[Any, str]:
-    """The optimizer and a note when the requested one cannot run here."""
+def build_optimizer(model: Any, config: RunConfig, device: str, sharded: bool = False) -> tuple[Any, str]:
+    """The optimizer and a note when the requested one cannot run here: bitsandbytes' 8-bit AdamW needs
+    CUDA, and cannot update FSDP's `sharded` parameters (DTensors, which it does not support)."""
     import torch
 
     decay: list[Any] = []
@@ -183,12 +184,15 @@ def build_optimizer(model: Any, config: RunConfig, device: str) -> tuple[Any, st
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     note = ""
-    if config.optimizer != "adamw" and device == "cuda":
+    if config.optimizer != "adamw" and device == "cuda" and not sharded:
         import bitsandbytes as bnb
 
         cls = bnb.optim.PagedAdamW8bit if config.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
         return cls(groups, lr=config.learning_rate), note
-    if config.optimizer != "adamw":
+    if config.optimizer != "adamw" and sharded:
+        note = (f"{config.optimizer} cannot update FSDP's sharded parameters (bitsandbytes has no DTensor support); "
+                "using 32-bit AdamW, 4x the optimizer memory (strategy = ddp keeps the 8-bit optimizer)")
+    elif config.optimizer != "adamw":
         note = f"{config.optimizer} needs a CUDA GPU; using 32-bit AdamW on {device}"
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device == "cuda"), note
 

@@ -88,7 +88,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     trainable, total = count_params(model)
     fast = has_plain_head(model)
     loss, accumulate = wrap(model, fast, ranks)
-    optimizer, note = build_optimizer(model, config, precision.device)
+    optimizer, note = build_optimizer(model, config, precision.device, sharded=ranks.strategy == "fsdp")
     if note:
         emit(Progress("optimizer", 1, 1, message=note))
     emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,
