@@ -43,6 +43,9 @@ class GpuInfo:
     processes: tuple[GpuProcess, ...] = ()
     problems: tuple[str, ...] = ()
     """Fields NVML failed to report for this GPU, with its reason, e.g. "processes: Not Supported"."""
+    uuid: str = ""
+    """"GPU-..." as NVML reports it; "" when it could not say. CUDA numbers GPUs in another order than
+    NVML (fastest first, and only those CUDA_VISIBLE_DEVICES shows): the UUID is what both agree on."""
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,14 @@ def _gpu(nvml: Any, index: int) -> GpuInfo:
     total, free, used = (
         (memory.total / GIB, memory.free / GIB, memory.used / GIB) if memory is not None else (0.0, 0.0, 0.0)
     )
+    uuid = getattr(nvml, "nvmlDeviceGetUUID", None)
+    uuid = _text(field("uuid", uuid, handle)) if uuid is not None else None
     cc = field("compute capability", nvml.nvmlDeviceGetCudaComputeCapability, handle)
     cc = tuple(int(x) for x in cc) if cc is not None else UNKNOWN_COMPUTE_CAPABILITY
     return GpuInfo(
         index=index, name=name, total_gib=total, free_gib=free, used_gib=used,
         compute_capability=cc, bf16=cc >= BF16_MIN_COMPUTE_CAPABILITY,
-        processes=_processes(nvml, handle, field), problems=tuple(problems),
+        processes=_processes(nvml, handle, field), problems=tuple(problems), uuid=uuid or "",
     )
 
 

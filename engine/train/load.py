@@ -18,6 +18,7 @@ from engine.data.types import PreparedData
 from engine.events import Progress, TrainFailed
 from engine.runs import read_config
 from engine.train.checkpoint import choose_checkpoint
+from engine.train.devices import select_gpu, training_environment
 from engine.train.loop import Failure, Loaded, RunResult, run_loaded
 from engine.train.methods import Precision, choose_precision
 from engine.train.parallel import SINGLE, Ranks
@@ -36,6 +37,7 @@ def train_here(config: RunConfig, on_event: Callable[[Any], None], stop: threadi
     moves it to other devices (`on_devices`).
     """
     report = ranks.report or on_event
+    training_environment()
     try:
         if resume:
             config = saved_config(Path(resume), gpus)
@@ -105,6 +107,9 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         raise Failure("fsdp on GPUs without native bf16 trains in fp16 with loss scaling, and each process would "
                       "check only its own gradient shard for overflow, so the processes could skip different steps",
                       "use strategy = ddp, or GPUs with native bf16 (compute capability 8.0+)")
+    if precision.device == "cuda" and ranks.world == 1:
+        # Before the memory check, which asks the current GPU; several processes each see their own.
+        on_event(Progress("gpu", 1, 1, message=select_gpu(config.gpus)))
     if precision.device == "cuda":
         check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
                    free_gpu_gib())

@@ -20,6 +20,8 @@ class FakeCard:
     processes: list[tuple[int, str | None, float | None]] = field(default_factory=list)
     fail: dict[str, int] = field(default_factory=dict)
     """NVML function name -> error code that call raises for this card."""
+    uuid: str = ""
+    """NVML's "GPU-..." id; "" makes one from the card's place."""
 
 
 class FakeNvml:
@@ -67,6 +69,9 @@ class FakeNvml:
         card = self._card(handle, "nvmlDeviceGetMemoryInfo")
         total, used = int(card.total_gib * GIB), int(card.used_gib * GIB)
         return SimpleNamespace(total=total, used=used, free=total - used)
+
+    def nvmlDeviceGetUUID(self, handle):
+        return self._card(handle, "nvmlDeviceGetUUID").uuid or f"GPU-{handle:08x}-0000-0000-0000-000000000000"
 
     def nvmlDeviceGetCudaComputeCapability(self, handle):
         return self._card(handle, "nvmlDeviceGetCudaComputeCapability").cc
