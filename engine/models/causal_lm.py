@@ -72,6 +72,8 @@ def load_causal_lm(
     hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.ref, **kwargs)
+        if not four_bit:
+            model.to(device)  # (4-bit weights were placed and quantised by the load itself)
     except torch.OutOfMemoryError:
         raise ModelLoadError(
             f"{resolved.name} does not fit in {device} memory ({how}).",
@@ -82,7 +84,5 @@ def load_causal_lm(
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # RuntimeError: shape mismatches between config.json and the weights.
         raise ModelLoadError(f"{resolved.name} does not load: {exc}", "Check the model folder or hub id.") from None
-    if not four_bit:
-        model.to(device)
     on_event(Progress(LOAD_STAGE, 1, 1, "models", f"loaded {resolved.name}"))
     return model
