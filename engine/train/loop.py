@@ -196,9 +196,19 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
 
 def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], None], stop: threading.Event,
          checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
-    """One attempt: set up, restore, then step, evaluate and save until done, stopped or failed."""
+    """One attempt: set up, then train; what the setup changed in the process is put back however it ends."""
+    parts = set_up(config, loaded.build_model, loaded.data.train, loaded.tokenizer, run.path, precision, emit, ranks)
+    try:
+        return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks)
+    finally:
+        parts.release()
+
+
+def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir, emit: Callable[[Any], None],
+           stop: threading.Event, checkpoint: Path | None, ranks: Ranks) -> RunResult:
+    """Restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
-    parts = set_up(config, loaded.build_model, train_set, loaded.tokenizer, run.path, precision, emit, ranks)
+    precision = parts.precision
     counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
     schedule, start = parts.schedule, counters.start
     total_steps = schedule.total_steps
