@@ -208,12 +208,14 @@ def estimate(
     if sharded:
         layer_bytes = (parts["weights"] - plain_bytes) / spec.layers
         parts["weights"] = (parts["weights"] - plain_bytes) / world_size + plain_bytes
-        for name in ("adapters", "gradients", "optimizer"):
+        # Adapters' gradients stay whole while a step's micro-batches add them up, reduce-scattered once
+        # (engine.train.parallel.wrap); full fine-tuning reduce-scatters them layer by layer.
+        for name in ("adapters", "optimizer", *(("gradients",) if method == "full" else ())):
             if name in parts:
                 parts[name] /= world_size
         # Beyond its own shard: the gathered layers, and one layer's whole gradient before its reduce-scatter.
         parts["gathered"] = (FSDP_LAYERS_IN_FLIGHT * layer_bytes * (1 - 1 / world_size)
-                             + trainable / spec.layers * weight_bytes)
+                             + (trainable / spec.layers * weight_bytes if method == "full" else 0))
 
     layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
     loss_peak, loss_kept = loss_bytes(spec, tokens, runtime, trains_head=method == "full")

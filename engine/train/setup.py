@@ -103,7 +103,7 @@ def _set_up_model(config: RunConfig, base: Any, decoder_kernels: DecoderKernels,
     store_frozen_weights_for_autocast(model, precision)
     trainable, total = count_params(model)
     fast = has_plain_head(model)
-    loss, accumulate = wrap(model, fast, ranks)
+    loss, accumulate = wrap(model, fast, ranks, adapters=config.method != "full")
     optimizer, note = build_optimizer(model, config, precision.device, sharded=ranks.strategy == "fsdp")
     if note:
         emit(Progress("optimizer", 1, 1, message=note))

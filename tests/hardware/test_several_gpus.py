@@ -64,9 +64,11 @@ def test_fsdp_shards_weights_gradients_and_optimizer_but_not_activations(method)
     two = estimate(spec, method, 1, 2048, grad_checkpointing=True, world_size=2, strategy="fsdp")
     eight = estimate(spec, method, 1, 2048, grad_checkpointing=True, world_size=8, strategy="fsdp")
     assert sum(two.breakdown.values()) == pytest.approx(two.peak_gib)
-    for part in ("gradients", "optimizer"):
+    for part in ("gradients", "optimizer") if method == "full" else ("optimizer",):
         assert two.breakdown[part] == pytest.approx(one.breakdown[part] / 2)
         assert eight.breakdown[part] == pytest.approx(one.breakdown[part] / 8)
+    if method != "full":  # adapters' gradients stay whole through a step's micro-batches (engine.train.parallel.wrap)
+        assert two.breakdown["gradients"] == eight.breakdown["gradients"] == one.breakdown["gradients"]
     # The root's embeddings and lm_head stay whole on every GPU, so the weights shrink by less than N.
     assert one.breakdown["weights"] / 2 < two.breakdown["weights"] < one.breakdown["weights"]
     assert eight.breakdown["weights"] < two.breakdown["weights"]

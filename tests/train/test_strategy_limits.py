@@ -1,5 +1,6 @@
 """What FSDP cannot shard is refused or replaced before training, with the reason and the way out:
-QLoRA's 4-bit weights, bitsandbytes' 8-bit optimizers, fp16 loss scaling (issue 26)."""
+QLoRA's 4-bit weights, bitsandbytes' 8-bit optimizers, fp16 loss scaling; and adapters' gradients are
+reduce-scattered once per step, not per micro-batch (issue 26)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,47 @@ def test_several_processes_refuse_a_config_error_before_they_start(tmp_path, mod
     result = train(config, events.append, threading.Event())
     assert result.status == "failed" and [type(e) for e in events] == [TrainFailed]
     assert "fsdp cannot train method = qlora" in result.reason and "(process" not in result.reason
+
+
+@pytest.fixture
+def one_process_group():
+    """A gloo group of this process alone: enough for fully_shard, no second process to start."""
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_fsdp_reduce_scatters_adapter_gradients_once_per_step(model_folder, monkeypatch, one_process_group, method):
+    import torch.distributed.fsdp._fully_shard._fsdp_param_group as param_group
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.train.batching import collate
+    from engine.train.parallel import wrap
+    from tests.train.tiny import make_examples
+
+    reductions: list = []
+    real = param_group.foreach_reduce
+    monkeypatch.setattr(param_group, "foreach_reduce", lambda *a, **k: reductions.append(1) or real(*a, **k))
+    model = AutoModelForCausalLM.from_pretrained(model_folder)
+    if method == "lora":
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    loss, accumulate = wrap(model, True, FSDP_RANK, adapters=method == "lora")
+    batch = collate(make_examples(2), 0)
+    with accumulate():  # a micro-batch but the step's last
+        loss(batch).backward()
+    held = len(reductions)
+    loss(batch).backward()  # the last
+    assert len(reductions) > held
+    if method == "lora":
+        assert held == 0
+    else:
+        assert held > 0  # holding every weight's whole gradient is what FSDP exists to avoid
