@@ -321,6 +321,8 @@ class RunConfig:
             if self.oom_retry and self.world_size > 1:
                 warn("oom_retry", "retries in one process only: with several, an out-of-memory fails the run "
                      "with the batch that failed")
+            if self.world_size > 1:
+                out.extend(self.strategy_problems(self.strategy))
         if self.early_stopping_patience < 0:
             err("early_stopping_patience", "must be 0 (off) or positive")
         elif self.early_stopping_patience and self.val_split == 0:
@@ -345,6 +347,23 @@ class RunConfig:
         unknown_quants = [q for q in self.export_quants if q not in QUANT_TYPES]
         if unknown_quants:
             err("export_quants", f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")
+        return out
+
+    def strategy_problems(self, strategy: str) -> list[Problem]:
+        """What this method and optimizer cannot do under `strategy` ("ddp", "fsdp", "auto"; "" for one
+        process). `auto` never picks fsdp for QLoRA (engine.train.launch.choose_strategy)."""
+        if strategy != "fsdp":
+            return []
+        out = []
+        if self.method == "qlora":
+            out.append(Problem("strategy", "fsdp cannot train method = qlora: sharding turns bitsandbytes' 4-bit "
+                               "weights into plain tensors without their quantisation state, so the model trains on "
+                               "wrong weights (on the CPU the demo's validation loss after one step was 15.9 against DDP's 2.3); "
+                               "use strategy = ddp, where each GPU holds the whole 4-bit model"))
+        if self.optimizer != "adamw":
+            out.append(Problem("optimizer", f"{self.optimizer} cannot update the sharded parameters of fsdp "
+                               "(bitsandbytes has no DTensor support): the run uses 32-bit AdamW, 4x the optimizer "
+                               "memory; use strategy = ddp to keep the 8-bit optimizer", "warning"))
         return out
 
     def validate(self, context_length: int | None = None) -> list[Problem]:

@@ -200,17 +200,22 @@ def estimate(
             parts["weights"] = spec.params * BYTES_16BIT
         parts["adapters"] = trainable * weight_bytes
     parts["gradients"] = trainable * weight_bytes
-    moment_bytes = ADAMW_8BIT_BYTES if optimizer != "adamw" else ADAMW_32BIT_MOMENTS * weight_bytes
+    sharded = world_size > 1 and strategy == "fsdp"
+    # bitsandbytes cannot update FSDP's sharded parameters: there the run falls back to 32-bit AdamW.
+    eight_bit = optimizer != "adamw" and not sharded
+    moment_bytes = ADAMW_8BIT_BYTES if eight_bit else ADAMW_32BIT_MOMENTS * weight_bytes
     parts["optimizer"] = trainable * moment_bytes
-    if world_size > 1 and strategy == "fsdp":
+    if sharded:
         layer_bytes = (parts["weights"] - plain_bytes) / spec.layers
         parts["weights"] = (parts["weights"] - plain_bytes) / world_size + plain_bytes
-        for name in ("adapters", "gradients", "optimizer"):
+        # Adapters' gradients stay whole while a step's micro-batches add them up, reduce-scattered once
+        # (engine.train.parallel.wrap); full fine-tuning reduce-scatters them layer by layer.
+        for name in ("adapters", "optimizer", *(("gradients",) if method == "full" else ())):
             if name in parts:
                 parts[name] /= world_size
         # Beyond its own shard: the gathered layers, and one layer's whole gradient before its reduce-scatter.
         parts["gathered"] = (FSDP_LAYERS_IN_FLIGHT * layer_bytes * (1 - 1 / world_size)
-                             + trainable / spec.layers * weight_bytes)
+                             + (trainable / spec.layers * weight_bytes if method == "full" else 0))
 
     layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
     loss_peak, loss_kept = loss_bytes(spec, tokens, runtime, trains_head=method == "full")

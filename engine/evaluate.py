@@ -266,6 +266,7 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
     from engine.base_answers import base_figures
     from engine.data import prepare
     from engine.data.render import with_system_prompt
+    from engine.hardware import cuda_computes_bf16
     from engine.retention import answer_examples
     from engine.train.methods import cpu_has_native_bf16
 
@@ -277,7 +278,7 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
         return None, None, 0, None, None
     on_event(Progress("eval", 0, len(val), "examples", "validation loss and retention likelihood"))
     cuda = torch.cuda.is_available()
-    dtype, where, autocast = measure_placement(cuda, torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16())
+    dtype, where, autocast = measure_placement(cuda, cuda_computes_bf16() if cuda else cpu_has_native_bf16())
     load = {"dtype": dtype, "trust_remote_code": config.trust_remote_code, **where}
     scored = [[[e.input_ids, e.labels] for e in part] for part in (val, answers)]
     base_ref = source.base_ref or source.origin_ref

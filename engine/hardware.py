@@ -58,6 +58,9 @@ class GpuInfo:
     unified_memory: bool = False
     """The GPU has no memory of its own and shares the system's (DGX Spark's GB10): total is the
     system's memory, free what a new program can take (MemAvailable), shrinking as CPU programs grow."""
+    uuid: str = ""
+    """"GPU-..." as NVML reports it; "" when it could not say. CUDA numbers GPUs in another order than
+    NVML (fastest first, and only those CUDA_VISIBLE_DEVICES shows): the UUID is what both agree on."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,15 @@ def probe(nvml: Any = None) -> HardwareReport:
     return HardwareReport(gpus, cores, ram, driver, note)
 
 
+def cuda_computes_bf16() -> bool:
+    """Whether the current CUDA device computes bf16 natively: compute capability 8.0+, the rule
+    `GpuInfo.bf16`, the estimate and training share. torch's `is_bf16_supported()` also says yes
+    where bf16 is only emulated (T4, V100: slower than fp16), so it is asked without emulation."""
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def _gpu(nvml: Any, index: int) -> GpuInfo:
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
     problems: list[str] = []
@@ -147,12 +159,15 @@ def _gpu(nvml: Any, index: int) -> GpuInfo:
         total, free, used = 0.0, 0.0, 0.0
     if memory_error is not None and system is None:
         problems.append(f"memory: {_describe(memory_error)}" + (f" (and {MEMINFO} could not be read)" if unified else ""))
+    uuid = getattr(nvml, "nvmlDeviceGetUUID", None)
+    uuid = _text(field("uuid", uuid, handle)) if uuid is not None else None
     cc = field("compute capability", nvml.nvmlDeviceGetCudaComputeCapability, handle)
     cc = tuple(int(x) for x in cc) if cc is not None else UNKNOWN_COMPUTE_CAPABILITY
     return GpuInfo(
         index=index, name=name, total_gib=total, free_gib=free, used_gib=used,
         compute_capability=cc, bf16=cc >= BF16_MIN_COMPUTE_CAPABILITY,
         processes=_processes(nvml, handle, field), problems=tuple(problems), unified_memory=unified,
+        uuid=uuid or "",
     )
 
 

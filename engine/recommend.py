@@ -189,6 +189,8 @@ def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tup
             if rival.fits and (rank, method != "lora") > _standing(rival):
                 return None
             for strategy in ("ddp", "fsdp"):
+                if method == "qlora" and strategy == "fsdp":
+                    continue  # FSDP cannot shard 4-bit weights (RunConfig.strategy_problems)
                 # Up to the effective batch over all GPUs: more GPUs mean fewer, not larger, steps.
                 plan = _largest_batch(candidate, method, seq_len, free, count, strategy,
                                       largest=max(1, EFFECTIVE_BATCH // count))

@@ -19,12 +19,14 @@ LOAD_STAGE = "load model"
 
 
 def default_dtype(device: str) -> Any:
-    """fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on GPUs that have it, else fp16."""
+    """fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on GPUs that compute it natively, else fp16."""
     import torch
+
+    from engine.hardware import cuda_computes_bf16
 
     if not device.startswith("cuda"):
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cuda_computes_bf16() else torch.float16
 
 
 def load_causal_lm(
@@ -70,6 +72,8 @@ def load_causal_lm(
     hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.ref, **kwargs)
+        if not four_bit:
+            model.to(device)  # (4-bit weights were placed and quantised by the load itself)
     except torch.OutOfMemoryError:
         raise ModelLoadError(
             f"{resolved.name} does not fit in {device} memory ({how}).",
@@ -80,7 +84,5 @@ def load_causal_lm(
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # RuntimeError: shape mismatches between config.json and the weights.
         raise ModelLoadError(f"{resolved.name} does not load: {exc}", "Check the model folder or hub id.") from None
-    if not four_bit:
-        model.to(device)
     on_event(Progress(LOAD_STAGE, 1, 1, "models", f"loaded {resolved.name}"))
     return model

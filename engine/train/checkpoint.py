@@ -124,10 +124,7 @@ def save_checkpoint(run: RunDir, step: int, weights: dict[str, Any], optimizer_s
         save_file(weights, str(tmp / "trainable.safetensors"))
         torch.save(optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
         if scaler is not None:
             torch.save(scaler.state_dict(), tmp / "scaler.pt")
         write_config(tmp, run.config)
@@ -184,13 +181,37 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, scal
                 p.copy_(weights[name].to(p.device, p.dtype))
         optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    restore_rng(torch.load(path / "rng.pt", weights_only=True))
     if scaler is not None and (path / "scaler.pt").exists():
         scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
     return state
+
+
+def rng_state() -> dict[str, Any]:
+    """The CPU's random state and, on a GPU, that of this process's GPU alone: every process of a run
+    has its own, and a resume may see another number of GPUs than the run that saved it."""
+    import torch
+
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    return rng
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Put back what `rng_state` saved. Checkpoints written before held a list, one state per GPU the
+    process saw (all of a machine's for one process, its own alone for each of several): the current
+    GPU's is taken, the first where the list is shorter."""
+    import torch
+
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" not in rng or not torch.cuda.is_available():
+        return
+    state = rng["cuda"]
+    if isinstance(state, (list, tuple)):
+        current = torch.cuda.current_device()
+        state = state[current] if current < len(state) else state[0]
+    torch.cuda.set_rng_state(state)
 
 
 def save_weights(run: RunDir, model: Any, method: str, whole: dict[str, Any] | None = None) -> Path:

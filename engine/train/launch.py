@@ -29,13 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig, load_toml, parse_gpus
+from engine.config import ConfigError, RunConfig, load_toml, parse_gpus
 from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record, to_record
 from engine.runs.writer import record_failure
 from engine.train.checkpoint import choose_checkpoint
-from engine.train.load import Failure, prepare_replay_once, saved_config, train_here
+from engine.train.devices import child_environments, training_environment
+from engine.train.load import Failure, prepare_replay_once, refuse, saved_config, train_here
 from engine.train.loop import RunResult, result_of
 from engine.train.parallel import Ranks
+from engine.train.preflight import PreflightError
 
 GRACE_S = 3.0
 """After one process fails: how long the others get to end by themselves before SIGTERM, then SIGKILL."""
@@ -48,6 +50,7 @@ def train(config: RunConfig, on_event: Callable[[Any], None], stop: threading.Ev
     With `resume` (a run directory or one of its checkpoints) the run continues in its own
     directory with the config saved there; `gpus` resumes it on other devices.
     """
+    training_environment()  # before CUDA starts here or in the processes started below, which inherit it
     try:
         planned = saved_config(Path(resume), gpus) if resume else config
     except Failure:
@@ -63,20 +66,27 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
 
+    try:  # here, not in every process: a config error is no process's failure
+        config.validate()
+    except ConfigError as exc:
+        return refuse(on_event, f"the config has problems:\n{exc}", "fix the fields named above")
     try:
         prepare_replay_once(config, on_event)
     except Failure as failure:
-        refused = TrainFailed(failure.reason, failure.advice)
-        on_event(refused)
-        result = result_of(refused, None)
-        assert result is not None
-        return result
+        return refuse(on_event, failure.reason, failure.advice)
     kind, ids = parse_gpus(config.gpus)
+    try:
+        # Each process sees only its GPU; "cpu:N" processes see none.
+        devices = (child_environments(ids, config.gpus) if kind == "cuda"
+                   else [{"CUDA_VISIBLE_DEVICES": ""}] * len(ids))
+    except PreflightError as exc:
+        return refuse(on_event, exc.reason, exc.advice)
     strategy = _resumed_strategy(resume) or choose_strategy(config)
     context = mp.get_context("spawn")
     messages = context.Queue()
     shared_stop = context.Event()
-    args = (len(ids), _free_port(), config.to_toml(), resume, config.gpus, strategy, kind, ids, messages, shared_stop)
+    args = (len(ids), _free_port(), config.to_toml(), resume, config.gpus, strategy, kind, devices, messages,
+            shared_stop)
     processes = mp.start_processes(_rank_main, args=args, nprocs=len(ids), join=False, start_method="spawn")
     run_dir: str | None = None
     end: TrainFinished | TrainFailed | None = None
@@ -132,11 +142,12 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
 
 
 def choose_strategy(config: RunConfig) -> str:
-    """ddp when a whole copy of the model fits on each GPU, fsdp when it does not (or when asked)."""
+    """ddp when a whole copy of the model fits on each GPU (and always for QLoRA), fsdp when it does not (or
+    when asked)."""
     if config.strategy != "auto":
         return config.strategy
     kind, ids = parse_gpus(config.gpus)
-    if kind != "cuda":
+    if kind != "cuda" or config.method == "qlora":  # FSDP cannot shard 4-bit weights (RunConfig.strategy_problems)
         return "ddp"
     from engine.estimate import estimate_for
     from engine.hardware import probe
@@ -161,10 +172,11 @@ def _resumed_strategy(resume: str | None) -> str:
 
 
 def _rank_main(rank: int, world: int, port: int, config_toml: str, resume: str | None, gpus: str, strategy: str,
-               kind: str, ids: tuple[int, ...], messages: Any, stop: Any) -> None:
+               kind: str, devices: list[dict[str, str]], messages: Any, stop: Any) -> None:
     """One process of the run, as torch.multiprocessing starts it."""
-    # Only its own GPU: "cuda" is that GPU for every library, as in a one-GPU run. cpu:N sees none.
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(ids[rank]) if kind == "cuda" else ""
+    # Only its own GPU (by UUID: engine.train.devices): "cuda" is that GPU for every library, as in a
+    # one-GPU run. cpu:N sees none.
+    os.environ.update(devices[rank])
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -229,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--resume")
     parser.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
     args = parser.parse_args(argv)
+    training_environment()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

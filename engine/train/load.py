@@ -18,6 +18,7 @@ from engine.data.types import PreparedData
 from engine.events import Progress, TrainFailed
 from engine.runs import read_config
 from engine.train.checkpoint import choose_checkpoint
+from engine.train.devices import select_gpu, training_environment
 from engine.train.loop import Failure, Loaded, RunResult, run_loaded
 from engine.train.methods import Precision, choose_precision
 from engine.train.parallel import SINGLE, Ranks
@@ -36,17 +37,23 @@ def train_here(config: RunConfig, on_event: Callable[[Any], None], stop: threadi
     moves it to other devices (`on_devices`).
     """
     report = ranks.report or on_event
+    training_environment()
     try:
         if resume:
             config = saved_config(Path(resume), gpus)
         config.validate()
+        # The strategy the processes run under, which `auto`, a resumed checkpoint or torchrun's
+        # --strategy settled, is checked again: the config may not name it.
+        refused = [p for p in config.strategy_problems(ranks.strategy) if p.level == "error"]
+        if refused:
+            raise ConfigError(refused)
         loaded, precision = _load(config, on_event, ranks)
     except Failure as failure:
-        return _refuse(report, failure.reason, failure.advice)
+        return refuse(report, failure.reason, failure.advice)
     except PreflightError as failure:
-        return _refuse(report, failure.reason, failure.advice)
+        return refuse(report, failure.reason, failure.advice)
     except ConfigError as exc:
-        return _refuse(report, f"the config has problems:\n{exc}", "fix the fields named above")
+        return refuse(report, f"the config has problems:\n{exc}", "fix the fields named above")
     return run_loaded(config, loaded, on_event, stop, resume=resume, precision=precision, ranks=ranks)
 
 
@@ -92,6 +99,13 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         raise Failure(f"{config.model} holds 4-bit weights, which only method = qlora can train",
                       "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
     precision = choose_precision(config.method, precision=config.precision)
+    if ranks.strategy == "fsdp" and precision.loss_scaling:
+        raise Failure("fsdp on GPUs without native bf16 trains in fp16 with loss scaling, and each process would "
+                      "check only its own gradient shard for overflow, so the processes could skip different steps",
+                      "use strategy = ddp, or GPUs with native bf16 (compute capability 8.0+)")
+    if precision.device == "cuda" and ranks.world == 1:
+        # Before the memory check, which asks the current GPU; several processes each see their own.
+        on_event(Progress("gpu", 1, 1, message=select_gpu(config.gpus)))
     if precision.device == "cuda":
         check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
                    free_gpu_gib())
@@ -185,6 +199,6 @@ def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: Prepare
     return dataclasses.replace(data, train=data.train + replay.examples, replayed=len(replay.examples))
 
 
-def _refuse(on_event: Callable[[Any], None], reason: str, advice: str) -> RunResult:
+def refuse(on_event: Callable[[Any], None], reason: str, advice: str) -> RunResult:
     on_event(TrainFailed(reason, advice))
     return RunResult("failed", None, 0, None, None, None, reason, advice)

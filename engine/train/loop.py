@@ -168,7 +168,9 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
             gc.collect()
             _empty_cuda_cache()
             # One process alone can retry: the others would wait for it inside the step.
-            if config.oom_retry and attempt is config and attempt.batch_size > 1 and ranks.world == 1:
+            # A smaller batch leaves the optimizer's states as large as they were: no retry for those.
+            if (config.oom_retry and attempt is config and attempt.batch_size > 1 and ranks.world == 1
+                    and oom.where != "optimizer"):
                 attempt = attempt.replace(batch_size=attempt.batch_size // 2, grad_accum=attempt.grad_accum * 2)
                 emit(Progress("oom-retry", 0, None, message=(
                     f"out of memory at batch_size {oom.batch_size}, sequence length {oom.seq_len}; "
@@ -184,6 +186,9 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
         except Exception as exc:  # noqa: BLE001 - the worker thread must report, not die
             if is_disk_full(exc):
                 return _failed(run, emit, _disk_full(run, None), ranks)
+            if _is_cuda_oom(exc):
+                exc.__traceback__ = None  # it holds the attempt's frames, and with them its tensors
+                return _failed(run, emit, _oom_outside_a_step(), ranks)
             log = run.path / ("error.log" if ranks.main else f"error.rank{ranks.rank}.log")
             log.write_text(traceback.format_exc(), encoding="utf-8")
             result = _failed(run, emit, Failure(
@@ -193,9 +198,19 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
 
 def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], None], stop: threading.Event,
          checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
-    """One attempt: set up, restore, then step, evaluate and save until done, stopped or failed."""
+    """One attempt: set up, then train; what the setup changed in the process is put back however it ends."""
+    parts = set_up(config, loaded.build_model, loaded.data.train, loaded.tokenizer, run.path, precision, emit, ranks)
+    try:
+        return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks)
+    finally:
+        parts.release()
+
+
+def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir, emit: Callable[[Any], None],
+           stop: threading.Event, checkpoint: Path | None, ranks: Ranks) -> RunResult:
+    """Restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
-    parts = set_up(config, loaded.build_model, train_set, loaded.tokenizer, run.path, precision, emit, ranks)
+    precision = parts.precision
     counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
     schedule, start = parts.schedule, counters.start
     total_steps = schedule.total_steps
@@ -282,7 +297,12 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
     if not (step % config.eval_interval == 0 or step == total_steps):
         return ""
     model = parts.model
-    val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast, parts.loss)
+    try:
+        val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast,
+                                 parts.loss)
+    except OutOfMemory as oom:
+        oom.step = step
+        raise
     val_loss = parts.ranks.same(val_loss)
     model.train()
     if counters.best is None or val_loss < counters.best:
@@ -383,12 +403,45 @@ def _disk_full(run: RunDir, step: int | None) -> Failure:
 
 
 def _oom_failure(config: RunConfig, spec: ModelSpec | None, oom: OutOfMemory) -> Failure:
+    if oom.where == "optimizer":
+        smaller = [] if config.optimizer != "adamw" else ["optimizer = adamw_8bit (a quarter of AdamW's states)"]
+        smaller.append("method = lora instead of full fine-tuning" if config.method == "full" else
+                       f"a lower lora_r (now {config.lora_r}) or fewer target_modules")
+        return Failure(
+            f"the GPU ran out of memory at step {oom.step} in the optimizer step (clipping the gradients and "
+            "updating the weights), after every forward and backward of the step fit; AdamW creates its two states "
+            "per trained weight at the first step",
+            f"train with smaller optimizer states: {' or '.join(smaller)}, or free GPU memory (`ftui hardware` "
+            "lists what holds it); a smaller batch does not shrink them", oom.step)
     suggestion = suggest_smaller(config, spec, oom.batch_size, oom.seq_len, _free_gpu_after_oom())
     retry = "" if config.oom_retry else " (or set oom_retry = true to retry once at half the batch automatically)"
+    if oom.where == "evaluation":
+        return Failure(
+            f"the GPU ran out of memory evaluating at step {oom.step}: a validation batch of {oom.batch_size} "
+            f"examples padded to {oom.seq_len} tokens (validation runs at batch_size, max_seq_len "
+            f"{config.max_seq_len})", suggestion + retry, oom.step)
     return Failure(
         f"the GPU ran out of memory at step {oom.step} with batch_size {oom.batch_size} and a "
         f"{oom.seq_len}-token sequence (max_seq_len {config.max_seq_len})",
         suggestion + retry, oom.step)
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def _oom_outside_a_step() -> Failure:
+    """CUDA out of memory while the run sets itself up: the adapters or optimizer on the GPU, the
+    sharding, a checkpoint's state (the model's own move is the loader's ModelLoadError)."""
+    free = _free_gpu_after_oom()
+    held = f"; {free:.1f} GiB of the GPU is free now" if free is not None else ""
+    return Failure(
+        "the GPU ran out of memory before the first step, while the run set up its adapters, optimizer or "
+        f"checkpoint state on it{held}",
+        "free GPU memory (`ftui hardware` lists what holds it), or train a smaller setting: method = qlora, a "
+        "smaller model, or a lower lora_r")
 
 
 def _free_gpu_after_oom() -> float | None:

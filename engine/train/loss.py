@@ -187,7 +187,13 @@ _FUSED: dict[str, Any] = {}
 
 
 def _fused_kernel(device: Any) -> Any:
-    """A fused CUDA kernel that agrees with the chunked loss on a small check, or None."""
+    """A fused CUDA kernel that agrees with the chunked loss on a small check, or None; checked once per
+    GPU, whether it is named "cuda" (the run's kernels line) or "cuda:0" (a tensor's device)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     key = str(device)
     if key not in _FUSED:
         _FUSED[key] = None
@@ -238,20 +244,29 @@ def _cut_cross_entropy() -> Any:
 
 
 def _agrees(kernel: Any, device: Any) -> bool:
-    """The kernel runs here and gives the chunked loss and gradients on random bf16 inputs."""
+    """The kernel runs here and gives the chunked loss and gradients on random bf16 inputs; with
+    gradients on and autocast off whatever the caller runs under (an evaluation's no_grad would
+    otherwise fail the check and turn the kernel off)."""
     import torch
 
     try:
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        h = torch.randn(64, 128, generator=gen).to(device, torch.bfloat16).requires_grad_(True)
-        w = (torch.randn(1000, 128, generator=gen) * 0.05).to(device, torch.bfloat16)
-        y = torch.randint(0, 1000, (64,), generator=gen).to(device)
-        got = kernel(h, w, y)
-        (g_got,) = torch.autograd.grad(got, h)
-        h2 = h.detach().clone().requires_grad_(True)
-        want = _ChunkedLinearCrossEntropy.apply(h2, w, y)
-        (g_want,) = torch.autograd.grad(want, h2)
-        return bool(torch.allclose(got.float(), want, rtol=1e-2, atol=1e-2)
-                    and torch.allclose(g_got.float(), g_want.float(), rtol=5e-2, atol=5e-3))
+        with torch.enable_grad(), torch.autocast(device.type, enabled=False):
+            return _agrees_here(kernel, device)
     except Exception:  # noqa: BLE001 - a kernel that cannot run here is simply not used
         return False
+
+
+def _agrees_here(kernel: Any, device: Any) -> bool:
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    h = torch.randn(64, 128, generator=gen).to(device, torch.bfloat16).requires_grad_(True)
+    w = (torch.randn(1000, 128, generator=gen) * 0.05).to(device, torch.bfloat16)
+    y = torch.randint(0, 1000, (64,), generator=gen).to(device)
+    got = kernel(h, w, y)
+    (g_got,) = torch.autograd.grad(got, h)
+    h2 = h.detach().clone().requires_grad_(True)
+    want = _ChunkedLinearCrossEntropy.apply(h2, w, y)
+    (g_want,) = torch.autograd.grad(want, h2)
+    return bool(torch.allclose(got.float(), want, rtol=1e-2, atol=1e-2)
+                and torch.allclose(g_got.float(), g_want.float(), rtol=5e-2, atol=5e-3))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import RunConfig
+from engine.hardware import cuda_computes_bf16
 from engine.train.preflight import PreflightError
 
 
@@ -52,10 +53,12 @@ def choose_precision(method: str, device: str | None = None, precision: str = "a
     if precision == "fp32":
         raise PrecisionError("precision = fp32 is for the CPU: on a GPU ftui trains in 16 bits, as its memory "
                              "estimate assumes.", "Set precision = auto (bf16, or fp16 on GPUs without bf16).")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise PrecisionError(f"precision = bf16, but {torch.cuda.get_device_name()} has no bf16.",
+    native = cuda_computes_bf16()
+    if precision == "bf16" and not native:
+        raise PrecisionError(f"precision = bf16, but {torch.cuda.get_device_name()} has no native bf16 (compute "
+                             "capability 8.0+; older GPUs only emulate it, slower than fp16).",
                              "Set precision = auto: it trains in fp16 with loss scaling there.")
-    half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    half = torch.bfloat16 if native else torch.float16
     # Full fine-tuning keeps fp32 master weights: AdamW updates vanish in 16-bit weights.
     load = torch.float32 if method == "full" else half
     return Precision(device, load, half, half == torch.float16)
@@ -180,8 +183,9 @@ def trainable_named(model: Any) -> dict[str, Any]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def build_optimizer(model: Any, config: RunConfig, device: str) -> tuple[Any, str]:
-    """The optimizer and a note when the requested one cannot run here."""
+def build_optimizer(model: Any, config: RunConfig, device: str, sharded: bool = False) -> tuple[Any, str]:
+    """The optimizer and a note when the requested one cannot run here: bitsandbytes' 8-bit AdamW needs
+    CUDA, and cannot update FSDP's `sharded` parameters (DTensors, which it does not support)."""
     import torch
 
     decay: list[Any] = []
@@ -191,12 +195,15 @@ def build_optimizer(model: Any, config: RunConfig, device: str) -> tuple[Any, st
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     note = ""
-    if config.optimizer != "adamw" and device == "cuda":
+    if config.optimizer != "adamw" and device == "cuda" and not sharded:
         import bitsandbytes as bnb
 
         cls = bnb.optim.PagedAdamW8bit if config.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
         return cls(groups, lr=config.learning_rate), note
-    if config.optimizer != "adamw":
+    if config.optimizer != "adamw" and sharded:
+        note = (f"{config.optimizer} cannot update FSDP's sharded parameters (bitsandbytes has no DTensor support); "
+                "using 32-bit AdamW, 4x the optimizer memory (strategy = ddp keeps the 8-bit optimizer)")
+    elif config.optimizer != "adamw":
         note = f"{config.optimizer} needs a CUDA GPU; using 32-bit AdamW on {device}"
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device == "cuda"), note
 

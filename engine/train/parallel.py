@@ -14,7 +14,7 @@ step without asking each other; only rank 0 writes the run directory. With one p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +78,17 @@ class Ranks:
 SINGLE = Ranks()
 
 
-def wrap(model: Any, fast: bool, ranks: Ranks) -> tuple[Callable[[dict[str, Any]], Any], Callable[[], Any]]:
+def wrap(model: Any, fast: bool, ranks: Ranks, adapters: bool = False
+         ) -> tuple[Callable[[dict[str, Any]], Any], Callable[[], Any]]:
     """(loss of a batch, context that holds back gradient sync) for the model on these ranks.
 
     DDP hooks its gradient all-reduce on its own forward, so the whole loss, the chunked projection
     included, runs inside the wrapped module's forward. Micro-batches but the last of a step run
     under `no_sync`: one all-reduce per optimizer step. Under FSDP2 each decoder layer and then the
-    root are `fully_shard`ed in place, so the optimizer must be built afterwards.
+    root are `fully_shard`ed in place, so the optimizer must be built afterwards. When only
+    `adapters` train, FSDP holds back its reduce-scatter the same way: their whole gradients are
+    small, so each process adds them up until the step's last micro-batch. Full fine-tuning
+    reduce-scatters every micro-batch, since whole gradients of every weight are what FSDP saves.
     """
     if ranks.world == 1:
         return (lambda batch: token_loss_sum(model, batch, fast)), contextlib.nullcontext
@@ -105,7 +109,7 @@ def wrap(model: Any, fast: bool, ranks: Ranks) -> tuple[Callable[[dict[str, Any]
         for layer in _decoder_layers(model):
             fully_shard(layer)
         fully_shard(module)
-        return module, contextlib.nullcontext
+        return module, (lambda: _gradient_sync_held(module)) if adapters else contextlib.nullcontext
     import inspect
 
     from torch.nn.parallel import DistributedDataParallel
@@ -116,6 +120,16 @@ def wrap(model: Any, fast: bool, ranks: Ranks) -> tuple[Callable[[dict[str, Any]
     ddp = DistributedDataParallel(module, gradient_as_bucket_view=True,
                                   **{"forward_sync_buffers" if renamed else "broadcast_buffers": False})
     return ddp, ddp.no_sync
+
+
+@contextlib.contextmanager
+def _gradient_sync_held(module: Any) -> Iterator[None]:
+    """FSDP2's `no_sync`: the micro-batches inside keep their gradients unsharded, added up."""
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
 
 
 def whole_weights(model: Any, ranks: Ranks) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ and a resumed run can load its checkpoint into parts of the same shapes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from engine.events import Progress
 from engine.train.batching import Schedule
 from engine.train.diagnose import Diagnoser
 from engine.train.dropout import use_packed_bits_dropout
-from engine.train.kernels import apply_decoder_kernels, describe_kernels
+from engine.train.kernels import DecoderKernels, apply_decoder_kernels, describe_kernels
 from engine.train.loss import fused_kernel_name
 from engine.train.methods import (
     Precision,
@@ -66,6 +67,9 @@ class TrainingSetup:
     accumulate: Callable[[], Any]
     """A context for micro-batches whose gradients are not yet synchronised (DDP's no_sync)."""
     ranks: Ranks = SINGLE
+    release: Callable[[], None] = lambda: None
+    """Undoes what the setup changed in the process beyond this run's objects (Liger's module globals):
+    called when the attempt ends, however it ends."""
 
 
 def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any], train_set: tuple[TokenizedExample, ...],
@@ -75,20 +79,32 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
 
     `build_model` is `Loaded.build_model`: a fresh base model on the device, before the method.
     """
-    import torch
     from transformers import set_seed
 
     set_seed(config.seed)
     base = build_model(config, precision)
     decoder_kernels = apply_decoder_kernels(base, precision.device)
+    try:
+        parts = _set_up_model(config, base, decoder_kernels, train_set, tokenizer, run_path, precision, emit, ranks)
+    except BaseException:
+        decoder_kernels.restore()
+        raise
+    return dataclasses.replace(parts, release=decoder_kernels.restore)
+
+
+def _set_up_model(config: RunConfig, base: Any, decoder_kernels: DecoderKernels, train_set: tuple[TokenizedExample, ...],
+                  tokenizer: Any, run_path: Path, precision: Precision, emit: Callable[[Any], None],
+                  ranks: Ranks) -> TrainingSetup:
+    import torch
+
     model = apply_method(base, config)
     adapter_groups = fuse_shared_input_adapters(model) if config.method != "full" else 0
     use_packed_bits_dropout(model, precision.device)
     store_frozen_weights_for_autocast(model, precision)
     trainable, total = count_params(model)
     fast = has_plain_head(model)
-    loss, accumulate = wrap(model, fast, ranks)
-    optimizer, note = build_optimizer(model, config, precision.device)
+    loss, accumulate = wrap(model, fast, ranks, adapters=config.method != "full")
+    optimizer, note = build_optimizer(model, config, precision.device, sharded=ranks.strategy == "fsdp")
     if note:
         emit(Progress("optimizer", 1, 1, message=note))
     emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,

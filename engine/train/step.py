@@ -23,9 +23,13 @@ from engine.train.setup import TrainingSetup, has_plain_head, pad_id
 
 
 class OutOfMemory(Exception):
-    def __init__(self, step: int, batch_size: int, seq_len: int):
-        super().__init__(f"out of memory at step {step}")
-        self.step, self.batch_size, self.seq_len = step, batch_size, seq_len
+    """CUDA ran out of memory in a step: `where` is "forward" (forward and backward of a micro-batch),
+    "optimizer" (clipping and updating, after every micro-batch fit) or "evaluation" (a validation
+    batch, `step` set by the loop)."""
+
+    def __init__(self, step: int, batch_size: int, seq_len: int, where: str = "forward"):
+        super().__init__(f"out of memory at step {step} ({where})")
+        self.step, self.batch_size, self.seq_len, self.where = step, batch_size, seq_len, where
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,19 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
         if weight:
             loss_sum += part.item()
             tokens += sum(len(e.input_ids) for e in examples)
-    if scaler:
-        scaler.unscale_(optimizer)
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
+    try:
+        if scaler:
+            scaler.unscale_(optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+    except torch.OutOfMemoryError:
+        optimizer.zero_grad(set_to_none=True)
+        longest = max(micro, key=len)
+        raise OutOfMemory(step, len(longest), max(len(e.input_ids) for e in longest), "optimizer") from None
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -99,8 +108,10 @@ def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size
     with torch.no_grad(), _autocast(precision):
         for start in range(0, len(order), batch_size):
             chunk = [examples[i] for i in order[start:start + batch_size]]
-            batch = to_device(collate(chunk, pad_id), precision.device)
-            total += float(loss(batch))
+            try:
+                total += float(loss(to_device(collate(chunk, pad_id), precision.device)))
+            except torch.OutOfMemoryError:
+                raise OutOfMemory(0, len(chunk), max(len(e.input_ids) for e in chunk), "evaluation") from None
             count += sum(trained_tokens(e) for e in chunk)
     return total / max(count, 1)
 

@@ -3,7 +3,8 @@
 A packed batch runs its examples end to end in one row (`collate(packed=True)`). transformers'
 SDPA path keeps them apart with a [tokens x tokens] block-diagonal mask, so the attention work
 grows with the square of the whole row and the mask is materialised; FlashAttention's varlen
-kernel does it without either, but exists on CUDA only. Here each example's slice of the row runs
+kernel does it without either, but exists on CUDA only. On CUDA with flash-attn installed and 16-bit
+inputs the row goes through that kernel in one call; otherwise each example's slice of the row runs
 through SDPA on its own with `is_causal`, on every device (on a CPU, short examples through
 `_short_causal`): attention costs the sum of the examples' squares, as in a padded batch without
 its padding, and no mask is built.
@@ -14,6 +15,7 @@ unchanged, so the model can keep this implementation for its whole life.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 ATTENTION = "ftui_varlen"
@@ -51,6 +53,9 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
                                       scaling=scaling, **kwargs)
     gqa = query.shape[1] != key.shape[1]
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    flash = _flash_varlen() if _flash_suits(query) else None
+    if flash is not None:
+        return _flash_row(flash, query, key, value, bounds, scale, dropout), None
     short = SHORT_ON_CPU if query.device.type == "cpu" and not dropout else 0
     pieces = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
@@ -62,6 +67,40 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
                                                          enable_gqa=gqa))
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
     return out.transpose(1, 2).contiguous(), None
+
+
+FLASH_DEVICES = ("cuda",)
+"""Where flash-attn's kernel runs."""
+
+
+def _flash_suits(query: Any) -> bool:
+    """One packed row of 16-bit inputs on a device flash-attn runs on (it takes no fp32)."""
+    import torch
+
+    return (query.device.type in FLASH_DEVICES and query.shape[0] == 1
+            and query.dtype in (torch.float16, torch.bfloat16))
+
+
+@functools.cache
+def _flash_varlen() -> Any:
+    """flash-attn's `flash_attn_varlen_func`, or None when it is not installed or does not import."""
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except Exception:  # noqa: BLE001 - not installed, or built for another torch/CUDA
+        return None
+    return flash_attn_varlen_func
+
+
+def _flash_row(flash: Any, query: Any, key: Any, value: Any, bounds: Any, scale: float, dropout: float) -> Any:
+    """The packed row through FlashAttention's varlen kernel in one call: [1, heads, tokens, dim] in,
+    [1, tokens, heads, dim] out. It takes grouped kv heads as they are."""
+    import torch
+
+    cu = torch.tensor(bounds, dtype=torch.int32, device=query.device)
+    longest = max(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
+    out = flash(q, k, v, cu, cu, longest, longest, dropout_p=dropout, softmax_scale=scale, causal=True)
+    return out[None]
 
 
 def _short_causal(q: Any, k: Any, v: Any, scale: float) -> Any:

@@ -24,6 +24,8 @@ class FakeCard:
     """NVML function name -> error code that call raises for this card."""
     addressing_mode: int = ADDRESSING_NONE
     """ATS where the GPU reaches the CPU's memory coherently (GB10, Grace Hopper)."""
+    uuid: str = ""
+    """NVML's "GPU-..." id; "" makes one from the card's place."""
 
 
 class FakeNvml:
@@ -76,6 +78,8 @@ class FakeNvml:
 
     def nvmlDeviceGetAddressingMode(self, handle):
         return self._card(handle, "nvmlDeviceGetAddressingMode").addressing_mode
+    def nvmlDeviceGetUUID(self, handle):
+        return self._card(handle, "nvmlDeviceGetUUID").uuid or f"GPU-{handle:08x}-0000-0000-0000-000000000000"
 
     def nvmlDeviceGetCudaComputeCapability(self, handle):
         return self._card(handle, "nvmlDeviceGetCudaComputeCapability").cc

@@ -37,6 +37,19 @@ def test_two_gpus_report_both_and_name_the_freer_one(card, fake_nvml):
     assert "GPU 1" in report.note
 
 
+def test_each_gpu_carries_nvmls_uuid_which_cuda_also_reports(card, fake_nvml):
+    """CUDA numbers GPUs in another order than NVML; the UUID is how a run finds the GPU it was given."""
+    report = probe(fake_nvml([card(24, uuid="GPU-1a2b3c4d-0000-0000-0000-000000000000"), card(12)]))
+    assert [g.uuid for g in report.gpus] == ["GPU-1a2b3c4d-0000-0000-0000-000000000000",
+                                             "GPU-00000001-0000-0000-0000-000000000000"]
+
+    class OldDriver(fake_nvml):
+        nvmlDeviceGetUUID = None
+
+    (gpu,) = probe(OldDriver([card(24)])).gpus
+    assert gpu.uuid == "" and gpu.problems == ()
+
+
 def test_busy_gpu_lists_processes_with_names_and_memory(card, fake_nvml):
     gpu0 = card(24, used_gib=9.5, processes=[(4242, "/usr/bin/python3", 8.0), (77, None, None)])
     (gpu,) = probe(fake_nvml([gpu0])).gpus

@@ -64,9 +64,11 @@ def test_fsdp_shards_weights_gradients_and_optimizer_but_not_activations(method)
     two = estimate(spec, method, 1, 2048, grad_checkpointing=True, world_size=2, strategy="fsdp")
     eight = estimate(spec, method, 1, 2048, grad_checkpointing=True, world_size=8, strategy="fsdp")
     assert sum(two.breakdown.values()) == pytest.approx(two.peak_gib)
-    for part in ("gradients", "optimizer"):
+    for part in ("gradients", "optimizer") if method == "full" else ("optimizer",):
         assert two.breakdown[part] == pytest.approx(one.breakdown[part] / 2)
         assert eight.breakdown[part] == pytest.approx(one.breakdown[part] / 8)
+    if method != "full":  # adapters' gradients stay whole through a step's micro-batches (engine.train.parallel.wrap)
+        assert two.breakdown["gradients"] == eight.breakdown["gradients"] == one.breakdown["gradients"]
     # The root's embeddings and lm_head stay whole on every GPU, so the weights shrink by less than N.
     assert one.breakdown["weights"] / 2 < two.breakdown["weights"] < one.breakdown["weights"]
     assert eight.breakdown["weights"] < two.breakdown["weights"]
@@ -141,3 +143,42 @@ def test_ftui_recommend_gpus_n_vram_g(capsys):
     assert main(["recommend", "--gpus", "2", "--vram", "24", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["strategy"], data["gpus"]) == ("ddp", "0,1")
+
+
+def test_qlora_under_fsdp_is_refused_before_training_with_ddp_as_the_way():
+    refused = [p for p in RunConfig(method="qlora", gpus="0,1", strategy="fsdp").check() if p.level == "error"]
+    assert [p.field for p in refused] == ["strategy"]
+    assert "fsdp cannot train method = qlora" in refused[0].message and "use strategy = ddp" in refused[0].message
+    for fine in (dict(strategy="ddp"), dict(strategy="auto"), dict(gpus="0")):  # one process shards nothing
+        config = RunConfig(method="qlora", **{"gpus": "0,1", "strategy": "fsdp", **fine})
+        assert not [p for p in config.check() if p.level == "error"]
+
+
+def test_auto_takes_ddp_for_qlora_without_weighing_fsdp(monkeypatch):
+    from engine.train import launch
+
+    def no_probe(*_args):
+        raise AssertionError("qlora never needs the free memory that decides for fsdp")
+
+    monkeypatch.setattr("engine.estimate.estimate_for", no_probe)
+    monkeypatch.setattr("engine.hardware.probe", no_probe)
+    assert launch.choose_strategy(RunConfig(method="qlora", gpus="0,1")) == "ddp"
+
+
+def test_an_8bit_optimizer_under_fsdp_is_a_warning_and_the_estimate_counts_32bit_adamw():
+    problems = RunConfig(optimizer="adamw_8bit", gpus="0,1", strategy="fsdp").check()
+    assert [(p.field, p.level) for p in problems] == [("optimizer", "warning")]
+    assert "32-bit AdamW" in problems[0].message and "strategy = ddp" in problems[0].message
+    spec = get("llama-3.1-8b")
+    eight_bit = estimate(spec, "full", 1, 2048, grad_checkpointing=True, optimizer="adamw_8bit", world_size=2,
+                         strategy="fsdp")
+    plain = estimate(spec, "full", 1, 2048, grad_checkpointing=True, world_size=2, strategy="fsdp")
+    assert eight_bit.breakdown["optimizer"] == plain.breakdown["optimizer"]
+    ddp = estimate(spec, "full", 1, 2048, grad_checkpointing=True, optimizer="adamw_8bit", world_size=2)
+    assert ddp.breakdown["optimizer"] < plain.breakdown["optimizer"]
+
+
+@pytest.mark.parametrize(("size", "count"), [(8, 2), (8, 4), (12, 2), (16, 2), (24, 4)])
+def test_no_plan_across_gpus_shards_qlora(size, count):
+    rec = recommend([], vram_gib=size, gpus=count)
+    assert not (rec.method == "qlora" and rec.strategy == "fsdp"), rec.reason

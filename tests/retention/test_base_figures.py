@@ -79,7 +79,8 @@ def test_a_second_evaluation_reads_the_base_figures_from_the_cache(tmp_path, cac
     assert again[3] == base_nll and again[4] == pytest.approx(tuned_nll, abs=1e-6)
 
 
-def test_on_a_gpu_the_measures_load_in_16_bits_on_the_gpu(tmp_path, cache, monkeypatch):
+@pytest.mark.parametrize("emulated", [False, True], ids=["ampere", "turing-emulates-bf16"])
+def test_on_a_gpu_the_measures_load_in_16_bits_on_the_gpu(tmp_path, cache, monkeypatch, emulated):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,11 +104,13 @@ def test_on_a_gpu_the_measures_load_in_16_bits_on_the_gpu(tmp_path, cache, monke
         return real(ref, **kwargs)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    # A T4 or V100 answers yes only when emulation counts: there fp16 is the 16-bit type.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or not emulated)
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", on_a_fake_gpu)
     general = [Conversation((Message("user", "t5 t9"), Message("assistant", "t20 t30")), 0)]
     source = SimpleNamespace(config=RunConfig(dataset="unused.jsonl", val_split=0.0, method="full"),
                              tokenizer_ref=str(folder), base_ref=None, origin_ref=str(folder), weights=folder)
     _, _, _, base_nll, tuned_nll = _hf_measures(source, general, lambda e: None)
-    assert [(k["dtype"], k["device_map"]) for k in loads] == [(torch.bfloat16, {"": 0})] * 2  # tuned, then base
+    half = torch.float16 if emulated else torch.bfloat16
+    assert [(k["dtype"], k["device_map"]) for k in loads] == [(half, {"": 0})] * 2  # tuned, then base
     assert base_nll == pytest.approx(tuned_nll)  # the same weights

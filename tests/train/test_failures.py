@@ -79,6 +79,65 @@ def test_the_estimator_names_a_smaller_setting_predicted_to_fit():
     assert batch < 16 and batch * accum >= 16
 
 
+def cuda_oom(*_args, **_kwargs):
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.parametrize("where", ["torch.optim.AdamW.step", "torch.nn.utils.clip_grad_norm_"])
+def test_out_of_memory_in_the_optimizer_step_names_it_and_smaller_states(tmp_path, model_folder, monkeypatch, where):
+    monkeypatch.setattr(where, cuda_oom)
+    result, events = run_tiny(tiny_config(tmp_path, oom_retry=True), model_folder, data=even_lengths())
+
+    assert result.status == "failed" and not result.reason.startswith("unexpected error")
+    assert "ran out of memory at step 1 in the optimizer step" in result.reason
+    assert "optimizer = adamw_8bit" in result.advice and "lora_r (now 4)" in result.advice
+    assert not any(isinstance(e, Progress) and e.stage == "oom-retry" for e in events)  # a smaller batch won't help
+    assert isinstance(events[-1], TrainFailed) and events[-1].step == 1
+
+
+def oom_when_evaluating(model, config):
+    import torch
+
+    def hook(module, args):
+        if not torch.is_grad_enabled():
+            cuda_oom()
+
+    model.get_decoder().register_forward_pre_hook(hook)
+    return model
+
+
+def test_out_of_memory_while_evaluating_names_the_validation_batch(tmp_path, model_folder):
+    result, events = run_tiny(tiny_config(tmp_path), model_folder, wrap=oom_when_evaluating, data=even_lengths())
+
+    assert result.status == "failed" and not result.reason.startswith("unexpected error")
+    assert "ran out of memory evaluating at step 3: a validation batch of 4 examples padded to 24 tokens" in result.reason
+    assert "batch_size = 2" in result.advice and "oom_retry" in result.advice
+    assert [e.step for e in events if isinstance(e, StepLogged)] == [1, 2, 3]
+
+
+def test_out_of_memory_while_the_run_sets_up_is_no_unexpected_error(tmp_path, model_folder, monkeypatch):
+    import engine.train.setup as setup
+
+    monkeypatch.setattr(setup, "build_optimizer", cuda_oom)
+    result, events = run_tiny(tiny_config(tmp_path), model_folder)
+
+    assert result.status == "failed" and "ran out of memory before the first step" in result.reason
+    assert "method = qlora" in result.advice
+    assert not (Path(result.run_dir) / "error.log").exists()
+
+
+def test_a_model_that_does_not_fit_when_moved_to_the_device_is_a_load_error(model_folder, monkeypatch):
+    from transformers import PreTrainedModel
+
+    from engine.models import ModelLoadError, load_causal_lm, resolve_model
+
+    monkeypatch.setattr(PreTrainedModel, "to", cuda_oom)
+    with pytest.raises(ModelLoadError, match="does not fit in cpu memory"):
+        load_causal_lm(resolve_model(str(model_folder)))
+
+
 def nan_from_call(n: int):
     """The decoder's output turns NaN from its n-th training forward on."""
 

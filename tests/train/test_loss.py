@@ -126,6 +126,37 @@ def test_no_fused_kernel_off_cuda():
     assert loss_module.fused_kernel_name("cpu") is None
 
 
+def chunked_as_a_kernel(hidden, weight, labels):
+    """A stand-in for an installed fused kernel that agrees with the chunked loss."""
+    return loss_module._ChunkedLinearCrossEntropy.apply(hidden, weight, labels)
+
+
+def test_the_fused_kernel_is_checked_once_per_gpu_whether_named_cuda_or_cuda_0(monkeypatch):
+    checks: list = []
+
+    def agrees(kernel, device):
+        checks.append(str(device))
+        return True
+
+    monkeypatch.setattr(loss_module, "_FUSED", {})
+    monkeypatch.setattr(loss_module, "_liger", lambda: chunked_as_a_kernel)
+    monkeypatch.setattr(loss_module, "_agrees", agrees)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert loss_module.fused_kernel_name("cuda") == "chunked_as_a_kernel"  # the run's kernels line
+    assert loss_module._fused_kernel(torch.device("cuda", 0)) is chunked_as_a_kernel  # the first forward's lookup
+    assert checks == ["cuda:0"]
+
+
+@pytest.mark.parametrize("context", ["no_grad", "autocast"])
+def test_the_fused_kernel_check_passes_under_no_grad_and_autocast(context):
+    """An evaluation's no_grad (or a step's autocast) around the first lookup must not fail a good kernel."""
+    outer = torch.no_grad() if context == "no_grad" else torch.autocast("cpu", dtype=torch.bfloat16)
+    with outer:
+        assert loss_module._agrees(chunked_as_a_kernel, torch.device("cpu"))
+        assert torch.is_grad_enabled() == (context != "no_grad")  # the caller's mode is left as it was
+    assert not loss_module._agrees(lambda h, w, y: (h.sum() * 0).float(), torch.device("cpu"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fused_kernel_on_cuda_matches_the_chunked_loss():

@@ -51,6 +51,52 @@ def test_a_packed_row_gives_the_padded_loss_and_gradients(model_folder, monkeypa
         assert torch.allclose(got[name], g, atol=1e-4 * g.abs().max().item()), name
 
 
+@pytest.fixture
+def fake_flash(monkeypatch):
+    """flash-attn's varlen kernel with its signature and [tokens, heads, dim] layout, computed per example
+    with SDPA, on devices it is told to run on; returns the calls it took."""
+    import sys
+    import types
+
+    import torch.nn.functional as F
+
+    calls: list = []
+
+    def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                               softmax_scale=None, causal=False):
+        calls.append((cu_seqlens_q.dtype, cu_seqlens_q.tolist(), cu_seqlens_k.tolist(), max_seqlen_q, max_seqlen_k,
+                      causal))
+        bounds = cu_seqlens_q.tolist()
+        pieces = [F.scaled_dot_product_attention(*(t[a:b].transpose(0, 1) for t in (q, k, v)), is_causal=causal,
+                                                 scale=softmax_scale, enable_gqa=True).transpose(0, 1)
+                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return torch.cat(pieces)
+
+    module = types.ModuleType("flash_attn")
+    module.flash_attn_varlen_func = flash_attn_varlen_func
+    monkeypatch.setitem(sys.modules, "flash_attn", module)
+    varlen_attention._flash_varlen.cache_clear()
+    yield calls
+    varlen_attention._flash_varlen.cache_clear()
+
+
+def test_a_packed_row_takes_flash_attns_varlen_kernel_in_one_call_where_it_runs(fake_flash, monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, 30, 8, generator=gen).bfloat16()
+    k, v = (torch.randn(1, 2, 30, 8, generator=gen).bfloat16() for _ in range(2))  # grouped kv heads
+    bounds = {SEGMENTS: (0, 10, 14, 30)}
+    loop, _ = varlen_attention.varlen_attention(None, q, k, v, None, **bounds)
+    assert fake_flash == []  # the CPU is not where flash-attn runs
+
+    monkeypatch.setattr(varlen_attention, "FLASH_DEVICES", ("cpu",))
+    flash, _ = varlen_attention.varlen_attention(None, q, k, v, None, **bounds)
+    assert fake_flash == [(torch.int32, [0, 10, 14, 30], [0, 10, 14, 30], 16, 16, True)]
+    assert flash.shape == loop.shape == (1, 30, 4, 8)
+    assert torch.allclose(flash.float(), loop.float(), atol=2e-2)
+    varlen_attention.varlen_attention(None, q.float(), k.float(), v.float(), None, **bounds)
+    assert len(fake_flash) == 1  # it takes 16-bit inputs only: fp32 goes per example
+
+
 def counting(start: int, n: int) -> TokenizedExample:
     ids = tuple(3 + (start + k) % 60 for k in range(n))
     return TokenizedExample(ids, ids, 0)

@@ -27,10 +27,27 @@ def test_a_gpu_refuses_fp32_and_bf16_it_does_not_have(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
     assert choose_precision("lora", "cuda").label == "cuda float16 autocast + loss scaling"
-    with pytest.raises(PrecisionError, match="Tesla T4 has no bf16"):
+    with pytest.raises(PrecisionError, match="Tesla T4 has no native bf16"):
         choose_precision("lora", "cuda", "bf16")
     with pytest.raises(PrecisionError, match="fp32 is for the CPU"):
         choose_precision("lora", "cuda", "fp32")
+
+
+def emulated_bf16(including_emulation=True):
+    """torch's answer on a T4 or V100 (compute capability 7.x): bf16 tensors work, emulated."""
+    return including_emulation
+
+
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp16_with_loss_scaling(monkeypatch):
+    from engine.models.causal_lm import default_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulated_bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    assert choose_precision("lora", "cuda").label == "cuda float16 autocast + loss scaling"
+    assert choose_precision("full", "cuda").loss_scaling
+    assert default_dtype("cuda") == torch.float16  # the dtype a model loads in for merging and chat
+    with pytest.raises(PrecisionError, match="Tesla T4 has no native bf16"):
+        choose_precision("lora", "cuda", "bf16")
 
 
 def test_a_bf16_run_on_the_cpu_learns_and_says_so(tmp_path, model_folder):
