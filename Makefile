@@ -1,5 +1,5 @@
 # Two commands set up and use ftui on a fresh machine: `make run` and `make test`.
-# Each creates (or reuses) the project venv in .venv; see README.md for the knobs.
+# Each creates (or reuses) the project venv in .venv; see docs/setup.md for the knobs.
 
 PYTHON ?= python3
 VENV ?= .venv

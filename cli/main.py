@@ -31,16 +31,40 @@ COMMAND_MODULES = (
     "cli.commands.demo",
 )
 
+COMMAND_DOCS = {
+    "hardware": "docs/hardware.md",
+    "recommend": "docs/hardware.md#recommendation",
+    "estimate": "docs/hardware.md#memory-estimate",
+    "presets": "docs/training.md#presets-and-settings",
+    "models": "docs/setup.md#the-model-loader",
+    "data": "docs/datasets.md",
+    "train": "docs/training.md",
+    "sweep": "docs/training.md#sweeps",
+    "runs": "docs/training.md#the-run-directory",
+    "attach": "docs/training.md#runs-that-outlive-the-terminal",
+    "stop": "docs/training.md#runs-that-outlive-the-terminal",
+    "export": "docs/export-chat-eval.md",
+    "chat": "docs/export-chat-eval.md#chat-and-evaluation",
+    "eval": "docs/export-chat-eval.md#chat-and-evaluation",
+    "push": "docs/trackers-and-hub.md#the-hub",
+    "demo": "docs/export-chat-eval.md#ftui-demo",
+}
+"""The manual's page for each subcommand, named at the foot of its --help."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ftui",
         description="Fine-tune LLMs on one GPU workstation. Run without a subcommand for the TUI.",
+        epilog="The manual is docs/ in ftui's source tree: docs/commands.md lists every command, "
+               "docs/tui.md every screen, and README.md links every page.",
     )
     parser.add_argument("--preset", help="open the TUI with this preset selected")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command, page in COMMAND_DOCS.items():
+        subparsers.choices[command].epilog = f"Manual: {page}"
     return parser
 
 

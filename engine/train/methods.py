@@ -67,12 +67,12 @@ def choose_precision(method: str, device: str | None = None, precision: str = "a
 X86_BF16_FEATURES = ("avx512_bf16", "amx_bf16", "amx_tile")
 ARM_BF16_FEATURES = ("bf16", "sve_bf16")
 """Arm's BF16 extension (Armv8.6: Neoverse V1/V2 and Grace, DGX Spark's Cortex-X925): torch's
-oneDNN matmuls use its BFMMLA there. Not measured on Arm here; the x86 figure is in the README."""
+oneDNN matmuls use its BFMMLA there. Not measured on Arm here; the x86 figure is in docs/benchmarks.md."""
 
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX on x86: there bf16 autocast trained the demo 1.22x faster than fp32 with
-    the same held-out and retention scores (README, Training); the BF16 extension on Arm. Elsewhere
+    the same held-out and retention scores (docs/benchmarks.md); the BF16 extension on Arm. Elsewhere
     bf16 is emulated and slower. torch's feature map names each architecture's own features."""
     import torch
 

@@ -2,7 +2,7 @@
 their base as a hub id, the tokenizer in adapter/, model cards, GGUF general.* keys, file modes.
 
 transformers 4.57 itself is not installed here; `bench/portable_artefacts.py` loads the same
-folders in a separate environment with it and compares logits (figures in the README).
+folders in a separate environment with it and compares logits (figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -402,6 +402,7 @@ async def test_help_lists_the_screen_keys_and_escape_closes_it(backend):
         await pilot.pause()
         help_text = app.screen.source
         assert "Resume" in help_text and "resumes a stopped" in help_text
+        assert "Manual: docs/tui.md#runs" in help_text
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)

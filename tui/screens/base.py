@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 class FtuiScreen(Screen[None]):
     HELP = ""
     """Markdown shown by F1 (or `?`): what the screen is for, in the user's terms."""
+    DOCS = "docs/tui.md"
+    """The manual's section on this screen, named under the help (the docs/ of ftui's source)."""
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
@@ -41,4 +43,4 @@ class FtuiScreen(Screen[None]):
                 line = (key, active.binding.description)
                 if line not in keys:  # one line for a binding with two keys (? and f1)
                     keys.append(line)
-        self.app.push_screen(HelpScreen(self.title or type(self).__name__, self.HELP, keys))
+        self.app.push_screen(HelpScreen(self.title or type(self).__name__, self.HELP, keys, self.DOCS))

@@ -26,6 +26,7 @@ SIDES = ("tuned", "base")
 
 class ChatScreen(FtuiScreen):
     TITLE = "Chat"
+    DOCS = "docs/tui.md#chat"
     HELP = ("Type a message and press Enter; the reply streams in. The GGUF field takes any GGUF "
             "file (the last export is filled in). ctrl+b compares: the same prompt goes to the base "
             "model too and both answers show side by side. ctrl+r clears the conversation. "

@@ -18,6 +18,7 @@ from tui.widgets.footer import Footer
 
 class CompareScreen(FtuiScreen):
     TITLE = "Compare runs"
+    DOCS = "docs/tui.md#compare"
     HELP = ("The loss curves of the runs marked on the runs screen (m marks, v compares), or of "
             "every run of the sweep the cursor was on, one colour each, named in the legend. The chart "
             "starts with validation loss, what a sweep chooses by; t switches to training loss. The "

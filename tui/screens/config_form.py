@@ -59,6 +59,7 @@ def as_text(value: Any) -> str:
 
 class ConfigScreen(FtuiScreen):
     TITLE = "Configure"
+    DOCS = "docs/tui.md#configure"
     HELP = ("Every setting of the run, grouped. The line under each field says what raising it does. "
             "Problems show under the field as you type (errors stop the run, warnings are advice). "
             "The bar at the top is the estimated peak memory against the memory found. "

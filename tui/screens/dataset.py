@@ -90,6 +90,7 @@ def render_sample(summary: DataReport) -> Text:
 
 class DatasetScreen(FtuiScreen):
     TITLE = "Dataset"
+    DOCS = "docs/tui.md#dataset"
     HELP = ("Type a data file path (right arrow accepts the completion) and press Enter to check it "
             "with the model's tokenizer and chat template. A file that checks out becomes the run's "
             "dataset. The sample shows which tokens carry the loss; the histogram shows how many "

@@ -151,11 +151,12 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="close")]
 
-    def __init__(self, title: str, text: str, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, title: str, text: str, keys: list[tuple[str, str]], docs: str = "") -> None:
         super().__init__()
         self.title_text = title
         self.text = text
         self.keys = keys
+        self.docs = docs
 
     def compose(self) -> ComposeResult:
         width = max((len(key) for key, _ in self.keys), default=0) + 2
@@ -168,13 +169,15 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text(self.title_text, style="bold"), id="help-title")
             yield Static(RichMarkdown(self.text), id="help-text")
             yield Static(keys, id="help-keys")
+            if self.docs:
+                yield Static(Text(f"Manual: {self.docs}", style="dim"), id="help-docs")
         yield Footer()
 
     @property
     def source(self) -> str:
-        """The help as plain text (title, text and one line per key)."""
+        """The help as plain text (title, text, one line per key and the manual's section)."""
         lines = [self.title_text, self.text, *(f"{key}  {description}" for key, description in self.keys)]
-        return "\n".join(lines)
+        return "\n".join([*lines, f"Manual: {self.docs}"] if self.docs else lines)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -60,6 +60,7 @@ def ollama_line(run_dir: str, modelfile: str) -> str:
 
 class ExportScreen(FtuiScreen):
     TITLE = "Export"
+    DOCS = "docs/tui.md#export"
     HELP = ("Space toggles a GGUF type, x starts the export of the selected run: merge the adapter, "
             "convert to F16, quantize, then check each file against the merged model (same token "
             "ids, same next-token choices). y copies the `ollama create` line (works over SSH in "

@@ -74,6 +74,7 @@ def render_recommendation(rec: Any) -> Text:
 
 class HomeScreen(FtuiScreen):
     TITLE = "Home"
+    DOCS = "docs/tui.md#home"
     HELP = ("The hardware ftui found and the largest model and batch that fit it. "
             "Enter takes the recommendation into the configuration form; the other keys open "
             "the other screens. ctrl+p opens the command palette.")

@@ -28,6 +28,7 @@ def fit_label(peak_gib: float | None, budget: float | None, where: str) -> Text:
 
 class PresetsScreen(FtuiScreen):
     TITLE = "Presets"
+    DOCS = "docs/tui.md#presets"
     HELP = ("Preset files from presets/: plain TOML values laid over the current configuration. "
             "Arrows and Enter, or the preset's number, choose one; the form opens with it applied. "
             "The estimate uses the current model; a preset that names its own model uses that.")

@@ -27,6 +27,7 @@ def artifact_names(run: RunInfo) -> list[str]:
 
 class RunsScreen(FtuiScreen):
     TITLE = "Runs"
+    DOCS = "docs/tui.md#runs"
     HELP = ("Runs found in the output folder, newest first. Enter opens a run's charts and log "
             "(a run training now, even one started elsewhere, is followed live and x stops it); "
             "u resumes a stopped, failed or interrupted run from its last checkpoint; e exports it; "

@@ -22,6 +22,7 @@ REDRAW_S = 0.25
 
 class SweepScreen(FtuiScreen):
     TITLE = "Sweep"
+    DOCS = "docs/tui.md#sweep"
     HELP = ("The variants of a sweep (ctrl+r on the config screen) train one after another, each in a "
             "process of its own, into one sweep folder. The chart lays their validation loss over one "
             "another (t switches to training loss); the table has each variant's best validation loss "

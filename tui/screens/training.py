@@ -30,6 +30,7 @@ def duration(seconds: float) -> str:
 
 class TrainingScreen(FtuiScreen):
     TITLE = "Training"
+    DOCS = "docs/tui.md#training"
     HELP = ("The run in progress (or the run opened from the runs screen). x stops it after "
             "asking; the engine writes a checkpoint first, and the runs screen can resume it. "
             "Banners appear when the engine sees overfitting, underfitting or divergence. "
