@@ -4,7 +4,7 @@ A wheel (what `pip install`, `pipx install` and `uv tool install` build) nests t
 top-level engine/, tui/, cli/ and presets/ inside one ftui/ folder beside the launcher in ftui/:
 site-packages then holds the single import name `ftui`, never the generic `engine`, `tui` and `cli`
 that other distributions also use, and the presets and demo data travel beside the code that
-reads them (engine.paths.PROJECT_ROOT is that folder). The `ftui` command puts the folder on
+reads them (engine.files.paths.PROJECT_ROOT is that folder). The `ftui` command puts the folder on
 sys.path (ftui/__init__.py).
 
 An editable install (`make`, `pip install -e .`) keeps the checkout's layout: `engine`, `tui`,

@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    from engine.configure import build_config
+    from engine.config.build import build_config
     from engine.data import prepare
     from engine.models import load_causal_lm, load_tokenizer, resolve_model
     from engine.train import batching

@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.catalog import get  # noqa: E402
-from engine.estimate import TORCHTUNE, TORCHTUNE_OFFLOAD, estimate  # noqa: E402
-from engine.hardware import GpuInfo  # noqa: E402
-from engine.recommend import recommend  # noqa: E402
+from engine.hardware.catalog import get  # noqa: E402
+from engine.hardware.estimate import TORCHTUNE, TORCHTUNE_OFFLOAD, estimate  # noqa: E402
+from engine.hardware.probe import GpuInfo  # noqa: E402
+from engine.hardware.recommend import recommend  # noqa: E402
 
 ATTN_MLP = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 POINTS = [

@@ -42,10 +42,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.catalog import ModelSpec, get  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
+from engine.config.schema import RunConfig  # noqa: E402
 from engine.data.types import PreparedData, TokenizedExample  # noqa: E402
-from engine.estimate import GIB, estimate_for  # noqa: E402
+from engine.hardware.catalog import ModelSpec, get  # noqa: E402
+from engine.hardware.estimate import GIB, estimate_for  # noqa: E402
 
 CARDS = (4, 6, 12, 16, 24)
 """GiB; the ladder the README states, each card's recommended plan is run."""
@@ -85,10 +85,10 @@ class FakeTokenizer:
 
 
 def plans(device: str, have_bnb: bool, tiny: bool) -> list[Plan]:
-    from engine.configure import config_from_recommendation
-    from engine.hardware import GpuInfo, HardwareReport
-    from engine.presets import list_presets
-    from engine.recommend import recommend
+    from engine.config.build import config_from_recommendation
+    from engine.config.presets import list_presets
+    from engine.hardware.probe import GpuInfo, HardwareReport
+    from engine.hardware.recommend import recommend
 
     out: list[Plan] = []
     for card in CARDS:
@@ -354,8 +354,8 @@ def two_gpu_case(workdir: Path, steps: int, devices: tuple[str, str] = ("0", "0,
     `devices`: the one-process and two-process `gpus` ("", "cpu:2" runs it on the CPU)."""
     import torch
 
-    from engine.estimate import estimate
     from engine.events import StepLogged
+    from engine.hardware.estimate import estimate
     from engine.train import train
 
     if not devices[1].startswith("cpu:") and torch.cuda.device_count() < 2:
@@ -503,10 +503,10 @@ def llama_decode_case(gguf: str | None) -> dict[str, Any]:
     if not llama_cpp.llama_supports_gpu_offload():
         return {"plan": label, "status": "skipped",
                 "reason": "this llama-cpp-python has no GPU offload (make run builds it with CUDA where nvcc is)"}
-    from engine.llama_load import load_llama
+    from engine.native.llama import load_llama
 
     if gguf is None:
-        from engine.embedded import embedded_gguf_path
+        from engine.models.embedded import embedded_gguf_path
         from engine.models.errors import ModelLoadError
 
         try:

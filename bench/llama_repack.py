@@ -1,4 +1,4 @@
-"""What llama.cpp's weight repacking is worth on this CPU: the figure behind engine/llama_load.py's choice.
+"""What llama.cpp's weight repacking is worth on this CPU: the figure behind engine/native/llama.py's choice.
 
 ftui loads GGUFs without llama.cpp's extra buffer types (`use_extra_bufts = False`) on CPUs
 with AMX, whose repacked path crashes. The same switch turns off the AVX2 repacking of Q4_0 /
@@ -33,7 +33,7 @@ PROMPT = ("Explain, step by step, how a Docker container differs from a virtual 
 
 def measure(gguf: str, repack: bool, prompt_tokens: int, tokens: int) -> dict[str, float]:
     """One load and run, in this process."""
-    from engine.llama_load import LoadPlan, load_llama
+    from engine.native.llama import LoadPlan, load_llama
 
     llm, _plan = load_llama(gguf, n_ctx=prompt_tokens + tokens + 16, plan=LoadPlan(repack=repack, gpu_layers=0))
     ids = llm.tokenize((PROMPT * 40).encode())[:prompt_tokens]
@@ -70,9 +70,9 @@ def main() -> None:
         print(json.dumps(measure(args.one[0], args.one[1] == "on", args.prompt, args.tokens)))
         return
 
-    from engine.base_answers import base_gguf_for
-    from engine.embedded import ensure_embedded_model
-    from engine.llama_load import cpu_flags, has_amx
+    from engine.infer.base_answers import base_gguf_for
+    from engine.models.embedded import ensure_embedded_model
+    from engine.native.llama import cpu_flags, has_amx
 
     base = str(ensure_embedded_model())
     files = {q: str(base_gguf_for(base, q)) for q in args.quants.split(",")}

@@ -8,7 +8,7 @@ vocabulary under bf16 autocast on the CPU, forward and backward of the loss alon
 - `chunked`: ftui's `engine.train.loss.linear_cross_entropy`, one chunk of 2**25 logits at a time.
 
 Peak bytes are counted tensor by tensor (tests/hardware/allocations.py: every storage an op
-creates, until it is freed), beside the estimator's figure for each (`engine.estimate.loss_bytes`).
+creates, until it is freed), beside the estimator's figure for each (`engine.hardware.estimate.loss_bytes`).
 A plain case the estimator puts over `--max-gib` is not run and says so.
 
     .venv/bin/python bench/loss_memory.py [--lengths 2048,8192] [--hidden 576] [--max-gib 16]
@@ -51,8 +51,8 @@ def measure(kind: str, tokens: int, vocab: int, hidden: int) -> tuple[int, float
 
 
 def predicted(kind: str, tokens: int, vocab: int, hidden: int) -> int:
-    from engine.catalog import ModelSpec
-    from engine.estimate import HF_PEFT, HF_PEFT_FULL_LOGITS, loss_bytes
+    from engine.hardware.catalog import ModelSpec
+    from engine.hardware.estimate import HF_PEFT, HF_PEFT_FULL_LOGITS, loss_bytes
 
     spec = ModelSpec("bench", "bench", "bench", "hub", 0, 1, hidden, 1, 1, hidden, vocab, False, tokens, "chatml", 16)
     peak, kept = loss_bytes(spec, tokens, HF_PEFT_FULL_LOGITS if kind == "plain" else HF_PEFT)

@@ -81,7 +81,7 @@ SETTINGS = {
 def run_ftui(data: Path, workdir: Path, settings: dict, seed: int, evals) -> dict:
     import threading
 
-    from engine.config import RunConfig
+    from engine.config.schema import RunConfig
     from engine.events import StepLogged
     from engine.models import load_causal_lm, load_tokenizer, resolve_model
     from engine.train import Loaded, run_loaded
@@ -213,7 +213,7 @@ def run_llamafactory(data: Path, workdir: Path, settings: dict, seed: int, evals
 def docker_evals(workdir: Path):
     def tokenized(tokenizer):
         from bench.batch_order import eval_examples
-        from engine.configure import build_config
+        from engine.config.build import build_config
 
         return eval_examples(tokenizer, build_config("demo", sets=["retention_mix=0"]), workdir)
 

@@ -57,8 +57,8 @@ def probe(python: str, folder: Path, ids: list[int], work: Path, tag: str) -> tu
 def main() -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from engine.embedded import ensure_embedded_model
     from engine.export.portable import make_model_portable
+    from engine.models.embedded import ensure_embedded_model
 
     old_python = sys.argv[1] if len(sys.argv) > 1 else None
     if not old_python:

@@ -14,10 +14,10 @@ import tempfile
 import threading
 import time
 
-from engine.config import parse_set
-from engine.evaluate import evaluate
+from engine.config.presets import load_preset
+from engine.config.schema import parse_set
+from engine.eval.evaluate import evaluate
 from engine.export import export
-from engine.presets import load_preset
 from engine.train import train
 
 

@@ -58,7 +58,7 @@ def write_dataset(path: Path, n: int, seed: int = 0) -> None:
 
 def run_ftui(data: Path, args: argparse.Namespace, packing: bool, fused: bool = True, packed_bits: bool = True,
              bf16_frozen: bool = True) -> dict:
-    from engine.config import RunConfig
+    from engine.config.schema import RunConfig
     from engine.events import StepLogged
     from engine.train import setup, train
 
@@ -122,7 +122,7 @@ def run_recipe(data: Path, args: argparse.Namespace) -> dict:
 
 
 def dataset_tokens(data: Path) -> int:
-    from engine.config import RunConfig
+    from engine.config.schema import RunConfig
     from engine.data import prepare
     from engine.models import load_tokenizer, resolve_model
 

@@ -14,7 +14,7 @@ class ActionableError(Exception):
         self.advice = advice
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Raised in a child process (engine/native.py) and re-raised in the parent: rebuilt from
+        # Raised in a child process (engine/native/child.py) and re-raised in the parent: rebuilt from
         # its fields, whatever the subclass's constructor takes.
         return _restore, (type(self), self.args, self.__dict__)
 

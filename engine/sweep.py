@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.atomic import write_text_atomic
-from engine.config import NAME_PUNCTUATION, ConfigError, Problem, RunConfig, parse_set
+from engine.config.schema import NAME_PUNCTUATION, ConfigError, Problem, RunConfig, parse_set
 from engine.events import EventSink, Progress, ignore
+from engine.files.atomic import write_text_atomic
 from engine.runs.layout import SWEEP_FILE
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def _values(raw: object) -> list[Any]:
 
 
 def _retention(run_dir: str, config: RunConfig, on_event: EventSink) -> tuple[float | None, tuple[str, ...]]:
-    from engine.evaluate import evaluate
+    from engine.eval.evaluate import evaluate
     from engine.export import export
 
     exported = export(run_dir, quants=config.export_quants, on_event=on_event)

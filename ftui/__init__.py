@@ -4,7 +4,7 @@ A wheel (`pipx install`, `uv tool install`, `pip install`) puts ftui's code and 
 site-packages/ftui/: engine/, tui/, cli/ and presets/ beside this file. Their own imports are
 `engine...`, `tui...`, `cli...`, names other distributions use too, so that folder is not on
 sys.path for everyone: `activate()` puts it there for this process, as the `ftui` command does
-first; children started with engine.paths.child_env() and multiprocessing spawns get it too. In a
+first; children started with engine.files.paths.child_env() and multiprocessing spawns get it too. In a
 checkout (`make`, `pip install -e .`) the three packages are importable as they are and
 `activate()` does nothing.
 """

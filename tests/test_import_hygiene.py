@@ -17,7 +17,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_engine_never_imports_textual():
     mods = _modules_after(
-        "import cli.main, engine.config, engine.catalog, engine.presets, engine.events\n"
+        "import cli.main, engine.config.schema, engine.hardware.catalog, engine.config.presets, engine.events\n"
         "import pkgutil, importlib, engine\n"
         "for m in pkgutil.walk_packages(engine.__path__, 'engine.'): importlib.import_module(m.name)"
     )

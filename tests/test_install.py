@@ -94,12 +94,12 @@ def test_installed_ftui_claims_no_generic_import_names(installed):
 
 
 def test_child_processes_of_an_installed_ftui_find_its_code(installed):
-    """A detached run is `python -m engine.train.detached` with the environment engine.paths gives
+    """A detached run is `python -m engine.train.detached` with the environment engine.files.paths gives
     children; the processes of a run on several GPUs are multiprocessing spawns."""
     bin_dir, env, elsewhere = installed
     code = ("import ftui, subprocess, sys, multiprocessing\n"
             "ftui.activate()\n"
-            "from engine.paths import child_env, presets_dir\n"
+            "from engine.files.paths import child_env, presets_dir\n"
             "done = subprocess.run([sys.executable, '-m', 'engine.train.detached', '--help'], env=child_env(),\n"
             "                      capture_output=True, text=True)\n"
             "print(done.returncode, 'detached' in done.stdout)\n"

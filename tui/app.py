@@ -24,7 +24,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import get_current_worker
 
-from engine.config import ConfigError, RunConfig
+from engine.config.schema import ConfigError, RunConfig
 from engine.events import TrainStarted
 from tui.backend import Backend
 from tui.commands import ScreenCommands

@@ -14,19 +14,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.config import RunConfig
+from engine.config.presets import Preset
+from engine.config.schema import RunConfig
 from engine.events import ignore
-from engine.presets import Preset
 
 if TYPE_CHECKING:
-    from engine.curves import Curves
     from engine.data import DataReport
-    from engine.estimate import MemoryEstimate
-    from engine.evaluate import EvalReport
+    from engine.eval.evaluate import EvalReport
     from engine.export import ExportResult
-    from engine.hardware import HardwareReport
-    from engine.recommend import Recommendation
+    from engine.hardware.estimate import MemoryEstimate
+    from engine.hardware.probe import HardwareReport
+    from engine.hardware.recommend import Recommendation
     from engine.runs import GpuHolder, RunInfo
+    from engine.runs.curves import Curves
     from engine.sweep import SweepResult, Variant
     from engine.train import RunResult
 
@@ -76,34 +76,34 @@ class Backend:
     """Calls engine/ for real."""
 
     def probe(self) -> HardwareReport:
-        from engine.hardware import probe
+        from engine.hardware.probe import probe
 
         return probe()
 
     def recommend(self, report: HardwareReport) -> Recommendation:
-        from engine.recommend import recommend
+        from engine.hardware.recommend import recommend
 
         return recommend(report)
 
     def estimate(self, config: RunConfig) -> MemoryEstimate | None:
         """Peak memory for this config (as preflight computes it), or None outside the catalog."""
-        from engine.estimate import estimate_for
+        from engine.hardware.estimate import estimate_for
 
         return estimate_for(config)
 
     def context_length(self, model: str) -> int | None:
-        from engine.catalog import find
+        from engine.hardware.catalog import find
 
         spec = find(model)
         return spec.context if spec else None
 
     def presets(self) -> list[Preset]:
-        from engine.presets import list_presets
+        from engine.config.presets import list_presets
 
         return list_presets()
 
     def save_preset(self, config: RunConfig, name: str, description: str) -> Path:
-        from engine.presets import save_preset
+        from engine.config.presets import save_preset
 
         return save_preset(config, name, description)
 
@@ -155,7 +155,7 @@ class Backend:
         live = [r for r in list_runs(output_dir) if r.status == "running"]
         if not live:
             return []
-        from engine.hardware import probe
+        from engine.hardware.probe import probe
 
         return gpu_holders(live, probe())
 
@@ -166,23 +166,23 @@ class Backend:
         return export(run_dir, quants=quants, on_event=on_event, stop=stop)
 
     def open_chat(self, gguf_path: str, system_prompt: str = "") -> ChatLike:
-        from engine.chat import ChatSession
+        from engine.infer.chat import ChatSession
 
         return ChatSession(gguf_path, system_prompt=system_prompt)
 
     def base_gguf(self, model: str) -> str | None:
         """A GGUF of the untuned base for compare mode; only the embedded model ships one."""
-        from engine.catalog import find
+        from engine.hardware.catalog import find
 
         spec = find(model)
         if spec is None or spec.source != "embedded":
             return None
-        from engine.embedded import embedded_gguf_path
+        from engine.models.embedded import embedded_gguf_path
 
         return str(embedded_gguf_path())
 
     def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport:
-        from engine.evaluate import evaluate
+        from engine.eval.evaluate import evaluate
 
         return evaluate(run_dir, on_event)
 
@@ -203,7 +203,7 @@ class Backend:
         return read_events(run_dir)
 
     def run_curves(self, run_dir: str) -> Curves:
-        from engine.curves import run_curves
+        from engine.runs.curves import run_curves
 
         return run_curves(run_dir)
 

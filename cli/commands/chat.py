@@ -45,7 +45,7 @@ def find_gguf(target: str) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.chat import ChatSession
+    from engine.infer.chat import ChatSession
 
     try:
         gguf, system = find_gguf(args.target)

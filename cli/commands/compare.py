@@ -15,7 +15,7 @@ VAL_MARKERS = ("@", "%", "&", "$", "=", "~")
 
 
 def compare(args: argparse.Namespace) -> int:
-    from engine.curves import find_run, run_curves
+    from engine.runs.curves import find_run, run_curves
 
     try:
         curves = [run_curves(find_run(name, args.dir)) for name in args.compare]

@@ -7,7 +7,7 @@ import sys
 from typing import Any, get_args
 
 from cli.output import fail, print_json
-from engine.config import DatasetFormat, RunConfig
+from engine.config.schema import DatasetFormat, RunConfig
 
 _FORMATS = get_args(DatasetFormat)
 _MARK_START, _MARK_END = "«", "»"
@@ -118,7 +118,7 @@ def _count(text: str) -> int:
 def run_preview(args: argparse.Namespace) -> int:
     from engine.data import DatasetError, load_conversations
     from engine.data.render import RenderError, render_text, with_system_prompt
-    from engine.paths import resolve_project_path
+    from engine.files.paths import resolve_project_path
 
     try:
         loaded = load_conversations(resolve_project_path(args.file), args.format, mapping=_mapping(args),

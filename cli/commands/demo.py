@@ -24,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cli.commands.eval import print_report
     from cli.commands.export import print_checks, print_progress
-    from engine.evaluate import evaluate
+    from engine.config.presets import load_preset
+    from engine.eval.evaluate import evaluate
     from engine.events import StepLogged, TrainFailed
     from engine.export import export
-    from engine.presets import load_preset
     from engine.train import train
 
     config = load_preset("demo").apply().replace(output_dir=args.output_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cli.output import fail, print_json
-from engine.config import DEFAULT_TARGET_MODULES, RunConfig
+from engine.config.schema import DEFAULT_TARGET_MODULES, RunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.catalog import UnknownModel, get
-    from engine.config import ConfigError, RunConfig
-    from engine.estimate import estimate_for
+    from engine.config.schema import ConfigError, RunConfig
+    from engine.hardware.catalog import UnknownModel, get
+    from engine.hardware.estimate import estimate_for
 
     if args.gpus < 1:
         return fail(f"--gpus must be at least 1, not {args.gpus}")

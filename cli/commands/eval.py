@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.evaluate import evaluate
+    from engine.eval.evaluate import evaluate
 
     if not Path(args.run).exists():
         return fail(f"{args.run}: no such run directory")

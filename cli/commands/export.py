@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.config import ConfigError
+    from engine.config.schema import ConfigError
     from engine.export import export
     from engine.export.merge import MergeError, read_run_source
 

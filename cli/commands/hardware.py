@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.hardware import probe
+    from engine.hardware.probe import probe
 
     report = probe()
     if args.json:

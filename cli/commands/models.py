@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def availability(spec) -> str:
     """'ready' when loading needs no network or conversion, else what the first use will do."""
     if spec.source == "embedded":
-        from engine.embedded import is_converted
+        from engine.models.embedded import is_converted
 
         return "ready" if is_converted() else "converts on first use (~20 s)"
     from huggingface_hub import try_to_load_from_cache
@@ -34,7 +34,7 @@ def availability(spec) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from engine.catalog import load_catalog
+    from engine.hardware.catalog import load_catalog
 
     rows = [
         {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cli.output import fail, print_json
-from engine.config import ConfigError
+from engine.config.schema import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.presets import list_presets, load_preset
+    from engine.config.presets import list_presets, load_preset
 
     try:
         if args.name:

@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.hardware import probe
-    from engine.recommend import recommend
+    from engine.hardware.probe import probe
+    from engine.hardware.recommend import recommend
 
     report = None if args.vram is not None else probe()
     if args.max_context:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _max_context(args: argparse.Namespace, report: object) -> int:
-    from engine.recommend import max_context
+    from engine.hardware.recommend import max_context
 
     if args.vram is not None:
         if args.vram <= 0:

@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.config import ConfigError
-    from engine.configure import build_config
+    from engine.config.build import build_config
+    from engine.config.schema import ConfigError
     from engine.sweep import expand, new_sweep_folder, parse_grid, run_sweep
 
     try:

@@ -26,7 +26,7 @@ from shlex import quote
 from typing import Any, TextIO
 
 from cli.output import fail
-from engine.config import ConfigError, Problem, RunConfig
+from engine.config.schema import ConfigError, Problem, RunConfig
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
@@ -71,7 +71,7 @@ def build_config(args: argparse.Namespace) -> RunConfig | None:
             raise ConfigError([Problem("--resume", "continues with the run's saved config; "
                                         "drop --preset/--config/--set")])
         return None
-    from engine.configure import build_config as build
+    from engine.config.build import build_config as build
 
     notes: list[Problem] = []
     sets = [*args.sets, f"gpus={args.gpus}"] if args.gpus is not None else args.sets
@@ -195,7 +195,7 @@ def _gpu_free_or_confirmed(output_dir: Path, yes: bool) -> bool:
     live = [r for r in list_runs(output_dir) if r.status == "running"]
     if not live:
         return True
-    from engine.hardware import probe
+    from engine.hardware.probe import probe
 
     holders = gpu_holders(live, probe())
     if not holders:

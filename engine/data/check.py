@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data.load import load_conversations
 from engine.data.mapping import DataMapping
 from engine.data.prepare import fit
 from engine.data.readers import DatasetError
 from engine.data.render import RenderError, render
 from engine.data.types import DataProblem
-from engine.paths import resolve_project_path
+from engine.files.paths import resolve_project_path
 
 PERCENTILES = (50, 90, 95, 99)
 

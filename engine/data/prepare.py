@@ -16,14 +16,14 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data.load import load_conversations
 from engine.data.mapping import DataMapping
 from engine.data.readers import DatasetError
 from engine.data.render import IGNORE_INDEX, Rendered, RenderError, render, with_system_prompt
 from engine.data.types import Conversation, DataProblem, PreparedData, TokenizedExample
 from engine.events import EventSink, Progress, ignore
-from engine.paths import resolve_project_path
+from engine.files.paths import resolve_project_path
 
 
 def prepare(config: RunConfig, tokenizer: Any, on_event: EventSink = ignore) -> PreparedData:

@@ -51,4 +51,4 @@ class PreparedData:
     problems: tuple[DataProblem, ...] = field(default_factory=tuple)
     truncated: int = 0
     replayed: int = 0
-    """Training examples that are replayed general conversations (engine/replay.py), at the end of `train`."""
+    """Training examples that are replayed general conversations (engine/train/replay.py), at the end of `train`."""

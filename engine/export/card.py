@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.export.portable import BaseModel
 
 Kind = Literal["adapter", "merged", "gguf", "model"]

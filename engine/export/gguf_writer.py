@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_file
 from engine.events import EventSink, Progress, ignore
+from engine.files.atomic import atomic_file
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 GGUF_DTYPES = ("F16", "BF16")

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_dir
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.errors import ActionableError
 from engine.events import EventSink, Progress, ignore
 from engine.export.artefacts import finish_merged
+from engine.files.atomic import atomic_dir
 from engine.runs import RunReadError, config_path, read_config, read_record, tokenizer_dir, weights_dir
 
 

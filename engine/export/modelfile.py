@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine.atomic import write_text_atomic
 from engine.data.render import TEMPLATE_DATE
+from engine.files.atomic import write_text_atomic
 
 LLAMA31_PREAMBLE = f"Cutting Knowledge Date: December 2023\nToday Date: {TEMPLATE_DATE}\n\n"
 # Ollama puts the SYSTEM text first as a system message when a chat has none and passes every

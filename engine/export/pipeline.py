@@ -13,9 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.atomic import write_text_atomic
-from engine.config import QUANT_TYPES, ConfigError
-from engine.disk_full import is_disk_full
+from engine.config.schema import QUANT_TYPES, ConfigError
 from engine.errors import ActionableError
 from engine.events import (
     EventSink,
@@ -32,7 +30,9 @@ from engine.export.merge import MergeError, RunSource, base_config_dir, merge, r
 from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
 from engine.export.quantize import QuantizeError, quantize
 from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
-from engine.native import NativeCrash, run_native
+from engine.files.atomic import write_text_atomic
+from engine.files.disk_full import is_disk_full
+from engine.native.child import NativeCrash, run_native
 from engine.runs import RunReadError, export_dir, gguf_path, read_run, verify_path
 
 EXPORT_MARKER = ".ftui-export"
@@ -229,7 +229,7 @@ def _status_note(run_dir: Path) -> str:
 def _write_modelfiles(source: RunSource, tokenizer: object, files: dict[str, Path],
                       asked: tuple[str, ...]) -> list[Path]:
     """One `<file>.Modelfile` per GGUF, and `Modelfile` for the first type asked for."""
-    from engine.catalog import find
+    from engine.hardware.catalog import find
 
     spec = find(source.config.model)
     family = template_family(getattr(tokenizer, "chat_template", None), spec.chat_template if spec else None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import write_text_atomic
+from engine.files.atomic import write_text_atomic
 
 PORTABLE_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 """A class transformers 4.x and 5.x both load from tokenizer.json (in 5.x, TokenizersBackend's old name)."""
@@ -49,8 +49,8 @@ class BaseModel:
 
 def base_model(ref: str) -> BaseModel:
     """What a run's model reference (a folder it loaded, or a hub id) is, for other machines."""
-    from engine.catalog import find
-    from engine.embedded import EMBEDDED_ID, embedded_model_dir
+    from engine.hardware.catalog import find
+    from engine.models.embedded import EMBEDDED_ID, embedded_model_dir
 
     path = Path(ref)
     if path.is_dir() and path.resolve() == embedded_model_dir().resolve():

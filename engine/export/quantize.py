@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from engine.atomic import atomic_file
+from engine.files.atomic import atomic_file
 
 QUANTIZED_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 

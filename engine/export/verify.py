@@ -171,7 +171,7 @@ def check_file(path: Path, quant: str, ref: Reference, *, min_agreement: float |
 @contextlib.contextmanager
 def open_llama(path: Path, *, n_ctx: int = 2048, logits_all: bool = False, vocab_only: bool = False) -> Any:
     """A llama.cpp model that is closed on exit (its finaliser can raise at interpreter exit)."""
-    from engine.llama_load import load_llama
+    from engine.native.llama import load_llama
 
     llm, _plan = load_llama(path, n_ctx=n_ctx, logits_all=logits_all, vocab_only=vocab_only)
     try:

@@ -10,7 +10,7 @@ and repository code never runs unless the user turned `trust_remote_code` on for
 - `hub`, `hub_progress`: the hub download, its progress events and its error messages.
 - `safety`: the pickle and remote-code checks.
 - `tokenizer`, `causal_lm`: loading the tokenizer and the weights (16/32-bit or 4-bit).
-- `errors`: `ModelLoadError`, shared with `engine.embedded`.
+- `errors`: `ModelLoadError`, shared with `engine.models.embedded`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def default_dtype(device: str) -> Any:
     """fp32 on CPU (bf16 matmuls there are slow and lossy), bf16 on GPUs that compute it natively, else fp16."""
     import torch
 
-    from engine.hardware import cuda_computes_bf16
+    from engine.hardware.probe import cuda_computes_bf16
 
     if not device.startswith("cuda"):
         return torch.float32

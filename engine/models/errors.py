@@ -1,13 +1,13 @@
 """The one error every model problem becomes, and the "did you mean" hint its messages share.
 
-It sits apart from the loader so that `engine.embedded`, which the loader calls to convert the
+It sits apart from the loader so that `engine.models.embedded`, which the loader calls to convert the
 embedded model, can raise it without importing the loader back.
 """
 
 from __future__ import annotations
 
-from engine.catalog import load_catalog
 from engine.errors import ActionableError
+from engine.hardware.catalog import load_catalog
 
 
 class ModelLoadError(ActionableError):

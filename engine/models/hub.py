@@ -10,8 +10,8 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from pathlib import Path
 
-from engine.catalog import ModelSpec, find
 from engine.events import EventSink, ignore
+from engine.hardware.catalog import ModelSpec, find
 from engine.models.errors import ModelLoadError, did_you_mean
 from engine.models.hub_progress import DownloadProgress
 from engine.models.safety import allow_pickle, check_weights

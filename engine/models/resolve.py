@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import ModelSpec, find, get, load_catalog
 from engine.events import EventSink, ignore
+from engine.hardware.catalog import ModelSpec, find, get, load_catalog
 from engine.models.errors import ModelLoadError, did_you_mean
 from engine.models.hub import download
 from engine.models.safety import check_remote_code, check_weights
@@ -58,9 +58,9 @@ def resolve_model(model: str, on_event: EventSink = ignore, trust_remote_code: b
         return _resolve_folder(path, trust_remote_code)
     spec = find(text)
     if spec is not None and spec.source == "embedded":
-        # Imported here, not at the top: engine.embedded imports engine.models.errors, which runs
-        # this package's __init__ and so this module, before engine.embedded has its names.
-        from engine.embedded import ensure_embedded_model
+        # Imported here, not at the top: engine.models.embedded imports engine.models.errors, which runs
+        # this package's __init__ and so this module, before engine.models.embedded has its names.
+        from engine.models.embedded import ensure_embedded_model
 
         folder = ensure_embedded_model(on_event)
         return ResolvedModel(str(folder), spec, False, str(folder), trust_remote_code, "embedded", spec.hub_id)
@@ -78,7 +78,7 @@ def resolve_model(model: str, on_event: EventSink = ignore, trust_remote_code: b
 
 
 def _resolve_folder(path: Path, trust_remote_code: bool) -> ResolvedModel:
-    from engine.embedded import embedded_model_dir
+    from engine.models.embedded import embedded_model_dir
 
     folder = path.resolve()
     if not folder.is_dir():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from engine.atomic import write_text_atomic
-from engine.config import RunConfig, load_toml
+from engine.config.schema import RunConfig, load_toml
+from engine.files.atomic import write_text_atomic
 
 CONFIG_FILE = "config.toml"
 CHECKPOINT_PREFIX = "step-"

@@ -17,7 +17,7 @@ from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
 
 if TYPE_CHECKING:
-    from engine.hardware import HardwareReport
+    from engine.hardware.probe import HardwareReport
 
 ARTIFACTS = ("adapter", "model", "tokenizer", "export")
 

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from shlex import quote
 
-from engine.control_files import UnsafeFile, check_control, open_control
 from engine.errors import ActionableError
-from engine.pids import pid_alive
+from engine.files.control import UnsafeFile, check_control, open_control
+from engine.files.pids import pid_alive
 
 LOCK_FILE = "lock"
 HEARTBEAT_FILE = "heartbeat"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.atomic import write_text_atomic
+from engine.files.atomic import write_text_atomic
 
 RECORD_FILE = "run.json"
 Status = Literal["running", "finished", "stopped", "failed"]

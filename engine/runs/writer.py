@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import write_text_atomic
-from engine.config import RunConfig
-from engine.control_files import append_line
+from engine.config.schema import RunConfig
 from engine.events import to_record
+from engine.files.atomic import write_text_atomic
+from engine.files.control import append_line
 from engine.runs.layout import checkpoint_path, new_run_path, write_config
 from engine.runs.live import RunLock, Watcher, acquire
 from engine.runs.record import RunRecord, read_record, write_record

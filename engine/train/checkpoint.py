@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_dir, remove_dir
-from engine.config import ConfigError
+from engine.config.schema import ConfigError
 from engine.errors import ActionableError
+from engine.files.atomic import atomic_dir, remove_dir
 from engine.runs import RunDir, complete_checkpoints, read_config, tokenizer_dir, weights_dir, write_config
 from engine.train.methods import trainable_named
 from engine.train.parallel import SINGLE, Ranks, load_sharded

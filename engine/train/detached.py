@@ -28,10 +28,10 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from engine.config import RunConfig, load_toml
-from engine.control_files import UnsafeFile, open_control
+from engine.config.schema import RunConfig, load_toml
 from engine.events import TrainFailed, TrainStarted, to_record
-from engine.paths import child_env
+from engine.files.control import UnsafeFile, open_control
+from engine.files.paths import child_env
 from engine.runs import read_record, run_dir_of
 from engine.runs.follow import follow
 from engine.runs.listing import is_live

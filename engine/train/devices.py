@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-from engine.config import parse_gpus
-from engine.hardware import GpuInfo, HardwareReport, probe
+from engine.config.schema import parse_gpus
+from engine.hardware.probe import GpuInfo, HardwareReport, probe
 from engine.train.preflight import PreflightError
 
 ALLOCATOR_SETTINGS = "expandable_segments:True"

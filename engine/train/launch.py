@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, RunConfig, load_toml, parse_gpus
+from engine.config.schema import ConfigError, RunConfig, load_toml, parse_gpus
 from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record, to_record
 from engine.runs.writer import record_failure
 from engine.train.checkpoint import choose_checkpoint
@@ -149,9 +149,9 @@ def choose_strategy(config: RunConfig) -> str:
     kind, ids = parse_gpus(config.gpus)
     if kind != "cuda" or config.method == "qlora":  # FSDP cannot shard 4-bit weights (RunConfig.strategy_problems)
         return "ddp"
-    from engine.estimate import estimate_for
-    from engine.hardware import probe
-    from engine.recommend import budget_gib
+    from engine.hardware.estimate import estimate_for
+    from engine.hardware.probe import probe
+    from engine.hardware.recommend import budget_gib
 
     planned = estimate_for(config.replace(strategy="ddp"))
     free = [g.free_gib for g in probe().gpus if g.index in ids]

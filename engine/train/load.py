@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, RunConfig
+from engine.config.schema import ConfigError, RunConfig
 from engine.data.types import PreparedData
 from engine.events import Progress, TrainFailed
 from engine.runs import read_config
@@ -129,7 +129,7 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
 
 def prepare_replay_once(config: RunConfig, on_event: Callable[[Any], None]) -> None:
     """Before several processes start: the base model's replay answers made once, here, and cached
-    (engine/base_answers.py), so no process exports the base GGUF and asks it again, and none
+    (engine/infer/base_answers.py), so no process exports the base GGUF and asks it again, and none
     waits for that while the others wait for it at their first collective. Raises Failure as
     train_here would."""
     if config.retention_mix <= 0 or config.retention_data:
@@ -183,8 +183,8 @@ def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: Prepare
     """The task's training examples plus the replayed general ones (validation stays the task's)."""
     from engine.data import DatasetError
     from engine.errors import ActionableError
-    from engine.native import NativeCrash
-    from engine.replay import replay_examples
+    from engine.native.child import NativeCrash
+    from engine.train.replay import replay_examples
 
     try:
         replay = replay_examples(config, tokenizer, base_ref, len(data.train), on_event)

@@ -25,11 +25,8 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from engine.catalog import ModelSpec
-from engine.config import RunConfig
-from engine.control_files import UnsafeFile
+from engine.config.schema import RunConfig
 from engine.data.types import PreparedData, TokenizedExample
-from engine.disk_full import is_disk_full
 from engine.errors import ActionableError
 from engine.events import (
     CheckpointSaved,
@@ -41,10 +38,12 @@ from engine.events import (
     TrainFinished,
     TrainStarted,
 )
+from engine.files.control import UnsafeFile
+from engine.files.disk_full import is_disk_full
+from engine.hardware.catalog import ModelSpec
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
 from engine.runs.writer import PeerRun
-from engine.tracking import TrackerError, tracking
 from engine.train.checkpoint import (
     CheckpointChoice,
     CheckpointError,
@@ -60,6 +59,7 @@ from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
 from engine.train.setup import TrainingSetup, set_up
 from engine.train.step import OutOfMemory, StepStats, evaluate_loss, optimizer_step, trained_tokens
+from engine.train.tracking import TrackerError, tracking
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
             return _failed(run, on_event, Failure(
                 f"report_to: {exc}", "fix the tracker's setup (WANDB_MODE, MLFLOW_TRACKING_URI, ...) or take it out of "
                 "report_to; metrics.jsonl records the same figures"), ranks)
-        # Trackers are one more consumer of the run's events (engine/tracking.py).
+        # Trackers are one more consumer of the run's events (engine/train/tracking.py).
         return _attempts(config, loaded, run, track.feeding(on_event), stop, checkpoint, precision, ranks)
 
 

@@ -12,8 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import RunConfig
-from engine.hardware import cuda_computes_bf16
+from engine.config.schema import RunConfig
+from engine.hardware.probe import cuda_computes_bf16
 from engine.train.preflight import PreflightError
 
 

@@ -1,7 +1,7 @@
 """Checks that turn hour-later failures into a clear message before the expensive work starts.
 
 Disk: a run needs room for its checkpoints (trainable weights + AdamW's two moments) and its
-final weights. GPU memory: the estimator (engine.estimate) predicts the peak of a setting and,
+final weights. GPU memory: the estimator (engine.hardware.estimate) predicts the peak of a setting and,
 after a real out-of-memory error, the next smaller setting predicted to fit.
 """
 
@@ -11,10 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
-from engine.catalog import ModelSpec
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.errors import ActionableError
-from engine.estimate import MemoryEstimate, estimate_for, estimate_options
+from engine.hardware.catalog import ModelSpec
+from engine.hardware.estimate import MemoryEstimate, estimate_for, estimate_options
 
 MARGIN_BYTES = 64 * 2**20
 
@@ -102,7 +102,7 @@ def free_gpu_gib() -> float | None:
     if getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "is_integrated", 0):
         # CUDA's free figure there leaves out the page cache the kernel hands back on demand, so a
         # run the recommendation fits could be refused after a large download filled the cache.
-        from engine.hardware import system_memory_gib
+        from engine.hardware.probe import system_memory_gib
 
         system = system_memory_gib()
         if system is not None:
@@ -118,7 +118,7 @@ def check_fits(config: RunConfig, spec: ModelSpec | None, free_gib: float | None
     planned = estimate_for(config, spec)
     if free_gib is None or planned is None:
         return planned
-    from engine.recommend import budget_gib
+    from engine.hardware.recommend import budget_gib
 
     if planned.peak_gib <= budget_gib(free_gib):
         return planned
@@ -133,7 +133,7 @@ def suggest_smaller(config: RunConfig, spec: ModelSpec | None, batch_size: int, 
                     free_gib: float | None) -> str:
     """The smallest change the estimator predicts to fit, as settings to type; a rule of thumb without it."""
     if spec is not None and free_gib is not None:
-        from engine.recommend import suggest_smaller as plan_smaller
+        from engine.hardware.recommend import suggest_smaller as plan_smaller
 
         plan = plan_smaller(spec, config.method, batch_size, seq_len, free_gib, grad_accum=config.grad_accum,
                             **estimate_options(config))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data.types import TokenizedExample
 from engine.events import Progress
 from engine.train.batching import Schedule

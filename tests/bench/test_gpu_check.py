@@ -56,7 +56,7 @@ def test_ladder_plans_are_the_recommendations():
 
 def test_qlora_models_get_peft_4bit_adapters_on_cpu():
     pytest.importorskip("bitsandbytes")
-    from engine.config import RunConfig
+    from engine.config.schema import RunConfig
     from engine.train.methods import apply_method
 
     script = load_script()

@@ -4,7 +4,7 @@ import json
 import re
 
 from engine.data import load_conversations
-from engine.paths import PROJECT_ROOT
+from engine.files.paths import PROJECT_ROOT
 
 TRAIN = PROJECT_ROOT / "presets" / "data" / "docker_train.jsonl"
 EVAL = PROJECT_ROOT / "presets" / "data" / "docker_eval.jsonl"

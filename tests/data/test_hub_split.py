@@ -6,7 +6,7 @@
 import pytest
 
 from cli.main import main
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data import DatasetError, load_conversations
 from engine.data.readers import pick_split
 

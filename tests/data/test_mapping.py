@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from cli.main import main
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data import check, load_conversations
 from engine.data.load import PREFERENCE_NOTE
 from engine.data.mapping import DataMapping, MappingError

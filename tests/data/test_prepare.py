@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data import DatasetError, check, prepare, split
 from engine.data.render import IGNORE_INDEX
 from engine.data.types import TokenizedExample

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 64}
@@ -16,7 +16,7 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "hi
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The converted embedded SmolLM2 folder (converted once into the user cache)."""
-    from engine.embedded import ensure_embedded_model
+    from engine.models.embedded import ensure_embedded_model
 
     return ensure_embedded_model()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.chat import ChatSession, GGUFFileError, check_gguf
+from engine.infer.chat import ChatSession, GGUFFileError, check_gguf
 
 
 def _tiny_gguf(path: Path) -> Path:
@@ -143,6 +143,6 @@ def test_a_whole_gguf_passes_and_llama_cpp_refusals_are_still_explained(tmp_path
 
 
 def test_the_embedded_models_gguf_passes_the_check():
-    from engine.embedded import embedded_gguf_path
+    from engine.models.embedded import embedded_gguf_path
 
     check_gguf(embedded_gguf_path())

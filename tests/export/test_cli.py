@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-import engine.chat
+import engine.infer.chat
 from cli.main import main
-from engine.config import RunConfig, load_toml
+from engine.config.schema import RunConfig, load_toml
 
 from .conftest import make_run, make_tiny_model
 
@@ -49,7 +49,7 @@ def recorded(monkeypatch):
     """Replace ChatSession with one that records (system prompt, history length, message, reply) per send."""
     sessions = []
 
-    class RecordingSession(engine.chat.ChatSession):
+    class RecordingSession(engine.infer.chat.ChatSession):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.sent = []
@@ -62,7 +62,7 @@ def recorded(monkeypatch):
                 entry[3] += piece
                 yield piece
 
-    monkeypatch.setattr(engine.chat, "ChatSession", RecordingSession)
+    monkeypatch.setattr(engine.infer.chat, "ChatSession", RecordingSession)
     return sessions
 
 
@@ -158,7 +158,7 @@ def test_eval_prints_side_by_side_table_and_saves_scores(exported_run, tmp_path,
                                            "kind": "fact"}) + "\n"
                                for p, e in [("Capital of France?", "Paris"), ("2 + 2?", "4"),
                                             ("Colour of the sky?", "blue"), ("Opposite of hot?", "cold")]))
-    monkeypatch.setattr("engine.evaluate.GENERAL_EVAL", general)
+    monkeypatch.setattr("engine.eval.evaluate.GENERAL_EVAL", general)
     eval_file = tmp_path / "held_out.jsonl"
     prompts = {"How do I list running containers?": "docker ps", "How do I remove an image?": "docker rmi"}
     eval_file.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p}], "expected": e}) + "\n"

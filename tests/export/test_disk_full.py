@@ -12,16 +12,17 @@ import errno
 
 import pytest
 
-import engine.disk_full
+import engine.files.disk_full
 from engine.events import ExportFailed
 from engine.export import export
+from engine.export.pipeline import EXPORT_MARKER
 
 
 @pytest.fixture
 def nearly_full(monkeypatch):
     """The disk reads as full once `state["full"]` is set by the failing writer."""
     state = {"full": False}
-    monkeypatch.setattr(engine.disk_full, "free_bytes", lambda folder: 8192 if state["full"] else 10**12)
+    monkeypatch.setattr(engine.files.disk_full, "free_bytes", lambda folder: 8192 if state["full"] else 10**12)
     return state
 
 
@@ -46,7 +47,7 @@ def test_a_full_disk_while_saving_the_merged_folder(tmp_path, tiny_run, monkeypa
     assert failure.reason.startswith(f"the disk is full: writing merged/ in {out} failed")
     assert "nothing was kept" in failure.reason
     assert "free disk space" in failure.advice and "--out" in failure.advice
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir() if p.name != EXPORT_MARKER) == []  # no partial file left
 
 
 def test_a_full_disk_while_writing_the_gguf_without_an_errno(tmp_path, tiny_run, monkeypatch, nearly_full):
@@ -85,7 +86,7 @@ def test_a_failed_quantize_with_space_left_is_still_a_quantize_failure(tmp_path,
     import llama_cpp
 
     monkeypatch.setattr(llama_cpp, "llama_model_quantize", lambda src, dst, params: 1)
-    monkeypatch.setattr(engine.disk_full, "free_bytes", lambda folder: 10**12)
+    monkeypatch.setattr(engine.files.disk_full, "free_bytes", lambda folder: 10**12)
     failure = run_export(tiny_run, tmp_path / "export")
     assert "could not quantize" in failure.reason and "(code 1)" in failure.reason
     assert "disk is full" not in failure.reason

@@ -7,9 +7,9 @@ from unittest.mock import patch
 
 import pytest
 
-from engine.chat import ChatSession
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.export import export
+from engine.infer.chat import ChatSession
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_batched_replies_equal_the_chats_one_at_a_time(embedded_export):
             chat.reset()
             one_at_a_time.append("".join(chat.send(question)).strip())
         finished: list[int] = []
-        with patch("engine.greedy_batch.SLOTS", 3):  # fewer slots than prompts: freed slots take the next
+        with patch("engine.infer.greedy_batch.SLOTS", 3):  # fewer slots than prompts: freed slots take the next
             batched = chat.complete_all([[{"role": "user", "content": q}] for q in questions],
                                         lambda index, text, ended: finished.append(index))
     finally:
@@ -87,7 +87,7 @@ def test_batched_replies_equal_the_chats_one_at_a_time(embedded_export):
 def test_a_batch_llama_cpp_cannot_decode_is_named_with_advice(embedded_export, monkeypatch):
     import llama_cpp
 
-    from engine.greedy_batch import BatchDecodeError
+    from engine.infer.greedy_batch import BatchDecodeError
 
     monkeypatch.setattr(llama_cpp, "llama_decode", lambda ctx, batch: 1)  # llama.cpp's "no room in the cache"
     with ChatSession(embedded_export.gguf("Q8_0"), temperature=0.0, max_tokens=8) as chat:

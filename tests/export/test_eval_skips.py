@@ -4,7 +4,7 @@ lines could be used), and validation loss when the run held out no examples."""
 from __future__ import annotations
 
 from cli.commands.eval import print_report
-from engine.evaluate import EvalReport
+from engine.eval.evaluate import EvalReport
 
 
 def report(**changes) -> EvalReport:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import load_catalog
 from engine.data.render import TEMPLATE_DATE, render_text
 from engine.data.types import Conversation, Message
 from engine.export.modelfile import STOPS, TEMPLATES, default_system_prompt, render_modelfile, template_family
+from engine.hardware.catalog import load_catalog
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SYSTEM = "Answer with one command."

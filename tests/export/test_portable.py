@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.atomic import atomic_dir, umask, write_text_atomic
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.export.card import EMBEDDED_NOTE, model_card
 from engine.export.gguf_writer import write_gguf
 from engine.export.portable import PORTABLE_TOKENIZER_CLASS, BaseModel, base_model, make_model_portable
+from engine.files.atomic import atomic_dir, umask, write_text_atomic
 
 from .conftest import LLAMA3_ROPE, make_tiny_model
 

@@ -3,8 +3,8 @@
 import pytest
 
 from cli.main import main
-from engine.config import ConfigError, RunConfig, load_toml
-from engine.configure import build_config
+from engine.config.build import build_config
+from engine.config.schema import ConfigError, RunConfig, load_toml
 
 
 @pytest.mark.parametrize("key, value, field, expected", [

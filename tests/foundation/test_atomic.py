@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import engine.atomic
-from engine.atomic import atomic_dir, atomic_file, remove_dir, sweep_partials, write_text_atomic
+import engine.files.atomic
+from engine.files.atomic import atomic_dir, atomic_file, remove_dir, sweep_partials, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def leftover(folder: Path, name: str, *, age: float = 3600.0, is_dir: bool = Tru
         (path / "trainable.safetensors").write_bytes(b"\0" * 1000)
     else:
         path.write_bytes(b"\0" * 1000)
-    then = engine.atomic.PROCESS_START - age
+    then = engine.files.atomic.PROCESS_START - age
     os.utime(path, (then, then))
     return path
 
@@ -84,14 +84,14 @@ def test_remove_dir_never_leaves_a_half_deleted_folder_under_its_name(tmp_path, 
     remove_dir(target)
     assert not target.exists()
     [gone] = tmp_path.iterdir()
-    assert engine.atomic.PARTIAL.match(gone.name)["pid"] == str(os.getpid())
+    assert engine.files.atomic.PARTIAL.match(gone.name)["pid"] == str(os.getpid())
 
 
 KILLED_WRITE = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from engine.atomic import atomic_dir
+from engine.files.atomic import atomic_dir
 with atomic_dir(Path({folder!r}) / "step-8") as tmp:
     (tmp / "trainable.safetensors").write_bytes(bytes(10**6))
     print("writing", flush=True)
@@ -101,7 +101,7 @@ NEXT_WRITE = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from engine.atomic import write_text_atomic
+from engine.files.atomic import write_text_atomic
 write_text_atomic(Path({folder!r}) / "state.json", "{{}}")
 """
 

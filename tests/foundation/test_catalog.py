@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import catalog
+from engine.hardware import catalog
 
 
 def test_ladder_and_4bit_variants_are_listed():

@@ -5,7 +5,7 @@ from dataclasses import fields
 
 import pytest
 
-from engine.config import ConfigError, RunConfig, field_docs, parse_set
+from engine.config.schema import ConfigError, RunConfig, field_docs, parse_set
 
 
 def _messages(config: RunConfig, **kw) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, RunConfig
+from engine.config.schema import ConfigError, RunConfig
 from engine.runs import RunBusy
 from tui.screens.export import ollama_line
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import catalog
-from engine.config import ConfigError
-from engine.paths import presets_dir
-from engine.presets import list_presets, load_preset, load_preset_file, save_preset
+from engine.config.presets import list_presets, load_preset, load_preset_file, save_preset
+from engine.config.schema import ConfigError
+from engine.files.paths import presets_dir
+from engine.hardware import catalog
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRESET_FILES = sorted(p for p in presets_dir().glob("*.toml") if p.name != "models.toml")

@@ -123,13 +123,13 @@ SPARK_MEMINFO = "MemTotal:       127600748 kB\nMemFree:         9514216 kB\nMemA
 @pytest.fixture
 def meminfo(tmp_path, monkeypatch):
     """Stand in for /proc/meminfo: `meminfo(text)`; `meminfo(None)` makes it unreadable."""
-    import engine.hardware
+    import engine.hardware.probe
 
     def write(text: str | None = SPARK_MEMINFO):
         path = tmp_path / "meminfo"
         if text is not None:
             path.write_text(text)
-        monkeypatch.setattr(engine.hardware, "MEMINFO", path)
+        monkeypatch.setattr(engine.hardware.probe, "MEMINFO", path)
     return write
 
 

@@ -11,9 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.catalog import ModelSpec  # noqa: E402
-from engine.config import DEFAULT_TARGET_MODULES  # noqa: E402
-from engine.estimate import layer_activation_bytes  # noqa: E402
+from engine.config.schema import DEFAULT_TARGET_MODULES  # noqa: E402
+from engine.hardware.catalog import ModelSpec  # noqa: E402
+from engine.hardware.estimate import layer_activation_bytes  # noqa: E402
 
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, VOCAB = 128, 344, 4, 2, 512
 

@@ -10,8 +10,8 @@ from types import MappingProxyType
 import pytest
 import torch
 
-from engine.hardware import probe
-from engine.recommend import recommend
+from engine.hardware.probe import probe
+from engine.hardware.recommend import recommend
 from engine.train.methods import choose_precision, cpu_has_native_bf16
 
 # torch.cpu.get_capabilities() on aarch64 names Arm features; the x86 names are absent.

@@ -139,8 +139,8 @@ def test_estimate_rejects_unknown_method(capsys):
 
 
 def test_estimate_per_gpu_across_several_shards_with_fsdp_and_agrees_with_the_planner(capsys):
-    from engine.config import RunConfig
-    from engine.estimate import estimate_for
+    from engine.config.schema import RunConfig
+    from engine.hardware.estimate import estimate_for
 
     args = ["--model", "llama-3.1-8b", "--method", "lora", "--batch", "2", "--seq-len", "2048", "--grad-checkpointing"]
     one = run_json(capsys, "estimate", *args)

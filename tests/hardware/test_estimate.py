@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from engine.catalog import get
-from engine.estimate import GIB, HF_PEFT, HF_PEFT_FULL_LOGITS, TORCHTUNE, TORCHTUNE_OFFLOAD, estimate, loss_bytes
+from engine.hardware.catalog import get
+from engine.hardware.estimate import (
+    GIB,
+    HF_PEFT,
+    HF_PEFT_FULL_LOGITS,
+    TORCHTUNE,
+    TORCHTUNE_OFFLOAD,
+    estimate,
+    loss_bytes,
+)
 
 TT_8B_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TT_8B_QLORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

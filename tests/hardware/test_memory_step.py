@@ -14,9 +14,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.catalog import ModelSpec  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.estimate import GIB, HF_PEFT, HF_PEFT_FULL_LOGITS, estimate, loss_bytes  # noqa: E402
+from engine.config.schema import RunConfig  # noqa: E402
+from engine.hardware.catalog import ModelSpec  # noqa: E402
+from engine.hardware.estimate import GIB, HF_PEFT, HF_PEFT_FULL_LOGITS, estimate, loss_bytes  # noqa: E402
 from tests.hardware.allocations import PeakAllocated, tensor_bytes  # noqa: E402
 
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, LAYERS = 128, 344, 4, 2, 2

@@ -11,11 +11,11 @@ import re
 
 import pytest
 
-from engine.catalog import get
-from engine.estimate import estimate_for
-from engine.paths import presets_dir
-from engine.presets import load_preset_file
-from engine.recommend import LADDER, budget_gib
+from engine.config.presets import load_preset_file
+from engine.files.paths import presets_dir
+from engine.hardware.catalog import get
+from engine.hardware.estimate import estimate_for
+from engine.hardware.recommend import LADDER, budget_gib
 
 PRESETS = sorted(p for p in presets_dir().glob("*.toml") if p.name != "models.toml")
 CLAIM = re.compile(r"(\d+)B(?: training)? on an? (\d+) GB (?:card|one)")

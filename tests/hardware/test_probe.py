@@ -5,7 +5,7 @@ from __future__ import annotations
 import pynvml
 import pytest
 
-from engine.hardware import probe
+from engine.hardware.probe import probe
 
 
 @pytest.mark.parametrize("size", [8, 12, 16, 24, 48, 80])
@@ -102,7 +102,7 @@ def test_probe_imports_pynvml_lazily():
     import subprocess
     import sys
 
-    code = "import engine.hardware, sys; print('pynvml' in sys.modules)"
+    code = "import engine.hardware.probe, sys; print('pynvml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from engine.catalog import get
-from engine.config import RunConfig
-from engine.configure import config_from_recommendation
-from engine.estimate import estimate_for
-from engine.hardware import GpuInfo, HardwareReport, probe
-from engine.presets import list_presets
-from engine.recommend import CONTEXT_STEP, budget_gib, fits, max_context, plan_fits, recommend, suggest_smaller
+from engine.config.build import config_from_recommendation
+from engine.config.presets import list_presets
+from engine.config.schema import RunConfig
+from engine.hardware.catalog import get
+from engine.hardware.estimate import estimate_for
+from engine.hardware.probe import GpuInfo, HardwareReport, probe
+from engine.hardware.recommend import CONTEXT_STEP, budget_gib, fits, max_context, plan_fits, recommend, suggest_smaller
 
 
 def gpu(total: float, used: float = 0.4, index: int = 0, name: str = "NVIDIA GeForce RTX 4090") -> GpuInfo:

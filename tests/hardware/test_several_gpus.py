@@ -8,13 +8,13 @@ import json
 import pytest
 
 from cli.main import main
-from engine.catalog import get
-from engine.config import ConfigError, RunConfig, parse_gpus
-from engine.configure import config_from_recommendation
-from engine.estimate import COMM_BUFFERS_GIB, estimate, estimate_for
-from engine.hardware import GpuInfo, HardwareReport
-from engine.presets import list_presets
-from engine.recommend import recommend
+from engine.config.build import config_from_recommendation
+from engine.config.presets import list_presets
+from engine.config.schema import ConfigError, RunConfig, parse_gpus
+from engine.hardware.catalog import get
+from engine.hardware.estimate import COMM_BUFFERS_GIB, estimate, estimate_for
+from engine.hardware.probe import GpuInfo, HardwareReport
+from engine.hardware.recommend import recommend
 
 
 @pytest.mark.parametrize(("text", "kind", "ids"), [
@@ -160,7 +160,7 @@ def test_auto_takes_ddp_for_qlora_without_weighing_fsdp(monkeypatch):
     def no_probe(*_args):
         raise AssertionError("qlora never needs the free memory that decides for fsdp")
 
-    monkeypatch.setattr("engine.estimate.estimate_for", no_probe)
+    monkeypatch.setattr("engine.hardware.estimate.estimate_for", no_probe)
     monkeypatch.setattr("engine.hardware.probe", no_probe)
     assert launch.choose_strategy(RunConfig(method="qlora", gpus="0,1")) == "ddp"
 

@@ -11,8 +11,8 @@ import pynvml
 import pytest
 
 from cli.main import main
-from engine.hardware import probe
-from engine.recommend import recommend
+from engine.hardware.probe import probe
+from engine.hardware.recommend import recommend
 
 SPARK_TOTAL, SPARK_AVAILABLE = 127600748 / 1024**2, 118566368 / 1024**2  # GiB, from SPARK_MEMINFO
 

@@ -1,4 +1,4 @@
-"""Every GGUF opens through engine/llama_load.py with this machine's settings: no weight repacking
+"""Every GGUF opens through engine/native/llama.py with this machine's settings: no weight repacking
 on a CPU with AMX (whose repacked path segfaults), the CPU when the GPU cannot hold the model."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.llama_load as llama_load
-from engine.chat import ChatSession
-from engine.llama_load import LoadPlan, cpu_flags, has_amx, load_llama, plan_load
+import engine.native.llama as llama_load
+from engine.infer.chat import ChatSession
+from engine.native.llama import LoadPlan, cpu_flags, has_amx, load_llama, plan_load
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -35,7 +35,7 @@ def cpuinfo(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def gguf():
-    from engine.embedded import embedded_gguf_path
+    from engine.models.embedded import embedded_gguf_path
 
     return embedded_gguf_path()  # the embedded Q4_1 file: the one that crashed on a Sapphire Rapids Xeon
 

@@ -1,5 +1,5 @@
 """Native work runs in a child process: a real segfault there is one failure with words, and
-what was finished stays (engine/native.py)."""
+what was finished stays (engine/native/child.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import engine.base_answers as base_answers
-import engine.embedded as embedded
 import engine.export.pipeline as pipeline
-from engine.chat import GGUFFileError, check_gguf
+import engine.infer.base_answers as base_answers
+import engine.models.embedded as embedded
 from engine.events import ExportFailed, Progress, TrainFailed
-from engine.native import NativeCrash, run_native
+from engine.infer.chat import GGUFFileError, check_gguf
+from engine.native.child import NativeCrash, run_native
 from tests.export.conftest import make_run, make_tiny_model
 from tests.train.test_train_api import api_config
 from tests.train.tiny import make_model_folder
@@ -56,7 +56,7 @@ def base_model(tmp_path_factory, tokenizer_dir):
 def tokenizer_dir(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from engine.embedded import ensure_embedded_model
+    from engine.models.embedded import ensure_embedded_model
 
     folder = tmp_path_factory.mktemp("crash-tokenizer")
     AutoTokenizer.from_pretrained(ensure_embedded_model()).save_pretrained(folder)

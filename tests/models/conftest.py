@@ -19,7 +19,7 @@ def tiny_folder(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from engine.embedded import ensure_embedded_model
+    from engine.models.embedded import ensure_embedded_model
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-llama")

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import embedded
-from engine.embedded import embedded_gguf_path, ensure_embedded_model, is_converted
 from engine.events import Progress
-from engine.models import ModelLoadError
+from engine.models import ModelLoadError, embedded
+from engine.models.embedded import embedded_gguf_path, ensure_embedded_model, is_converted
 
 # Digits (the pre-tokenizer the GGUF rebuild loses), whitespace before digits, punctuation,
 # code, emoji, accents and chat markup with special tokens.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cli.main import main
-from engine.embedded import embedded_model_dir, ensure_embedded_model
+from engine.models.embedded import embedded_model_dir, ensure_embedded_model
 
 
 def test_lists_the_catalog_with_offline_availability(capsys, hf_cache):

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from engine.embedded import embedded_model_dir
 from engine.events import Progress
 from engine.models import DOWNLOAD_STAGE, ModelLoadError, resolve_model
+from engine.models.embedded import embedded_model_dir
 from tests.models.conftest import http_error
 
 

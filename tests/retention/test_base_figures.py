@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.base_answers import base_figures
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data.types import Conversation, Message
+from engine.infer.base_answers import base_figures
 from tests.retention.test_nll import TEMPLATE
 from tests.train.tiny import make_model_folder
 
@@ -46,8 +46,8 @@ def test_a_second_evaluation_reads_the_base_figures_from_the_cache(tmp_path, cac
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.evaluate import _hf_measures
-    from engine.retention import mean_token_nll
+    from engine.eval.evaluate import _hf_measures
+    from engine.eval.retention import mean_token_nll
     from engine.train.methods import cpu_has_native_bf16
 
     folder = make_model_folder(tmp_path / "tiny")
@@ -84,7 +84,7 @@ def test_on_a_gpu_the_measures_load_in_16_bits_on_the_gpu(tmp_path, cache, monke
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.evaluate import _hf_measures, measure_placement
+    from engine.eval.evaluate import _hf_measures, measure_placement
 
     assert measure_placement(False, False) == (torch.float32, {}, None)
     assert measure_placement(False, True) == (torch.float32, {}, torch.bfloat16)

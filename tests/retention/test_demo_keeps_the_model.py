@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cli.main import main
-from engine.retention import RetentionThresholds
+from engine.eval.retention import RetentionThresholds
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
+from engine.data.prompts import GeneralPrompt
 from engine.data.types import Message
-from engine.retention import GeneralPrompt, answer_nll, mean_token_nll
+from engine.eval.retention import answer_nll, mean_token_nll
 from tests.train.tiny import make_model_folder, make_tokenizer
 
 # Prefix-stable, like real templates: t3 marks the user, t4 the assistant; <eos> ends each turn.

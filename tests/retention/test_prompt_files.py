@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.data.prompts import KINDS, read_prompt_file
 from engine.data.readers import DatasetError
-from engine.retention import KINDS, answer_matches, read_prompt_file
+from engine.eval.retention import answer_matches
 
 DATA = Path(__file__).resolve().parents[2] / "presets" / "data"
 EVAL = DATA / "general_eval.jsonl"

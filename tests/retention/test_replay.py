@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-import engine.base_answers as base_answers_module
-from engine.base_answers import Answer
+import engine.infer.base_answers as base_answers_module
+from engine.data.prompts import read_prompt_file
 from engine.events import Progress, TrainStarted
-from engine.replay import REPLAY_POOL, base_conversations, replay_count
-from engine.retention import read_prompt_file
+from engine.infer.base_answers import Answer
 from engine.train import train
+from engine.train.replay import REPLAY_POOL, base_conversations, replay_count
 from tests.train.test_train_api import api_config
 from tests.train.tiny import make_model_folder
 

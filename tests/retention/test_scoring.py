@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.data.prompts import GeneralPrompt
 from engine.data.types import Message
-from engine.retention import (
+from engine.eval.retention import (
     ExactRetention,
-    GeneralPrompt,
     RetentionThresholds,
     answer_matches,
     collapse_reasons,

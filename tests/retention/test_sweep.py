@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cli.main import main
-from engine.config import ConfigError, RunConfig
+from engine.config.schema import ConfigError, RunConfig
 from engine.runs import list_runs
 from engine.sweep import VariantResult, choose, expand, parse_grid, run_sweep, suggested_rates
 from tests.train.test_train_api import api_config

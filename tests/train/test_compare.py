@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from cli.main import main
-from engine.curves import find_run, run_curves
 from engine.events import EvalLogged, StepLogged, to_record
+from engine.runs.curves import find_run, run_curves
 
 
 def write_run(folder, losses, evals):

@@ -16,7 +16,7 @@ import engine.train.devices as devices
 import engine.train.launch as launch
 import engine.train.load as load
 from engine.events import Progress, TrainFailed
-from engine.hardware import probe
+from engine.hardware.probe import probe
 from engine.train.checkpoint import restore_rng, rng_state
 from engine.train.methods import Precision
 from engine.train.preflight import PreflightError

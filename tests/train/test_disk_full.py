@@ -60,11 +60,11 @@ def test_torch_saves_errno_less_runtime_error_on_a_full_disk_says_the_disk_is_fu
                                                                                    monkeypatch):
     import torch
 
-    import engine.disk_full
+    import engine.files.disk_full
 
     state = {"full": False}
     monkeypatch.setattr(torch, "save", failing_in_step_4(torch.save, RuntimeError(TORCH_SAVE_FULL), state))
-    monkeypatch.setattr(engine.disk_full, "free_bytes", lambda folder: 4096 if state["full"] else 10**12)
+    monkeypatch.setattr(engine.files.disk_full, "free_bytes", lambda folder: 4096 if state["full"] else 10**12)
     result, events = run_tiny(tiny_config(tmp_path, save_interval=2, val_split=0.0), model_folder)
     assert_disk_full_after_step_2(result, events)
 
@@ -72,13 +72,13 @@ def test_torch_saves_errno_less_runtime_error_on_a_full_disk_says_the_disk_is_fu
 def test_the_same_runtime_error_with_space_left_is_not_called_a_full_disk(tmp_path, model_folder, monkeypatch):
     import torch
 
-    import engine.disk_full
+    import engine.files.disk_full
 
     def save(*args, **kwargs):
         raise RuntimeError(TORCH_SAVE_FULL)
 
     monkeypatch.setattr(torch, "save", save)
-    monkeypatch.setattr(engine.disk_full, "free_bytes", lambda folder: 10**12)
+    monkeypatch.setattr(engine.files.disk_full, "free_bytes", lambda folder: 10**12)
     result, events = run_tiny(tiny_config(tmp_path, save_interval=2, val_split=0.0), model_folder)
     assert result.status == "failed" and "disk is full" not in result.reason
     assert "unexpected error" in result.reason and "inline_container" in result.reason

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.presets import load_preset
 from engine.events import EvalLogged, StepLogged, TrainFinished, TrainStarted
-from engine.presets import load_preset
 from engine.train import train
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import get
 from engine.data.types import PreparedData, TokenizedExample
 from engine.events import CheckpointSaved, Diagnosis, EvalLogged, Progress, StepLogged, TrainFailed, TrainFinished
+from engine.hardware.catalog import get
 from engine.train.preflight import suggest_smaller
 from engine.train.varlen_attention import SEGMENTS
 from tests.train.tiny import VOCAB, make_examples, make_tokenizer, run_tiny, tiny_config

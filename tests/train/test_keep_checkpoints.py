@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.runs import complete_checkpoints
 from engine.train.checkpoint import prune_checkpoints
 from tests.train.tiny import run_tiny, tiny_config

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.events import CheckpointSaved, StepLogged, TrainFailed, TrainFinished, TrainStarted, to_record
-from engine.hardware import probe
+from engine.hardware.probe import probe
 from engine.runs import RunBusy, delete_run, gpu_holders, is_live, list_runs, read_run, request_stop
 from engine.runs.follow import follow
 from engine.runs.live import HEARTBEAT_FILE, STALE_S, STOP_FILE, Watcher, acquire
@@ -205,14 +205,14 @@ def test_a_stop_file_stops_a_real_run_with_a_checkpoint(tmp_path, model_folder):
 
 def test_ftui_train_on_a_gpu_a_live_run_holds_says_how_much_and_does_not_start_unasked(
         tmp_path, monkeypatch, capsys):
-    import engine.hardware
+    import engine.hardware.probe
     from cli.main import main
 
     a_run(tmp_path / "runs" / "live")
     nvml = FakeNvml([FakeCard("NVIDIA GeForce RTX 4090", 24.0, used_gib=9.0,
                               processes=[(os.getpid(), "python", 7.8)])])
     real_probe = engine.hardware.probe
-    monkeypatch.setattr(engine.hardware, "probe", lambda: real_probe(nvml))
+    monkeypatch.setattr(engine.hardware.probe, "probe", lambda: real_probe(nvml))
     config = tmp_path / "run.toml"
     config.write_text(tiny_config(tmp_path).to_toml())
 

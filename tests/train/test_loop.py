@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.events import (
     CheckpointSaved,
     EvalLogged,

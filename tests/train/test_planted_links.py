@@ -1,5 +1,5 @@
 """A shared run folder with a control file planted as a symbolic link: ftui never writes through
-it (the victim's file keeps its bytes) and says which file and why (engine/control_files.py)."""
+it (the victim's file keeps its bytes) and says which file and why (engine/files/control.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.control_files import UnsafeFile, append_line, check_control, open_control
 from engine.events import StepLogged, TrainFailed
+from engine.files.control import UnsafeFile, append_line, check_control, open_control
 from engine.runs import request_stop
 from engine.runs.live import acquire
 from tests.train.tiny import run_tiny, tiny_config

@@ -183,8 +183,8 @@ def test_a_process_that_raises_fails_the_run_with_its_message(tmp_path, model_fo
 def test_replay_is_made_once_before_the_processes_start(tmp_path, model_folder, monkeypatch):
     """The base model answers the replay prompts here, once; both processes read its cached answers
     (they would fail asking themselves: the base GGUF below is not a file)."""
-    import engine.base_answers as base_answers
-    from engine.base_answers import Answer
+    import engine.infer.base_answers as base_answers
+    from engine.infer.base_answers import Answer
 
     monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))
     asked: list[int] = []

@@ -13,9 +13,9 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.events import EvalLogged, StepLogged, TrainFailed, TrainFinished, TrainStarted
-from engine.tracking import ERROR_LOG, Tracking, tracking
+from engine.train.tracking import ERROR_LOG, Tracking, tracking
 from tests.train.tiny import run_tiny, tiny_config
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.events import StepLogged, TrainFailed, TrainFinished
 from engine.train import train
 

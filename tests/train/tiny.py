@@ -6,7 +6,7 @@ import random
 import threading
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data.types import PreparedData, TokenizedExample
 from engine.train import Loaded, run_loaded
 

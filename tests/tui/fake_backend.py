@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import find
-from engine.config import RunConfig
-from engine.curves import Curves, curves_of
+from engine.config.presets import Preset, list_presets, save_preset
+from engine.config.schema import RunConfig
 from engine.data import DataReport, Segment
 from engine.data.check import _percentiles
 from engine.data.types import DataProblem
-from engine.estimate import MemoryEstimate
-from engine.evaluate import EvalItem, EvalReport
+from engine.eval.evaluate import EvalItem, EvalReport
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
@@ -38,10 +36,12 @@ from engine.events import (
     ignore,
 )
 from engine.export import ExportResult
-from engine.hardware import GpuInfo, GpuProcess, HardwareReport, _cpu_report
-from engine.presets import Preset, list_presets, save_preset
-from engine.recommend import Recommendation
+from engine.hardware.catalog import find
+from engine.hardware.estimate import MemoryEstimate
+from engine.hardware.probe import GpuInfo, GpuProcess, HardwareReport, _cpu_report
+from engine.hardware.recommend import Recommendation
 from engine.runs import GpuHolder, RunInfo
+from engine.runs.curves import Curves, curves_of
 from engine.sweep import SweepResult, Variant, run_sweep
 from engine.train import RunResult
 from tui.backend import EngineBackend

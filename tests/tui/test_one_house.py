@@ -10,10 +10,10 @@ from rich.text import Text
 from textual.widgets import Input
 
 from cli.main import build_parser
-from engine.catalog import get
+from engine.config.presets import list_presets
 from engine.data import DataReport
 from engine.data.types import DataProblem
-from engine.presets import list_presets
+from engine.hardware.catalog import get
 from engine.train.preflight import check_fits
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.test_flow import SIZE, settle, text_of
@@ -112,7 +112,7 @@ async def test_a_resumed_run_is_the_config_shown_with_its_source(tmp_path):
 
 
 def test_evaluating_a_folder_that_is_not_a_run_fails_once_as_an_event_and_a_result(tmp_path):
-    from engine.evaluate import evaluate
+    from engine.eval.evaluate import evaluate
     from engine.events import EvalFailed
 
     events: list = []

@@ -19,7 +19,7 @@ from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
-    from engine.evaluate import EvalReport
+    from engine.eval.evaluate import EvalReport
 
 SIDES = ("tuned", "base")
 

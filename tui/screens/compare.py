@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
-from engine.curves import Curves
+from engine.runs.curves import Curves
 from tui.screens.base import FtuiScreen
 from tui.widgets.curves_plot import CurvesPlot
 from tui.widgets.footer import Footer

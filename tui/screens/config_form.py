@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Header, Input, Label, Select, Static, Switch
 
-from engine.config import ConfigError, Problem, RunConfig, field_docs, parse_set
+from engine.config.schema import ConfigError, Problem, RunConfig, field_docs, parse_set
 from engine.sweep import Variant
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import PresetNameScreen, SweepDialog

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import Header, Input, Static
 
-from engine.config import ConfigError
+from engine.config.schema import ConfigError
 from engine.data import DataReport
 from engine.events import Progress
 from tui.messages import DatasetChecked, EngineEventReceived, WorkFailed

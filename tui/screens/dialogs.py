@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from engine.config import ConfigError, Problem, RunConfig
+from engine.config.schema import ConfigError, Problem, RunConfig
 from engine.sweep import expand, parse_grid, suggested_rates
 from tui.widgets.footer import Footer
 from tui.widgets.toggles import TextSwitch

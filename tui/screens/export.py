@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Header, Static
 
-from engine.config import QUANT_TYPES
+from engine.config.schema import QUANT_TYPES
 from engine.events import (
     ExportFailed,
     ExportFileWritten,

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Header, Static
 
-from engine.configure import config_from_recommendation
+from engine.config.build import config_from_recommendation
 from tui.messages import HardwareProbed, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.bars import bar

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.config import ConfigError
+from engine.config.schema import ConfigError
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
 

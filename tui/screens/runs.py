@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
-from engine.config import ConfigError
+from engine.config.schema import ConfigError
 from engine.runs import RunInfo
 from tui.screens.base import FtuiScreen
 from tui.screens.compare import CompareScreen

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.disk_full import DiskFullError, is_disk_full
-from engine.pids import pid_alive
+from engine.files.disk_full import DiskFullError, is_disk_full
+from engine.files.pids import pid_alive
 
 PROCESS_START = time.time()
 """A partial older than this process, of a process that is gone, is a leftover."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, Problem, RunConfig, load_toml
-from engine.paths import presets_dir, resolve_project_path
+from engine.config.schema import ConfigError, Problem, RunConfig, load_toml
+from engine.files.paths import presets_dir, resolve_project_path
 
 NOT_PRESETS = {"models.toml"}
 
@@ -52,7 +52,7 @@ def load_preset_file(path: Path) -> Preset:
 
 def save_preset(config: RunConfig, name: str, description: str, folder: Path | None = None) -> Path:
     """Write a config as a new preset file (atomically: a crash leaves no half file)."""
-    from engine.atomic import write_text_atomic
+    from engine.files.atomic import write_text_atomic
 
     folder = folder or presets_dir()
     path = folder / f"{name}.toml"

@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 
-from engine.paths import presets_dir
+from engine.files.paths import presets_dir
 
 
 @dataclass(frozen=True)

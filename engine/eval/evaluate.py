@@ -15,24 +15,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import write_text_atomic
-from engine.base_answers import answer, base_answers
-from engine.config import ConfigError, RunConfig
+from engine.config.schema import ConfigError, RunConfig
+from engine.data.prompts import GeneralPrompt, read_prompt_file
 from engine.data.types import Conversation
 from engine.errors import ActionableError
-from engine.events import Diagnosis, EvalFailed, EventSink, Progress, ignore
-from engine.paths import PROJECT_ROOT, resolve_project_path
-from engine.retention import (
+from engine.eval.retention import (
     ANSWER_BATCH,
     ExactRetention,
-    GeneralPrompt,
     RetentionFinding,
     answer_matches,
     collapse_share,
     diagnose_retention,
     exact_retention,
-    read_prompt_file,
 )
+from engine.events import Diagnosis, EvalFailed, EventSink, Progress, ignore
+from engine.files.atomic import write_text_atomic
+from engine.files.paths import PROJECT_ROOT, resolve_project_path
+from engine.infer.base_answers import answer, base_answers
 from engine.runs import eval_report_path
 
 MAX_VAL_EXAMPLES = 200
@@ -68,7 +67,7 @@ class RetentionReport:
     exact: ExactRetention
     base_collapse: float
     tuned_collapse: float
-    """Share of general answers in the training replies' shape or all one answer (engine/retention.py)."""
+    """Share of general answers in the training replies' shape or all one answer (engine/eval/retention.py)."""
     nll_increase: float | None
     """Nats per token the base model's own finished answers cost more under the tuned model."""
     findings: tuple[RetentionFinding, ...]
@@ -259,15 +258,15 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
     """With the tuned model loaded in Hugging Face: validation loss on the run's held-out split
     (None without one) and the mean token NLL of the base model's own general answers (None
     without any), each for base and tuned. The base's two figures are cached per base model and
-    the token ids scored (engine/base_answers.py), so a second run on the same base skips them."""
+    the token ids scored (engine/infer/base_answers.py), so a second run on the same base skips them."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.base_answers import base_figures
     from engine.data import prepare
     from engine.data.render import with_system_prompt
-    from engine.hardware import cuda_computes_bf16
-    from engine.retention import answer_examples
+    from engine.eval.retention import answer_examples
+    from engine.hardware.probe import cuda_computes_bf16
+    from engine.infer.base_answers import base_figures
     from engine.train.methods import cpu_has_native_bf16
 
     config = source.config

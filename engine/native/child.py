@@ -49,7 +49,7 @@ def run_native(what: str, fn: Callable[..., T], *args: Any, on_event: EventSink 
     # The child sees the parent's import path, as multiprocessing's children do.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with os.fdopen(fd, "wb") as log_file:
-        child = subprocess.Popen([sys.executable, "-c", "from engine.native import _child; _child()"],
+        child = subprocess.Popen([sys.executable, "-c", "from engine.native.child import _child; _child()"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=env)
     assert child.stdin is not None and child.stdout is not None
     try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.config import Problem, RunConfig, load_toml, parse_set
-from engine.hardware import HardwareReport
-from engine.presets import Preset, load_preset
-from engine.recommend import CPU_PRESET, PRESET_FOR_METHOD, Recommendation
+from engine.config.presets import Preset, load_preset
+from engine.config.schema import Problem, RunConfig, load_toml, parse_set
+from engine.hardware.probe import HardwareReport
+from engine.hardware.recommend import CPU_PRESET, PRESET_FOR_METHOD, Recommendation
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,

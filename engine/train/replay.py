@@ -16,10 +16,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.data.types import Conversation, Message, TokenizedExample
 from engine.events import EventSink, Progress, ignore
-from engine.paths import PROJECT_ROOT
+from engine.files.paths import PROJECT_ROOT
 
 REPLAY_POOL = PROJECT_ROOT / "presets" / "data" / "general_replay.jsonl"
 REPLAY_MAX_TOKENS = 128
@@ -50,7 +50,7 @@ def replay_examples(config: RunConfig, tokenizer: Any, base_ref: str, task_examp
         return Replay((), 0, "")
     if config.retention_data:
         from engine.data.load import load_conversations
-        from engine.paths import resolve_project_path
+        from engine.files.paths import resolve_project_path
 
         source = resolve_project_path(config.retention_data)
         pool = list(load_conversations(source, "auto").conversations)
@@ -68,9 +68,9 @@ def base_conversations(base_ref: str, system: str, wanted: int, seed: int,
                        on_event: EventSink = ignore) -> list[Conversation]:
     """`wanted` pool prompts in a seeded order, each with the base model's own greedy answer.
     Answers cut at the length limit, or empty, are skipped and the next prompt is asked instead.
-    Only the prompts needed are answered, once per base model (engine/base_answers.py)."""
-    from engine.base_answers import base_answers
-    from engine.retention import read_prompt_file
+    Only the prompts needed are answered, once per base model (engine/infer/base_answers.py)."""
+    from engine.data.prompts import read_prompt_file
+    from engine.infer.base_answers import base_answers
 
     pool = read_prompt_file(REPLAY_POOL)
     random.Random(seed).shuffle(pool)

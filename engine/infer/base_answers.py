@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.atomic import write_text_atomic
 from engine.events import EventSink, Progress, ignore
-from engine.paths import cache_dir
+from engine.files.atomic import write_text_atomic
+from engine.files.paths import cache_dir
 from engine.runs import gguf_path
 
 CACHE_VERSION = 2
@@ -60,7 +60,7 @@ def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: st
            on_event: EventSink = ignore, label: str = "") -> list[Answer]:
     """Greedy replies of the GGUF's model to each conversation (ending with a user turn), decoded by
     llama.cpp in a child process: a crash there is a `NativeCrash`, not the end of ftui."""
-    from engine.native import run_native
+    from engine.native.child import run_native
 
     return run_native(f"answering {len(conversations)} prompts with {gguf.name}", _answer_here, gguf,
                       [list(c) for c in conversations], system, max_tokens, label, on_event=on_event)
@@ -68,7 +68,7 @@ def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: st
 
 def _answer_here(gguf: Path, conversations: list[list[dict[str, str]]], system: str, max_tokens: int, label: str,
                  on_event: EventSink = ignore) -> list[Answer]:
-    from engine.chat import ChatSession
+    from engine.infer.chat import ChatSession
 
     done = 0
 

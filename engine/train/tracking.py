@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.config import RunConfig
+from engine.config.schema import RunConfig
 from engine.events import EvalLogged, StepLogged, TrainFailed, TrainFinished, TrainStarted
 
 ERROR_LOG = "tracking-error.log"
@@ -215,6 +215,6 @@ def _read_state(run_dir: Path) -> dict[str, Any]:
 
 
 def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    from engine.atomic import write_text_atomic
+    from engine.files.atomic import write_text_atomic
 
     write_text_atomic(run_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")

@@ -171,7 +171,7 @@ class ChatSession:
 
     def __init__(self, gguf_path: str | Path, system_prompt: str = "", temperature: float = 0.7,
                  top_p: float = 0.9, max_tokens: int = 256, n_ctx: int = 4096, seed: int = 0):
-        from engine.llama_load import load_llama
+        from engine.native.llama import load_llama
 
         path = Path(gguf_path)
         check_gguf(path)
@@ -221,7 +221,7 @@ class ChatSession:
                      on_reply: Callable[[int, str, bool], None] | None = None) -> list[tuple[str, bool]]:
         """`complete`'s greedy reply to each conversation, decoded several at a time (`greedy_batch`):
         (text, ended on its own) in the conversations' order; `on_reply(index, text, ended)` as each ends."""
-        from engine.greedy_batch import greedy_replies
+        from engine.infer.greedy_batch import greedy_replies
 
         if self._llm is None:
             raise RuntimeError("the chat session is closed")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from engine.aliases import did_you_mean, translate
+from engine.config.aliases import did_you_mean, translate
 
 Method = Literal["lora", "qlora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant"]
@@ -174,7 +174,7 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any], *, source: str = "config", notes: list[Problem] | None = None) -> RunConfig:
         """Build from plain values (a preset, a form, --set), rejecting unknown keys and bad types.
 
-        Other tools' keys (`engine.aliases`: num_train_epochs, cutoff_len, ...) are read as ftui's,
+        Other tools' keys (`engine.config.aliases`: num_train_epochs, cutoff_len, ...) are read as ftui's,
         a later one winning over an earlier; each adds a warning to `notes` naming ftui's key.
         """
         known = {f.name: f for f in fields(cls)}

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.catalog import ModelSpec
-from engine.config import DEFAULT_TARGET_MODULES, RunConfig
+from engine.config.schema import DEFAULT_TARGET_MODULES, RunConfig
+from engine.hardware.catalog import ModelSpec
 
 GIB = 1024**3
 BYTES_16BIT = 2
@@ -319,7 +319,7 @@ def _workspace(spec: ModelSpec, shapes: dict[str, tuple[int, int]], quantized: b
 def estimate_for(config: RunConfig, spec: ModelSpec | None = None) -> MemoryEstimate | None:
     """The peak of exactly this config, or None for a model outside the catalog. The form's
     memory bar, `ftui estimate`, preflight and the recommender all ask here, so they agree."""
-    from engine.catalog import find
+    from engine.hardware.catalog import find
 
     spec = spec or find(config.model)
     if spec is None:
@@ -332,5 +332,5 @@ def estimate_options(config: RunConfig) -> dict[str, Any]:
     return {"grad_checkpointing": config.gradient_checkpointing, "optimizer": config.optimizer,
             "lora_r": config.lora_r, "target_modules": list(config.target_modules),
             "lora_dropout": config.lora_dropout, "world_size": config.world_size,
-            # auto is settled against free memory (engine.recommend.choose_strategy); unsettled, ddp.
+            # auto is settled against free memory (engine.hardware.recommend.choose_strategy); unsettled, ddp.
             "strategy": "fsdp" if config.strategy == "fsdp" else "ddp"}
