@@ -87,6 +87,16 @@ def test_a_failing_case_is_a_row_and_the_json_holds_every_row_as_it_completes(tm
         return real(plan, *args)
 
     monkeypatch.setattr(script, "run_plan", second_breaks)
+    # main() turns the loop's checkpoint writers off and counts bitsandbytes' paged buffers in its
+    # process: registered here, so this test's process gets them back.
+    import engine.train.loop as loop
+
+    monkeypatch.setattr(loop, "save_checkpoint", loop.save_checkpoint)
+    monkeypatch.setattr(loop, "save_weights", loop.save_weights)
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        import bitsandbytes.functional as bnb_functional
+
+        monkeypatch.setattr(bnb_functional, "get_paged", bnb_functional.get_paged)
     assert script.main(["--tiny", "--out", str(out)]) == 1
     rows = json.loads(out.read_text())["plans"]
     assert rows[0]["plan"] == "llama.cpp decode" and seen_before[0] == ["llama.cpp decode"]

@@ -12,6 +12,7 @@ import torch
 from engine.events import ExportFailed, ExportFileWritten, ExportFinished, ExportStageStarted, ExportVerified
 from engine.export import export, gguf_writer
 from engine.export.gguf_writer import UnsupportedModel, write_gguf
+from engine.export.pipeline import EXPORT_MARKER
 from engine.export.verify import TOKENIZER_TEXTS, open_llama
 
 from .conftest import LLAMA3_ROPE, make_tiny_model
@@ -107,7 +108,7 @@ def test_export_writes_quantized_files_and_verification_figures(tmp_path, tiny_r
     events = []
     out = tmp_path / "export"
     result = export(tiny_run, quants=("Q8_0", "Q4_K_M"), out_dir=out, on_event=events.append)
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.name != EXPORT_MARKER)
     assert names == ["Modelfile", "merged", "model-F16.Modelfile", "model-F16.gguf", "model-Q4_K_M.Modelfile",
                      "model-Q4_K_M.gguf", "model-Q8_0.Modelfile", "model-Q8_0.gguf", "verify.json"]
     assert (out / "merged" / "model.safetensors").exists() and (out / "merged" / "tokenizer.json").exists()
