@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 COMMAND_MODULES = (
     "cli.commands.hardware",
+    "cli.commands.doctor",
     "cli.commands.recommend",
     "cli.commands.estimate",
     "cli.commands.presets",

@@ -93,6 +93,10 @@ class FtuiApp(App[int]):
         self.backend = backend if backend is not None else Backend()
         self.hardware: Any = None
         self.recommendation: Any = None
+        self.doctor: Any = None
+        """The doctor's last DoctorReport (engine/hardware/doctor.py), shown on the home screen."""
+        self.doctor_error: str | None = None
+        """Why the doctor's last pass could not run (its process crashed), or None."""
         self.training = TrainingLog()
         self.train_stop = threading.Event()
         self.train_done = threading.Event()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from engine.data import DataReport
     from engine.eval.evaluate import EvalReport
     from engine.export import ExportResult
+    from engine.hardware.doctor import DoctorReport
     from engine.hardware.estimate import MemoryEstimate
     from engine.hardware.probe import HardwareReport
     from engine.hardware.recommend import Recommendation
@@ -47,6 +48,7 @@ class EngineBackend(Protocol):
 
     def probe(self) -> HardwareReport: ...
     def recommend(self, report: HardwareReport) -> Recommendation: ...
+    def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport: ...
     def estimate(self, config: RunConfig) -> MemoryEstimate | None: ...
     def context_length(self, model: str) -> int | None: ...
     def presets(self) -> list[Preset]: ...
@@ -84,6 +86,16 @@ class Backend:
         from engine.hardware.recommend import recommend
 
         return recommend(report)
+
+    def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport:
+        """The install's checks (engine/hardware/doctor.py), the llama.cpp decode too with `decode`, in a
+        child process: they import torch and bitsandbytes, which this process never needs (the
+        first screen stays light), and a native crash there is an error with words, not ftui's end."""
+        from engine.hardware.doctor import check_install
+        from engine.native.child import run_native
+
+        return run_native("checking this install", check_install, output_dir, decode, library="ftui doctor",
+                          advice="run `ftui doctor` in a terminal to see which check crashed")
 
     def estimate(self, config: RunConfig) -> MemoryEstimate | None:
         """Peak memory for this config (as preflight computes it), or None outside the catalog."""

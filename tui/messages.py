@@ -55,6 +55,15 @@ class HardwareProbed(Message):
         super().__init__()
 
 
+class InstallChecked(Message):
+    """The doctor's checks finished: the engine's DoctorReport, or why they could not run."""
+
+    def __init__(self, report: Any, error: str | None) -> None:
+        self.report = report
+        self.error = error
+        super().__init__()
+
+
 class DatasetChecked(Message):
     def __init__(self, summary: Any) -> None:
         self.summary = summary

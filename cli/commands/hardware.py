@@ -1,28 +1,39 @@
-"""`ftui hardware`: what the GPU probe sees, as a table or JSON."""
+"""`ftui hardware`: what the GPU probe sees, and the torch and llama.cpp builds, as a table or JSON."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from cli.output import print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("hardware", help="GPUs (name, VRAM, compute capability, processes), CPU and RAM")
+    p = subparsers.add_parser("hardware", help="GPUs (name, VRAM, compute capability, processes), CPU and RAM, "
+                              "and the torch and llama.cpp builds")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.hardware.builds import llama_build, torch_build
+    from engine.hardware.doctor import check_llama_build, check_torch
     from engine.hardware.probe import probe
 
     report = probe()
+    llama, torch = llama_build(), torch_build()
+    # A GPU box with a CPU-only build (or a torch its driver cannot run): the doctor's words and fix.
+    problems = [c for c in (check_torch(report, torch), check_llama_build(report, llama)) if c.status != "ok"]
     if args.json:
-        print_json(report)
+        print_json({**dataclasses.asdict(report),
+                    "builds": {"llama_cpp": {**dataclasses.asdict(llama), "cpu_features": list(llama.cpu_features)},
+                               "torch": dataclasses.asdict(torch)},
+                    "warnings": [dataclasses.asdict(c) for c in problems]})
         return 0
     print(f"CPU: {report.cpu_cores} cores, {report.ram_gib:.1f} GiB RAM")
     if report.driver:
-        print(f"NVIDIA driver: {report.driver}")
+        cuda = " (CUDA {}.{})".format(*report.cuda_driver) if report.cuda_driver else ""
+        print(f"NVIDIA driver: {report.driver}{cuda}")
     if report.gpus:
         rows = [("GPU", "name", "total", "free", "used", "cc", "bf16")]
         rows += [(str(g.index), g.name, f"{g.total_gib:.1f}", f"{g.free_gib:.1f}", f"{g.used_gib:.1f}",
@@ -39,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
             for problem in g.problems:
                 print(f"  GPU {g.index}: could not read {problem}")
     print(report.note)
+    print(f"llama.cpp build: {llama.describe()}")
+    print(f"torch build: {torch.describe()}")
+    for problem in problems:
+        print(f"{'error' if problem.status == 'error' else 'warning'}: {problem.detail}\n  fix: {problem.fix}")
     return 0
 
 

@@ -31,6 +31,10 @@ of DGX Spark and its OEM twins (ASUS Ascent GX10, Dell Pro Max GB10). Another su
 NVML answering NOT_SUPPORTED for its memory while it addresses the CPU's memory coherently (ATS)."""
 MEMINFO = Path("/proc/meminfo")
 """Where Linux says how much memory the system has and how much a new program can take."""
+NO_NVML_MODULE = "nvidia-ml-py is not installed, so GPUs cannot be seen"
+NO_DRIVER = "no NVIDIA driver found (the NVML library is missing)"
+NO_GPU_REPORTED = "the NVIDIA driver is loaded but reports no GPU"
+"""Causes of CPU mode that `no_gpu_cause` holds word for word (engine/hardware/doctor.py tells them apart)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class HardwareReport:
     """One sentence on what was found and what it means for training."""
     no_gpu_cause: str = ""
     """In CPU mode, why no GPU can be used (no driver, NVML failed, ...); empty with GPUs."""
+    cuda_driver: tuple[int, int] | None = None
+    """The newest CUDA version the driver supports, (major, minor), as nvidia-smi's "CUDA Version"
+    (NVML's nvmlSystemGetCudaDriverVersion); None without a driver or where NVML cannot say."""
 
     @property
     def best_gpu(self) -> GpuInfo | None:
@@ -95,7 +102,7 @@ def probe(nvml: Any = None) -> HardwareReport:
         try:
             import pynvml
         except ImportError:
-            return _cpu_report(cores, ram, "nvidia-ml-py is not installed, so GPUs cannot be seen")
+            return _cpu_report(cores, ram, NO_NVML_MODULE)
         nvml = pynvml
     try:
         nvml.nvmlInit()
@@ -105,6 +112,7 @@ def probe(nvml: Any = None) -> HardwareReport:
         return _cpu_report(cores, ram, f"the NVIDIA management library failed to load ({exc})")
     try:
         driver = _text(_ask(nvml, nvml.nvmlSystemGetDriverVersion)[0])
+        cuda_driver = _cuda_version(nvml)
         count = nvml.nvmlDeviceGetCount()
         gpus = tuple(_gpu(nvml, i) for i in range(count))
     except nvml.NVMLError as exc:
@@ -115,7 +123,7 @@ def probe(nvml: Any = None) -> HardwareReport:
         except nvml.NVMLError:
             pass
     if not gpus:
-        return _cpu_report(cores, ram, "the NVIDIA driver is loaded but reports no GPU", driver)
+        return _cpu_report(cores, ram, NO_GPU_REPORTED, driver, cuda_driver)
     best = max(gpus, key=lambda g: g.free_gib)
     several = f"{len(gpus)} GPUs; training uses one, " if len(gpus) > 1 else ""
     if best.unified_memory:
@@ -124,7 +132,16 @@ def probe(nvml: Any = None) -> HardwareReport:
                 "the CPU draw on it too")
     else:
         note = f"{several}{best.name} (GPU {best.index}) has the most free memory: {best.free_gib:.1f} GiB"
-    return HardwareReport(gpus, cores, ram, driver, note)
+    return HardwareReport(gpus, cores, ram, driver, note, cuda_driver=cuda_driver)
+
+
+def _cuda_version(nvml: Any) -> tuple[int, int] | None:
+    """NVML's CUDA driver version (12040 for 12.4) as (12, 4); None where the call is missing or fails."""
+    ask = getattr(nvml, "nvmlSystemGetCudaDriverVersion", None)
+    value = _ask(nvml, ask)[0] if ask is not None else None
+    if not isinstance(value, int) or value <= 0:
+        return None
+    return value // 1000, value % 1000 // 10
 
 
 def cuda_computes_bf16() -> bool:
@@ -226,7 +243,7 @@ def _text(value: Any) -> str | None:
 
 def _init_failure(nvml: Any, exc: Exception) -> str:
     if isinstance(exc, getattr(nvml, "NVMLError_LibraryNotFound", ())):
-        return "no NVIDIA driver found (the NVML library is missing)"
+        return NO_DRIVER
     if isinstance(exc, getattr(nvml, "NVMLError_DriverNotLoaded", ())):
         return "the NVIDIA driver is installed but not loaded (reboot, or check `nvidia-smi`)"
     if isinstance(exc, getattr(nvml, "NVMLError_NoPermission", ())):
@@ -234,9 +251,10 @@ def _init_failure(nvml: Any, exc: Exception) -> str:
     return f"NVML could not start ({exc})"
 
 
-def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None) -> HardwareReport:
+def _cpu_report(cores: int, ram: float, why: str, driver: str | None = None,
+                cuda_driver: tuple[int, int] | None = None) -> HardwareReport:
     note = f"No usable GPU: {why}. CPU mode with {cores} cores and {ram:.1f} GiB RAM; {CPU_ONLY_ADVICE}."
-    return HardwareReport((), cores, ram, driver, note, why)
+    return HardwareReport((), cores, ram, driver, note, why, cuda_driver)
 
 
 def system_memory_gib() -> tuple[float, float] | None:

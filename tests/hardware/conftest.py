@@ -36,10 +36,12 @@ class FakeNvml:
     NVML_ERROR_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
     NVML_DEVICE_ADDRESSING_MODE_ATS = ADDRESSING_ATS
 
-    def __init__(self, cards=(), init_error: int | None = None, driver: str = "550.54.14"):
+    def __init__(self, cards=(), init_error: int | None = None, driver: str = "550.54.14", cuda_driver: int = 12040):
         self.cards = list(cards)
         self.init_error = init_error
         self.driver = driver
+        self.cuda_driver = cuda_driver
+        """What nvmlSystemGetCudaDriverVersion answers: 12040 is CUDA 12.4, driver 550's."""
         self.initialised = False
         self.shutdowns = 0
 
@@ -61,6 +63,10 @@ class FakeNvml:
 
     def nvmlSystemGetDriverVersion(self):
         return self.driver
+
+    def nvmlSystemGetCudaDriverVersion(self):
+        assert self.initialised, "nvmlSystemGetCudaDriverVersion called before nvmlInit"
+        return self.cuda_driver
 
     def nvmlDeviceGetCount(self):
         return len(self.cards)

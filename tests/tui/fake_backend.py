@@ -37,9 +37,11 @@ from engine.events import (
 )
 from engine.export import ExportResult
 from engine.hardware.catalog import find
+from engine.hardware.doctor import Check, DoctorReport
 from engine.hardware.estimate import MemoryEstimate
 from engine.hardware.probe import GpuInfo, GpuProcess, HardwareReport, _cpu_report
 from engine.hardware.recommend import Recommendation
+from engine.native.child import NativeCrash
 from engine.runs import GpuHolder, RunInfo
 from engine.runs.curves import Curves, curves_of
 from engine.sweep import SweepResult, Variant, run_sweep
@@ -89,6 +91,12 @@ class FakeBackend:
     runs: dict[str, RunInfo] = field(default_factory=dict)
     events: dict[str, list] = field(default_factory=dict)
     chats: list[FakeChat] = field(default_factory=list)
+    install: str = "ok"
+    """What the doctor finds: ok, warn (a CPU-only torch on the GPU), or crash (its process dies)."""
+    doctor_gate: threading.Event | None = None
+    """When set, doctor() waits for it: a slow check that must not hold the first paint."""
+    doctor_calls: list[tuple[str, bool]] = field(default_factory=list)
+    """(output_dir, decode) of each doctor() call; kept out of `calls`, whose last entry tests read."""
 
     def probe(self) -> HardwareReport:
         if not self.gpu:
@@ -103,6 +111,33 @@ class FakeBackend:
                                   "the largest catalog model whose QLoRA peak fits 10.5 GiB free", True)
         return Recommendation("smollm2-135m", "lora", 8, 1, 256, 0.9, 24.0,
                               "no GPU: the embedded 135M model trains on a CPU in minutes", True)
+
+    def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport:
+        self.doctor_calls.append((output_dir, decode))
+        if self.doctor_gate is not None:
+            self.doctor_gate.wait(10)
+        if self.install == "crash":
+            raise NativeCrash("ftui doctor crashed (SIGSEGV, signal 11) while checking this install; the log of that "
+                              "process is /tmp/ftui-native-x.log.", "run `ftui doctor` in a terminal")
+        torch = Check("torch", "torch", "ok", "torch 2.13.0+cu128, CUDA 12.8 build, CUDA usable")
+        if self.install == "warn":
+            torch = Check("torch", "torch", "warn", "torch 2.13.0+cpu, CPU-only build on a machine with an NVIDIA "
+                          "GeForce RTX 4070: training runs on the CPU", 'install a CUDA build of torch: make run '
+                          'TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"')
+        checks = [
+            Check("nvml", "NVIDIA driver", "ok", f"driver 550.54 (CUDA 12.8); 1 GPU: {RTX_4070.name}" if self.gpu
+                  else "no NVIDIA driver and no NVIDIA GPU: CPU mode"),
+            torch,
+            Check("bitsandbytes", "bitsandbytes", "ok", "not needed here: QLoRA needs an NVIDIA GPU"),
+            Check("llama_build", "llama.cpp build", "ok", "llama-cpp-python 0.3.36, CPU only (no GPU offload)"),
+            Check("disk", "disk space", "ok", f"76.7 GiB free for runs {output_dir}"),
+            Check("write", "write access", "ok", f"can write to runs {output_dir}"),
+            Check("hub", "hub", "ok", "online; no hub token"),
+        ]
+        if decode:
+            checks.append(Check("llama_decode", "llama.cpp decode", "ok", "32 tokens greedily on the CPU: 120 tokens/s",
+                                figures={"tokens_per_s": 120.0}))
+        return DoctorReport(tuple(checks))
 
     def estimate(self, config: RunConfig) -> MemoryEstimate | None:
         spec = find(config.model)

@@ -36,7 +36,8 @@ class FtuiScreen(Screen[None]):
     def action_help(self) -> None:
         keys = []
         for _key, active in self.active_bindings.items():
-            if active.binding.show or active.binding.id in ("back", "help", "quit"):
+            # Keys kept off the footer for room (quit, reload, the doctor) still carry an id: listed here.
+            if active.binding.show or active.binding.id:
                 key = active.binding.key_display or active.binding.key
                 if active.binding.id == "help":
                     key = "F1, ?"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Group
 from rich.markdown import Markdown as RichMarkdown
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -178,6 +181,73 @@ class HelpScreen(ModalScreen[None]):
         """The help as plain text (title, text, one line per key and the manual's section)."""
         lines = [self.title_text, self.text, *(f"{key}  {description}" for key, description in self.keys)]
         return "\n".join([*lines, f"Manual: {self.docs}"] if self.docs else lines)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+STATUS_STYLES = {"ok": "green", "warn": "bold yellow", "error": "bold red"}
+
+
+def render_checks(report: Any, error: str | None, running: bool) -> Group:
+    """Each of the doctor's checks: its status in words, what was found, and the fix for a problem,
+    in a grid so that wrapped lines keep their indent."""
+    parts: list[Any] = []
+    if error:
+        parts.append(Text(f"The checks could not run: {error}\n", style="bold red"))
+    if report is None:
+        parts.append(Text("Checking this install…" if running else "Not checked yet.", style="italic"))
+        return Group(*parts)
+    if running and report.decoded:
+        parts.append(Text("Checking again…\n", style="italic"))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=5, no_wrap=True)
+    grid.add_column(ratio=1)
+    for check in report.checks:
+        found = Text.assemble((check.name, "bold"), "  ", check.detail)
+        if check.fix:
+            found.append(f"\nfix: {check.fix}", style="italic")
+        grid.add_row(Text(check.status, style=STATUS_STYLES.get(check.status, "")), found)
+    if running and not report.decoded:
+        grid.add_row(Text("…", style="dim"), Text.assemble(("llama.cpp decode", "bold"), (
+            "  decoding the embedded model in a child process (a few seconds)", "dim")))
+    parts.append(grid)
+    return Group(*parts)
+
+
+class DoctorScreen(ModalScreen[None]):
+    """The install's checks (ftui doctor) in detail. The home screen runs them and calls `show`
+    when a pass lands; r asks it for another pass through `rerun`."""
+
+    BINDINGS = [
+        Binding("escape,k", "close", "Close", id="close"),
+        Binding("r", "rerun", "Check again", id="rerun"),
+    ]
+
+    def __init__(self, report: Any, error: str | None, running: bool, rerun: Callable[[], None]) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error
+        self.running = running
+        self.rerun = rerun
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog doctor", id="doctor-scroll"):
+            yield Static(Text("This install, checked (ftui doctor)", style="bold"), id="doctor-title")
+            yield Static(render_checks(self.report, self.error, self.running), id="doctor-checks")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#doctor-scroll").focus()
+
+    def show(self, report: Any, error: str | None, running: bool) -> None:
+        self.report, self.error, self.running = report, error, running
+        self.query_one("#doctor-checks", Static).update(render_checks(report, error, running))
+
+    def action_rerun(self) -> None:
+        if not self.running:
+            self.rerun()
+            self.show(self.report, None, True)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -1,4 +1,11 @@
-"""The first screen: what this machine has and what it can train, with one key to accept."""
+"""The first screen: what this machine has and what it can train, with one key to accept, and the
+doctor's one line on the install with a key to its checks.
+
+The doctor runs after the first paint, in a worker, and its checks in a process of their own
+(Backend.doctor): the quick checks at once (a few seconds, most of it importing torch there), the
+llama.cpp decode of the embedded model only when the details open. A decode on every start would
+spend seconds of a small machine's CPU, and load a model onto a GPU a run may be training on,
+to say what ftui's own child processes already catch: a native crash there is a failure with words."""
 
 from __future__ import annotations
 
@@ -10,10 +17,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Header, Static
+from textual.worker import get_current_worker
 
 from engine.config.build import config_from_recommendation
-from tui.messages import HardwareProbed, WorkFailed
+from tui.messages import HardwareProbed, InstallChecked, WorkFailed
 from tui.screens.base import FtuiScreen
+from tui.screens.dialogs import DoctorScreen
 from tui.widgets.bars import bar
 from tui.widgets.footer import Footer
 
@@ -72,12 +81,27 @@ def render_recommendation(rec: Any) -> Text:
     return text
 
 
+def render_doctor(report: Any, error: str | None, running: bool) -> Text:
+    """"doctor: all 7 checks pass", "doctor: 1 warning — press k", or that it is checking."""
+    if error:
+        return Text.assemble(("doctor: the checks could not run — press k", "bold red"))
+    if report is None:
+        return Text("doctor: checking this install…", style="dim")
+    again = " (checking again…)" if running else ""
+    if report.problems:
+        return Text.assemble((f"doctor: {report.summary()} — press k", "bold red" if report.errors else "bold yellow"),
+                             (again, "dim"))
+    more = "k: details" if report.decoded else "k: details and a llama.cpp decode"
+    return Text.assemble((f"doctor: {report.summary()}", "green"), (f"  ({more}){again}", "dim"))
+
+
 class HomeScreen(FtuiScreen):
     TITLE = "Home"
     DOCS = "docs/tui.md#home"
     HELP = ("The hardware ftui found and the largest model and batch that fit it. "
             "Enter takes the recommendation into the configuration form; the other keys open "
-            "the other screens. ctrl+p opens the command palette.")
+            "the other screens. The doctor's line checks this install: k opens its checks, each with its "
+            "fix, and runs a llama.cpp decode. ctrl+p opens the command palette.")
     BINDINGS = [
         Binding("enter", "accept", "Accept", id="accept"),
         Binding("p", "app.goto('presets')", "Presets", id="presets"),
@@ -86,7 +110,11 @@ class HomeScreen(FtuiScreen):
         Binding("t", "app.goto('training')", "Training", id="training"),
         Binding("r", "app.goto('runs')", "Runs", id="runs"),
         Binding("h", "app.goto('chat')", "Chat", id="chat"),
+        # Off the footer, which has no room for it at 80 columns: the doctor's line names the key.
+        Binding("k", "doctor", "Doctor", id="doctor", show=False),
     ]
+    doctor_pass: str | None = None
+    """"quick" or "full" (with the decode) while a doctor's pass runs, else None."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,6 +122,7 @@ class HomeScreen(FtuiScreen):
             yield Static("Probing the hardware…", id="hardware", classes="card")
             yield Static("", id="recommendation", classes="card")
             yield Static("", id="selected")
+            yield Static("", id="doctor")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -102,6 +131,10 @@ class HomeScreen(FtuiScreen):
             self.probe()
         else:
             self.show(self.ftui.hardware, self.ftui.recommendation)
+        if self.ftui.doctor is None and self.ftui.doctor_error is None:
+            self.run_doctor(decode=False)
+        else:
+            self.show_doctor()
 
     def on_screen_resume(self) -> None:
         self.show_selected()
@@ -142,6 +175,46 @@ class HomeScreen(FtuiScreen):
             text = render_cpu(report)
         self.query_one("#hardware", Static).update(text)
         self.query_one("#recommendation", Static).update(render_recommendation(rec))
+
+    # The doctor ------------------------------------------------------------------------
+
+    def run_doctor(self, decode: bool) -> None:
+        """A doctor's pass in a worker: the quick checks, or all of them with the llama.cpp decode."""
+        self.doctor_pass = "full" if decode else "quick"
+        self.show_doctor()
+        self.check_install(self.ftui.config.output_dir, decode)
+
+    @work(thread=True, exclusive=True, group="doctor", exit_on_error=False)
+    def check_install(self, output_dir: str, decode: bool) -> None:
+        worker = get_current_worker()
+        try:
+            report, error = self.ftui.backend.doctor(output_dir, decode), None
+        except Exception as exc:  # the checks' own process crashed (NativeCrash), or a bug
+            report, error = None, str(exc) or type(exc).__name__
+        if not worker.is_cancelled:  # a full pass replaced this quick one
+            self.post_message(InstallChecked(report, error))
+
+    def on_install_checked(self, message: InstallChecked) -> None:
+        app = self.ftui
+        if message.report is not None:
+            app.doctor = message.report
+        app.doctor_error = message.error
+        self.doctor_pass = None
+        self.show_doctor()
+
+    def show_doctor(self) -> None:
+        app = self.ftui
+        running = self.doctor_pass is not None
+        self.query_one("#doctor", Static).update(render_doctor(app.doctor, app.doctor_error, running))
+        if isinstance(app.screen, DoctorScreen):
+            app.screen.show(app.doctor, app.doctor_error, running)
+
+    def action_doctor(self) -> None:
+        app = self.ftui
+        if self.doctor_pass != "full" and not (app.doctor is not None and app.doctor.decoded):
+            self.run_doctor(decode=True)
+        app.push_screen(DoctorScreen(app.doctor, app.doctor_error, self.doctor_pass is not None,
+                                     lambda: self.run_doctor(decode=True)))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "accept" and self.ftui.recommendation is None:
