@@ -16,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-file", help="JSONL of {messages, expected} (default: <dataset>_eval.jsonl beside "
                    "a <dataset>_train.jsonl)")
     p.add_argument("--max-tokens", type=int, default=64, help="answer length limit")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the run's model repository code to run (its config.toml turning it on is not enough)")
     p.set_defaults(func=run)
 
 
@@ -24,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.run).exists():
         return fail(f"{args.run}: no such run directory")
-    report = evaluate(args.run, on_event=_progress, eval_file=args.eval_file, max_tokens=args.max_tokens)
+    report = evaluate(args.run, on_event=_progress, eval_file=args.eval_file, max_tokens=args.max_tokens,
+                      trust_remote_code=args.trust_remote_code)
     if report.failure:
         return fail(report.failure.reason + (f"\n  {report.failure.advice}" if report.failure.advice else ""))
     print_report(report)

@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quant", help="GGUF types, comma-separated (default: the run's export_quants), "
                    "e.g. Q8_0,Q4_K_M; F16 is always written")
     p.add_argument("--out", help="output folder (default: RUN/export)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the run's model repository code to run (its config.toml turning it on is not enough)")
     p.set_defaults(func=run)
 
 
@@ -30,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         try:
             # The reader export itself uses, so a missing or half-written run reads the same either way.
-            quants = read_run_source(Path(args.run)).config.export_quants
+            quants = read_run_source(Path(args.run), args.trust_remote_code).config.export_quants
         except MergeError as exc:
             return fail(f"export failed: {exc.reason}" + (f"\n  {exc.advice}" if exc.advice else ""))
         except ConfigError as exc:
             return fail(f"{args.run}: cannot read the run's config.toml:\n{exc}")
-    result = export(args.run, quants=quants, out_dir=args.out, on_event=print_progress)
+    result = export(args.run, quants=quants, out_dir=args.out, on_event=print_progress,
+                    trust_remote_code=args.trust_remote_code)
     if not result.files:
         return 2  # print_progress has shown the ExportFailed event
     print_checks(result)

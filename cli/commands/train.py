@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train on these GPUs, one process each, e.g. 0,1 (or cpu:N); with --resume, move the run there")
     p.add_argument("--detach", action="store_true",
                    help="train in a background process that outlives this terminal; returns once training starts")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="with --resume: allow the run's model repository code to run (its config.toml is not enough)")
     p.add_argument("--yes", "-y", action="store_true",
                    help="start even when a live ftui run holds memory on the GPU, without asking")
     p.set_defaults(func=run)
@@ -98,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     gpus = args.gpus if args.resume else None
     if args.detach:
-        return _detach(config, args.resume, gpus)
-    return _foreground(config, args.resume, gpus)
+        return _detach(config, args.resume, gpus, args.trust_remote_code)
+    return _foreground(config, args.resume, gpus, args.trust_remote_code)
 
 
-def _foreground(config: RunConfig | None, resume: str | None, gpus: str | None) -> int:
+def _foreground(config: RunConfig | None, resume: str | None, gpus: str | None, trust_remote_code: bool) -> int:
     from engine.train import train
 
     events: queue.Queue[Any] = queue.Queue()
@@ -113,7 +115,8 @@ def _foreground(config: RunConfig | None, resume: str | None, gpus: str | None) 
 
     def work() -> None:
         try:
-            outcome.append(train(config or RunConfig(), events.put, stop, resume=resume, gpus=gpus))
+            outcome.append(train(config or RunConfig(), events.put, stop, resume=resume, gpus=gpus,
+                                 trust_remote_code=trust_remote_code))
         finally:
             events.put(None)
 
@@ -158,11 +161,11 @@ def _signal_words(sig: signal.Signals) -> str:
             signal.SIGTERM: "Terminated (SIGTERM)"}.get(sig, sig.name)
 
 
-def _detach(config: RunConfig | None, resume: str | None, gpus: str | None) -> int:
+def _detach(config: RunConfig | None, resume: str | None, gpus: str | None, trust_remote_code: bool) -> int:
     """Start the run in its own process, show it until training begins, then leave it going."""
     from engine.train.detached import follow_launch, launch
 
-    started = launch(config, resume, gpus)
+    started = launch(config, resume, gpus, trust_remote_code)
     view = ProgressView(sys.stdout)
     view.line(f"Started in the background as pid {started.pid}; loading (Ctrl-C here leaves it loading)...")
     leave = threading.Event()

@@ -103,12 +103,12 @@ class EvalReport:
 
 
 def evaluate(run_dir: str | Path, on_event: EventSink = ignore, eval_file: str | Path | None = None,
-             max_tokens: int = 64) -> EvalReport:
+             max_tokens: int = 64, trust_remote_code: bool = False) -> EvalReport:
     """Score base and tuned model; writes <run_dir>/eval.json. Exports the run first if needed.
     A run that cannot be evaluated ends with one EvalFailed event and a report carrying it, as
     export does; nothing is raised for it."""
     try:
-        return _evaluate(Path(run_dir), on_event, eval_file, max_tokens)
+        return _evaluate(Path(run_dir), on_event, eval_file, max_tokens, trust_remote_code)
     except ActionableError as exc:
         failure = EvalFailed(exc.reason, exc.advice)
     except ConfigError as exc:
@@ -120,14 +120,15 @@ def evaluate(run_dir: str | Path, on_event: EventSink = ignore, eval_file: str |
     return EvalReport(str(run_dir), None, None, (), None, None, None, None, 0, failure=failure)
 
 
-def _evaluate(run_dir: Path, on_event: EventSink, eval_file: str | Path | None, max_tokens: int) -> EvalReport:
+def _evaluate(run_dir: Path, on_event: EventSink, eval_file: str | Path | None, max_tokens: int,
+              trust_remote_code: bool) -> EvalReport:
     from engine.export.merge import read_run_source
 
-    source = read_run_source(run_dir)
+    source = read_run_source(run_dir, trust_remote_code)
     eval_path = Path(eval_file) if eval_file else default_eval_file(source.config.dataset)
     prompts, skipped = read_eval_file(eval_path) if eval_path else ([], [])
     general = retention_prompts(source.config)
-    tuned_gguf, quant = _tuned_gguf(run_dir, source.config.export_quants, on_event)
+    tuned_gguf, quant = _tuned_gguf(run_dir, source.config.export_quants, on_event, trust_remote_code)
     base_ref = source.base_ref or source.origin_ref
     system = source.config.system_prompt
     items: list[EvalItem] = []
@@ -235,7 +236,8 @@ def read_eval_file(path: Path) -> tuple[list[tuple[list[dict[str, str]], str]], 
     return prompts, skipped
 
 
-def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSink) -> tuple[Path, str]:
+def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSink,
+                trust_remote_code: bool) -> tuple[Path, str]:
     from engine.runs import find_ggufs
 
     found = find_ggufs(run_dir)
@@ -245,7 +247,7 @@ def _tuned_gguf(run_dir: Path, export_quants: tuple[str, ...], on_event: EventSi
     from engine.export import ExportError, export
 
     quants = tuple(export_quants) or ("Q8_0",)
-    result = export(run_dir, quants=quants, on_event=on_event)
+    result = export(run_dir, quants=quants, on_event=on_event, trust_remote_code=trust_remote_code)
     if not result.files:
         assert result.failure is not None
         raise ExportError(f"the run has no export and exporting it failed: {result.failure.reason}",

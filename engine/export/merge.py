@@ -39,12 +39,21 @@ class RunSource:
     """The model the run started from (for full fine-tuning, the "before" of an evaluation)."""
 
 
-def read_run_source(run_dir: Path) -> RunSource:
+def read_run_source(run_dir: Path, trust_remote_code: bool = False) -> RunSource:
+    """What a run exports from; refused when its config turns repository code on and
+    `trust_remote_code` (the user's own word for this command) does not."""
+    from engine.models.errors import ModelLoadError
+    from engine.models.safety import check_run_code_consent
+
     run_dir = Path(run_dir)
     if not config_path(run_dir).is_file():
         raise MergeError(f"{run_dir} is not a run directory (no config.toml)",
                          "pass a folder under runs/, e.g. `ftui export runs/<date>-<name>`")
     config = read_config(run_dir)
+    try:
+        check_run_code_consent(run_dir, config.model, config.trust_remote_code, trust_remote_code)
+    except ModelLoadError as exc:
+        raise MergeError(exc.reason, exc.advice) from None
     try:
         record = read_record(run_dir)
         method, origin, base = record.method, record.model_ref, record.base_model_ref

@@ -63,13 +63,15 @@ class ExportResult:
 
 
 def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",), out_dir: str | Path | None = None,
-           on_event: EventSink = ignore, stop: threading.Event | None = None) -> ExportResult:
+           on_event: EventSink = ignore, stop: threading.Event | None = None,
+           trust_remote_code: bool = False) -> ExportResult:
     """Export a run. Success or failure ends with one event (ExportFinished or ExportFailed)
     and the same outcome in the result; nothing is raised for a run that cannot be exported."""
     out = Path(out_dir) if out_dir else export_dir(run_dir)
     writing: list[str] = []
     try:
-        result = _export(Path(run_dir), tuple(quants), out, on_event, stop or threading.Event(), writing)
+        result = _export(Path(run_dir), tuple(quants), out, on_event, stop or threading.Event(), writing,
+                         trust_remote_code)
     except (ExportError, MergeError) as exc:
         return _failed(out, ExportFailed(exc.reason, exc.advice), on_event)
     except NativeCrash as exc:
@@ -127,10 +129,10 @@ def plan_quants(quants: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSink,
-            stop: threading.Event, writing: list[str]) -> ExportResult:
+            stop: threading.Event, writing: list[str], trust_remote_code: bool) -> ExportResult:
     """`writing` gets the name of each output as its stage starts, for a failure to name."""
     plan = plan_quants(quants)
-    source = read_run_source(run_dir)
+    source = read_run_source(run_dir, trust_remote_code)
     note = _status_note(run_dir)
     if note:
         on_event(Progress("run", 1, 1, message=note))

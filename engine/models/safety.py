@@ -49,3 +49,15 @@ def check_remote_code(config: dict[str, Any], where: str, trust_remote_code: boo
             f"{where} needs its own Python code to load (model type {config.get('model_type')!r}).",
             "Set trust_remote_code = true for this run only if you trust the repository.",
         )
+
+
+def check_run_code_consent(run_dir: Any, model: str, run_trusts: bool, allowed: bool) -> None:
+    """A run's own config.toml turning trust_remote_code on is not consent: exporting, evaluating or
+    resuming a run someone else made would run its model repository's code unasked. Refused unless
+    the person running ftui says so for this command (--trust-remote-code)."""
+    if run_trusts and not allowed:
+        raise ModelLoadError(
+            f"{run_dir}: its config.toml says trust_remote_code = true, so loading it runs Python code from the "
+            f"model's repository ({model}).",
+            "If you trust that repository, run the command again with --trust-remote-code.",
+        )

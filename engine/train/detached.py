@@ -63,7 +63,8 @@ class Launch:
         return self.process.poll() is None
 
 
-def launch(config: RunConfig | None, resume: str | None = None, gpus: str | None = None) -> Launch:
+def launch(config: RunConfig | None, resume: str | None = None, gpus: str | None = None,
+           trust_remote_code: bool = False) -> Launch:
     """Start a run (or the resume of `resume`, on `gpus` when given) in a detached process and return at once."""
     if resume:
         folder = run_dir_of(resume).parent / LAUNCH_DIR
@@ -77,6 +78,7 @@ def launch(config: RunConfig | None, resume: str | None = None, gpus: str | None
     args = [sys.executable, "-m", "engine.train.detached", "--events", str(events)]
     if resume:
         args += ["--resume", str(resume)] + (["--gpus", gpus] if gpus is not None else [])
+        args += ["--trust-remote-code"] if trust_remote_code else []
     else:
         config_file = folder / f"{stem}.toml"
         config_file.write_text((config or RunConfig()).to_toml(), encoding="utf-8")
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--config")
     source.add_argument("--resume")
     parser.add_argument("--gpus")
+    parser.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -205,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = RunConfig()
     try:
-        result = train(config, on_event, stop, resume=args.resume, gpus=args.gpus)
+        result = train(config, on_event, stop, resume=args.resume, gpus=args.gpus,
+                       trust_remote_code=args.trust_remote_code)
     finally:
         sink.close()
     return 1 if result.status == "failed" else 0

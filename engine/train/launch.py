@@ -31,6 +31,8 @@ from typing import Any
 
 from engine.config.schema import ConfigError, RunConfig, load_toml, parse_gpus
 from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record, to_record
+from engine.models.errors import ModelLoadError
+from engine.models.safety import check_run_code_consent
 from engine.runs.writer import record_failure
 from engine.train.checkpoint import choose_checkpoint
 from engine.train.devices import child_environments, training_environment
@@ -44,17 +46,23 @@ GRACE_S = 3.0
 
 
 def train(config: RunConfig, on_event: Callable[[Any], None], stop: threading.Event,
-          resume: str | None = None, gpus: str | None = None) -> RunResult:
+          resume: str | None = None, gpus: str | None = None, trust_remote_code: bool = False) -> RunResult:
     """Fine-tune as `config` says, reporting through `on_event`; `stop.set()` ends it with a checkpoint.
 
     With `resume` (a run directory or one of its checkpoints) the run continues in its own
-    directory with the config saved there; `gpus` resumes it on other devices.
+    directory with the config saved there; `gpus` resumes it on other devices. A saved config
+    that turns trust_remote_code on is refused unless `trust_remote_code` (the user's word now).
     """
     training_environment()  # before CUDA starts here or in the processes started below, which inherit it
     try:
         planned = saved_config(Path(resume), gpus) if resume else config
     except Failure:
         planned = config  # train_here says why
+    if resume:
+        try:
+            check_run_code_consent(resume, planned.model, planned.trust_remote_code, trust_remote_code)
+        except ModelLoadError as exc:
+            return refuse(on_event, exc.reason, exc.advice)
     if planned.world_size == 1:
         return train_here(config, on_event, stop, resume, gpus)
     return train_on_ranks(planned, on_event, stop, resume)
