@@ -118,6 +118,7 @@ def _count(text: str) -> int:
 def run_preview(args: argparse.Namespace) -> int:
     from engine.data import DatasetError, load_conversations
     from engine.data.render import RenderError, render_text, with_system_prompt
+    from engine.display import printable
     from engine.files.paths import resolve_project_path
 
     try:
@@ -131,7 +132,7 @@ def run_preview(args: argparse.Namespace) -> int:
     for conversation in loaded.conversations[: max(args.n, 0)]:
         print(f"──── line {conversation.source_line} ────")
         try:
-            sys.stdout.write(render_text(tokenizer, with_system_prompt(conversation, args.system_prompt)))
+            sys.stdout.write(printable(render_text(tokenizer, with_system_prompt(conversation, args.system_prompt))))
         except RenderError as exc:
             print(f"(not rendered: {exc})")
         print()

@@ -16,6 +16,7 @@ from engine.data.prepare import fit
 from engine.data.readers import DatasetError
 from engine.data.render import RenderError, render
 from engine.data.types import DataProblem
+from engine.display import printable
 from engine.files.paths import resolve_project_path
 
 PERCENTILES = (50, 90, 95, 99)
@@ -152,11 +153,11 @@ def _segments(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[Segment, .
     pos = 0
     for start, end in spans:
         if start > pos:
-            out.append(Segment(text[pos:start], False))
-        out.append(Segment(text[start:end], True))
+            out.append(Segment(printable(text[pos:start]), False))
+        out.append(Segment(printable(text[start:end]), True))
         pos = end
     if pos < len(text):
-        out.append(Segment(text[pos:], False))
+        out.append(Segment(printable(text[pos:]), False))
     return tuple(out)
 
 

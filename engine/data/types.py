@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.display import printable
+
 
 @dataclass(frozen=True)
 class Message:
@@ -29,8 +31,9 @@ class DataProblem:
     message: str
 
     def __str__(self) -> str:
+        """As shown to a person: a field or message quoting the row holds nothing a terminal acts on."""
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+        return printable(f"{where}: {self.field + ': ' if self.field else ''}{self.message}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 from engine.config.schema import ConfigError, RunConfig
 from engine.data.prompts import GeneralPrompt, read_prompt_file
 from engine.data.types import Conversation
+from engine.display import printable
 from engine.errors import ActionableError
 from engine.eval.retention import (
     ANSWER_BATCH,
@@ -137,8 +138,8 @@ def _evaluate(run_dir: Path, on_event: EventSink, eval_file: str | Path | None, 
         base_replies = [a.text for a in base_answers(base_ref, conversations, system, max_tokens, quant, on_event)]
         tuned_replies = [a.text for a in answer(tuned_gguf, conversations, system, max_tokens, on_event, "tuned")]
         for (messages, expected), b, t in zip(prompts, base_replies, tuned_replies, strict=True):
-            items.append(EvalItem(messages[-1]["content"], expected, b, t, answer_matches(b, expected),
-                                  answer_matches(t, expected)))
+            items.append(EvalItem(printable(messages[-1]["content"]), expected, printable(b), printable(t),
+                                  answer_matches(b, expected), answer_matches(t, expected)))
     general_base = (base_answers(base_ref, [p.message_dicts() for p in general], system, RETENTION_MAX_TOKENS,
                                  quant, on_event, "general base") if general else [])
     nll_pairs = [p.answered(a.text) for p, a in zip(general, general_base, strict=True) if a.finished and a.text]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.display import printable
 from engine.errors import ActionableError
 
 GGUF_MAGIC = b"GGUF"
@@ -197,7 +198,8 @@ class ChatSession:
         self._formatter: Any = None
 
     def send(self, text: str) -> Iterator[str]:
-        """Stream the reply to `text`; the full reply joins the history once streaming ends."""
+        """Stream the reply to `text`, as text safe to show in a terminal (`engine.display`); the full
+        reply, as the model wrote it, joins the history once streaming ends."""
         if self._llm is None:
             raise RuntimeError("the chat session is closed")
         self.history.append({"role": "user", "content": text})
@@ -212,7 +214,9 @@ class ChatSession:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     pieces.append(piece)
-                    yield piece
+                    shown = printable(piece)
+                    if shown:
+                        yield shown
         finally:
             # A reply cut short (stop pressed, consumer gone) still belongs to the conversation.
             self.history.append({"role": "assistant", "content": "".join(pieces)})
