@@ -1,8 +1,8 @@
 """`train()`: the run in this process, or one process per device of `gpus`, started and watched here.
 
 Several processes are started with `torch.multiprocessing` and set up as torchrun would set them
-up (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; NCCL on GPUs, gloo on the CPU), each
-seeing only its own GPU. Each runs `train_here` with its `Ranks`; rank 0 writes the run directory
+up (RANK, WORLD_SIZE, LOCAL_RANK; NCCL on GPUs, gloo on the CPU), each seeing only its own GPU; they
+meet through a file in a private folder and talk over loopback, so nothing listens on the network. Each runs `train_here` with its `Ranks`; rank 0 writes the run directory
 as a single process does and sends its events here through a queue, so callers (the CLI's worker
 thread, a detached run, the tests) receive them through the same `on_event`. A set `stop` reaches
 every process; they agree on it at the next step (engine.train.parallel) and save together.
@@ -20,9 +20,10 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import signal
-import socket
 import sys
+import tempfile
 import threading
 import tomllib
 from collections.abc import Callable
@@ -72,7 +73,6 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
                    resume: str | None) -> RunResult:
     """One process per device of `config.gpus`; returns once every one of them has ended."""
     import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
 
     try:  # here, not in every process: a config error is no process's failure
         config.validate()
@@ -93,9 +93,23 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
     context = mp.get_context("spawn")
     messages = context.Queue()
     shared_stop = context.Event()
-    args = (len(ids), _free_port(), config.to_toml(), resume, config.gpus, strategy, kind, devices, messages,
-            shared_stop)
-    processes = mp.start_processes(_rank_main, args=args, nprocs=len(ids), join=False, start_method="spawn")
+    # The processes meet through a file in a folder only this user can enter, not a TCP store that
+    # listens on every interface unauthenticated (pytorch#173909); removed when they are gone.
+    private = tempfile.mkdtemp(prefix="ftui-rendezvous-")
+    args = (len(ids), str(Path(private) / "store"), config.to_toml(), resume, config.gpus, strategy, kind, devices,
+            messages, shared_stop)
+    try:
+        processes = mp.start_processes(_rank_main, args=args, nprocs=len(ids), join=False, start_method="spawn")
+        return _watch(processes, messages, shared_stop, stop, on_event, len(ids))
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _watch(processes: Any, messages: Any, shared_stop: Any, stop: threading.Event, on_event: Callable[[Any], None],
+           count: int) -> RunResult:
+    """Pass the processes' events on until every one has ended; the run's outcome."""
+    from torch.multiprocessing.spawn import ProcessException
+
     run_dir: str | None = None
     end: TrainFinished | TrainFailed | None = None
     cause: tuple[int, TrainFailed] | None = None
@@ -139,7 +153,7 @@ def train_on_ranks(config: RunConfig, on_event: Callable[[Any], None], stop: thr
         cause = exited
     if cause is not None:
         rank, failed = cause
-        where = f" (process {rank} of {len(ids)})"
+        where = f" (process {rank} of {count})"
         end = TrainFailed(failed.reason + where, failed.advice, failed.step)
         if run_dir is not None:
             record_failure(Path(run_dir), end)
@@ -179,14 +193,17 @@ def _resumed_strategy(resume: str | None) -> str:
     return "fsdp" if state.get("strategy") == "fsdp" else "ddp"
 
 
-def _rank_main(rank: int, world: int, port: int, config_toml: str, resume: str | None, gpus: str, strategy: str,
+def _rank_main(rank: int, world: int, store: str, config_toml: str, resume: str | None, gpus: str, strategy: str,
                kind: str, devices: list[dict[str, str]], messages: Any, stop: Any) -> None:
     """One process of the run, as torch.multiprocessing starts it."""
     # Only its own GPU (by UUID: engine.train.devices): "cuda" is that GPU for every library, as in a
     # one-GPU run. cpu:N sees none.
     os.environ.update(devices[rank])
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), FTUI_RENDEZVOUS=f"file://{store}")
+    if sys.platform == "linux":
+        # The backends' own connections between the processes stay on this machine's loopback too.
+        for name in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
+            os.environ.setdefault(name, "lo")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         # A terminal's Ctrl-C or hangup reaches every process of its group: each asks for the stop.
         signal.signal(sig, lambda *_: stop.set())
@@ -216,7 +233,9 @@ def _run_rank(config: RunConfig, on_event: Callable[[Any], None], stop: Any, res
         if torch.cuda.device_count() > 1:  # under torchrun; ftui's own processes each see one GPU
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
-        dist.init_process_group(backend)
+        # ftui's own processes meet through their private file; under torchrun, the environment it set.
+        dist.init_process_group(backend, init_method=os.environ.get("FTUI_RENDEZVOUS", "env://"), rank=rank,
+                                world_size=world)
     except Exception as exc:  # noqa: BLE001 - a rank that cannot join says why, like any failure
         failed = TrainFailed(f"could not join the other training processes: {type(exc).__name__}: {exc}",
                              "check that MASTER_ADDR and MASTER_PORT are reachable and the devices are free")
@@ -228,12 +247,6 @@ def _run_rank(config: RunConfig, on_event: Callable[[Any], None], stop: Any, res
         dist.barrier()  # gloo can abort a process that leaves while another still talks to it
     dist.destroy_process_group()
     return result.ok
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ignore(_event: Any) -> None:

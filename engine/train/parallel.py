@@ -65,14 +65,21 @@ class Ranks:
         return float(tensor.item())
 
     def share(self, text: str) -> str:
-        """Rank 0's text on every process (the run directory it created)."""
+        """Rank 0's text on every process (the run directory it created), sent as UTF-8 bytes in a
+        tensor: never a pickle, which a process would run whatever it held."""
         if self.world == 1:
             return text
+        import torch
         import torch.distributed as dist
 
-        box = [text]
-        dist.broadcast_object_list(box, src=0)
-        return str(box[0])
+        data = text.encode("utf-8") if self.rank == 0 else b""
+        size = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        dist.broadcast(size, src=0)
+        buffer = torch.zeros(int(size.item()), dtype=torch.uint8, device=self.device)
+        if self.rank == 0:
+            buffer.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        dist.broadcast(buffer, src=0)
+        return bytes(buffer.cpu().tolist()).decode("utf-8")
 
 
 SINGLE = Ranks()

@@ -211,7 +211,7 @@ def test_ftui_train_on_a_gpu_a_live_run_holds_says_how_much_and_does_not_start_u
     a_run(tmp_path / "runs" / "live")
     nvml = FakeNvml([FakeCard("NVIDIA GeForce RTX 4090", 24.0, used_gib=9.0,
                               processes=[(os.getpid(), "python", 7.8)])])
-    real_probe = engine.hardware.probe
+    real_probe = engine.hardware.probe.probe
     monkeypatch.setattr(engine.hardware.probe, "probe", lambda: real_probe(nvml))
     config = tmp_path / "run.toml"
     config.write_text(tiny_config(tmp_path).to_toml())

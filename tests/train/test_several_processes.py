@@ -12,6 +12,7 @@ to TOLERANCE. With lora_dropout 0.05 the difference was 5.5e-4.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -201,3 +202,33 @@ def test_replay_is_made_once_before_the_processes_start(tmp_path, model_folder, 
     assert len(asked) == 1 and asked[0] > 0
     started = next(e for e in events if isinstance(e, TrainStarted))
     assert started.train_examples == 2 * (40 - started.val_examples)  # half of what the processes train is replay
+
+
+def test_the_processes_meet_through_a_private_file_and_share_no_pickles(tmp_path, model_folder, monkeypatch):
+    """No TCP store listening on every interface, no object (pickle) broadcast between processes: a
+    rendezvous file in a folder only this user can enter, removed when the run ends."""
+    import ast
+    import stat
+    import tempfile
+
+    import engine.train.launch as launch
+
+    made: list[tuple[str, int]] = []
+    real = tempfile.mkdtemp
+
+    def recorded(*args, **kwargs):
+        path = real(*args, **kwargs)
+        made.append((path, stat.S_IMODE(os.stat(path).st_mode)))
+        return path
+
+    monkeypatch.setattr(launch.tempfile, "mkdtemp", recorded)
+    result, _ = run(config_for(tmp_path, model_folder, batch_size=2, gpus="cpu:2"))
+    assert result.status == "finished", result.reason
+    [(folder, mode)] = made
+    assert mode == 0o700 and not os.path.exists(folder)
+
+    pickling = {"broadcast_object_list", "all_gather_object", "gather_object", "scatter_object_list",
+                "send_object_list", "recv_object_list"}
+    for path in (ROOT / "engine").rglob("*.py"):
+        names = {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
+        assert not names & pickling, f"{path} sends pickles between processes"
