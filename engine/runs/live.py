@@ -117,14 +117,44 @@ def heartbeat_age(run_dir: str | Path) -> float | None:
 
 
 def writer_alive(run_dir: str | Path, pid: int | None, host: str) -> bool:
-    """Whether the process run.json names is still training: a stale heartbeat says no anywhere;
-    on this machine the pid must exist too. Another machine's run with a fresh heartbeat is live."""
+    """Whether the process run.json names is still training (see `not_live_because`)."""
+    return not not_live_because(run_dir, pid, host)
+
+
+def not_live_because(run_dir: str | Path, pid: int | None, host: str) -> str:
+    """Why the process run.json names is not training the run now, in words; "" while it is.
+
+    The heartbeat decides wherever the run is opened: a stale one says no on any machine (a
+    frozen process, a reused pid, a machine that went down). Without one, another machine's run
+    is not live either: every version that records the host beats, so a run.json naming another
+    host and no heartbeat file is a folder copied from that machine (or left on a shared one)
+    after its trainer ended. On this machine (or with no host recorded, from before hosts were)
+    the pid must exist too. Another machine's run with a fresh heartbeat is live: the pid is
+    not this machine's to check."""
+    here = socket.gethostname()
+    who = f"process {pid}" if pid else "its process"
+    where = f" on {host}" if host and host != here else ""
     age = heartbeat_age(run_dir)
     if age is not None and age > STALE_S:
-        return False
-    if pid is None or host != socket.gethostname():
-        return True
-    return pid_alive(pid)
+        return (f"{who}{where} has not touched the heartbeat for {_ago(age)} "
+                "(it froze, or its machine went down)")
+    if host and host != here:
+        if age is None:
+            return (f"run.json names {who}{where}, and no heartbeat file says it still trains "
+                    "(a folder copied from that machine, or one it left behind)")
+        return ""
+    if pid is None:
+        return "" if age is not None else "run.json names no process and the run has no heartbeat"
+    if not pid_alive(pid):
+        return f"{who} is gone (killed, or this machine restarted)"
+    return ""
+
+
+def _ago(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // 1440} days"
 
 
 def request_stop(run_dir: str | Path) -> Path:
