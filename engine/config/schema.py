@@ -101,6 +101,10 @@ class RunConfig:
     """Passes over the training data; 1-3 for most instruction sets, more overfits."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run the epochs)."""
+    max_time: str = ""
+    """A time budget for each training session: "2h", "90m", "1h30m", "45s" or a number of seconds
+    ("" none). When the next step would not end within it, the run stops with a checkpoint, as a
+    stop request does, and says so in run.json; a resume gets the budget afresh."""
     batch_size: int = 4
     """Examples per forward pass: raises memory use roughly linearly."""
     grad_accum: int = 4
@@ -280,6 +284,14 @@ class RunConfig:
             err("epochs", "set epochs > 0 or max_steps > 0")
         if self.max_steps < 0:
             err("max_steps", "must be 0 (use epochs) or positive")
+        if self.max_time:
+            try:
+                budget = parse_duration(self.max_time)
+            except ValueError as exc:
+                err("max_time", str(exc))
+            else:
+                if not 0 < budget <= MAX_TIME_S:
+                    err("max_time", f"{self.max_time} is outside 1s..30 days (\"\" for no budget)")
         if self.batch_size < 1:
             err("batch_size", "must be at least 1")
         if self.grad_accum < 1:
@@ -480,6 +492,21 @@ def yaml_as_toml(path: Path, text: str) -> str:
     return out + f"  save the lines above as {path.with_suffix('.toml').name} and pass that file"
 
 
+MAX_TIME_S = 30 * 86400
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "2h", "90m", "1h30m", "45s", "1.5h", "1d" or a plain number of seconds; ValueError
+    saying how to write one otherwise."""
+    compact = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(compact)
+    if not compact or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a time; write it as 2h, 90m, 1h30m, 45s or a number of seconds")
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """`--set key=value` pairs; values are read as TOML so numbers, bools and lists work."""
     out: dict[str, Any] = {}
@@ -500,6 +527,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     choices = _literal_choices(f.name)
     if f.name in _PAIR_FIELDS:
         return _pairs(f.name, value)
+    if f.name == "max_time" and not isinstance(value, bool) and isinstance(value, (int, float)):
+        value = f"{value:g}"  # max_time = 5400 or --set max_time=5400: seconds
     if f.name == "gpus" and not isinstance(value, bool) and isinstance(value, (int, list)):
         value = ",".join(str(v) for v in (value if isinstance(value, list) else [value]))  # gpus = [0, 1] or --set gpus=0
     if choices is not None:

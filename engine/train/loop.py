@@ -25,7 +25,7 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from engine.config.schema import RunConfig
+from engine.config.schema import RunConfig, parse_duration
 from engine.data.types import PreparedData, TokenizedExample
 from engine.errors import ActionableError
 from engine.events import (
@@ -225,17 +225,19 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
 
     parts.model.train()
     began = time.monotonic()
+    budget = parse_duration(config.max_time) if config.max_time else None
     loss = float("nan")
     stopped_reason = ""
     step = start
     for step in range(start + 1, total_steps + 1):
         t0 = time.monotonic()
+        out_of_time = step < total_steps and _out_of_time(budget, t0 - began, step - 1 - start)
         asked: bool | None = None
         if ranks.world == 1:
             micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
             stats = optimizer_step(parts, micro, step, config.max_grad_norm)
         else:
-            stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop)
+            stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop.is_set() or out_of_time)
         loss = stats.loss
         diagnosis = parts.diagnoser.on_step(step, loss)
         if diagnosis is not None:
@@ -250,8 +252,9 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
         ))
 
         stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
-        if (stop.is_set() if asked is None else asked) and not stopped_reason:
-            stopped_reason = f"stopped on request at step {step}"
+        if ((stop.is_set() or out_of_time) if asked is None else asked) and not stopped_reason:
+            stopped_reason = (f"the {config.max_time} time budget was spent at step {step}" if out_of_time
+                              else f"stopped on request at step {step}")
         run.write_status(step=step, best_val_loss=counters.best)
         if stopped_reason:
             _save(run, parts, counters, emit, step, "stop")
@@ -264,8 +267,17 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     return _finish(config, parts, counters, run, emit, step, loss, stopped_reason)
 
 
+def _out_of_time(budget: float | None, elapsed: float, steps_done: int) -> bool:
+    """Whether the step about to start should be this session's last: at the pace so far
+    (evaluations and checkpoints included), the one after it would end past the budget. Decided
+    before the step so that several processes agree on it with the stop request."""
+    if budget is None or steps_done < 1:
+        return False
+    return elapsed + 2 * elapsed / steps_done > budget
+
+
 def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], step: int, max_grad_norm: float,
-                 stop: threading.Event) -> tuple[StepStats, bool]:
+                 stop: bool) -> tuple[StepStats, bool]:
     """This process's share of the step, then the step's loss and tokens over every process and
     whether any was asked to stop."""
     schedule, ranks = parts.schedule, parts.ranks
@@ -278,7 +290,7 @@ def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], 
               else max(1, len(mine)))
     micro = [[train_set[i] for i in b] for b in mine] + [[train_set[everyone[0]]]] * (passes - len(mine))
     stats = optimizer_step(parts, micro, step, max_grad_norm, n_trained, padding=passes - len(mine))
-    loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop.is_set())
+    loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop)
     return dataclasses.replace(stats, loss=loss_sum / max(n_trained, 1), tokens=tokens), asked
 
 
