@@ -38,6 +38,12 @@ class TrainStarted:
     """Share of tokens in the planned batches that are padding, 0..1."""
     start_step: int = 0
     """Non-zero when resuming: the step the run continues from."""
+    planned_tokens: int = 0
+    """Tokens the steps still to run will read (padding excluded, as StepLogged.tokens_per_s counts)."""
+    predicted_s: float | None = None
+    """Their wall time at the speed an earlier finished run measured on this machine (engine.runs.speed)."""
+    prediction: str = ""
+    """The prediction and where its figure comes from, or that there was no earlier run to measure from."""
 
 
 @dataclass(frozen=True)

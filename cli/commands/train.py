@@ -263,7 +263,8 @@ class ProgressView:
             resumed = f", resuming at step {e.start_step}" if e.start_step else ""
             self.line(f"Training {e.train_examples} examples ({e.val_examples} held out) for {e.total_steps} "
                       f"steps on {e.device}{resumed}\n  {e.trainable_params:,} of {e.total_params:,} parameters "
-                      f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}")
+                      f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}"
+                      + (f"\n  {e.prediction}" if e.prediction else ""))
         elif isinstance(e, StepLogged):
             done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
             self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "

@@ -43,6 +43,7 @@ from engine.files.disk_full import is_disk_full
 from engine.hardware.catalog import ModelSpec
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
+from engine.runs.speed import Prediction, predict
 from engine.runs.writer import PeerRun
 from engine.train.checkpoint import (
     CheckpointChoice,
@@ -217,10 +218,15 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     if ranks.main and not tokenizer_dir(run.path).exists():
         save_tokenizer(run, loaded.tokenizer)
     run.write_status(total_steps=total_steps, step=start)
+    device = _device_label(precision, ranks)
+    planned = sum(schedule.lengths[i] for step in range(start + 1, total_steps + 1) for i in schedule.step_examples(step))
+    predicted = (predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
+                 else Prediction(None, ""))
     emit(TrainStarted(
         run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
         train_examples=len(train_set), val_examples=len(val_set), trainable_params=parts.trainable,
-        total_params=parts.total, device=_device_label(precision, ranks), pad_share=schedule.planned_pad_share(), start_step=start,
+        total_params=parts.total, device=device, pad_share=schedule.planned_pad_share(), start_step=start,
+        planned_tokens=planned, predicted_s=predicted.seconds, prediction=predicted.text,
     ))
 
     parts.model.train()
