@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import math
 import re
+import shlex
 import sys
 import tomllib
 from dataclasses import dataclass, fields
@@ -173,6 +174,13 @@ class RunConfig:
     report_to: tuple[str, ...] = ()
     """Experiment trackers fed the same steps and evaluations: tensorboard (RUN/tensorboard), wandb
     (offline unless WANDB_MODE=online), mlflow (OUTPUT_DIR/mlruns unless MLFLOW_TRACKING_URI)."""
+    notify_url: str = ""
+    """Where the run says it finished, stopped, failed or stalled: a webhook or an ntfy topic URL
+    (https://ntfy.sh/your-topic) gets a POST of a JSON summary ("" uses FTUI_NOTIFY_URL, if set).
+    Saved in the run's config.toml: an ntfy topic is as secret as its name."""
+    notify_command: str = ""
+    """A command run at the same moments, with the summary in FTUI_NOTIFY_* environment variables;
+    split as a shell would and run directly, never through a shell (no pipes or $VARS)."""
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config", notes: list[Problem] | None = None) -> RunConfig:
@@ -347,6 +355,17 @@ class RunConfig:
             except MappingError as exc:
                 setting, _, message = str(exc).partition(": ")
                 err(setting, message)
+        if self.notify_url and not re.match(r"https?://[^/\s]+", self.notify_url):
+            err("notify_url", f"{self.notify_url!r} is not an http:// or https:// URL (a webhook, or an ntfy topic "
+                "such as https://ntfy.sh/your-topic)")
+        if self.notify_command:
+            try:
+                words = shlex.split(self.notify_command)
+            except ValueError as exc:
+                err("notify_command", f"cannot be split into words ({exc}); close its quotes")
+            else:
+                if not words:
+                    err("notify_command", "is blank; leave it out for no command")
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 close = difflib.get_close_matches(tracker, TRACKERS, n=1, cutoff=0.6)

@@ -55,6 +55,7 @@ from engine.train.checkpoint import (
     save_weights,
 )
 from engine.train.methods import Precision, choose_precision
+from engine.train.notify import notifying
 from engine.train.parallel import SINGLE, Ranks, whole_optimizer, whole_weights
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
@@ -139,6 +140,9 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
         ranks.share(str(run.path))
     with run.live(stop), contextlib.ExitStack() as trackers:
+        if ranks.main:  # one message per run, from the process that writes run.json
+            notifier = trackers.enter_context(notifying(config, run.path))
+            on_event = notifier.feeding(on_event) if notifier is not None else on_event
         try:
             track = trackers.enter_context(tracking(config if ranks.main else config.replace(report_to=()), run.path))
         except TrackerError as exc:
