@@ -60,6 +60,11 @@ class StepLogged:
     eta_s: float
     peak_mem_gib: float
     """Peak GPU memory on CUDA, peak process RSS on CPU."""
+    gpu_used_gib: float | None = None
+    """Memory in use on the whole GPU, as NVML samples it at the step (engine.hardware.sampler); None on
+    the CPU or where NVML cannot say."""
+    gpu_util: int | None = None
+    """How busy the GPU was, 0..100 (NVML's share of its last sample period with a kernel running)."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from engine.events import (
 from engine.files.control import UnsafeFile
 from engine.files.disk_full import is_disk_full
 from engine.hardware.catalog import ModelSpec
+from engine.hardware.sampler import GpuSample, GpuSampler
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
 from engine.runs.speed import Prediction, predict
@@ -54,6 +55,7 @@ from engine.train.checkpoint import (
     save_tokenizer,
     save_weights,
 )
+from engine.train.devices import cuda_uuids
 from engine.train.methods import Precision, choose_precision
 from engine.train.notify import notifying
 from engine.train.parallel import SINGLE, Ranks, whole_optimizer, whole_weights
@@ -205,14 +207,17 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
          checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
     """One attempt: set up, then train; what the setup changed in the process is put back however it ends."""
     parts = set_up(config, loaded.build_model, loaded.data.train, loaded.tokenizer, run.path, precision, emit, ranks)
+    gpu = open_run_gpu(precision.device)
     try:
-        return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks)
+        return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks, gpu)
     finally:
+        if gpu is not None:
+            gpu.close()
         parts.release()
 
 
 def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir, emit: Callable[[Any], None],
-           stop: threading.Event, checkpoint: Path | None, ranks: Ranks) -> RunResult:
+           stop: threading.Event, checkpoint: Path | None, ranks: Ranks, gpu: GpuSampler | None = None) -> RunResult:
     """Restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
     precision = parts.precision
@@ -255,10 +260,12 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
             raise Failure(diagnosis.message, diagnosis.advice, step)
         now = time.monotonic()
         elapsed = now - began
+        sample = gpu.sample() if gpu is not None else GpuSample(None, None)
         emit(StepLogged(
             step=step, total_steps=total_steps, epoch=round(schedule.epoch_at(step), 4), loss=loss, lr=stats.lr,
             grad_norm=stats.grad_norm, tokens_per_s=stats.tokens / max(now - t0, 1e-9), elapsed_s=elapsed,
             eta_s=elapsed / (step - start) * (total_steps - step), peak_mem_gib=_peak_mem_gib(precision.device),
+            gpu_used_gib=sample.used_gib, gpu_util=sample.util_percent,
         ))
 
         stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
@@ -387,6 +394,17 @@ def _device_label(precision: Precision, ranks: Ranks) -> str:
     if ranks.world == 1:
         return precision.label
     return f"{precision.label}, {ranks.world} processes ({ranks.strategy.upper()})"
+
+
+def open_run_gpu(device: str) -> GpuSampler | None:
+    """NVML's view of the GPU this process computes on (torch's current device), or None on the CPU."""
+    if device != "cuda":
+        return None
+    import torch
+
+    uuids = cuda_uuids()
+    index = torch.cuda.current_device()
+    return GpuSampler.open(f"GPU-{uuids[index]}") if index < len(uuids) else None
 
 
 def _peak_mem_gib(device: str) -> float:
