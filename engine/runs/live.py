@@ -44,13 +44,22 @@ WATCH_S = 0.5
 class RunBusy(ActionableError):
     """Another process trains this run."""
 
-    def __init__(self, run_dir: Path, pid: int | None, host: str):
+    def __init__(self, run_dir: Path, pid: int | None, host: str, silent_s: float | None = None):
         where = f" on {host}" if host and host != socket.gethostname() else ""
         who = f"process {pid}{where}" if pid else "another process"
-        super().__init__(
-            f"{run_dir} is being trained by {who}; a run has one writer at a time",
-            f"follow it with `ftui attach {quote(str(run_dir))}`, or stop it with `ftui stop {quote(str(run_dir))}` and resume "
-            "once it has written its checkpoint")
+        if silent_s is not None:
+            # The lock is held, yet nothing beats: a shared filesystem keeping a lost machine's lock
+            # (NFS holds it until it notices the client is gone, or for good on an NFSv3 server that never does).
+            super().__init__(
+                f"{run_dir} is locked by {who}, which has not touched the heartbeat for {_ago(silent_s)}: the "
+                "filesystem still holds the lock of a process or machine that is gone",
+                f"if {host or 'that machine'} is down or the process is dead, remove {quote(str(run_dir / LOCK_FILE))} and "
+                f"resume; otherwise wait, the filesystem releases a lost machine's lock by itself (NFSv4: in about 90 s)")
+        else:
+            super().__init__(
+                f"{run_dir} is being trained by {who}; a run has one writer at a time",
+                f"follow it with `ftui attach {quote(str(run_dir))}`, or stop it with `ftui stop {quote(str(run_dir))}` and "
+                "resume once it has written its checkpoint")
         self.pid = pid
         self.host = host
 
@@ -80,7 +89,9 @@ def acquire(run_dir: str | Path) -> RunLock:
         holder = os.read(fd, 200).decode("utf-8", "replace").split()
         os.close(fd)
         pid = int(holder[0]) if holder and holder[0].isdigit() else None
-        raise RunBusy(run_dir, pid, holder[1] if len(holder) > 1 else "") from None
+        age = heartbeat_age(run_dir)
+        raise RunBusy(run_dir, pid, holder[1] if len(holder) > 1 else "",
+                      silent_s=age if age is not None and age > STALE_S else None) from None
     try:
         for name in WRITTEN_FILES:
             check_control(run_dir / name)

@@ -56,6 +56,21 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     acquire(run).release()
 
 
+def test_a_lock_held_without_a_heartbeat_says_how_to_clear_it(tmp_path):
+    """As an NFS server keeps the lock of a machine that died: held, but nothing beats."""
+    run = a_run(tmp_path / "run")
+    lock = acquire(run)
+    try:
+        old = time.time() - STALE_S - 600
+        os.utime(run / HEARTBEAT_FILE, (old, old))
+        with pytest.raises(RunBusy) as refused:
+            acquire(run)
+        assert "has not touched the heartbeat for 11 min" in refused.value.reason
+        assert f"remove {run / 'lock'} and resume" in refused.value.advice
+    finally:
+        lock.release()
+
+
 def test_a_stop_file_left_by_a_dead_session_does_not_stop_the_next(tmp_path):
     run = a_run(tmp_path / "run")
     request_stop(run)
