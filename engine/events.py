@@ -38,6 +38,12 @@ class TrainStarted:
     """Share of tokens in the planned batches that are padding, 0..1."""
     start_step: int = 0
     """Non-zero when resuming: the step the run continues from."""
+    planned_tokens: int = 0
+    """Tokens the steps still to run will read (padding excluded, as StepLogged.tokens_per_s counts)."""
+    predicted_s: float | None = None
+    """Their wall time at the speed an earlier finished run measured on this machine (engine.runs.speed)."""
+    prediction: str = ""
+    """The prediction and where its figure comes from, or that there was no earlier run to measure from."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ class StepLogged:
     eta_s: float
     peak_mem_gib: float
     """Peak GPU memory on CUDA, peak process RSS on CPU."""
+    gpu_used_gib: float | None = None
+    """Memory in use on the whole GPU, as NVML samples it at the step (engine.hardware.sampler); None on
+    the CPU or where NVML cannot say."""
+    gpu_util: int | None = None
+    """How busy the GPU was, 0..100 (NVML's share of its last sample period with a kernel running)."""
 
 
 @dataclass(frozen=True)

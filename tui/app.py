@@ -25,9 +25,10 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from engine.config.schema import ConfigError, RunConfig
-from engine.events import TrainStarted
+from engine.events import TrainFailed, TrainFinished, TrainStarted
 from tui.backend import Backend
 from tui.commands import ScreenCommands
+from tui.desktop_alert import desktop_sequence
 from tui.messages import EngineEventReceived, RunHistoryRead, SweepFinished, WorkFailed
 from tui.screens.dialogs import ConfirmScreen
 from tui.sweep_log import SweepLog
@@ -382,11 +383,25 @@ class FtuiApp(App[int]):
             _freeze_heap()
         line = self.training.apply(event)
         self.get_screen("training").show_event(event, line)
+        if isinstance(event, (TrainFinished, TrainFailed)):
+            self.alert_run_ended(event)
         if not self.training.active:
             if self.training.run_dir and self.training.run_dir != self.run_focus.run_dir:
                 self.focus_run(self.training.run_dir)
             if self.exit_when_stopped:
                 self.exit(0)
+
+    def alert_run_ended(self, event: TrainFinished | TrainFailed) -> None:
+        """The bell, and a desktop notification through the terminal where it shows them."""
+        name = Path(self.training.run_dir or "run").name
+        if isinstance(event, TrainFinished):
+            title, body = f"ftui: {name} {'stopped' if event.stopped else 'finished'}", event.reason
+        else:
+            title, body = f"ftui: {name} failed", event.reason
+        self.bell()
+        sequence = desktop_sequence(title, body, os.environ)
+        if sequence and not self.is_headless and self._driver is not None:
+            self._driver.write(sequence)  # as App.bell writes its BEL: Textual has no public raw write
 
     def on_run_history_read(self, message: RunHistoryRead) -> None:
         self.training = TrainingLog.replay(message.events, "running", message.run_dir)

@@ -69,7 +69,7 @@ class TrainingLog:
             return (f"started {event.run_dir} on {event.device}: {event.total_steps} steps, "
                     f"{event.train_examples} train / {event.val_examples} val examples, "
                     f"{event.trainable_params:,} of {event.total_params:,} parameters trained, "
-                    f"{event.pad_share:.0%} padding{resumed}")
+                    f"{event.pad_share:.0%} padding{resumed}" + (f"; {event.prediction}" if event.prediction else ""))
         if isinstance(event, StepLogged):
             self.last_step = event
             self.train_points.append((event.step, event.loss))

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         if r.status == "unreadable":
             print(f"\n{r.path}: {r.reason}")
+        elif r.status == "interrupted" and r.resumable:
+            print(f"\n{r.path}: interrupted: {r.reason}; resume it with ftui train --resume {quote(str(r.path))}")
         elif r.export_status == "unverified":
             print(f"\n{r.path}: its export is unverified (no verify.json), as an export stopped before "
                   f"verifying leaves it; `ftui export {quote(str(r.path))}` verifies it")

@@ -8,11 +8,21 @@ shared folder.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import threading
+from shlex import quote
+from typing import TYPE_CHECKING
 
 from cli.commands.train import ProgressView
 from cli.output import fail
+
+if TYPE_CHECKING:
+    from engine.runs import RunInfo
+
+
+NOTHING_TO_STOP = 3
+"""The exit code when no process trains the run, so a script can tell it from a failed run (1)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     except RunReadError as exc:
         return fail(str(exc), 1)
     if info.status != "running":
-        return fail(f"{info.path} is not training ({info.status}); there is nothing to stop", 1)
+        return fail(_nothing_to_stop(info), NOTHING_TO_STOP)
     request_stop(info.path)
     view = ProgressView(sys.stdout)
-    view.line(f"Asked {info.path} (pid {info.pid}) to stop after step {info.step + 1}; "
+    where = f" on {info.host}" if info.host and info.host != socket.gethostname() else ""
+    view.line(f"Asked {info.path} (pid {info.pid}{where}) to stop after step {info.step + 1}; "
               + ("it writes a checkpoint first." if args.no_wait else "waiting for its checkpoint..."))
     if args.no_wait:
         return 0
@@ -47,3 +58,13 @@ def run(args: argparse.Namespace) -> int:
         view.line("\nNot waiting any more; the request stands and the run stops at its next step.")
         return 130
     return 0 if result is not None and result.ok else 1
+
+
+def _nothing_to_stop(info: RunInfo) -> str:
+    run = quote(info.path)
+    if info.status == "interrupted":
+        then = (f"resume it with ftui train --resume {run}" if info.resumable
+                else f"it had trained all its steps; export it with ftui export {run}")
+        return f"nothing trains {info.path} now, so there is nothing to stop: {info.reason}; {then}"
+    return (f"{info.path} is not training ({info.status} at step {info.step}/{info.total_steps}); "
+            f"there is nothing to stop (ftui runs lists what trains now)")

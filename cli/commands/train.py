@@ -266,12 +266,15 @@ class ProgressView:
             resumed = f", resuming at step {e.start_step}" if e.start_step else ""
             self.line(f"Training {e.train_examples} examples ({e.val_examples} held out) for {e.total_steps} "
                       f"steps on {e.device}{resumed}\n  {e.trainable_params:,} of {e.total_params:,} parameters "
-                      f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}")
+                      f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}"
+                      + (f"\n  {e.prediction}" if e.prediction else ""))
         elif isinstance(e, StepLogged):
             done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
             self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "
                      f"loss {e.loss:.4f}  lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
-                     f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB")
+                     f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
+                     + (f"  GPU {e.gpu_util}%" if e.gpu_util is not None else "")
+                     + (f" {e.gpu_used_gib:.1f} GiB used" if e.gpu_used_gib is not None else ""))
         elif isinstance(e, EvalLogged):
             self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f})")
         elif isinstance(e, CheckpointSaved):

@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import math
 import re
+import shlex
 import sys
 import tomllib
 from dataclasses import dataclass, fields
@@ -101,6 +102,10 @@ class RunConfig:
     """Passes over the training data; 1-3 for most instruction sets, more overfits."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run the epochs)."""
+    max_time: str = ""
+    """A time budget for each training session: "2h", "90m", "1h30m", "45s" or a number of seconds
+    ("" none). When the next step would not end within it, the run stops with a checkpoint, as a
+    stop request does, and says so in run.json; a resume gets the budget afresh."""
     batch_size: int = 4
     """Examples per forward pass: raises memory use roughly linearly."""
     grad_accum: int = 4
@@ -169,6 +174,13 @@ class RunConfig:
     report_to: tuple[str, ...] = ()
     """Experiment trackers fed the same steps and evaluations: tensorboard (RUN/tensorboard), wandb
     (offline unless WANDB_MODE=online), mlflow (OUTPUT_DIR/mlruns unless MLFLOW_TRACKING_URI)."""
+    notify_url: str = ""
+    """Where the run says it finished, stopped, failed or stalled: a webhook or an ntfy topic URL
+    (https://ntfy.sh/your-topic) gets a POST of a JSON summary ("" uses FTUI_NOTIFY_URL, if set).
+    Saved in the run's config.toml: an ntfy topic is as secret as its name."""
+    notify_command: str = ""
+    """A command run at the same moments, with the summary in FTUI_NOTIFY_* environment variables;
+    split as a shell would and run directly, never through a shell (no pipes or $VARS)."""
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config", notes: list[Problem] | None = None) -> RunConfig:
@@ -280,6 +292,14 @@ class RunConfig:
             err("epochs", "set epochs > 0 or max_steps > 0")
         if self.max_steps < 0:
             err("max_steps", "must be 0 (use epochs) or positive")
+        if self.max_time:
+            try:
+                budget = parse_duration(self.max_time)
+            except ValueError as exc:
+                err("max_time", str(exc))
+            else:
+                if not 0 < budget <= MAX_TIME_S:
+                    err("max_time", f"{self.max_time} is outside 1s..30 days (\"\" for no budget)")
         if self.batch_size < 1:
             err("batch_size", "must be at least 1")
         if self.grad_accum < 1:
@@ -335,6 +355,17 @@ class RunConfig:
             except MappingError as exc:
                 setting, _, message = str(exc).partition(": ")
                 err(setting, message)
+        if self.notify_url and not re.match(r"https?://[^/\s]+", self.notify_url):
+            err("notify_url", f"{self.notify_url!r} is not an http:// or https:// URL (a webhook, or an ntfy topic "
+                "such as https://ntfy.sh/your-topic)")
+        if self.notify_command:
+            try:
+                words = shlex.split(self.notify_command)
+            except ValueError as exc:
+                err("notify_command", f"cannot be split into words ({exc}); close its quotes")
+            else:
+                if not words:
+                    err("notify_command", "is blank; leave it out for no command")
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 close = difflib.get_close_matches(tracker, TRACKERS, n=1, cutoff=0.6)
@@ -480,6 +511,21 @@ def yaml_as_toml(path: Path, text: str) -> str:
     return out + f"  save the lines above as {path.with_suffix('.toml').name} and pass that file"
 
 
+MAX_TIME_S = 30 * 86400
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "2h", "90m", "1h30m", "45s", "1.5h", "1d" or a plain number of seconds; ValueError
+    saying how to write one otherwise."""
+    compact = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(compact)
+    if not compact or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a time; write it as 2h, 90m, 1h30m, 45s or a number of seconds")
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """`--set key=value` pairs; values are read as TOML so numbers, bools and lists work."""
     out: dict[str, Any] = {}
@@ -500,6 +546,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     choices = _literal_choices(f.name)
     if f.name in _PAIR_FIELDS:
         return _pairs(f.name, value)
+    if f.name == "max_time" and not isinstance(value, bool) and isinstance(value, (int, float)):
+        value = f"{value:g}"  # max_time = 5400 or --set max_time=5400: seconds
     if f.name == "gpus" and not isinstance(value, bool) and isinstance(value, (int, list)):
         value = ",".join(str(v) for v in (value if isinstance(value, list) else [value]))  # gpus = [0, 1] or --set gpus=0
     if choices is not None:

@@ -12,7 +12,7 @@ from shlex import quote
 from typing import TYPE_CHECKING, Any
 
 from engine.runs.layout import SWEEP_FILE, complete_checkpoints, export_dir, find_ggufs, run_dir_of, verify_path
-from engine.runs.live import RunBusy, writer_alive
+from engine.runs.live import RunBusy, not_live_because, writer_alive
 from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
 
@@ -48,6 +48,7 @@ class RunInfo:
     """"" without GGUFs; "verified" when verify.json passed every one; "failed" when it failed one;
     "unverified" when it is missing or names other files (an export stopped before verifying)."""
     reason: str = ""
+    """Why it ended as it did; for an interrupted run, why nothing trains it now."""
     pid: int | None = None
     """The process that trains (or last trained) the run."""
     host: str = ""
@@ -87,8 +88,11 @@ def read_run(path: str | Path) -> RunInfo:
     path = Path(path)
     record = read_record(path)
     status: str = record.status
-    if status == "running" and not writer_alive(path, record.pid, record.host):
-        status = "interrupted"
+    reason = record.reason
+    if status == "running":
+        gone = not_live_because(path, record.pid, record.host)
+        if gone:
+            status, reason = "interrupted", gone
     return RunInfo(
         path=str(path), name=record.name, status=status, step=record.step, total_steps=record.total_steps,
         best_val_loss=record.best_val_loss, model=record.model, model_ref=record.model_ref,
@@ -96,7 +100,7 @@ def read_run(path: str | Path) -> RunInfo:
         checkpoints=tuple(str(p) for p in complete_checkpoints(path)),
         artifacts=tuple(a for a in ARTIFACTS if (path / a).is_dir()),
         ggufs=tuple(str(p) for p in find_ggufs(path).values()), export_status=export_status(path),
-        reason=record.reason, pid=record.pid,
+        reason=reason, pid=record.pid,
         host=record.host,
     )
 

@@ -44,13 +44,22 @@ WATCH_S = 0.5
 class RunBusy(ActionableError):
     """Another process trains this run."""
 
-    def __init__(self, run_dir: Path, pid: int | None, host: str):
+    def __init__(self, run_dir: Path, pid: int | None, host: str, silent_s: float | None = None):
         where = f" on {host}" if host and host != socket.gethostname() else ""
         who = f"process {pid}{where}" if pid else "another process"
-        super().__init__(
-            f"{run_dir} is being trained by {who}; a run has one writer at a time",
-            f"follow it with `ftui attach {quote(str(run_dir))}`, or stop it with `ftui stop {quote(str(run_dir))}` and resume "
-            "once it has written its checkpoint")
+        if silent_s is not None:
+            # The lock is held, yet nothing beats: a shared filesystem keeping a lost machine's lock
+            # (NFS holds it until it notices the client is gone, or for good on an NFSv3 server that never does).
+            super().__init__(
+                f"{run_dir} is locked by {who}, which has not touched the heartbeat for {_ago(silent_s)}: the "
+                "filesystem still holds the lock of a process or machine that is gone",
+                f"if {host or 'that machine'} is down or the process is dead, remove {quote(str(run_dir / LOCK_FILE))} and "
+                f"resume; otherwise wait, the filesystem releases a lost machine's lock by itself (NFSv4: in about 90 s)")
+        else:
+            super().__init__(
+                f"{run_dir} is being trained by {who}; a run has one writer at a time",
+                f"follow it with `ftui attach {quote(str(run_dir))}`, or stop it with `ftui stop {quote(str(run_dir))}` and "
+                "resume once it has written its checkpoint")
         self.pid = pid
         self.host = host
 
@@ -80,7 +89,9 @@ def acquire(run_dir: str | Path) -> RunLock:
         holder = os.read(fd, 200).decode("utf-8", "replace").split()
         os.close(fd)
         pid = int(holder[0]) if holder and holder[0].isdigit() else None
-        raise RunBusy(run_dir, pid, holder[1] if len(holder) > 1 else "") from None
+        age = heartbeat_age(run_dir)
+        raise RunBusy(run_dir, pid, holder[1] if len(holder) > 1 else "",
+                      silent_s=age if age is not None and age > STALE_S else None) from None
     try:
         for name in WRITTEN_FILES:
             check_control(run_dir / name)
@@ -117,14 +128,44 @@ def heartbeat_age(run_dir: str | Path) -> float | None:
 
 
 def writer_alive(run_dir: str | Path, pid: int | None, host: str) -> bool:
-    """Whether the process run.json names is still training: a stale heartbeat says no anywhere;
-    on this machine the pid must exist too. Another machine's run with a fresh heartbeat is live."""
+    """Whether the process run.json names is still training (see `not_live_because`)."""
+    return not not_live_because(run_dir, pid, host)
+
+
+def not_live_because(run_dir: str | Path, pid: int | None, host: str) -> str:
+    """Why the process run.json names is not training the run now, in words; "" while it is.
+
+    The heartbeat decides wherever the run is opened: a stale one says no on any machine (a
+    frozen process, a reused pid, a machine that went down). Without one, another machine's run
+    is not live either: every version that records the host beats, so a run.json naming another
+    host and no heartbeat file is a folder copied from that machine (or left on a shared one)
+    after its trainer ended. On this machine (or with no host recorded, from before hosts were)
+    the pid must exist too. Another machine's run with a fresh heartbeat is live: the pid is
+    not this machine's to check."""
+    here = socket.gethostname()
+    who = f"process {pid}" if pid else "its process"
+    where = f" on {host}" if host and host != here else ""
     age = heartbeat_age(run_dir)
     if age is not None and age > STALE_S:
-        return False
-    if pid is None or host != socket.gethostname():
-        return True
-    return pid_alive(pid)
+        return (f"{who}{where} has not touched the heartbeat for {_ago(age)} "
+                "(it froze, or its machine went down)")
+    if host and host != here:
+        if age is None:
+            return (f"run.json names {who}{where}, and no heartbeat file says it still trains "
+                    "(a folder copied from that machine, or one it left behind)")
+        return ""
+    if pid is None:
+        return "" if age is not None else "run.json names no process and the run has no heartbeat"
+    if not pid_alive(pid):
+        return f"{who} is gone (killed, or this machine restarted)"
+    return ""
+
+
+def _ago(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // 1440} days"
 
 
 def request_stop(run_dir: str | Path) -> Path:

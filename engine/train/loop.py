@@ -25,7 +25,7 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from engine.config.schema import RunConfig
+from engine.config.schema import RunConfig, parse_duration
 from engine.data.types import PreparedData, TokenizedExample
 from engine.errors import ActionableError
 from engine.events import (
@@ -41,8 +41,10 @@ from engine.events import (
 from engine.files.control import UnsafeFile
 from engine.files.disk_full import is_disk_full
 from engine.hardware.catalog import ModelSpec
+from engine.hardware.sampler import GpuSample, GpuSampler
 from engine.runs import RunDir, complete_checkpoints, tokenizer_dir
 from engine.runs.live import RunBusy
+from engine.runs.speed import Prediction, predict
 from engine.runs.writer import PeerRun
 from engine.train.checkpoint import (
     CheckpointChoice,
@@ -53,7 +55,9 @@ from engine.train.checkpoint import (
     save_tokenizer,
     save_weights,
 )
+from engine.train.devices import cuda_uuids
 from engine.train.methods import Precision, choose_precision
+from engine.train.notify import notifying
 from engine.train.parallel import SINGLE, Ranks, whole_optimizer, whole_weights
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
@@ -138,6 +142,9 @@ def run_loaded(config: RunConfig, loaded: Loaded, on_event: Callable[[Any], None
         run = RunDir.create(config, loaded.model_ref, loaded.base_model_ref)
         ranks.share(str(run.path))
     with run.live(stop), contextlib.ExitStack() as trackers:
+        if ranks.main:  # one message per run, from the process that writes run.json
+            notifier = trackers.enter_context(notifying(config, run.path))
+            on_event = notifier.feeding(on_event) if notifier is not None else on_event
         try:
             track = trackers.enter_context(tracking(config if ranks.main else config.replace(report_to=()), run.path))
         except TrackerError as exc:
@@ -200,14 +207,17 @@ def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], N
          checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
     """One attempt: set up, then train; what the setup changed in the process is put back however it ends."""
     parts = set_up(config, loaded.build_model, loaded.data.train, loaded.tokenizer, run.path, precision, emit, ranks)
+    gpu = open_run_gpu(precision.device)
     try:
-        return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks)
+        return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks, gpu)
     finally:
+        if gpu is not None:
+            gpu.close()
         parts.release()
 
 
 def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir, emit: Callable[[Any], None],
-           stop: threading.Event, checkpoint: Path | None, ranks: Ranks) -> RunResult:
+           stop: threading.Event, checkpoint: Path | None, ranks: Ranks, gpu: GpuSampler | None = None) -> RunResult:
     """Restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
     precision = parts.precision
@@ -217,25 +227,32 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     if ranks.main and not tokenizer_dir(run.path).exists():
         save_tokenizer(run, loaded.tokenizer)
     run.write_status(total_steps=total_steps, step=start)
+    device = _device_label(precision, ranks)
+    planned = sum(schedule.lengths[i] for step in range(start + 1, total_steps + 1) for i in schedule.step_examples(step))
+    predicted = (predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
+                 else Prediction(None, ""))
     emit(TrainStarted(
         run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
         train_examples=len(train_set), val_examples=len(val_set), trainable_params=parts.trainable,
-        total_params=parts.total, device=_device_label(precision, ranks), pad_share=schedule.planned_pad_share(), start_step=start,
+        total_params=parts.total, device=device, pad_share=schedule.planned_pad_share(), start_step=start,
+        planned_tokens=planned, predicted_s=predicted.seconds, prediction=predicted.text,
     ))
 
     parts.model.train()
     began = time.monotonic()
+    budget = parse_duration(config.max_time) if config.max_time else None
     loss = float("nan")
     stopped_reason = ""
     step = start
     for step in range(start + 1, total_steps + 1):
         t0 = time.monotonic()
+        out_of_time = step < total_steps and _out_of_time(budget, t0 - began, step - 1 - start)
         asked: bool | None = None
         if ranks.world == 1:
             micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
             stats = optimizer_step(parts, micro, step, config.max_grad_norm)
         else:
-            stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop)
+            stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop.is_set() or out_of_time)
         loss = stats.loss
         diagnosis = parts.diagnoser.on_step(step, loss)
         if diagnosis is not None:
@@ -243,15 +260,18 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
             raise Failure(diagnosis.message, diagnosis.advice, step)
         now = time.monotonic()
         elapsed = now - began
+        sample = gpu.sample() if gpu is not None else GpuSample(None, None)
         emit(StepLogged(
             step=step, total_steps=total_steps, epoch=round(schedule.epoch_at(step), 4), loss=loss, lr=stats.lr,
             grad_norm=stats.grad_norm, tokens_per_s=stats.tokens / max(now - t0, 1e-9), elapsed_s=elapsed,
             eta_s=elapsed / (step - start) * (total_steps - step), peak_mem_gib=_peak_mem_gib(precision.device),
+            gpu_used_gib=sample.used_gib, gpu_util=sample.util_percent,
         ))
 
         stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
-        if (stop.is_set() if asked is None else asked) and not stopped_reason:
-            stopped_reason = f"stopped on request at step {step}"
+        if ((stop.is_set() or out_of_time) if asked is None else asked) and not stopped_reason:
+            stopped_reason = (f"the {config.max_time} time budget was spent at step {step}" if out_of_time
+                              else f"stopped on request at step {step}")
         run.write_status(step=step, best_val_loss=counters.best)
         if stopped_reason:
             _save(run, parts, counters, emit, step, "stop")
@@ -264,8 +284,17 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     return _finish(config, parts, counters, run, emit, step, loss, stopped_reason)
 
 
+def _out_of_time(budget: float | None, elapsed: float, steps_done: int) -> bool:
+    """Whether the step about to start should be this session's last: at the pace so far
+    (evaluations and checkpoints included), the one after it would end past the budget. Decided
+    before the step so that several processes agree on it with the stop request."""
+    if budget is None or steps_done < 1:
+        return False
+    return elapsed + 2 * elapsed / steps_done > budget
+
+
 def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], step: int, max_grad_norm: float,
-                 stop: threading.Event) -> tuple[StepStats, bool]:
+                 stop: bool) -> tuple[StepStats, bool]:
     """This process's share of the step, then the step's loss and tokens over every process and
     whether any was asked to stop."""
     schedule, ranks = parts.schedule, parts.ranks
@@ -278,7 +307,7 @@ def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], 
               else max(1, len(mine)))
     micro = [[train_set[i] for i in b] for b in mine] + [[train_set[everyone[0]]]] * (passes - len(mine))
     stats = optimizer_step(parts, micro, step, max_grad_norm, n_trained, padding=passes - len(mine))
-    loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop.is_set())
+    loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop)
     return dataclasses.replace(stats, loss=loss_sum / max(n_trained, 1), tokens=tokens), asked
 
 
@@ -365,6 +394,17 @@ def _device_label(precision: Precision, ranks: Ranks) -> str:
     if ranks.world == 1:
         return precision.label
     return f"{precision.label}, {ranks.world} processes ({ranks.strategy.upper()})"
+
+
+def open_run_gpu(device: str) -> GpuSampler | None:
+    """NVML's view of the GPU this process computes on (torch's current device), or None on the CPU."""
+    if device != "cuda":
+        return None
+    import torch
+
+    uuids = cuda_uuids()
+    index = torch.cuda.current_device()
+    return GpuSampler.open(f"GPU-{uuids[index]}") if index < len(uuids) else None
 
 
 def _peak_mem_gib(device: str) -> float:

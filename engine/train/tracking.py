@@ -33,9 +33,11 @@ STATE_FILE = "trackers.json"
 def metrics(event: Any) -> tuple[int, dict[str, float]] | None:
     """The figures a tracker logs for an event, at its step; None for events with none."""
     if isinstance(event, StepLogged):
-        return event.step, {"train/loss": event.loss, "train/learning_rate": event.lr,
-                            "train/grad_norm": event.grad_norm, "train/tokens_per_s": event.tokens_per_s,
-                            "train/epoch": event.epoch, "train/peak_mem_gib": event.peak_mem_gib}
+        figures = {"train/loss": event.loss, "train/learning_rate": event.lr,
+                   "train/grad_norm": event.grad_norm, "train/tokens_per_s": event.tokens_per_s,
+                   "train/epoch": event.epoch, "train/peak_mem_gib": event.peak_mem_gib}
+        gpu = {"gpu/used_gib": event.gpu_used_gib, "gpu/util_percent": event.gpu_util}
+        return event.step, figures | {k: float(v) for k, v in gpu.items() if v is not None}
     if isinstance(event, EvalLogged):
         return event.step, {"eval/loss": event.val_loss, "eval/best_loss": event.best_val_loss}
     return None

@@ -5,7 +5,7 @@ from dataclasses import fields
 
 import pytest
 
-from engine.config.schema import ConfigError, RunConfig, field_docs, parse_set
+from engine.config.schema import ConfigError, RunConfig, field_docs, parse_duration, parse_set
 
 
 def _messages(config: RunConfig, **kw) -> dict[str, str]:
@@ -157,3 +157,23 @@ def test_a_number_too_large_for_a_float_is_reported_not_raised():
 def test_a_nul_byte_in_a_path_is_an_error(field):
     msgs = _messages(RunConfig().replace(**{field: "runs\x00x"}))
     assert msgs[field] == "error: contains a NUL byte, which no file or folder name can hold"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("1.5h", 5400), ("1d", 86400), (5400, 5400),
+    ("5400", 5400),
+])
+def test_a_time_budget_reads_hours_minutes_seconds_or_plain_seconds(value, seconds):
+    config = RunConfig.from_dict({"max_time": value})
+    assert [p for p in config.check() if p.field == "max_time"] == []
+    assert parse_duration(config.max_time) == seconds
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("2 hours", "write it as 2h, 90m, 1h30m, 45s or a number of seconds"),
+    ("h", "is not a time"),
+    ("0", "outside 1s..30 days"),
+    ("31d", "outside 1s..30 days"),
+])
+def test_a_time_budget_that_is_not_one_says_how_to_write_it(value, fragment):
+    assert fragment in _messages(RunConfig(max_time=value))["max_time"]

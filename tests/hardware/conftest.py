@@ -26,6 +26,8 @@ class FakeCard:
     """ATS where the GPU reaches the CPU's memory coherently (GB10, Grace Hopper)."""
     uuid: str = ""
     """NVML's "GPU-..." id; "" makes one from the card's place."""
+    util_percent: int = 0
+    """What nvmlDeviceGetUtilizationRates says of the GPU (its .gpu)."""
 
 
 class FakeNvml:
@@ -86,6 +88,17 @@ class FakeNvml:
         return self._card(handle, "nvmlDeviceGetAddressingMode").addressing_mode
     def nvmlDeviceGetUUID(self, handle):
         return self._card(handle, "nvmlDeviceGetUUID").uuid or f"GPU-{handle:08x}-0000-0000-0000-000000000000"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        assert self.initialised, "nvmlDeviceGetHandleByUUID called before nvmlInit"
+        for index in range(len(self.cards)):
+            if self.nvmlDeviceGetUUID(index) == uuid:
+                return index
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        card = self._card(handle, "nvmlDeviceGetUtilizationRates")
+        return SimpleNamespace(gpu=card.util_percent, memory=0)
 
     def nvmlDeviceGetCudaComputeCapability(self, handle):
         return self._card(handle, "nvmlDeviceGetCudaComputeCapability").cc

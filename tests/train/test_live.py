@@ -15,7 +15,7 @@ import pytest
 
 from engine.events import CheckpointSaved, StepLogged, TrainFailed, TrainFinished, TrainStarted, to_record
 from engine.hardware.probe import probe
-from engine.runs import RunBusy, delete_run, gpu_holders, is_live, list_runs, read_run, request_stop
+from engine.runs import RunBusy, delete_run, gpu_holders, is_live, list_runs, read_run, refuse_if_live, request_stop
 from engine.runs.follow import follow
 from engine.runs.live import HEARTBEAT_FILE, STALE_S, STOP_FILE, Watcher, acquire
 from engine.runs.record import RunRecord, write_record
@@ -56,6 +56,21 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     acquire(run).release()
 
 
+def test_a_lock_held_without_a_heartbeat_says_how_to_clear_it(tmp_path):
+    """As an NFS server keeps the lock of a machine that died: held, but nothing beats."""
+    run = a_run(tmp_path / "run")
+    lock = acquire(run)
+    try:
+        old = time.time() - STALE_S - 600
+        os.utime(run / HEARTBEAT_FILE, (old, old))
+        with pytest.raises(RunBusy) as refused:
+            acquire(run)
+        assert "has not touched the heartbeat for 11 min" in refused.value.reason
+        assert f"remove {run / 'lock'} and resume" in refused.value.advice
+    finally:
+        lock.release()
+
+
 def test_a_stop_file_left_by_a_dead_session_does_not_stop_the_next(tmp_path):
     run = a_run(tmp_path / "run")
     request_stop(run)
@@ -70,6 +85,8 @@ def test_a_stop_file_left_by_a_dead_session_does_not_stop_the_next(tmp_path):
     (None, None, None, "running"),                     # a run from before heartbeats: the pid decides
     (12345, "another-host", 0.0, "running"),           # another machine: the heartbeat decides
     (12345, "another-host", STALE_S + 60, "interrupted"),
+    (1, "another-host", None, "interrupted"),          # copied from a machine that died: no heartbeat, not live
+    (None, "", None, "running"),                       # no host recorded (older runs): this machine's pid decides
 ])
 def test_liveness_comes_from_pid_and_heartbeat(tmp_path, pid, host, age, expected):
     run = a_run(tmp_path / "run", pid=dead_pid() if pid == "dead" else pid, host=host, heartbeat_age=age)
@@ -77,6 +94,39 @@ def test_liveness_comes_from_pid_and_heartbeat(tmp_path, pid, host, age, expecte
     assert info.status == expected
     assert is_live(run) == (expected == "running")
     assert info.resumable == (expected == "interrupted")
+
+
+@pytest.mark.parametrize("heartbeat", [None, STALE_S + 3 * 3600])
+def test_a_run_copied_from_a_machine_that_died_is_interrupted_resumable_and_not_stopped(tmp_path, capsys, heartbeat):
+    from cli.main import main
+
+    run = a_run(tmp_path / "runs" / "copied", pid=1, host="dead-gpu-box", heartbeat_age=heartbeat)
+    info = read_run(run)
+    assert info.status == "interrupted" and info.resumable
+    assert "process 1 on dead-gpu-box" in info.reason
+    assert ("3 h" in info.reason) if heartbeat else ("no heartbeat file" in info.reason)
+    refuse_if_live(run)  # a resume is not refused as "being trained by process 1"
+
+    assert main(["runs", "--dir", str(tmp_path / "runs")]) == 0
+    listed = capsys.readouterr().out
+    assert "interrupted" in listed and f"ftui train --resume {run}" in listed
+
+    started = time.monotonic()
+    assert main(["stop", str(run)]) == 3
+    assert time.monotonic() - started < 5
+    said = capsys.readouterr()
+    assert "waiting" not in said.out
+    assert f"nothing trains {run} now" in said.err and f"resume it with ftui train --resume {run}" in said.err
+    assert not (run / STOP_FILE).exists()
+    acquire(run).release()  # nor by its lock
+
+
+def test_stopping_a_finished_run_says_there_is_nothing_to_stop(tmp_path, capsys):
+    from cli.main import main
+
+    run = a_run(tmp_path / "run", status="finished")
+    assert main(["stop", str(run)]) == 3
+    assert "is not training (finished at step 5/20); there is nothing to stop" in capsys.readouterr().err
 
 
 def test_a_live_run_is_not_deleted(tmp_path):

@@ -29,11 +29,12 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Optimisation", ("learning_rate", "batch_size", "grad_accum", "optimizer", "weight_decay", "max_grad_norm",
                       "precision", "gradient_checkpointing", "oom_retry", "seed")),
     ("GPUs", ("gpus", "strategy")),
-    ("Schedule", ("epochs", "max_steps", "scheduler", "warmup_ratio", "warmup_steps")),
+    ("Schedule", ("epochs", "max_steps", "max_time", "scheduler", "warmup_ratio", "warmup_steps")),
     ("Evaluation", ("val_split", "eval_interval", "save_interval", "keep_checkpoints", "early_stopping_patience",
                     "report_to")),
     ("Retention", ("retention_mix", "retention_data", "retention_prompts")),
     ("Export", ("export_quants", "output_dir")),
+    ("Notifications", ("notify_url", "notify_command")),
 )
 CHOICES = {
     "method": ("lora", "qlora", "dora", "full"),
