@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 
 from cli.output import print_json
 
@@ -52,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
     print(report.note)
     print(f"llama.cpp build: {llama.describe()}")
     print(f"torch build: {torch.describe()}")
-    for problem in problems:
-        print(f"{'error' if problem.status == 'error' else 'warning'}: {problem.detail}\n  fix: {problem.fix}")
+    for check in problems:
+        print(f"{'error' if check.status == 'error' else 'warning'}: {check.detail}\n  fix: {check.fix}")
     return 0
 
 
-def print_table(rows: list[tuple[str, ...]], right: frozenset[int] | set[int] = frozenset()) -> None:
+def print_table(rows: Sequence[tuple[str, ...]], right: frozenset[int] | set[int] = frozenset()) -> None:
     """Columns padded to their widest cell; numeric columns (by index) right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -27,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.export.push import push
+    from engine.export.push import What, push
 
-    what = "gguf" if args.gguf else args.what or "adapter"
+    what: What = "gguf" if args.gguf else args.what or "adapter"
 
     def show(event: object) -> None:
         if not args.json:
