@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from engine.config.aliases import did_you_mean, translate
+from engine.config.ranges import RANGES
 
 Method = Literal["lora", "qlora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant"]
@@ -28,8 +29,6 @@ Strategy = Literal["auto", "ddp", "fsdp"]
 Compute = Literal["auto", "bf16", "fp32"]
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"]
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
-MAX_SEED = 2**32 - 1
-"""numpy's bound: transformers' set_seed seeds numpy, which refuses anything outside 0..2**32-1."""
 MAX_CPU_PROCESSES = 64
 MAX_NAME_BYTES = 200
 """A folder name holds 255 bytes; the run folder adds a date-time prefix and maybe a -N suffix."""
@@ -56,8 +55,6 @@ class Problem:
         return f"{self.level}: {self.field}: {self.message}"
 
 
-MAX_RETENTION_MIX = 0.8
-"""Above this the task's own examples are a minority of what is trained."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +255,10 @@ class RunConfig:
             if name not in not_finite:
                 out.append(Problem(name, msg, "warning"))
 
+        for name, allowed in RANGES.items():
+            problem = allowed.problem(getattr(self, name))
+            if problem:
+                err(name, problem)
         name_problem = _name_problem(self.name)
         if name_problem:
             err("name", name_problem)
@@ -268,10 +269,7 @@ class RunConfig:
         for path_field in ("model", "dataset", "output_dir"):
             if "\x00" in getattr(self, path_field):
                 err(path_field, "contains a NUL byte, which no file or folder name can hold")
-        if not 1e-6 <= self.learning_rate <= 1e-3:
-            err("learning_rate", f"{self.learning_rate:g} is outside 1e-6..1e-3 "
-                "(2e-4 is typical for LoRA, 2e-5 for full fine-tuning)")
-        elif self.method == "full" and self.learning_rate > 1e-4:
+        if self.method == "full" and self.learning_rate > 1e-4:
             warn("learning_rate", f"{self.learning_rate:g} is high for full fine-tuning (2e-5 is typical)")
         if self.method != "full":
             if not 1 <= self.lora_r <= 1024:
@@ -283,15 +281,8 @@ class RunConfig:
                      "updates will be scaled unusually (alpha = 2 x rank is common)")
             if not self.target_modules:
                 err("target_modules", "is empty: LoRA needs at least one layer to adapt")
-        if not 0 <= self.retention_mix <= MAX_RETENTION_MIX:
-            err("retention_mix", f"{self.retention_mix:g} is outside 0..{MAX_RETENTION_MIX:g} "
-                "(0.1-0.3 keeps general answers without drowning the task)")
-        if not 0 <= self.lora_dropout <= 0.5:
-            err("lora_dropout", f"{self.lora_dropout:g} is outside 0..0.5 (0.05-0.1 is typical)")
         if self.epochs <= 0 and self.max_steps <= 0:
             err("epochs", "set epochs > 0 or max_steps > 0")
-        if self.max_steps < 0:
-            err("max_steps", "must be 0 (use epochs) or positive")
         if self.max_time:
             try:
                 budget = parse_duration(self.max_time)
@@ -300,37 +291,15 @@ class RunConfig:
             else:
                 if not 0 < budget <= MAX_TIME_S:
                     err("max_time", f"{self.max_time} is outside 1s..30 days (\"\" for no budget)")
-        if self.batch_size < 1:
-            err("batch_size", "must be at least 1")
-        if self.grad_accum < 1:
-            err("grad_accum", "must be at least 1")
         if self.max_seq_len < 16:
             err("max_seq_len", f"{self.max_seq_len} is too short to hold a prompt and a reply")
         elif context_length is not None and self.max_seq_len > context_length:
             err("max_seq_len", f"{self.max_seq_len} exceeds the model's context of {context_length} tokens")
-        if not 0 <= self.warmup_ratio <= 0.2:
-            err("warmup_ratio", f"{self.warmup_ratio:g} is outside 0..0.2 (3-10% of steps is typical)")
-        if self.warmup_steps < 0:
-            err("warmup_steps", "must be 0 or positive")
-        elif total_steps and self.warmup_steps > 0.2 * total_steps:
+        if self.warmup_steps >= 0 and total_steps and self.warmup_steps > 0.2 * total_steps:
             err("warmup_steps", f"{self.warmup_steps} is over 20% of the {total_steps} steps")
-        if not 0 <= self.weight_decay <= 0.2:
-            err("weight_decay", f"{self.weight_decay:g} is outside 0..0.2 (0-0.1 is typical)")
         if self.max_grad_norm <= 0:
             err("max_grad_norm", "must be positive (1.0 is typical)")
-        if not 0 <= self.seed <= MAX_SEED:
-            err("seed", f"{self.seed} is outside 0..{MAX_SEED} (2**32 - 1, the most numpy's random generator takes)")
-        if not 0 <= self.val_split < 0.5:
-            err("val_split", f"{self.val_split:g} is outside 0..0.5 (0.05-0.1 is typical)")
-        if not 0 <= self.max_bad_share <= 1:
-            err("max_bad_share", "must be a share between 0 and 1")
-        if self.eval_interval < 1:
-            err("eval_interval", "must be at least 1")
-        if self.save_interval < 1:
-            err("save_interval", "must be at least 1")
-        if self.keep_checkpoints < 0:
-            err("keep_checkpoints", "must be 0 (keep all) or more")
-        elif self.keep_checkpoints == 1:
+        if self.keep_checkpoints == 1:
             warn("keep_checkpoints", "1 leaves nothing to fall back to if the newest checkpoint is damaged "
                  "(3 is the default)")
         try:
@@ -343,9 +312,7 @@ class RunConfig:
                      "with the batch that failed")
             if self.world_size > 1:
                 out.extend(self.strategy_problems(self.strategy))
-        if self.early_stopping_patience < 0:
-            err("early_stopping_patience", "must be 0 (off) or positive")
-        elif self.early_stopping_patience and self.val_split == 0:
+        if self.early_stopping_patience > 0 and self.val_split == 0:
             err("early_stopping_patience", "needs a validation split (val_split > 0)")
         if self.columns or self.roles or self.messages_field:
             from engine.data.mapping import DataMapping, MappingError

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Header, Input, Label, Select, Static, Switch
 
+from engine.config.ranges import RANGES
 from engine.config.schema import ConfigError, Problem, RunConfig, field_docs, parse_set
 from engine.sweep import Variant
 from tui.screens.base import FtuiScreen
@@ -87,7 +88,7 @@ class ConfigScreen(FtuiScreen):
                     with Horizontal(classes="field-row"):
                         yield Label(name, classes="field-name")
                         yield self._widget(name, kinds[name], values[name])
-                    yield Static(docs.get(name, ""), classes="hint")
+                    yield Static(hint(name, docs), classes="hint")
                     yield Static("", id=f"problem-{name}", classes="problem")
         yield Footer()
 
@@ -222,3 +223,9 @@ class ConfigScreen(FtuiScreen):
             field = self.query_one("#field-dataset", Input)
             if field.value != self.ftui.config.dataset:
                 field.value = self.ftui.config.dataset
+
+
+def hint(name: str, docs: dict[str, str]) -> str:
+    """The field's docstring, and its range and typical values where it has one (engine/config/ranges.py)."""
+    allowed = RANGES.get(name)
+    return f"{docs.get(name, '')} Range: {allowed.hint()}." if allowed else docs.get(name, "")
