@@ -57,3 +57,41 @@ def test_translation_keeps_other_names_and_dotted_paths():
     assert translate_targets(("q_proj", "v_proj", "self_attn.o_proj", "lm_head"), "phi3") == (
         "qkv_proj", "self_attn.o_proj", "lm_head")
     assert translate_targets(DEFAULT_TARGET_MODULES, "llama") == DEFAULT_TARGET_MODULES
+
+
+def _train_here(config):
+    import threading
+
+    from engine.events import TrainFailed
+    from engine.train.load import train_here
+
+    events: list = []
+    result = train_here(config, events.append, threading.Event())
+    return result, [e for e in events if isinstance(e, TrainFailed)]
+
+
+def test_a_folder_ftui_cannot_export_is_refused_before_training_naming_the_flag(tmp_path):
+    folder = make_family_folder(tmp_path / "phi3", "phi3")
+    config = tiny_config(tmp_path, model=str(folder), dataset=str(tmp_path / "absent.jsonl"))
+
+    result, failed = _train_here(config)
+
+    assert result.status == "failed" and len(failed) == 1
+    assert result.reason.startswith("GGUF export of phi3 is not built yet (ftui writes GGUF for llama models only)")
+    assert result.advice.startswith("set export_gguf = false to train and keep the HF weights")
+
+
+def test_a_catalog_id_is_refused_before_any_download(tmp_path, monkeypatch):
+    import engine.models.hub as hub
+
+    monkeypatch.setattr(hub, "download", lambda *a, **k: pytest.fail("downloaded"))
+    result, _ = _train_here(tiny_config(tmp_path, model="qwen3-0.6b"))
+
+    assert result.reason.startswith("GGUF export of qwen3 is not built yet")
+
+
+def test_export_gguf_false_lets_it_through_and_llama_always_passes(tmp_path):
+    from engine.train.load import check_exportable
+
+    check_exportable(tiny_config(tmp_path, export_gguf=False), "phi3")
+    check_exportable(tiny_config(tmp_path), "llama")
