@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vram", type=float, metavar="GiB", help="plan for a card with this much free memory instead")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="plan across N GPUs: the N freest found, or N cards of --vram GiB (DDP or FSDP)")
+    p.add_argument("--family", default="llama", choices=("llama", "qwen3", "gemma3", "mistral", "phi4"),
+                   help="plan within this model family (default llama); the others' best fits are listed below")
     p.add_argument("--seq-len", type=int, default=2048, metavar="N", help="tokens per example (default 2048)")
     p.add_argument("--max-context", action="store_true",
                    help="instead: the longest sequence each model and method fits (batch 1, checkpointing)")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_context:
         return _max_context(args, report)
     try:
-        rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram, gpus=args.gpus)
+        rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram, gpus=args.gpus, family=args.family)
     except ValueError as exc:
         return fail(str(exc))
     if args.json:
@@ -45,7 +47,26 @@ def run(args: argparse.Namespace) -> int:
         rows[-2:] = [("predicted peak", f"{rec.peak_gib:.1f} GiB per GPU"), ("available", f"{rec.free_gib:.1f} GiB each")]
     print_table(rows)
     print(rec.reason)
+    if rec.grad_checkpointing and not rec.strategy:  # a GPU plan: the other families on the same card
+        _other_families(rec, args)
     return 0
+
+
+def _other_families(rec: object, args: argparse.Namespace) -> None:
+    from engine.hardware.recommend import best_per_family
+
+    print("\nBest fit per family on this card (--family NAME plans within one; GGUF export is built for "
+          "llama only, the others need export_gguf = false):")
+    for plan in best_per_family(rec.free_gib, args.seq_len):  # type: ignore[attr-defined]
+        fit = (f"{plan.method}, batch {plan.batch_size}, {plan.peak_gib:.1f} GiB" if plan.fits
+               else f"nothing fits ({plan.model} {plan.method} needs {plan.peak_gib:.1f} GiB)")
+        print(f"  {_family_of(plan.model):8} {plan.model if plan.fits else '-':22} {fit}")
+
+
+def _family_of(model: str) -> str:
+    from engine.hardware.catalog import get
+
+    return get(model).family
 
 
 def _max_context(args: argparse.Namespace, report: object) -> int:

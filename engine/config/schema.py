@@ -164,6 +164,10 @@ class RunConfig:
     strategy: Strategy = "auto"
     """With several processes: ddp keeps a full copy on each GPU (fastest, when it fits one card);
     fsdp shards weights, gradients and optimizer states across them (bigger models); auto picks."""
+    export_gguf: bool = True
+    """The run must end in a GGUF (for llama.cpp/Ollama): a model whose architecture ftui cannot write
+    as GGUF yet (today all but Llama) is refused before training. false trains it anyway and keeps
+    the Hugging Face weights (adapter and merged folder) without a GGUF."""
     export_quants: tuple[str, ...] = ("Q4_K_M",)
     """GGUF types to export: F16/BF16 (lossless), Q8_0 (near-lossless), Q6_K, Q5_K_M, Q4_K_M."""
     output_dir: str = "runs"

@@ -37,6 +37,18 @@ class ModelSpec:
     """A mirror of the same weights without the licence gate."""
     base_16bit: str | None = None
     """For 4-bit entries: the catalog id of the 16-bit weights."""
+    family: str = "llama"
+    """The recommendation's family (`ftui recommend --family`): llama, qwen3, gemma3, mistral, phi4."""
+    architecture: str = "llama"
+    """config.json's model_type: picks the LoRA target names and whether GGUF export is built."""
+    head_dim: int | None = None
+    """Attention head width where it is not hidden / heads (Qwen3: 128, Gemma 3: 256)."""
+    note: str = ""
+    """Licence, gating and what ftui trains of it."""
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.hidden // self.heads
 
     @property
     def size_class(self) -> str:

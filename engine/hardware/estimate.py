@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.config.schema import DEFAULT_TARGET_MODULES, RunConfig
+from engine.hardware.architectures import FUSED, translate_targets
 from engine.hardware.catalog import ModelSpec
 
 GIB = 1024**3
@@ -168,8 +169,9 @@ def estimate(
     if method == "full" and spec.bits == 4:
         raise ValueError(f"{spec.id} holds 4-bit weights, which full fine-tuning cannot train; "
                          f"use {spec.base_16bit or 'its 16-bit model'} or a LoRA method")
-    targets = tuple(target_modules) if target_modules else DEFAULT_TARGET_MODULES
-    shapes = _linear_shapes(spec)
+    targets = translate_targets(tuple(target_modules) if target_modules else DEFAULT_TARGET_MODULES,
+                                spec.architecture)
+    shapes = linear_shapes(spec)
     unknown = [t for t in targets if t not in shapes]
     if unknown and method != "full":
         raise ValueError(f"target module(s) {', '.join(unknown)} are not in {spec.name}; "
@@ -256,13 +258,15 @@ def loss_bytes(spec: ModelSpec, tokens: int, runtime: Runtime = HF_PEFT, trains_
     return peak, kept
 
 
-def _linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int]]:
-    """(in, out) features of each projection in one decoder layer (Llama-style, grouped-query)."""
-    h, kv = spec.hidden, spec.hidden // spec.heads * spec.kv_heads
+def linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each projection in one decoder layer (grouped-query), under the
+    architecture's own names: Phi-3 fuses q/k/v and gate/up (engine/hardware/architectures.py)."""
+    h, q, kv, i = spec.hidden, spec.heads * spec.head_size, spec.kv_heads * spec.head_size, spec.intermediate
+    if spec.architecture in FUSED:
+        return {"qkv_proj": (h, q + 2 * kv), "o_proj": (q, h), "gate_up_proj": (h, 2 * i), "down_proj": (i, h)}
     return {
-        "q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
-        "gate_proj": (h, spec.intermediate), "up_proj": (h, spec.intermediate),
-        "down_proj": (spec.intermediate, h),
+        "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+        "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
     }
 
 
@@ -280,9 +284,9 @@ def layer_activation_bytes(spec: ModelSpec, method: str, targets: Sequence[str],
     tensors transformers and peft really save.
     """
     h, i = spec.hidden, spec.intermediate
-    kv = h // spec.heads * spec.kv_heads
+    kv = spec.head_size * spec.kv_heads
     a = ACTIVATION_BYTES
-    shapes = _linear_shapes(spec)
+    shapes = linear_shapes(spec)
     total = 2 * BYTES_FP32 * h + a * (2 * h + 4 * kv) + 3 * a * i
     if method == "full" or runtime.adapter_bytes == ACTIVATION_BYTES:
         total += a * (2 * h + i)

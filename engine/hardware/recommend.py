@@ -19,7 +19,21 @@ from engine.hardware.estimate import estimate
 from engine.hardware.probe import GpuInfo, HardwareReport, ram_gib
 
 LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
-"""Largest first; each has a 4-bit variant in the catalog for QLoRA."""
+"""Largest first; each has a 4-bit variant in the catalog for QLoRA. The default family's ladder."""
+FAMILIES = ("llama", "qwen3", "gemma3", "mistral", "phi4")
+"""`ftui recommend --family`: each plans within its own catalog entries, largest first."""
+
+
+def ladder_of(family: str) -> tuple[str, ...]:
+    """The 16-bit catalog ids of a family, largest first (Llama's is LADDER)."""
+    from engine.hardware.catalog import load_catalog
+
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r} is not one of {', '.join(FAMILIES)}")
+    if family == "llama":
+        return LADDER
+    specs = [s for s in load_catalog() if s.family == family and s.bits == 16]
+    return tuple(s.id for s in sorted(specs, key=lambda s: -s.params))
 CPU_PRESET = "demo"
 """On the CPU only the embedded model is practical; the demo preset holds its settings."""
 PRESET_FOR_METHOD = {"qlora": "low-vram", "lora": "balanced", "dora": "quality", "full": "full"}
@@ -130,13 +144,15 @@ def suggest_smaller(spec: ModelSpec, method: str, batch_size: int, seq_len: int,
 
 
 def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int = 2048,
-              vram_gib: float | None = None, gpus: int | None = None) -> Recommendation:
+              vram_gib: float | None = None, gpus: int | None = None, family: str = "llama") -> Recommendation:
     """A starting plan across the detected GPUs (the `gpus` with the most free memory, when given),
     for `gpus` cards of `vram_gib` you do not have, or for the CPU.
 
     Several GPUs win over one when they train at least as large a model with as good a method; a
-    GPU whose free memory holds the others back is left out.
+    GPU whose free memory holds the others back is left out. `family` plans within that family's
+    catalog entries (FAMILIES); Llama's ladder is the default.
     """
+    ladder = ladder_of(family)
     if seq_len < 16:
         raise ValueError(f"seq_len {seq_len} is too short to hold a prompt and a reply")
     if vram_gib is not None and vram_gib <= 0:
@@ -147,9 +163,9 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
     found = report.gpus if report else tuple(report_or_gpus)  # type: ignore[arg-type]
     if vram_gib is not None:
         card = f"the {vram_gib:g} GiB card you plan for"
-        single = _plan_gpu(vram_gib, seq_len, card, None, "")
+        single = _plan_gpu(vram_gib, seq_len, card, None, "", ladder)
         several = _plan_several([vram_gib] * (gpus or 1), seq_len, f"each of the {gpus} cards of {vram_gib:g} GiB "
-                                "you plan for", tuple(range(gpus or 1)), single)
+                                "you plan for", tuple(range(gpus or 1)), single, ladder)
         return several or single
     if gpus is not None and gpus > len(found):
         raise ValueError(f"{gpus} GPUs asked for, {len(found)} found; pass --vram GiB to plan for cards you do not have")
@@ -164,29 +180,29 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
     # On unified memory (DGX Spark) the GPU's free memory is the system's MemAvailable: the same
     # arithmetic plans on it, and the reason says that programs on the CPU take from it too.
     card = f"your {gpu.name}" + (" (unified memory, shared with the CPU)" if gpu.unified_memory else "")
-    single = _plan_gpu(gpu.free_gib, seq_len, card, gpu.index, which)
+    single = _plan_gpu(gpu.free_gib, seq_len, card, gpu.index, which, ladder)
     best = None
     for count in range(2, len(freest) + 1):
         chosen = freest[:count]
         plan = _plan_several([g.free_gib for g in chosen], seq_len, f"each of your {count} GPUs",
-                             tuple(sorted(g.index for g in chosen)), best or single)
+                             tuple(sorted(g.index for g in chosen)), best or single, ladder)
         best = plan or best
     return best or single
 
 
 def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tuple[int, ...],
-                  rival: Recommendation) -> Recommendation | None:
+                  rival: Recommendation, ladder: tuple[str, ...] = LADDER) -> Recommendation | None:
     """The plan across these GPUs (each as free as the least free of them), when it trains at least
     as large a model with as good a method as `rival`; None otherwise or for one GPU."""
     count, free = len(frees), min(frees)
     if count < 2:
         return None
-    for rank, model_id in enumerate(LADDER):
+    for rank, model_id in enumerate(ladder):
         spec = get(model_id)
         for method, candidate in (("lora", spec), ("qlora", four_bit_variant(spec))):
             if candidate is None:
                 continue
-            if rival.fits and (rank, method != "lora") > _standing(rival):
+            if rival.fits and (rank, method != "lora") > _standing(rival, ladder):
                 return None
             for strategy in ("ddp", "fsdp"):
                 if method == "qlora" and strategy == "fsdp":
@@ -214,15 +230,16 @@ def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tup
     return None
 
 
-def _standing(rec: Recommendation) -> tuple[int, bool]:
+def _standing(rec: Recommendation, ladder: tuple[str, ...] = LADDER) -> tuple[int, bool]:
     """(place on the ladder, not 16-bit LoRA): smaller is better."""
-    base = next(i for i, m in enumerate(LADDER) if rec.model in (m, f"{m}-4bit"))
+    base = next(i for i, m in enumerate(ladder) if rec.model in (m, f"{m}-4bit"))
     return base, rec.method != "lora"
 
 
-def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: str) -> Recommendation:
+def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: str,
+              ladder: tuple[str, ...] = LADDER) -> Recommendation:
     lora_peak: tuple[str, float] | None = None
-    for model_id in LADDER:
+    for model_id in ladder:
         spec = get(model_id)
         for method, candidate in (("lora", spec), ("qlora", four_bit_variant(spec))):
             if candidate is None:
@@ -239,7 +256,7 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
                 reason += f" 16-bit LoRA would need {lora_peak[1]:.1f} GiB at batch 1."
             return Recommendation(candidate.id, method, batch, max(1, EFFECTIVE_BATCH // batch), seq_len,
                                   round(peak, 2), round(free, 2), reason + which, True, True, index)
-    smallest = four_bit_variant(get(LADDER[-1])) or get(LADDER[-1])
+    smallest = four_bit_variant(get(ladder[-1])) or get(ladder[-1])
     peak = plan_fits(smallest, "qlora", 1, seq_len, free)[1]
     needed = (peak + HEADROOM_GIB) / (1 - HEADROOM_SHARE)
     reason = (f"Nothing fits: even {smallest.name} with QLoRA at batch 1 and {seq_len} tokens needs "
@@ -249,6 +266,11 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
               "or train the embedded model on the CPU.")
     return Recommendation(smallest.id, "qlora", 1, EFFECTIVE_BATCH, seq_len, round(peak, 2), round(free, 2),
                           reason + which, False, True, index)
+
+
+def best_per_family(free_gib: float, seq_len: int = 2048, card: str = "the card") -> list[Recommendation]:
+    """For each family, the plan `recommend` makes within it on one card with `free_gib` free."""
+    return [_plan_gpu(free_gib, seq_len, card, None, "", ladder_of(f)) for f in FAMILIES]
 
 
 def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float, world_size: int = 1,

@@ -89,7 +89,13 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
     from engine.models import ModelLoadError, load_causal_lm
 
     check_free_space(Path(config.output_dir), 0, config.method, 0)
+    from engine.hardware.catalog import find
+
+    listed = find(config.model)
+    if listed is not None:  # before any download
+        check_exportable(config, listed.architecture)
     resolved = _resolve(config, on_event)
+    check_exportable(config, _model_type(Path(resolved.ref)))
     if resolved.spec is not None:
         trainable = planned_trainable(resolved.spec, config)
         check_free_space(Path(config.output_dir), trainable, config.method, resolved.spec.params)
@@ -125,6 +131,40 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
 
     loaded = Loaded(build_model, tokenizer, data, resolved.ref, resolved.base_16bit_ref, resolved.spec)
     return loaded, precision
+
+
+EXPORTABLE_MODEL_TYPES = {"LlamaForCausalLM": "llama"}
+"""config.json architectures the GGUF writer converts (engine/export/gguf_writer.py), by model_type."""
+
+
+def check_exportable(config: RunConfig, model_type: str | None) -> None:
+    """Refuse, before training, a model the GGUF writer cannot convert, unless export_gguf = false."""
+    from engine.export.gguf_writer import SUPPORTED_ARCHITECTURES
+
+    supported = [EXPORTABLE_MODEL_TYPES[a] for a in SUPPORTED_ARCHITECTURES if a in EXPORTABLE_MODEL_TYPES]
+    if not config.export_gguf or model_type is None or model_type in supported:
+        return
+    raise Failure(f"GGUF export of {model_type} is not built yet (ftui writes GGUF for {', '.join(supported)} "
+                  f"models only), so {config.model} would train and then fail at export",
+                  "set export_gguf = false to train and keep the HF weights (adapter and merged folder), "
+                  f"or pick a Llama model ({', '.join(s.id for s in _llama_models())})")
+
+
+def _llama_models() -> list[Any]:
+    from engine.hardware.catalog import load_catalog
+
+    return [s for s in load_catalog() if s.architecture == "llama" and s.bits == 16]
+
+
+def _model_type(folder: Path) -> str | None:
+    import json
+
+    from engine.hardware.architectures import model_type_of
+
+    try:
+        return model_type_of(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
 
 
 def prepare_replay_once(config: RunConfig, on_event: Callable[[Any], None]) -> None:

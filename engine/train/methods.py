@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config.schema import RunConfig
+from engine.hardware.architectures import translate_targets
 from engine.hardware.probe import cuda_computes_bf16
 from engine.train.preflight import PreflightError
 
@@ -110,8 +111,10 @@ def store_frozen_weights_for_autocast(model: Any, precision: Precision) -> int:
 
 def apply_method(model: Any, config: RunConfig) -> Any:
     """Adapters (or full training) on `model`, with gradient checkpointing when asked."""
+    # The config names Llama's projections; Phi-3 fuses them (engine/hardware/architectures.py).
+    targets = translate_targets(config.target_modules, getattr(model.config, "model_type", None))
     if config.method != "full":
-        check_target_modules(model, config.target_modules, config.model)
+        check_target_modules(model, targets, config.model)
     model.config.use_cache = False
     # QLoRA needs no more than LoRA here. peft's prepare_model_for_kbit_training would also cast
     # every parameter that is not 4-bit (embeddings, lm_head, norms) to fp32: +2.0 GiB of weights
@@ -132,7 +135,7 @@ def apply_method(model: Any, config: RunConfig) -> Any:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     lora = LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules), use_dora=config.method == "dora",
+        target_modules=list(targets), use_dora=config.method == "dora",
         bias="none", task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from engine.config.schema import RunConfig
 from engine.errors import ActionableError
+from engine.hardware.architectures import translate_targets
 from engine.hardware.catalog import ModelSpec
-from engine.hardware.estimate import MemoryEstimate, estimate_for, estimate_options
+from engine.hardware.estimate import MemoryEstimate, estimate_for, estimate_options, linear_shapes
 
 MARGIN_BYTES = 64 * 2**20
 
@@ -79,15 +80,9 @@ def planned_trainable(spec: ModelSpec, config: RunConfig) -> int:
     """Trainable parameters of a setting, from the catalog's architecture numbers alone."""
     if config.method == "full":
         return spec.params
-    head = spec.hidden // spec.heads
-    shapes = {
-        "q_proj": (spec.hidden, spec.heads * head), "k_proj": (spec.hidden, spec.kv_heads * head),
-        "v_proj": (spec.hidden, spec.kv_heads * head), "o_proj": (spec.heads * head, spec.hidden),
-        "gate_proj": (spec.hidden, spec.intermediate), "up_proj": (spec.hidden, spec.intermediate),
-        "down_proj": (spec.intermediate, spec.hidden),
-    }
+    targets = translate_targets(config.target_modules, spec.architecture)
     per_layer = sum(config.lora_r * (a + b) + (b if config.method == "dora" else 0)
-                    for name, (a, b) in shapes.items() if name in config.target_modules)
+                    for name, (a, b) in linear_shapes(spec).items() if name in targets)
     return per_layer * spec.layers
 
 

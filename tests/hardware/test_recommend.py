@@ -161,3 +161,31 @@ def test_max_context_is_the_edge_of_what_fits():
 def test_max_context_stops_at_the_models_own_limit():
     fit = next(f for f in max_context(200.0) if f.model == "llama-3.2-1b")
     assert fit.model_limit and fit.seq_len == get("llama-3.2-1b").context
+
+
+def test_family_plans_within_that_family_and_llama_stays_the_default():
+    from engine.hardware.catalog import get
+    from engine.hardware.recommend import FAMILIES, best_per_family, recommend
+
+    default = recommend([], vram_gib=12)
+    assert default == recommend([], vram_gib=12, family="llama")
+    assert get(default.model).family == "llama"
+    for family in FAMILIES:
+        assert get(recommend([], vram_gib=24, family=family).model).family == family
+    assert [get(p.model).family for p in best_per_family(12.0)] == list(FAMILIES)
+
+
+def test_an_unknown_family_is_refused():
+    from engine.hardware.recommend import recommend
+
+    with pytest.raises(ValueError, match="not one of llama, qwen3"):
+        recommend([], vram_gib=12, family="falcon")
+
+
+def test_qwen3_adapters_are_sized_by_its_head_dim_not_hidden_over_heads():
+    from engine.hardware.catalog import get
+    from engine.hardware.estimate import linear_shapes
+
+    shapes = linear_shapes(get("qwen3-0.6b"))
+    assert shapes["q_proj"] == (1024, 16 * 128) and shapes["k_proj"] == (1024, 8 * 128)
+    assert set(linear_shapes(get("phi-4-mini"))) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
