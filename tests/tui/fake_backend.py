@@ -19,7 +19,8 @@ from engine.config.schema import RunConfig
 from engine.data import DataReport, Segment
 from engine.data.check import _percentiles
 from engine.data.types import DataProblem
-from engine.eval.evaluate import EvalItem, EvalReport
+from engine.eval.evaluate import EvalItem, EvalReport, RetentionReport
+from engine.eval.retention import ExactRetention, RetentionFinding
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
@@ -96,6 +97,8 @@ class FakeBackend:
     doctor_gate: threading.Event | None = None
     """When set, doctor() waits for it: a slow check that must not hold the first paint."""
     doctor_calls: list[tuple[str, bool]] = field(default_factory=list)
+    eval_gate: threading.Event | None = None
+    """When set, evaluate() waits for it after its first progress event: an evaluation still running."""
     """(output_dir, decode) of each doctor() call; kept out of `calls`, whose last entry tests read."""
 
     def probe(self) -> HardwareReport:
@@ -324,7 +327,14 @@ class FakeBackend:
     def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport:
         items = (EvalItem("list containers", "docker ps", "ls", "docker ps", False, True),
                  EvalItem("stop web", "docker stop web", "kill web", "docker stop web", False, True))
-        return EvalReport(run_dir, "eval.jsonl", "Q8_0", items, 0.0, 1.0, None, None, 0)
+        on_event(Progress("eval", 1, len(items), "prompts", "base answers"))
+        if self.eval_gate is not None:
+            self.eval_gate.wait(10)
+        on_event(Progress("eval", len(items), len(items), "prompts", "tuned answers"))
+        retention = RetentionReport(10, ("general.jsonl",), ExactRetention(10, 8, 5, 5, 5 / 8), 0.0, 0.3, 0.2,
+                                    (RetentionFinding("forgetting", "kept 5 of the 8 general answers the base "
+                                                      "model got right (62%)", "lower learning_rate"),), ())
+        return EvalReport(run_dir, "eval.jsonl", "Q8_0", items, 0.0, 1.0, None, None, 0, retention=retention)
 
     def list_runs(self, output_dir: str = "runs") -> list[RunInfo]:
         return sorted(self.runs.values(), key=lambda r: r.path, reverse=True)

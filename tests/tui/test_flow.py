@@ -29,6 +29,16 @@ def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
 
 
+def rendered(app, selector: str) -> str:
+    """A Static's content as its width lays it out (a Rich table wraps its columns to fit)."""
+    from rich.console import Console
+
+    widget = app.screen.query_one(selector)
+    console = Console(width=widget.content_region.width, record=True, file=open("/dev/null", "w"))
+    console.print(widget.content)
+    return console.export_text()
+
+
 async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -271,18 +281,73 @@ async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backe
         assert all(c.history == [] for c in backend.chats)
 
 
-async def test_chat_shows_the_evaluation_table(backend):
+async def _evaluate_in_chat(tmp_path, size):
+    """ctrl+g in chat with an evaluation held at its first progress event, then let go."""
+    import threading
+
+    from tests.tui.fake_backend import FakeBackend
+
+    backend = FakeBackend(runs_dir=tmp_path, eval_gate=threading.Event())
     app = FtuiApp(backend=backend)
     app.focus_run("/runs/x")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
         app.goto("chat")
         await settle(app, pilot)
         await pilot.press("ctrl+g")
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if "base answers 1/2 prompts" in text_of(app, "#eval-status"):
+                break
+        running = text_of(app, "#eval-status")
+        view = app.screen.query_one("#eval-view")
+        assert view.display and view.region.height >= 6, "the evaluation shows where the conversation was"
+        backend.eval_gate.set()
         await settle(app, pilot)
-        table = app.screen.query_one("#eval-table")
-        assert table.display and table.row_count == 2
-        assert table.get_row_at(0) == ["list containers", "docker ps", "✗ ls", "✓ docker ps"]
+        await pilot.press("tab")  # focus moves on; the summary is a part of the screen, not a toast
+        await pilot.pause()
+        return app, running, text_of(app, "#eval-status"), rendered(app, "#eval-results"), view
+
+
+async def test_chat_evaluation_shows_progress_then_a_summary_that_stays(tmp_path):
+    app, running, summary, results, view = await _evaluate_in_chat(tmp_path, SIZE)
+    assert "base answers 1/2 prompts" in running
+    for figure in ("expected answer found: tuned 100%, base 0%", "keeps 5/8 general answers (62%)",
+                   "collapse: base 0%, tuned 30%", "forgetting: kept 5 of the 8", "what to do: lower learning_rate"):
+        assert figure in summary
+    # Answers side by side: every column inside 80 columns, no horizontal scrolling.
+    header = next(line for line in results.splitlines() if "prompt" in line)
+    assert all(word in header for word in ("prompt", "expected", "base", "tuned"))
+    assert "✗ ls" in results and "✓ docker ps" in results
+    assert max(len(line) for line in results.splitlines()) <= 80 - 4
+    assert view.max_scroll_x == 0
+
+
+async def test_chat_evaluation_fits_60x20(tmp_path):
+    app, running, summary, results, view = await _evaluate_in_chat(tmp_path, (60, 20))
+    assert "forgetting: kept 5 of the 8" in summary
+    assert max(len(line) for line in results.splitlines()) <= 60 - 4
+    assert view.max_scroll_x == 0
+
+
+async def test_chat_ctrl_l_switches_between_the_conversation_and_the_evaluation(backend):
+    app = FtuiApp(backend=backend)
+    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        assert app.screen.check_action("toggle_eval", ()) is None
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert app.screen.query_one("#eval-view").display
+        await pilot.press("ctrl+l")
+        assert app.screen.query_one("#transcripts").display and not app.screen.query_one("#eval-view").display
+        await pilot.press("ctrl+l")
+        assert app.screen.query_one("#eval-view").display
+        await pilot.press(*"ps", "enter")  # sending a message shows the conversation again
+        await settle(app, pilot)
+        assert app.screen.query_one("#transcripts").display
 
 
 async def test_out_of_memory_shows_the_reason_and_the_advice(tmp_path):
