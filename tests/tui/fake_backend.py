@@ -81,7 +81,8 @@ class FakeBackend:
     runs_dir: Path
     gpu: bool = False
     scenario: str = "ok"
-    """ok, oom (fails at step 3), bad_dataset (check finds bad rows, training refuses)."""
+    """ok, oom (fails at step 3), bad_dataset (check finds bad rows, training refuses). A dataset
+    file whose name starts with "bad" is refused in any scenario."""
     steps: int = 12
     step_delay: float = 0.0
     hold_at: int | None = None
@@ -97,6 +98,8 @@ class FakeBackend:
     doctor_gate: threading.Event | None = None
     """When set, doctor() waits for it: a slow check that must not hold the first paint."""
     doctor_calls: list[tuple[str, bool]] = field(default_factory=list)
+    trained_datasets: list[str] = field(default_factory=list)
+    """The dataset of each train() call."""
     eval_gate: threading.Event | None = None
     """When set, evaluate() waits for it after its first progress event: an evaluation still running."""
     """(output_dir, decode) of each doctor() call; kept out of `calls`, whose last entry tests read."""
@@ -170,7 +173,7 @@ class FakeBackend:
         on_event(Progress("tokenizer", 1, 1, "", "loaded"))
         sample = (Segment("<|im_start|>user\nlist running containers<|im_end|>\n", False),
                   Segment("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True))
-        if self.scenario == "bad_dataset":
+        if self._bad(config):
             problems = (DataProblem(config.dataset, 3, "messages", "no assistant turn"),
                         DataProblem(config.dataset, 7, "messages[1].role", "'bot' is not user/assistant/system"),
                         DataProblem(config.dataset, 8, None, "not valid JSON: Expecting ',' at column 41"),
@@ -183,9 +186,13 @@ class FakeBackend:
         return DataReport(config.dataset, "messages", 60, 60, (), None, lengths, _percentiles(list(lengths)),
                           config.max_seq_len, sum(n > config.max_seq_len for n in lengths), 0, sample, 1)
 
+    def _bad(self, config: RunConfig) -> bool:
+        return self.scenario == "bad_dataset" or Path(config.dataset).name.startswith("bad")
+
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
               resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None:
         self.calls.append(("train", config.name, resume))
+        self.trained_datasets.append(config.dataset)
         run_dir = resume or str(self.runs_dir / f"2026-01-01-120{len(self.runs)}-{config.name}")
         log = self.events.setdefault(run_dir, [])
 
@@ -194,7 +201,7 @@ class FakeBackend:
             on_event(event)
 
         emit(Progress("tokenize", 60, 60, "examples"))
-        if self.scenario == "bad_dataset":
+        if self._bad(config):
             emit(TrainFailed("4 of 10 rows (40%) failed validation, above max_bad_share 5%",
                              "Fix the rows listed on the dataset screen or raise max_bad_share."))
             return RunResult("failed", None, 0, None, None, None, "bad dataset")

@@ -184,7 +184,7 @@ async def test_dataset_screen_shows_problems_sample_and_histogram(tmp_path):
         assert app.screen.query_one("#histogram").display
         assert "would refuse this file: 4 of 10 rows" in text_of(app, "#dataset-status")
         assert app.config.dataset != str(data)
-        assert app.screen.check_action("train", ()) is None
+        assert f"The run's dataset: {app.config.dataset} (ctrl+t trains on it)" in text_of(app, "#dataset-status")
 
 
 async def test_dataset_screen_takes_a_good_file(backend, tmp_path):
@@ -206,6 +206,81 @@ async def test_dataset_screen_takes_a_good_file(backend, tmp_path):
         assert app.training.status == "finished"
 
 
+async def _open_dataset(app, pilot, *names: str, folder) -> list:
+    """The dataset screen, and data files of these names in `folder`."""
+    files = []
+    for name in names:
+        files.append(folder / name)
+        files[-1].write_text("{}\n")
+    await settle(app, pilot)
+    app.goto("dataset")
+    await settle(app, pilot)
+    return files
+
+
+async def _check_file(app, pilot, path) -> None:
+    app.screen.query_one("#path").value = str(path)
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def test_dataset_ctrl_t_trains_the_checked_file_after_a_return_to_the_screen(backend, tmp_path):
+    data = tmp_path / "good.jsonl"
+    data.write_text("{}\n")
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("d")
+        await settle(app, pilot)
+        await _check_file(app, pilot, data)
+        await pilot.press("escape", "d")  # home, and back to the dataset screen
+        await settle(app, pilot)
+        assert isinstance(app.screen, DatasetScreen)
+        assert f"The run's dataset: {data} (ctrl+t trains on it)" in text_of(app, "#dataset-status")
+        await pilot.press("ctrl+t")
+        await settle(app, pilot)
+        assert backend.trained_datasets == [str(data)]
+        assert app.training.status == "finished"
+
+
+async def test_dataset_ctrl_t_after_a_refused_file_trains_the_runs_dataset(backend, tmp_path):
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        good, bad = await _open_dataset(app, pilot, "good.jsonl", "bad.jsonl", folder=tmp_path)
+        await _check_file(app, pilot, good)
+        await _check_file(app, pilot, bad)
+        status = text_of(app, "#dataset-status")
+        assert "would refuse this file" in status and f"The run's dataset: {good}" in status
+        await pilot.press("ctrl+t")
+        await settle(app, pilot)
+        assert backend.trained_datasets == [str(good)]
+
+
+async def _missing_file_after_a_good_one(backend, tmp_path, size) -> tuple[str, str, bool, float]:
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=size) as pilot:
+        [good] = await _open_dataset(app, pilot, "good.jsonl", folder=tmp_path)
+        await _check_file(app, pilot, good)
+        body = app.screen.query_one("#dataset-body")
+        body.scroll_end(animate=False)
+        await pilot.pause()
+        assert body.scroll_y > 0
+        await _check_file(app, pilot, tmp_path / "nope.jsonl")
+        screen = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+        status = app.screen.query_one("#dataset-status")
+        seen = app.screen.region.contains_region(status.region) and status.region.height > 0
+        return screen, text_of(app, "#dataset-status"), seen, body.scroll_y
+
+
+async def test_dataset_missing_file_replaces_the_last_report_in_plain_words(backend, tmp_path):
+    for size in (SIZE, (60, 20)):
+        screen, status, seen, scroll_y = await _missing_file_after_a_good_one(backend, tmp_path, size)
+        assert f"There is no file {tmp_path / 'nope.jsonl'}" in status
+        assert "slash-free" not in status and "suffix" not in status
+        assert "There is no file" in screen and seen and scroll_y == 0, size
+        assert "No problems found" not in screen and "60 rows" not in screen, size
+
+
 async def test_dataset_screen_refuses_a_missing_file(backend, tmp_path):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -215,8 +290,7 @@ async def test_dataset_screen_refuses_a_missing_file(backend, tmp_path):
         app.screen.query_one("#path").value = str(tmp_path / "nope.jsonl")
         await pilot.press("enter")
         await settle(app, pilot)
-        assert "no such file" in text_of(app, "#dataset-status")
-        assert app.screen.check_action("train", ()) is None
+        assert "There is no file" in text_of(app, "#dataset-status")
 
 
 async def test_path_completion_suggests_folders_and_data_files(tmp_path):
