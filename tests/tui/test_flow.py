@@ -104,7 +104,6 @@ async def test_form_has_every_field_and_validates_as_you_type(backend):
         await pilot.pause()
         assert "outside 1e-6..1e-3" in text_of(app, "#problem-learning_rate")
         assert screen.config is None
-        assert app.screen.check_action("train", ()) is None
         lr.value = "abc"
         await pilot.pause()
         assert "expected a number" in text_of(app, "#problem-learning_rate")
@@ -116,6 +115,32 @@ async def test_form_has_every_field_and_validates_as_you_type(backend):
         await pilot.pause()
         assert "warning" in text_of(app, "#problem-lora_alpha")
         assert screen.config is not None  # a warning does not block
+
+
+async def test_form_with_an_error_names_it_and_ctrl_t_goes_to_it(backend):
+    for size in (SIZE, (60, 20)):
+        app = FtuiApp(backend=backend)
+        async with app.run_test(size=size) as pilot:
+            await settle(app, pilot)
+            app.goto("config")
+            await settle(app, pilot)
+            screen = app.screen
+            screen.query_one("#field-lora_r").value = "0"
+            screen.query_one("#field-export_quants").focus()  # the form scrolled far below lora_r
+            await pilot.pause()
+            screen.query_one("#field-learning_rate").value = "0.5"
+            await pilot.pause()
+            banner = text_of(app, "#form-status")
+            assert "learning_rate" in banner and "lora_r" in banner and "below" not in banner, banner
+            await pilot.press("ctrl+t")
+            await settle(app, pilot)
+            assert backend.calls == [] and app.screen is screen
+            said = [n.message for n in app._notifications]
+            assert any(m.startswith("Cannot train yet") and "lora_r" in m for m in said), said
+            bad = screen.query_one("#field-lora_r")
+            assert app.focused is bad
+            form = screen.query_one("#form")
+            assert form.region.y <= bad.region.y < form.region.bottom, size  # scrolled into view
 
 
 async def test_memory_bar_follows_batch_size_and_method(backend):
