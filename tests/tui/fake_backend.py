@@ -296,7 +296,8 @@ class FakeBackend:
         return RunResult("finished", run_dir, total, 3.0 / (1 + 0.25 * total), best, f"{run_dir}/adapter", "finished")
 
     def _record(self, run_dir, config, status, step, total, best, artifacts=()) -> None:
-        self.runs[run_dir] = RunInfo(run_dir, Path(run_dir).name, status, step, total, best, config.model,
+        # The engine's RunInfo.name is the config's name: runs of one config share it.
+        self.runs[run_dir] = RunInfo(run_dir, config.name, status, step, total, best, config.model,
                                      config.model, config.model, config.method, "2026-01-01T12:00",
                                      "2026-01-01T12:00", (), artifacts)
         self._configs = getattr(self, "_configs", {})

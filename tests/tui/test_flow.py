@@ -592,3 +592,47 @@ async def test_a_loss_point_is_never_replaced_in_the_queue():
     message = EngineEventReceived(event, "train")
     assert not message.can_replace(EngineEventReceived(event, "train"))
     assert TrainFinished  # the event types come from the engine, not a copy
+
+
+def _demo_runs(backend, app, *stamps: str) -> list[str]:
+    paths = [str(backend.runs_dir / f"{stamp}-demo") for stamp in stamps]
+    for path in paths:
+        backend._record(path, app.config, "finished", 12, 12, 0.5, artifacts=("adapter",))
+    return paths
+
+
+async def test_runs_of_one_name_are_told_apart_by_their_date_and_time(backend):
+    for size in (SIZE, (60, 20)):
+        app = FtuiApp(backend=backend)
+        _demo_runs(backend, app, "2026-01-01-1200", "2026-01-02-0930")
+        async with app.run_test(size=size) as pilot:
+            await settle(app, pilot)
+            app.goto("runs")
+            await settle(app, pilot)
+            screen = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+            assert "2026-01-02-0930-demo" in screen and "2026-01-01-1200-demo" in screen, screen
+
+
+async def test_runs_cursor_stays_on_its_run_after_compare_and_export(backend):
+    app = FtuiApp(backend=backend)
+    paths = _demo_runs(backend, app, "2026-01-01-1200", "2026-01-02-0930", "2026-01-03-0800")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("m", "down", "m", "v")  # compare the newest two, the cursor on the second
+        await settle(app, pilot)
+        assert not isinstance(app.screen, RunsScreen)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen.current.path == paths[1]
+        await pilot.press("down", "e")  # export the oldest, and back
+        await settle(app, pilot)
+        assert isinstance(app.screen, ExportScreen)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen.current.path == paths[0]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.run_focus.run_dir == paths[0]
+
