@@ -636,3 +636,42 @@ async def test_runs_cursor_stays_on_its_run_after_compare_and_export(backend):
         await settle(app, pilot)
         assert app.run_focus.run_dir == paths[0]
 
+
+
+async def test_training_s_on_a_finished_run_asks_before_a_new_run(backend):
+    from tui.screens.dialogs import ConfirmScreen
+
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await settle(app, pilot)
+        assert isinstance(app.screen, TrainingScreen) and app.training.status == "finished"
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Start a new run of demo" in str(app.screen.query_one("#question").render())
+        assert len(backend.calls) == 1
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TrainingScreen) and len(backend.calls) == 1
+        await pilot.press("s", "y")
+        await settle(app, pilot)
+        assert len(backend.calls) == 2
+
+
+async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
+    from textual.widgets import ProgressBar
+
+    for size in (SIZE, (60, 20)):
+        app = FtuiApp(backend=backend)
+        async with app.run_test(size=size) as pilot:
+            await settle(app, pilot)
+            app.goto("training")
+            await settle(app, pilot)
+            bar = app.screen.query_one(ProgressBar)
+            assert app.training.status == "idle"
+            assert not (bar.display and bar.total is None), "an idle bar pulses as if working"
+            await pilot.press("s")  # nothing shown yet: s starts at once
+            await settle(app, pilot)
+            assert app.training.status == "finished" and bar.display and bar.total == backend.steps

@@ -33,6 +33,7 @@ class TrainingScreen(FtuiScreen):
     DOCS = "docs/tui.md#training"
     HELP = ("The run in progress (or the run opened from the runs screen). x stops it after "
             "asking; the engine writes a checkpoint first, and the runs screen can resume it. "
+            "s starts a run with the current configuration, asking first when a past run is shown. "
             "Banners appear when the engine sees overfitting, underfitting or divergence. "
             "The run trains in a process of its own: leaving this screen, quitting ftui or losing "
             "the connection does not stop it, and the next `ftui` (or `ftui attach`) shows it again "
@@ -155,6 +156,8 @@ class TrainingScreen(FtuiScreen):
         # A fixed-height line: no need for a layout pass of the whole screen.
         self.query_one("#train-status", Static).update(status, layout=False)
         progress = self.query_one(ProgressBar)
+        # Without a step count a bar pulses ("working"): right while a run prepares, not when idle.
+        progress.display = bool(log.total_steps) or log.active
         progress.update(total=log.total_steps or None, progress=step.step if step else 0)
         # plotext redraws the whole chart in Python: only when there is something new on it.
         plotted = (len(log.train_points), len(log.val_points), log.total_steps)
@@ -173,7 +176,19 @@ class TrainingScreen(FtuiScreen):
         return True
 
     def action_start(self) -> None:
-        self.ftui.start_training(self.ftui.config)
+        log, config = self.ftui.training, self.ftui.config
+        if log.status == "idle":
+            self.ftui.start_training(config)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.ftui.start_training(config)
+
+        # The screen shows a run that has ended: s starts another one, which is worth a question.
+        self.app.push_screen(ConfirmScreen(
+            f"Start a new run of {config.name} ({config.model}, {config.method}, {config.dataset})? "
+            f"The {log.status} run shown stays in Runs."), answered)
 
     def action_stop(self) -> None:
         def answered(yes: bool | None) -> None:
