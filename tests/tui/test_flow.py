@@ -675,3 +675,24 @@ async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
             await pilot.press("s")  # nothing shown yet: s starts at once
             await settle(app, pilot)
             assert app.training.status == "finished" and bar.display and bar.total == backend.steps
+
+
+async def test_every_footer_key_is_on_screen_at_60x20(backend):
+    from tui.widgets.footer import Footer
+
+    app = FtuiApp(backend=backend)
+    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    backend._record("/runs/x", app.config, "finished", 12, 12, 0.5, artifacts=("adapter",))
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(app, pilot)
+        for name in ("home", "runs", "config", "dataset", "training", "chat", "export"):
+            if name != "home":
+                app.goto(name)
+            await settle(app, pilot)
+            footer = app.screen.query_one(Footer)
+            strips = [strip.text for strip in app.screen._compositor.render_strips()]
+            shown = "\n".join(strips[footer.region.y:footer.region.bottom])
+            wanted = [b.binding.description for b in app.screen.active_bindings.values() if b.binding.show]
+            missing = [d for d in wanted if d not in shown]
+            assert not missing, f"{name}: {missing} not in\n{shown}"
+            assert shown.splitlines()[0].rstrip().endswith("^p palette"), f"{name}: {shown}"
