@@ -347,6 +347,11 @@ class FakeBackend:
     def list_runs(self, output_dir: str = "runs") -> list[RunInfo]:
         return sorted(self.runs.values(), key=lambda r: r.path, reverse=True)
 
+    def run_info(self, run_dir: str) -> RunInfo:
+        if run_dir not in self.runs:
+            raise ValueError(f"{run_dir} is not a run directory (no run.json)")
+        return self.runs[run_dir]
+
     def run_config(self, run_dir: str) -> RunConfig:
         return self._configs[run_dir]
 

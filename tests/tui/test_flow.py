@@ -696,3 +696,50 @@ async def test_every_footer_key_is_on_screen_at_60x20(backend):
             missing = [d for d in wanted if d not in shown]
             assert not missing, f"{name}: {missing} not in\n{shown}"
             assert shown.splitlines()[0].rstrip().endswith("^p palette"), f"{name}: {shown}"
+
+
+async def test_export_of_a_run_exported_before_shows_it_and_y_and_c_work(backend):
+    import dataclasses
+
+    app = FtuiApp(backend=backend)
+    [path] = _demo_runs(backend, app, "2026-01-01-1200")
+    export = backend.runs_dir / "2026-01-01-1200-demo" / "export"
+    export.mkdir(parents=True)
+    gguf = export / "model-Q8_0.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(2048))
+    (export / "model-Q8_0.Modelfile").write_text(f"FROM ./{gguf.name}\n")
+    backend.runs[path] = dataclasses.replace(backend.runs[path], artifacts=("adapter", "export"),
+                                             ggufs=(str(gguf),), export_status="verified")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ExportScreen)
+        shown = text_of(app, "#export-stages")
+        assert "Exported before: 1 GGUF file(s)" in shown and "all passed verification" in shown
+        assert app.screen.query_one("#export-files").row_count == 1
+        assert f"-f {export / 'model-Q8_0.Modelfile'}" in text_of(app, "#ollama")
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert any(n.message.startswith("Copied: ollama create demo") for n in app._notifications)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ChatScreen) and app.run_focus.gguf == str(gguf)
+
+
+async def test_a_fresh_export_brings_its_verification_and_ollama_line_into_view(backend):
+    for size in (SIZE, (60, 20)):
+        app = FtuiApp(backend=backend)
+        async with app.run_test(size=size) as pilot:
+            await settle(app, pilot)
+            app.start_training(app.config)
+            await settle(app, pilot)
+            await pilot.press("e")
+            await settle(app, pilot)
+            await pilot.press("x")
+            await settle(app, pilot)
+            body, card = app.screen.query_one("#export-body"), app.screen.query_one("#ollama")
+            assert body.region.y <= card.region.y and card.region.bottom <= body.region.bottom, size
+            assert "verified 1/1, y copies the ollama line" in text_of(app, "#export-run")
