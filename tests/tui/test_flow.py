@@ -743,3 +743,38 @@ async def test_a_fresh_export_brings_its_verification_and_ollama_line_into_view(
             body, card = app.screen.query_one("#export-body"), app.screen.query_one("#ollama")
             assert body.region.y <= card.region.y and card.region.bottom <= body.region.bottom, size
             assert "verified 1/1, y copies the ollama line" in text_of(app, "#export-run")
+
+
+async def _until(pilot, condition, what: str) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_figures(backend):
+    backend.hold_at = 7  # the fake waits before step 7 until it is stopped
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.start_training(app.config)
+        await _until(pilot, lambda: app.training.last_step and app.training.last_step.step == 6, "step 6")
+        app.training.status = "stopping"  # as the stop dialog's yes does, before the run answers
+        app.screen.refresh_status()
+        status = text_of(app, "#train-status")
+        assert "stopping: ends step 7, then saves a checkpoint" in status and "ETA" not in status, status
+        app.stop_training()
+        await settle(app, pilot)
+        assert app.training.status == "stopped"
+        assert "took" in text_of(app, "#train-status")
+        app.goto("runs")
+        await settle(app, pilot)
+        await pilot.press("u")  # resume: held again before step 7
+        await _until(pilot, lambda: app.training.status == "running" and app.training.started.start_step == 6,
+                     "the resumed session's start")
+        await pilot.pause(0.3)
+        status = text_of(app, "#train-status")
+        assert "resumed at step 6" in status and "tok/s" not in status and "took" not in status, status
+        app.stop_training()
+        await settle(app, pilot)

@@ -144,11 +144,25 @@ class TrainingScreen(FtuiScreen):
         step = log.last_step
         if step:
             status.append(f"step {step.step}/{step.total_steps}  epoch {step.epoch:.2f}  loss {step.loss:.4f}  "
-                          f"lr {step.lr:.1e}\n{step.tokens_per_s:,.0f} tok/s  ")
-            status.append(f"ETA {duration(step.eta_s)}  " if log.active else f"took {duration(step.elapsed_s)}  ")
-            status.append(f"mem {step.peak_mem_gib:.2f} GiB")
+                          f"lr {step.lr:.1e}\n")
+            if log.status == "stopping":
+                # What the stop waits for, in place of the rate and ETA it makes moot.
+                status.append(f"stopping: ends step {step.step + 1}, then saves a checkpoint",
+                              style="yellow")
+            else:
+                status.append(f"{step.tokens_per_s:,.0f} tok/s  ")
+                status.append(f"ETA {duration(step.eta_s)}  " if log.active else f"took {duration(step.elapsed_s)}  ")
+                status.append(f"mem {step.peak_mem_gib:.2f} GiB")
         elif log.status == "idle":
             status.append("no run yet: s starts one with the current configuration")
+        elif log.status == "stopping":
+            status.append("stopping: waits for a first step, then saves a checkpoint",
+                          style="yellow")
+        elif log.active:
+            resumed = log.started.start_step if log.started and log.status == "running" else (
+                log.train_points[-1][0] if log.train_points else 0)
+            status.append(f"resumed at step {resumed}: " if resumed else "")
+            status.append("figures come with the first step")
         if log.best_val_loss is not None:
             status.append(f"  best val {log.best_val_loss:.4f}")
         if log.failed:
