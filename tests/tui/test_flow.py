@@ -778,3 +778,53 @@ async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_f
         assert "resumed at step 6" in status and "tok/s" not in status and "took" not in status, status
         app.stop_training()
         await settle(app, pilot)
+
+
+async def test_help_scrolls_with_the_keyboard_at_60x20(backend):
+    from textual.containers import VerticalScroll
+
+    from tui.screens.dialogs import HelpScreen
+
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(app, pilot)
+        app.goto("config")
+        await settle(app, pilot)
+        await pilot.press("f1")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HelpScreen)
+        box = app.screen.query_one(VerticalScroll)
+        assert box.max_scroll_y > 0, "the help fits: nothing to scroll"
+        strips = [strip.text for strip in app.screen._compositor.render_strips()]
+        assert "↑↓ PgUp PgDn Scroll" in strips[-1], strips[-1]  # the footer says how to read on
+        await pilot.press("pagedown", "pagedown", "pagedown", "down")
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y
+        await pilot.press("pageup")
+        await pilot.pause()
+        assert box.scroll_y < box.max_scroll_y
+
+
+async def test_question_mark_in_a_number_field_is_help_and_in_a_text_field_is_typed(backend):
+    from tui.screens.dialogs import HelpScreen
+
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("config")
+        await settle(app, pilot)
+        lora_r = app.screen.query_one("#field-lora_r")
+        before = lora_r.value
+        lora_r.focus()
+        await pilot.press("question_mark")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HelpScreen)
+        assert app.screen.text.startswith("**lora_r**: LoRA rank")
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert lora_r.value == before and not app.screen.query_one("#problem-lora_r").display
+        prompt = app.screen.query_one("#field-system_prompt")
+        prompt.focus()
+        await pilot.press(*"why", "question_mark")
+        await settle(app, pilot)
+        assert prompt.value == "why?" and isinstance(app.screen, ConfigScreen)

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -57,6 +58,22 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
+class ValueInput(Input):
+    """A field of numbers or a list, where ? can never belong: it is left to the screen, as help
+    on the field, instead of being typed into it and turning the field into an error."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character != "?" and super().check_consume_key(key, character)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.character == "?":
+            event.stop()
+            event.prevent_default()
+            await self.run_action("screen.field_help")
+            return
+        await super()._on_key(event)
+
+
 class ConfigScreen(FtuiScreen):
     TITLE = "Configure"
     DOCS = "docs/tui.md#configure"
@@ -72,6 +89,8 @@ class ConfigScreen(FtuiScreen):
         Binding("ctrl+o", "dataset", "Dataset", id="dataset"),
         Binding("ctrl+s", "save_preset", "Save preset", id="save"),
         Binding("ctrl+r", "sweep", "Sweep", id="sweep"),
+        # ? is typed into a text field; a ValueInput (numbers, lists) leaves it to this binding.
+        Binding("f1,question_mark", "field_help", "Help", id="help", key_display="F1"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -98,7 +117,8 @@ class ConfigScreen(FtuiScreen):
             return Select([(c, c) for c in CHOICES[name]], value=value, allow_blank=False, id=wid, compact=True)
         if isinstance(default, bool):
             return TextSwitch(value=bool(value), id=wid, animate=False)
-        return Input(as_text(value), id=wid, compact=True, select_on_focus=False)
+        field_input = Input if isinstance(default, str) else ValueInput
+        return field_input(as_text(value), id=wid, compact=True, select_on_focus=False)
 
     def on_mount(self) -> None:
         self.problems: list[Problem] = []
@@ -189,6 +209,12 @@ class ConfigScreen(FtuiScreen):
         if self.config != self.ftui.config:
             self.ftui.choose_config(self.config, "edited in the form")
         return self.config
+
+    def action_field_help(self) -> None:
+        """The screen's help with the focused field's hint first."""
+        focused = self.focused
+        name = (focused.id or "").removeprefix("field-") if focused is not None else ""
+        self.action_help(f"**{name}**: {field_docs().get(name, '')}\n\n" if name in field_kinds() else "")
 
     def _focus_field(self, name: str) -> None:
         # A problem may name a part of a field ("columns.prompt"); its widget is the field's own.
