@@ -828,3 +828,20 @@ async def test_question_mark_in_a_number_field_is_help_and_in_a_text_field_is_ty
         await pilot.press(*"why", "question_mark")
         await settle(app, pilot)
         assert prompt.value == "why?" and isinstance(app.screen, ConfigScreen)
+
+
+async def test_a_toast_is_one_line_and_leaves_every_footer_line_clear(backend):
+    from textual.widgets._toast import Toast
+
+    from tui.widgets.footer import Footer
+
+    for size in (SIZE, (60, 20)):
+        app = FtuiApp(backend=backend)
+        async with app.run_test(size=size, notifications=True) as pilot:
+            await settle(app, pilot)
+            app.notify("Copied the line.")
+            await pilot.pause(0.2)
+            toast = app.screen.query_one(Toast)
+            footer = app.screen.query_one(Footer)
+            assert toast.region.height == 1, toast.region
+            assert toast.region.bottom <= footer.region.y, (size, toast.region, footer.region)

@@ -58,6 +58,11 @@ class Footer(TextualFooter):
             label += 1 + cell_len(key.description) + (0 if self.compact else 2)
         return label + (2 if key.has_class("-command-palette") else 1)
 
+    def _keep_toasts_above(self, rows: int) -> None:
+        """Textual keeps its toasts one line up from the bottom, over a second line of keys."""
+        for rack in self.screen.query("#textual-toastrack"):
+            rack.styles.margin = (0, 0, max(rows, 1), 0)
+
     def _rows(self, keys: list[FooterKey], room: int) -> list[list[FooterKey]]:
         rows: list[list[FooterKey]] = [[]]
         used = 0
@@ -88,6 +93,7 @@ class Footer(TextualFooter):
         palette = [w for w in widgets if w.has_class("-command-palette")]
         room = self.app.size.width - sum(self._width(p) for p in palette if isinstance(p, FooterKey))
         rows = self._rows(keys, room) if len(keys) == len(widgets) - len(palette) else [keys]
+        self._keep_toasts_above(len(rows))
         if len(rows) == 1:  # the usual case: Textual's own one-line footer
             self.styles.height = 1
             self.styles.layout = "horizontal"
