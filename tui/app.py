@@ -274,6 +274,7 @@ class FtuiApp(App[int]):
             # The curve so far: the new session's TrainStarted drops what came after its checkpoint.
             self.training = TrainingLog.replay(self.backend.run_events(resume), "preparing", resume)
             self.training.status = "preparing"
+            self.training.last_step = None  # the last session's rate and ETA: none of this one's yet
         else:
             self.training = TrainingLog(status="preparing")
         self._follow_run(lambda leave: self.backend.train(

@@ -65,6 +65,9 @@ class TrainingLog:
             # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
             self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
             self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
+            self.best_val_loss = min((v for _, v in self.val_points), default=None)
+            # The last session's rate, ETA and memory are not this one's: figures come with its first step.
+            self.last_step = None
             resumed = f", resumed at step {event.start_step}" if event.start_step else ""
             return (f"started {event.run_dir} on {event.device}: {event.total_steps} steps, "
                     f"{event.train_examples} train / {event.val_examples} val examples, "

@@ -19,7 +19,8 @@ from engine.config.schema import RunConfig
 from engine.data import DataReport, Segment
 from engine.data.check import _percentiles
 from engine.data.types import DataProblem
-from engine.eval.evaluate import EvalItem, EvalReport
+from engine.eval.evaluate import EvalItem, EvalReport, RetentionReport
+from engine.eval.retention import ExactRetention, RetentionFinding
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
@@ -80,7 +81,8 @@ class FakeBackend:
     runs_dir: Path
     gpu: bool = False
     scenario: str = "ok"
-    """ok, oom (fails at step 3), bad_dataset (check finds bad rows, training refuses)."""
+    """ok, oom (fails at step 3), bad_dataset (check finds bad rows, training refuses). A dataset
+    file whose name starts with "bad" is refused in any scenario."""
     steps: int = 12
     step_delay: float = 0.0
     hold_at: int | None = None
@@ -96,6 +98,10 @@ class FakeBackend:
     doctor_gate: threading.Event | None = None
     """When set, doctor() waits for it: a slow check that must not hold the first paint."""
     doctor_calls: list[tuple[str, bool]] = field(default_factory=list)
+    trained_datasets: list[str] = field(default_factory=list)
+    """The dataset of each train() call."""
+    eval_gate: threading.Event | None = None
+    """When set, evaluate() waits for it after its first progress event: an evaluation still running."""
     """(output_dir, decode) of each doctor() call; kept out of `calls`, whose last entry tests read."""
 
     def probe(self) -> HardwareReport:
@@ -167,7 +173,7 @@ class FakeBackend:
         on_event(Progress("tokenizer", 1, 1, "", "loaded"))
         sample = (Segment("<|im_start|>user\nlist running containers<|im_end|>\n", False),
                   Segment("<|im_start|>assistant\nRun: `docker ps`<|im_end|>", True))
-        if self.scenario == "bad_dataset":
+        if self._bad(config):
             problems = (DataProblem(config.dataset, 3, "messages", "no assistant turn"),
                         DataProblem(config.dataset, 7, "messages[1].role", "'bot' is not user/assistant/system"),
                         DataProblem(config.dataset, 8, None, "not valid JSON: Expecting ',' at column 41"),
@@ -180,9 +186,13 @@ class FakeBackend:
         return DataReport(config.dataset, "messages", 60, 60, (), None, lengths, _percentiles(list(lengths)),
                           config.max_seq_len, sum(n > config.max_seq_len for n in lengths), 0, sample, 1)
 
+    def _bad(self, config: RunConfig) -> bool:
+        return self.scenario == "bad_dataset" or Path(config.dataset).name.startswith("bad")
+
     def train(self, config: RunConfig, on_event: EventSink, stop: threading.Event,
               resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None:
         self.calls.append(("train", config.name, resume))
+        self.trained_datasets.append(config.dataset)
         run_dir = resume or str(self.runs_dir / f"2026-01-01-120{len(self.runs)}-{config.name}")
         log = self.events.setdefault(run_dir, [])
 
@@ -191,7 +201,7 @@ class FakeBackend:
             on_event(event)
 
         emit(Progress("tokenize", 60, 60, "examples"))
-        if self.scenario == "bad_dataset":
+        if self._bad(config):
             emit(TrainFailed("4 of 10 rows (40%) failed validation, above max_bad_share 5%",
                              "Fix the rows listed on the dataset screen or raise max_bad_share."))
             return RunResult("failed", None, 0, None, None, None, "bad dataset")
@@ -286,7 +296,8 @@ class FakeBackend:
         return RunResult("finished", run_dir, total, 3.0 / (1 + 0.25 * total), best, f"{run_dir}/adapter", "finished")
 
     def _record(self, run_dir, config, status, step, total, best, artifacts=()) -> None:
-        self.runs[run_dir] = RunInfo(run_dir, Path(run_dir).name, status, step, total, best, config.model,
+        # The engine's RunInfo.name is the config's name: runs of one config share it.
+        self.runs[run_dir] = RunInfo(run_dir, config.name, status, step, total, best, config.model,
                                      config.model, config.model, config.method, "2026-01-01T12:00",
                                      "2026-01-01T12:00", (), artifacts)
         self._configs = getattr(self, "_configs", {})
@@ -324,10 +335,22 @@ class FakeBackend:
     def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport:
         items = (EvalItem("list containers", "docker ps", "ls", "docker ps", False, True),
                  EvalItem("stop web", "docker stop web", "kill web", "docker stop web", False, True))
-        return EvalReport(run_dir, "eval.jsonl", "Q8_0", items, 0.0, 1.0, None, None, 0)
+        on_event(Progress("eval", 1, len(items), "prompts", "base answers"))
+        if self.eval_gate is not None:
+            self.eval_gate.wait(10)
+        on_event(Progress("eval", len(items), len(items), "prompts", "tuned answers"))
+        retention = RetentionReport(10, ("general.jsonl",), ExactRetention(10, 8, 5, 5, 5 / 8), 0.0, 0.3, 0.2,
+                                    (RetentionFinding("forgetting", "kept 5 of the 8 general answers the base "
+                                                      "model got right (62%)", "lower learning_rate"),), ())
+        return EvalReport(run_dir, "eval.jsonl", "Q8_0", items, 0.0, 1.0, None, None, 0, retention=retention)
 
     def list_runs(self, output_dir: str = "runs") -> list[RunInfo]:
         return sorted(self.runs.values(), key=lambda r: r.path, reverse=True)
+
+    def run_info(self, run_dir: str) -> RunInfo:
+        if run_dir not in self.runs:
+            raise ValueError(f"{run_dir} is not a run directory (no run.json)")
+        return self.runs[run_dir]
 
     def run_config(self, run_dir: str) -> RunConfig:
         return self._configs[run_dir]

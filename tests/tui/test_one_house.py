@@ -132,9 +132,9 @@ async def test_an_evaluation_failure_is_shown_in_words_not_as_an_exception_name(
         await settle(app, pilot)
         await pilot.press("ctrl+g")
         await settle(app, pilot)
-        shown = [n.message for n in app._notifications]
-        assert len([m for m in shown if m.startswith("Evaluation failed")]) == 1, shown
-        assert any("is not a run directory (no config.toml)" in m and "Error" not in m for m in shown), shown
+        shown = text_of(app, "#eval-status")
+        assert shown.startswith("Evaluation failed"), shown
+        assert "is not a run directory (no config.toml)" in shown and "Error" not in shown, shown
 
 
 async def test_a_file_chat_cannot_load_is_said_in_words(tmp_path):

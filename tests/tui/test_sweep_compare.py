@@ -5,6 +5,7 @@ and names the one chosen, and the runs screen compares marked runs or a whole sw
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from textual.widgets import Input, Static
 
@@ -145,7 +146,7 @@ async def test_compare_lays_the_marked_runs_over_one_another(backend):
         await settle(app, pilot)
         app.goto("runs")
         await settle(app, pilot)
-        assert [r.name for r in app.screen.runs] == ["2026-01-01-1202-gamma", "2026-01-01-1201-beta",
+        assert [Path(r.path).name for r in app.screen.runs] == ["2026-01-01-1202-gamma", "2026-01-01-1201-beta",
                                                      "2026-01-01-1200-alpha"]
         assert app.screen.check_action("compare", ()) is None  # nothing marked, not a sweep
         await pilot.press("space", "down", "down", "m")

@@ -1,5 +1,6 @@
 """What every ftui screen shares: Escape goes back, F1 (or ? where no text field has focus) shows
-this screen's help. The footer shows F1: on screens with a text field, ? is typed into it."""
+this screen's help. The footer shows F1: on screens with a text field, ? is typed into it (the
+configuration form takes ? as help in its fields of numbers, lists and choices)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class FtuiScreen(Screen[None]):
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 
-    def action_help(self) -> None:
+    def action_help(self, first: str = "") -> None:
+        """The help screen; `first` (Markdown) goes above the screen's own help."""
         keys = []
         for _key, active in self.active_bindings.items():
             # Keys kept off the footer for room (quit, reload, the doctor) still carry an id: listed here.
@@ -44,4 +46,4 @@ class FtuiScreen(Screen[None]):
                 line = (key, active.binding.description)
                 if line not in keys:  # one line for a binding with two keys (? and f1)
                     keys.append(line)
-        self.app.push_screen(HelpScreen(self.title or type(self).__name__, self.HELP, keys, self.DOCS))
+        self.app.push_screen(HelpScreen(self.title or type(self).__name__, first + self.HELP, keys, self.DOCS))

@@ -1,20 +1,25 @@
 """Chat with a GGUF model, streaming; compare mode puts the base model's answer beside it,
-and the held-out evaluation of the run shows as a table."""
+and the held-out evaluation of the run shows in place of the conversation: its progress while it
+runs, then a summary that stays (scores, retention, collapse, the diagnosis) and the answers side
+by side, wrapped to the screen's width."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from engine.errors import ActionableError
-from tui.messages import ChatPieceReceived, ChatReplyFinished, EvalFinished, WorkFailed
+from engine.events import Progress
+from tui.messages import ChatPieceReceived, ChatReplyFinished, EngineEventReceived, EvalFinished, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
 
@@ -30,12 +35,16 @@ class ChatScreen(FtuiScreen):
     HELP = ("Type a message and press Enter; the reply streams in. The GGUF field takes any GGUF "
             "file (the last export is filled in). ctrl+b compares: the same prompt goes to the base "
             "model too and both answers show side by side. ctrl+r clears the conversation. "
-            "ctrl+g runs the held-out evaluation of the run and shows the table. Chat and evaluation run "
+            "ctrl+g runs the held-out evaluation of the run (30 s to a few minutes): its progress, then the "
+            "scores, what the run kept of the base model's general answers, and each held-out prompt with "
+            "the base and tuned answers side by side, in place of the conversation; ctrl+l switches "
+            "between the conversation and the evaluation. Chat and evaluation run "
             "inside this ftui and end with it (quitting, a lost connection); the conversation is not kept.")
     BINDINGS = [
         Binding("ctrl+b", "compare", "Compare", id="compare"),
         Binding("ctrl+r", "reset", "Reset", id="reset"),
         Binding("ctrl+g", "evaluate", "Eval", id="evaluate"),
+        Binding("ctrl+l", "toggle_eval", "Results", id="results"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -55,7 +64,10 @@ class ChatScreen(FtuiScreen):
             for side in SIDES:
                 with VerticalScroll(id=f"pane-{side}", classes="pane"):
                     yield Static("", id=f"transcript-{side}")
-        yield DataTable(id="eval-table", cursor_type="row")
+        with VerticalScroll(id="eval-view") as view:
+            view.border_title = "Evaluation (ctrl+l: conversation)"
+            yield Static("", id="eval-status")
+            yield Static("", id="eval-results")
         yield Input(placeholder="message (Enter sends)", id="prompt")
         yield Footer()
 
@@ -66,7 +78,9 @@ class ChatScreen(FtuiScreen):
         self.turns: dict[str, list[tuple[str, str]]] = {side: [] for side in SIDES}
         self.query_one("#base-row").display = False
         self.query_one("#pane-base").display = False
-        self.query_one("#eval-table").display = False
+        self.query_one("#eval-view").display = False
+        self.evaluated = False
+        """The evaluation view has something to show (running or done): ctrl+l can switch to it."""
         self.query_one("#prompt", Input).focus()
         self._show_side("tuned")
 
@@ -79,6 +93,8 @@ class ChatScreen(FtuiScreen):
         if action in ("reset", "compare") and busy:
             return None
         if action == "evaluate" and (busy or not self.ftui.run_focus.run_dir):
+            return None
+        if action == "toggle_eval" and not getattr(self, "evaluated", False):
             return None
         return True
 
@@ -97,6 +113,7 @@ class ChatScreen(FtuiScreen):
             self.notify(f"Give a GGUF path for the {' and '.join(missing)} model first.", severity="error")
             return
         event.input.value = ""
+        self._show_eval(False)
         for side in paths:
             self.turns[side].append(("you", text))
             self.turns[side].append(("model", ""))
@@ -171,16 +188,28 @@ class ChatScreen(FtuiScreen):
         for side in SIDES:
             self._show_side(side)
 
+    def _show_eval(self, shown: bool) -> None:
+        """The evaluation in place of the conversation, or the conversation back."""
+        self.query_one("#eval-view").display = shown
+        self.query_one("#transcripts").display = not shown
+
+    def action_toggle_eval(self) -> None:
+        self._show_eval(not self.query_one("#eval-view").display)
+
     def action_evaluate(self) -> None:
         self.busy = True
+        self.evaluated = True
         self.refresh_bindings()
-        self.notify("Evaluating the held-out examples…")
+        self.query_one("#eval-status", Static).update(
+            Text("Evaluating the held-out examples: starting (30 s to a few minutes)…", style="bold"))
+        self.query_one("#eval-results", Static).update("")
+        self._show_eval(True)
         self.evaluate(self.ftui.run_focus.run_dir)
 
     @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
     def evaluate(self, run_dir: str) -> None:
         try:
-            report = self.ftui.backend.evaluate(run_dir)
+            report = self.ftui.backend.evaluate(run_dir, lambda e: self.post_message(EngineEventReceived(e, "eval")))
         except Exception as exc:  # a bug, not a run that cannot be evaluated: still end the busy state
             self.post_message(WorkFailed("eval", f"unexpected error: {type(exc).__name__}: {exc}"))
             return
@@ -190,25 +219,63 @@ class ChatScreen(FtuiScreen):
             return
         self.post_message(EvalFinished(report))
 
+    def on_engine_event_received(self, message: EngineEventReceived) -> None:
+        event = message.event
+        if message.origin != "eval" or not isinstance(event, Progress) or not self.busy:
+            return
+        count = f" {event.done:g}/{event.total:g} {event.unit}".rstrip() if event.total else ""
+        what = event.message or event.stage
+        self.query_one("#eval-status", Static).update(
+            Text(f"Evaluating the held-out examples: {what}{count}…", style="bold"))
+
     def on_eval_finished(self, message: EvalFinished) -> None:
         self.busy = False
-        table = self.query_one("#eval-table", DataTable)
-        table.clear(columns=True)
-        table.add_columns("prompt", "expected", "base", "tuned")
         report = message.report
-        for item in report.items:
-            table.add_row(item.prompt, item.expected, _mark(item.base_reply, item.base_hit),
-                          _mark(item.tuned_reply, item.tuned_hit))
-        table.display = True
-        summary = eval_summary(report)
-        if summary:
-            self.notify(summary, timeout=10)
+        self.query_one("#eval-status", Static).update(render_eval_summary(report))
+        self.query_one("#eval-results", Static).update(render_eval_items(report))
+        self._show_eval(True)
+        self.query_one("#eval-view", VerticalScroll).scroll_home(animate=False)
         self.refresh_bindings()
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.busy = False
-        self.notify(f"Evaluation failed: {message.error}", severity="error", timeout=10)
+        self.query_one("#eval-status", Static).update(Text(f"Evaluation failed: {message.error}", style="bold red"))
+        self._show_eval(True)
         self.refresh_bindings()
+
+
+def render_eval_summary(report: EvalReport) -> Text:
+    """The figures one to a line, and each diagnosis with its advice, to read while the answers scroll."""
+    text = Text("Evaluation of the held-out examples\n", style="bold")
+    for line in eval_summary(report).split("; "):
+        if line:
+            text.append(f"  {line}\n")
+    r = report.retention
+    for finding in r.findings if r is not None else ():
+        text.append(f"  {finding.kind}: ", style="bold red")
+        text.append(f"{finding.message}\n")
+        text.append(f"    what to do: {finding.advice}\n")
+    if r is not None and not r.findings:
+        text.append("  no forgetting or collapse found\n", style="green")
+    if report.skipped:
+        text.append(f"  {len(report.skipped)} eval-file line(s) skipped: {report.skipped[0]}\n", style="yellow")
+    text.rstrip()
+    return text
+
+
+def render_eval_items(report: EvalReport) -> Table | Group:
+    """Each held-out prompt with its expected answer and both models' answers, wrapped in columns."""
+    if not report.items:
+        return Group(Text("No held-out prompts with an expected answer to show.", style="dim"))
+    table = Table(expand=True, show_lines=True, padding=(0, 1))
+    table.add_column("prompt", ratio=3)
+    table.add_column("expected", ratio=2, min_width=8)
+    table.add_column("base", ratio=3)
+    table.add_column("tuned", ratio=3)
+    for item in report.items:
+        table.add_row(item.prompt, item.expected, _mark(item.base_reply, item.base_hit),
+                      _mark(item.tuned_reply, item.tuned_hit))
+    return table
 
 
 def eval_summary(report: EvalReport) -> str:
@@ -227,7 +294,6 @@ def eval_summary(report: EvalReport) -> str:
             parts.append(f"retention: keeps {r.exact.tuned_kept}/{r.exact.base_right} general answers "
                          f"({r.exact.share:.0%})")
         parts.append(f"collapse: base {r.base_collapse:.0%}, tuned {r.tuned_collapse:.0%}")
-        parts += [f"{f.kind}: {f.message}; {f.advice}" for f in r.findings]
     return "; ".join(parts)
 
 

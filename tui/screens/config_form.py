@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -59,11 +60,29 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
+class ValueInput(Input):
+    """A field of numbers or a list, where ? can never belong: it is left to the screen, as help
+    on the field, instead of being typed into it and turning the field into an error."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character != "?" and super().check_consume_key(key, character)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.character == "?":
+            event.stop()
+            event.prevent_default()
+            await self.run_action("screen.field_help")
+            return
+        await super()._on_key(event)
+
+
 class ConfigScreen(FtuiScreen):
     TITLE = "Configure"
     DOCS = "docs/tui.md#configure"
     HELP = ("Every setting of the run, grouped. The line under each field says what raising it does. "
-            "Problems show under the field as you type (errors stop the run, warnings are advice). "
+            "Problems show under the field as you type (errors stop the run, warnings are advice); "
+            "the banner at the top names the fields in error, and ctrl+t with an error says so and "
+            "moves to the first of them. "
             "The bar at the top is the estimated peak memory against the memory found. "
             "Tab and shift+Tab move between fields; ctrl+s saves the form as a new preset file; ctrl+r "
             "sweeps a setting (the learning rate first): one run per value, curves overlaid, the best chosen.")
@@ -72,6 +91,8 @@ class ConfigScreen(FtuiScreen):
         Binding("ctrl+o", "dataset", "Dataset", id="dataset"),
         Binding("ctrl+s", "save_preset", "Save preset", id="save"),
         Binding("ctrl+r", "sweep", "Sweep", id="sweep"),
+        # ? is typed into a text field; a ValueInput (numbers, lists) leaves it to this binding.
+        Binding("f1,question_mark", "field_help", "Help", id="help", key_display="F1"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -98,7 +119,8 @@ class ConfigScreen(FtuiScreen):
             return Select([(c, c) for c in CHOICES[name]], value=value, allow_blank=False, id=wid, compact=True)
         if isinstance(default, bool):
             return TextSwitch(value=bool(value), id=wid, animate=False)
-        return Input(as_text(value), id=wid, compact=True, select_on_focus=False)
+        field_input = Input if isinstance(default, str) else ValueInput
+        return field_input(as_text(value), id=wid, compact=True, select_on_focus=False)
 
     def on_mount(self) -> None:
         self.problems: list[Problem] = []
@@ -141,15 +163,23 @@ class ConfigScreen(FtuiScreen):
             text.rstrip()
             widget.update(text)
             widget.display = bool(text)
-        errors = sum(p.level == "error" for p in problems)
+        errors = self.errors()
         status = self.query_one("#form-status", Static)
         if errors:
-            status.update(Text(f"{errors} error(s) below: fix them to train or save", style="bold red"))
+            named = ", ".join(dict.fromkeys(p.field for p in errors))
+            status.update(Text(f"{len(errors)} error{'s' if len(errors) > 1 else ''} in {named}: fix to train or "
+                               "save (ctrl+t goes to the first)", style="bold red"))
         else:
             status.update(Text(f"Valid ({self.ftui.config_source}).", style="green"))
         if config is not None:
             self.show_estimate(config)
         self.refresh_bindings()
+
+    def errors(self) -> list[Problem]:
+        """The problems that stop a run, in the form's order from the top."""
+        order = {name: i for i, name in enumerate(n for _, names in GROUPS for n in names)}
+        errors = [p for p in self.problems if p.level == "error"]
+        return sorted(errors, key=lambda p: order.get(p.field.split(".")[0].split("[")[0], len(order)))
 
     def show_estimate(self, config: RunConfig) -> None:
         estimate = self.ftui.backend.estimate(config)
@@ -165,17 +195,34 @@ class ConfigScreen(FtuiScreen):
     def on_switch_changed(self, _event: Switch.Changed) -> None:
         self.revalidate()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("train", "save_preset", "dataset", "sweep") and getattr(self, "config", None) is None:
-            return None
-        return True
-
-    def _commit(self) -> RunConfig | None:
+    def _commit(self, doing: str = "train") -> RunConfig | None:
+        """The form's config made the app's, or None after saying why `doing` cannot start and
+        moving to the first field in error (scrolled into view). ctrl+t and the others stay live
+        with errors in the form so that pressing them explains instead of doing nothing."""
         if self.config is None:
+            errors = self.errors()
+            first = errors[0] if errors else None
+            where = f" {first.field}: {first.message}" if first else ""
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            self.notify(f"Cannot {doing} yet, the form has an error:{where}{more}", severity="error")
+            if first is not None:
+                self._focus_field(first.field)
             return None
         if self.config != self.ftui.config:
             self.ftui.choose_config(self.config, "edited in the form")
         return self.config
+
+    def action_field_help(self) -> None:
+        """The screen's help with the focused field's hint first."""
+        focused = self.focused
+        name = (focused.id or "").removeprefix("field-") if focused is not None else ""
+        self.action_help(f"**{name}**: {field_docs().get(name, '')}\n\n" if name in field_kinds() else "")
+
+    def _focus_field(self, name: str) -> None:
+        # A problem may name a part of a field ("columns.prompt"); its widget is the field's own.
+        base = name.split(".")[0].split("[")[0]
+        if base in field_kinds():
+            self.query_one(f"#field-{base}").focus()
 
     def action_train(self) -> None:
         config = self._commit()
@@ -183,7 +230,7 @@ class ConfigScreen(FtuiScreen):
             self.ftui.start_training(config)
 
     def action_sweep(self) -> None:
-        config = self._commit()
+        config = self._commit("start a sweep")
         if config is None:
             return
 
@@ -194,11 +241,11 @@ class ConfigScreen(FtuiScreen):
         self.app.push_screen(SweepDialog(config), start)
 
     def action_dataset(self) -> None:
-        if self._commit() is not None:
+        if self._commit("open the dataset") is not None:
             self.ftui.goto("dataset")
 
     def action_save_preset(self) -> None:
-        config = self._commit()
+        config = self._commit("save a preset")
         if config is None:
             return
         taken = {p.name for p in self.ftui.backend.presets()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -23,6 +24,11 @@ from tui.widgets.length_histogram import LengthHistogram
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 MAX_PROBLEMS_SHOWN = 20
+
+
+def _hub_id(text: str) -> bool:
+    """`owner/name` and nothing more, as a Hugging Face hub dataset id is written; not a file name."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None and Path(text).suffix not in DATA_SUFFIXES
 
 
 class PathSuggester(Suggester):
@@ -94,7 +100,9 @@ class DatasetScreen(FtuiScreen):
     HELP = ("Type a data file path (right arrow accepts the completion) and press Enter to check it "
             "with the model's tokenizer and chat template. A file that checks out becomes the run's "
             "dataset. The sample shows which tokens carry the loss; the histogram shows how many "
-            "examples the max_seq_len cut-off truncates.")
+            "examples the max_seq_len cut-off truncates. ctrl+t trains on the run's dataset, the "
+            "last file that checked out (or the preset's), also after a file that was refused; "
+            "training checks it again before the first step.")
     BINDINGS = [
         Binding("ctrl+t", "train", "Train", id="train"),
         Binding("ctrl+o", "app.goto('config')", "Config", id="config"),
@@ -105,7 +113,7 @@ class DatasetScreen(FtuiScreen):
         yield Input(self.ftui.config.dataset, placeholder="path to .jsonl/.json/.csv/.parquet",
                     suggester=PathSuggester(), id="path", select_on_focus=False)
         with VerticalScroll(id="dataset-body"):
-            yield Static("Enter checks the file.", id="dataset-status")
+            yield Static(self._run_dataset_note("Enter checks the file typed above."), id="dataset-status")
             yield Static("", id="dataset-summary")
             yield Static("", id="dataset-problems")
             yield LengthHistogram(id="histogram")
@@ -126,12 +134,13 @@ class DatasetScreen(FtuiScreen):
         try:
             config = self.ftui.config.replace(dataset=os.path.expanduser(path))
         except ConfigError as exc:
-            self.query_one("#dataset-status", Static).update(Text(str(exc), style="red"))
+            self._show_error(str(exc))
             return
-        if not Path(config.dataset).exists() and ("/" in path or Path(path).suffix in DATA_SUFFIXES):
-            self.query_one("#dataset-status", Static).update(
-                Text(f"{path}: no such file (a hub dataset id has no slash-free suffix like .jsonl)", style="red"))
+        if not Path(config.dataset).exists() and not _hub_id(path):
+            self._show_error(f"There is no file {path}. Check the spelling and the folder; the right arrow "
+                             "completes names as you type. A dataset on the Hugging Face hub is written owner/name.")
             return
+        self._clear_report()
         self.checking = True
         self.refresh_bindings()
         self.query_one("#dataset-status", Static).update("Checking… (the first check loads the tokenizer)")
@@ -156,10 +165,24 @@ class DatasetScreen(FtuiScreen):
             total = f"/{event.total:g}" if event.total else ""
             self.query_one("#dataset-status", Static).update(f"{event.stage}: {event.done:g}{total} {event.unit}")
 
+    def _clear_report(self) -> None:
+        """Forget the last file's report, so that nothing on screen describes a file not asked about."""
+        self.summary = None
+        for name in ("#dataset-summary", "#dataset-problems", "#dataset-sample"):
+            self.query_one(name, Static).update("")
+        self.query_one("#dataset-sample").display = False
+        self.query_one(LengthHistogram).display = False
+        self.query_one("#dataset-body", VerticalScroll).scroll_home(animate=False)
+
+    def _show_error(self, error: str) -> None:
+        """The error alone, at the top where the eye is, with the file training would use."""
+        self._clear_report()
+        self.query_one("#dataset-status", Static).update(self._run_dataset_note(error, "bold red"))
+
     def on_work_failed(self, message: WorkFailed) -> None:
         self.checking = False
         self.refresh_bindings()
-        self.query_one("#dataset-status", Static).update(Text(f"Check failed: {message.error}", style="bold red"))
+        self._show_error(f"Check failed: {message.error}")
 
     def on_dataset_checked(self, message: DatasetChecked) -> None:
         self.checking = False
@@ -167,13 +190,13 @@ class DatasetScreen(FtuiScreen):
         self.summary = summary
         status = self.query_one("#dataset-status", Static)
         if summary.refusal:
-            status.update(Text(f"Training would refuse this file: {summary.refusal}", style="bold red"))
+            status.update(self._run_dataset_note(f"Training would refuse this file: {summary.refusal}", "bold red"))
         elif summary.usable_rows:
             self.ftui.choose_config(self.ftui.config.replace(dataset=summary.path),
                                     f"{self.ftui.config_source}, dataset {Path(summary.path).name}")
             status.update(Text("Checked: this file is the run's dataset now.", style="green"))
         else:
-            status.update(Text("No usable rows: this file cannot be trained on.", style="bold red"))
+            status.update(self._run_dataset_note("No usable rows: this file cannot be trained on.", "bold red"))
         self.query_one("#dataset-summary", Static).update(render_summary(summary))
         self.query_one("#dataset-problems", Static).update(render_problems(summary))
         sample = self.query_one("#dataset-sample", Static)
@@ -184,9 +207,16 @@ class DatasetScreen(FtuiScreen):
         histogram.show(summary.lengths, summary.max_seq_len or self.ftui.config.max_seq_len)
         self.refresh_bindings()
 
+    def _run_dataset_note(self, first: str, style: str = "") -> Text:
+        """`first`, then which file ctrl+t trains on: the run's dataset, whatever this screen shows."""
+        text = Text(first, style=style)
+        text.append(f"\nThe run's dataset: {self.ftui.config.dataset} (ctrl+t trains on it).", style="")
+        return text
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        summary = getattr(self, "summary", None)
-        if action == "train" and (self.checking or summary is None or summary.refusal or not summary.usable_rows):
+        # The run always has a dataset (the last file that checked out, or the preset's), and
+        # training checks it again before its first step: only a check in progress holds ctrl+t.
+        if action == "train" and getattr(self, "checking", False):
             return None
         return True
 

@@ -152,7 +152,12 @@ class HelpScreen(ModalScreen[None]):
     Plain Statics in a scrolling box: it opens in one frame and every key stays reachable at
     80x24 (a Markdown table widget took several frames and was cut off below the fifth key)."""
 
-    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="close")]
+    BINDINGS = [
+        Binding("escape,q,question_mark,f1", "close", "Close", id="close"),
+        # The box has the focus and scrolls with the arrows and page keys itself (its bindings are
+        # not shown); this binding adds space and says in the footer that the help scrolls.
+        Binding("space", "page_down", "Scroll", id="scroll", key_display="↑↓ PgUp PgDn"),
+    ]
 
     def __init__(self, title: str, text: str, keys: list[tuple[str, str]], docs: str = "") -> None:
         super().__init__()
@@ -181,6 +186,12 @@ class HelpScreen(ModalScreen[None]):
         """The help as plain text (title, text, one line per key and the manual's section)."""
         lines = [self.title_text, self.text, *(f"{key}  {description}" for key, description in self.keys)]
         return "\n".join([*lines, f"Manual: {self.docs}"] if self.docs else lines)
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
+
+    def action_page_down(self) -> None:
+        self.query_one(VerticalScroll).scroll_page_down(animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -64,7 +64,8 @@ class ExportScreen(FtuiScreen):
     HELP = ("Space toggles a GGUF type, x starts the export of the selected run: merge the adapter, "
             "convert to F16, quantize, then check each file against the merged model (same token "
             "ids, same next-token choices). y copies the `ollama create` line (works over SSH in "
-            "terminals that allow OSC 52). c chats with the exported model. Unlike training, an export "
+            "terminals that allow OSC 52). c chats with the exported model. A run exported before shows "
+            "its GGUFs, their verification and the ollama line at once. Unlike training, an export "
             "runs inside this ftui: quitting or losing the connection ends it, a file it was writing "
             "is never taken as finished, and x here starts it again.")
     BINDINGS = [
@@ -103,6 +104,49 @@ class ExportScreen(FtuiScreen):
         label.append(run or "none: train a run first or choose one on the runs screen")
         self.query_one("#export-run", Static).update(label)
         self.query_one(CheckList).focus()
+        if run:
+            self._show_earlier_export(run)
+
+    def _show_earlier_export(self, run_dir: str) -> None:
+        """A run exported before: its GGUFs, whether they passed verification, and the ollama
+        line, so that y and c work at once and x is needed only for other types."""
+        try:
+            info = self.ftui.backend.run_info(run_dir)
+        except (OSError, ValueError):
+            return
+        if not info.ggufs:
+            return
+        self.ggufs = list(info.ggufs)
+        table = self.query_one(DataTable)
+        for gguf in info.ggufs:
+            try:
+                size = size_text(Path(gguf).stat().st_size)
+            except OSError:
+                size = "?"
+            table.add_row(Path(gguf).name, "gguf", size)
+        table.display = True
+        chosen = self.ftui.run_focus.gguf if self.ftui.run_focus.gguf in info.ggufs else info.ggufs[0]
+        for modelfile in (Path(chosen).with_suffix(".Modelfile"), Path(chosen).parent / "Modelfile"):
+            if modelfile.is_file():
+                self.modelfile = str(modelfile)
+                break
+        verified = {"verified": "all passed verification", "failed": "one FAILED verification",
+                    "unverified": "not verified (the export stopped before it)"}.get(info.export_status, "")
+        done = Text(f"Exported before: {len(info.ggufs)} GGUF file(s) in {Path(chosen).parent}, {verified}. "
+                    "y copies the ollama line, c chats, x exports again.",
+                    style="bold red" if info.export_status == "failed" else "green")
+        self.query_one("#export-stages", Static).update(done)
+        self._show_ollama()
+        self.refresh_bindings()
+
+    def _show_ollama(self) -> None:
+        if not self.modelfile:
+            return
+        line = ollama_line(self.ftui.run_focus.run_dir or "", self.modelfile)
+        card = self.query_one("#ollama", Static)
+        card.update(Text.assemble(("Load into Ollama:\n", "bold"), line))
+        card.display = True
+        self.ollama = line
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         exporting = getattr(self, "exporting", False)
@@ -126,6 +170,9 @@ class ExportScreen(FtuiScreen):
         self.stages.clear()
         self.files.clear()
         self.checks.clear()
+        self.ggufs = []
+        self.modelfile = None
+        self.query_one("#ollama", Static).display = False
         self.query_one(DataTable).clear()
         self.refresh_bindings()
         self.run_export(self.ftui.run_focus.run_dir, quants)
@@ -183,14 +230,20 @@ class ExportScreen(FtuiScreen):
         text = self._stage_text()
         text.append_text(outcome)
         stages.update(text)
-        if self.modelfile:
-            line = ollama_line(self.ftui.run_focus.run_dir or "", self.modelfile)
-            card = self.query_one("#ollama", Static)
-            card.update(Text.assemble(("Load into Ollama:\n", "bold"), line))
-            card.display = True
-            self.ollama = line
+        self._show_ollama()
         if self.ggufs:
             self.ftui.focus_gguf(self.ggufs[-1])
+        # What the export ended with is at the bottom of the panel, below the fold at 80x24:
+        # the line above the panel says so, and the panel scrolls down to it.
+        summary = Text("Run: ", style="bold")
+        summary.append(f"{self.ftui.run_focus.run_dir}\n")
+        summary.append_text(outcome)
+        if self.checks:
+            passed = sum(c.passed for c in self.checks)
+            summary.append(f"; verified {passed}/{len(self.checks)}" + (", y copies the ollama line" if self.modelfile
+                                                                         else ""), style=outcome.style)
+        self.query_one("#export-run", Static).update(summary)
+        self.call_after_refresh(self.query_one("#export-body", VerticalScroll).scroll_end, animate=False)
         self.refresh_bindings()
 
     def _stage_text(self) -> Text:

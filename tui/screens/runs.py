@@ -25,10 +25,18 @@ def artifact_names(run: RunInfo) -> list[str]:
     return [a for a in run.artifacts if a != "tokenizer"] + [Path(g).name for g in run.ggufs]
 
 
+def run_label(run: RunInfo) -> str:
+    """The run's folder, which starts with the date and time it started (2026-12-01-1712-demo):
+    two runs of one name are told apart by it. A sweep's runs are SWEEP-FOLDER/RUN."""
+    folder = Path(run.path).name
+    return f"{run.group}/{folder}" if run.group else folder
+
+
 class RunsScreen(FtuiScreen):
     TITLE = "Runs"
     DOCS = "docs/tui.md#runs"
-    HELP = ("Runs found in the output folder, newest first. Enter opens a run's charts and log "
+    HELP = ("Runs found in the output folder, newest first, each by its folder, which starts with the "
+            "date and time the run started. Enter opens a run's charts and log "
             "(a run training now, even one started elsewhere, is followed live and x stops it); "
             "u resumes a stopped, failed or interrupted run from its last checkpoint; e exports it; "
             "c chats with its GGUF; d deletes the run folder after asking. A run is interrupted when "
@@ -68,6 +76,7 @@ class RunsScreen(FtuiScreen):
 
     def action_reload(self) -> None:
         table = self.query_one(DataTable)
+        was_on = self.current.path if self.is_mounted and self.runs and self.current else None
         table.clear()
         try:
             self.runs = self.ftui.backend.list_runs(self.ftui.config.output_dir)
@@ -77,9 +86,14 @@ class RunsScreen(FtuiScreen):
         self.marked &= {run.path for run in self.runs}
         for run in self.runs:
             best = f"{run.best_val_loss:.4f}" if run.best_val_loss is not None else "-"
-            table.add_row(self._mark(run), Text(f"{run.group}/{run.name}" if run.group else run.name), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+            table.add_row(self._mark(run), Text(run_label(run)), Text(run.status, style=STATUS_STYLE.get(run.status, "")),
                           f"{run.step}/{run.total_steps}", best, run.method, ", ".join(artifact_names(run)) or "-",
                           key=run.path)
+        # Back from Compare, Export or a run's screen the cursor stays on the run it was on, so
+        # that Enter opens that run and not the newest.
+        paths = [run.path for run in self.runs]
+        if was_on in paths:
+            table.move_cursor(row=paths.index(was_on), animate=False)
         if not self.runs:
             self.query_one("#runs-note", Static).update(
                 f"No runs in {self.ftui.config.output_dir}/ yet: train one from the config screen.")

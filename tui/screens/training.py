@@ -33,6 +33,7 @@ class TrainingScreen(FtuiScreen):
     DOCS = "docs/tui.md#training"
     HELP = ("The run in progress (or the run opened from the runs screen). x stops it after "
             "asking; the engine writes a checkpoint first, and the runs screen can resume it. "
+            "s starts a run with the current configuration, asking first when a past run is shown. "
             "Banners appear when the engine sees overfitting, underfitting or divergence. "
             "The run trains in a process of its own: leaving this screen, quitting ftui or losing "
             "the connection does not stop it, and the next `ftui` (or `ftui attach`) shows it again "
@@ -143,11 +144,25 @@ class TrainingScreen(FtuiScreen):
         step = log.last_step
         if step:
             status.append(f"step {step.step}/{step.total_steps}  epoch {step.epoch:.2f}  loss {step.loss:.4f}  "
-                          f"lr {step.lr:.1e}\n{step.tokens_per_s:,.0f} tok/s  ")
-            status.append(f"ETA {duration(step.eta_s)}  " if log.active else f"took {duration(step.elapsed_s)}  ")
-            status.append(f"mem {step.peak_mem_gib:.2f} GiB")
+                          f"lr {step.lr:.1e}\n")
+            if log.status == "stopping":
+                # What the stop waits for, in place of the rate and ETA it makes moot.
+                status.append(f"stopping: ends step {step.step + 1}, then saves a checkpoint",
+                              style="yellow")
+            else:
+                status.append(f"{step.tokens_per_s:,.0f} tok/s  ")
+                status.append(f"ETA {duration(step.eta_s)}  " if log.active else f"took {duration(step.elapsed_s)}  ")
+                status.append(f"mem {step.peak_mem_gib:.2f} GiB")
         elif log.status == "idle":
             status.append("no run yet: s starts one with the current configuration")
+        elif log.status == "stopping":
+            status.append("stopping: waits for a first step, then saves a checkpoint",
+                          style="yellow")
+        elif log.active:
+            resumed = log.started.start_step if log.started and log.status == "running" else (
+                log.train_points[-1][0] if log.train_points else 0)
+            status.append(f"resumed at step {resumed}: " if resumed else "")
+            status.append("figures come with the first step")
         if log.best_val_loss is not None:
             status.append(f"  best val {log.best_val_loss:.4f}")
         if log.failed:
@@ -155,6 +170,8 @@ class TrainingScreen(FtuiScreen):
         # A fixed-height line: no need for a layout pass of the whole screen.
         self.query_one("#train-status", Static).update(status, layout=False)
         progress = self.query_one(ProgressBar)
+        # Without a step count a bar pulses ("working"): right while a run prepares, not when idle.
+        progress.display = bool(log.total_steps) or log.active
         progress.update(total=log.total_steps or None, progress=step.step if step else 0)
         # plotext redraws the whole chart in Python: only when there is something new on it.
         plotted = (len(log.train_points), len(log.val_points), log.total_steps)
@@ -173,7 +190,19 @@ class TrainingScreen(FtuiScreen):
         return True
 
     def action_start(self) -> None:
-        self.ftui.start_training(self.ftui.config)
+        log, config = self.ftui.training, self.ftui.config
+        if log.status == "idle":
+            self.ftui.start_training(config)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.ftui.start_training(config)
+
+        # The screen shows a run that has ended: s starts another one, which is worth a question.
+        self.app.push_screen(ConfirmScreen(
+            f"Start a new run of {config.name} ({config.model}, {config.method}, {config.dataset})? "
+            f"The {log.status} run shown stays in Runs."), answered)
 
     def action_stop(self) -> None:
         def answered(yes: bool | None) -> None:
