@@ -35,7 +35,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Evaluation", ("val_split", "eval_interval", "save_interval", "keep_checkpoints", "early_stopping_patience",
                     "report_to")),
     ("Retention", ("retention_mix", "retention_data", "retention_prompts")),
-    ("Export", ("export_quants", "output_dir")),
+    ("Export", ("export_quants", "export_gguf", "output_dir")),
     ("Notifications", ("notify_url", "notify_command")),
 )
 CHOICES = {

@@ -125,7 +125,8 @@ class ExportScreen(FtuiScreen):
                 size = "?"
             table.add_row(Path(gguf).name, "gguf", size)
         table.display = True
-        chosen = self.ftui.run_focus.gguf if self.ftui.run_focus.gguf in info.ggufs else info.ggufs[0]
+        focused = self.ftui.run_focus.gguf
+        chosen: str = focused if focused is not None and focused in info.ggufs else info.ggufs[0]
         for modelfile in (Path(chosen).with_suffix(".Modelfile"), Path(chosen).parent / "Modelfile"):
             if modelfile.is_file():
                 self.modelfile = str(modelfile)
