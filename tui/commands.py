@@ -1,5 +1,6 @@
-"""The command palette (ctrl+p): every screen to go to, and every key of the current screen,
-so anything the footer has no room for can still be found by name."""
+"""The command palette (ctrl+p): every screen to go to, the work ftui does wherever you are (train,
+stop, export, evaluate), and every key of the current screen, so anything the footer has no room
+for can still be found by name."""
 
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ DESTINATIONS = {
 }
 
 
+TASKS = (
+    ("Train: start a run with the configured settings", "training", "start"),
+    ("Stop the run in training (at its next step, with a checkpoint)", "training", "stop"),
+    ("Export the run to verified GGUF files", "export", "start"),
+    ("Evaluate the run: base against tuned on held-out prompts", "chat", "evaluate"),
+    ("Resume a past run", "runs", "resume"),
+)
+"""(command, screen, its action): the work a person looks for by name, from any screen."""
+SYSTEM_ACTIONS = ("quit", "command_palette")
+"""App keys the palette's own system commands already list."""
+
+
 class ScreenCommands(Provider):
     def _commands(self) -> list[tuple[str, object, str]]:
         app = cast("FtuiApp", self.app)
@@ -31,10 +44,12 @@ class ScreenCommands(Provider):
             (f"Go to: {label}", partial(app.goto, name), f"open the {name} screen")
             for name, label in DESTINATIONS.items()
         ]
+        out += [(text, partial(_on_screen, app, name, action), f"on the {name} screen")
+                for text, name, action in TASKS]
         screen = self.screen
         for active in screen.active_bindings.values():
             binding = active.binding
-            if not binding.description or not active.enabled or binding.action.startswith("command_palette"):
+            if not binding.description or not active.enabled or binding.action.startswith(SYSTEM_ACTIONS):
                 continue
             out.append((f"{binding.description} ({binding.key_display or binding.key})",
                         partial(screen.run_action, binding.action), "on this screen"))
@@ -50,3 +65,9 @@ class ScreenCommands(Provider):
             score = matcher.match(text)
             if score > 0:
                 yield Hit(score, matcher.highlight(text), command, help=help_text)
+
+
+def _on_screen(app: FtuiApp, name: str, action: str) -> None:
+    """Go to the screen, then press its key there once it is shown."""
+    app.goto(name)
+    app.call_after_refresh(app.run_action, f"screen.{action}")

@@ -585,6 +585,31 @@ async def test_command_palette_reaches_screens(backend):
         assert isinstance(app.screen, RunsScreen)
 
 
+async def test_the_palette_finds_the_work_by_name_and_lists_quit_once(backend):
+    from textual.command import CommandPalette
+
+    from tui.commands import ScreenCommands
+    from tui.screens.export import ExportScreen
+
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        provider = ScreenCommands(app.screen)
+        texts = [text for text, _command, _help in provider._commands()]
+        for wanted in ("Train: start", "Stop the run in training", "Export the run", "Evaluate the run"):
+            assert any(t.startswith(wanted) for t in texts), (wanted, texts)
+        assert not any("Quit" in t for t in texts)  # the palette's own system commands list it once
+
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"Export the run to verified")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ExportScreen)
+
+
 async def test_a_loss_point_is_never_replaced_in_the_queue():
     from tui.messages import EngineEventReceived
 
