@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.hardware.catalog import ModelSpec, four_bit_variant, get
-from engine.hardware.estimate import estimate
+from engine.hardware.estimate import estimate, estimate_for
 from engine.hardware.probe import GpuInfo, HardwareReport, ram_gib
 
 LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
@@ -336,8 +336,11 @@ def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
     demo = load_preset(CPU_PRESET).apply()
     spec = get(demo.model)
     seq = min(seq_len, demo.max_seq_len)
-    # No CUDA context or caching allocator on the CPU: the tensors are what RAM must hold.
-    need = estimate(spec, demo.method, demo.batch_size, seq, grad_checkpointing=False).tensors_gib
+    # No CUDA context or caching allocator on the CPU: the tensors are what RAM must hold. Estimated
+    # from the preset's whole config, as the form estimates it, so the two show one figure.
+    planned = estimate_for(demo.replace(max_seq_len=seq), spec)
+    assert planned is not None
+    need = planned.tensors_gib
     reason = (f"No NVIDIA GPU found, so training runs on the CPU, where only the embedded {spec.name.split(' (')[0]} "
               f"is practical (the {CPU_PRESET} preset): about {need:.1f} GiB of RAM at batch {demo.batch_size} "
               f"and {seq} tokens.")

@@ -189,3 +189,15 @@ def test_qwen3_adapters_are_sized_by_its_head_dim_not_hidden_over_heads():
     shapes = linear_shapes(get("qwen3-0.6b"))
     assert shapes["q_proj"] == (1024, 16 * 128) and shapes["k_proj"] == (1024, 8 * 128)
     assert set(linear_shapes(get("phi-4-mini"))) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+
+
+def test_on_a_cpu_the_recommendation_shows_the_figure_the_form_shows_for_it():
+    """The home screen said 2.1 GiB and the form, opened on the same demo selection, 2.4 GiB: both
+    now estimate the demo preset's whole config (what the form's memory bar counts on a CPU)."""
+    from engine.config.presets import load_preset
+    from engine.hardware.estimate import estimate_for
+
+    rec = recommend([], seq_len=2048)
+    demo = load_preset("demo").apply()
+    form = estimate_for(demo.replace(max_seq_len=rec.seq_len))
+    assert form is not None and rec.peak_gib == round(form.tensors_gib, 2)
