@@ -37,6 +37,9 @@ EventSink = Callable[[Any], None]
 class ChatLike(Protocol):
     notes: tuple[str, ...]
     """What loading the model chose and why (the CPU when the GPU is full), for the user to read."""
+    max_tokens: int
+    cut_short: bool
+    """The last reply ran into max_tokens instead of ending its turn."""
 
     def send(self, text: str) -> Iterator[str]: ...
     def reset(self) -> None: ...

@@ -80,9 +80,11 @@ class ChatPieceReceived(Message):
 
 
 class ChatReplyFinished(Message):
-    def __init__(self, side: str, error: str | None = None) -> None:
+    def __init__(self, side: str, error: str | None = None, cut_at: int | None = None) -> None:
         self.side = side
         self.error = error
+        self.cut_at = cut_at
+        """The reply ran into this many tokens, the limit, instead of ending its turn."""
         super().__init__()
 
 

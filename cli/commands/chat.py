@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
+            if chat.cut_short:
+                print(f"(cut at the {chat.max_tokens}-token limit: the model had not finished; --max-tokens raises it)")
     finally:
         chat.close()
     return 0

@@ -195,6 +195,8 @@ class ChatSession:
             self.close()
             raise GGUFFileError(f"{path.name} has no chat template.", "Export it with ftui to embed one.")
         self.history: list[dict[str, str]] = []
+        self.cut_short = False
+        """The last reply ran into max_tokens instead of ending its turn."""
         self._formatter: Any = None
 
     def send(self, text: str) -> Iterator[str]:
@@ -205,12 +207,14 @@ class ChatSession:
         self.history.append({"role": "user", "content": text})
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + self.history
         pieces: list[str] = []
+        self.cut_short = False
         try:
             stream = self._llm.create_chat_completion(
                 messages=messages, stream=True, temperature=self.temperature, top_p=self.top_p,
                 max_tokens=self.max_tokens,
             )
             for chunk in stream:
+                self.cut_short = chunk["choices"][0].get("finish_reason") == "length"
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     pieces.append(piece)

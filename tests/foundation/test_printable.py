@@ -48,3 +48,15 @@ def test_chat_streams_printable_pieces_and_keeps_the_reply_in_its_history():
         shown = list(chat.send("How do I list containers?"))
         assert "".join(shown) == "Run: `docker ps`"
         assert chat.history[-1]["content"] == "".join(pieces)
+
+
+def test_chat_says_when_a_reply_ran_into_its_token_limit():
+    from engine.infer.chat import ChatSession
+    from engine.models.embedded import embedded_gguf_path
+
+    with ChatSession(embedded_gguf_path(), temperature=0.0, max_tokens=3) as chat:
+        list(chat.send("Write a long story about the sea."))
+        assert chat.cut_short
+    with ChatSession(embedded_gguf_path(), temperature=0.0, max_tokens=64) as chat:
+        list(chat.send("Answer in one word: what colour is the sky on a clear day?"))
+        assert not chat.cut_short

@@ -62,9 +62,12 @@ class FakeChat:
         self.history: list[str] = []
         self.closed = False
         self.notes: tuple[str, ...] = ("the GPU could not hold it, so it runs on the CPU",) if "busy" in path else ()
+        self.max_tokens = 256
+        self.cut_short = False
 
     def send(self, text: str) -> Iterator[str]:
         self.history.append(text)
+        self.cut_short = "long" in text  # a question that asks for more than max_tokens
         tag = "base" if "base" in self.path else "tuned"
         for word in f"[{tag}] Run: `docker {text}` ({len(self.history)})".split(" "):
             yield word + " "

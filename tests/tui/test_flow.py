@@ -380,6 +380,24 @@ async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backe
         assert all(c.history == [] for c in backend.chats)
 
 
+async def test_chat_compare_says_the_base_starts_a_new_conversation_and_marks_a_cut_reply(backend):
+    app = FtuiApp(backend=backend)
+    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        await pilot.press(*"ps", "enter")
+        await settle(app, pilot)
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert "A new conversation: the base model answers from your next message on" in text_of(
+            app, "#transcript-base")
+        await pilot.press(*"a long story", "enter")
+        await settle(app, pilot)
+        assert "(cut at the 256-token limit: the model had not finished)" in text_of(app, "#transcript-tuned")
+
+
 async def _evaluate_in_chat(tmp_path, size):
     """ctrl+g in chat with an evaluation held at its first progress event, then let go."""
     import threading

@@ -141,7 +141,7 @@ class ChatScreen(FtuiScreen):
             except Exception as exc:
                 self.post_message(ChatReplyFinished(side, f"unexpected error: {type(exc).__name__}: {exc}"))
                 continue
-            self.post_message(ChatReplyFinished(side))
+            self.post_message(ChatReplyFinished(side, cut_at=session.max_tokens if session.cut_short else None))
         self.post_message(ChatReplyFinished("all"))
 
     def on_chat_piece_received(self, message: ChatPieceReceived) -> None:
@@ -155,18 +155,26 @@ class ChatScreen(FtuiScreen):
             self.busy = False
             self.refresh_bindings()
             return
+        turns = self.turns[message.side]
         if message.error:
-            turns = self.turns[message.side]
             turns[-1] = ("error", message.error)
-            self._show_side(message.side)
+        elif message.cut_at:
+            turns.append(("cut", f"(cut at the {message.cut_at}-token limit: the model had not finished)"))
+        self._show_side(message.side)
 
     def _show_side(self, side: str) -> None:
         text = Text()
         if self.compare:
             text.append("fine-tuned\n" if side == "tuned" else "base\n", style="bold underline")
-        if not self.turns[side]:
+        if side == "base" and not self.turns["base"] and self.turns["tuned"]:
+            text.append("A new conversation: the base model answers from your next message on; the fine-tuned "
+                        "side keeps its history (ctrl+r clears both).", style="dim")
+        elif not self.turns[side]:
             text.append("No messages yet.", style="dim")
         for role, content in self.turns[side]:
+            if role == "cut":
+                text.append(f"{content}\n", style="dim italic")
+                continue
             style = {"you": "bold cyan", "model": "bold green", "error": "bold red"}[role]
             text.append(f"{role}: ", style=style)
             text.append(f"{content}\n")
