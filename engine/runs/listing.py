@@ -11,7 +11,15 @@ from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING, Any
 
-from engine.runs.layout import SWEEP_FILE, complete_checkpoints, export_dir, find_ggufs, run_dir_of, verify_path
+from engine.runs.layout import (
+    SWEEP_FILE,
+    chat_gguf,
+    complete_checkpoints,
+    export_dir,
+    find_ggufs,
+    run_dir_of,
+    verify_path,
+)
 from engine.runs.live import RunBusy, not_live_because, writer_alive
 from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
@@ -99,7 +107,7 @@ def read_run(path: str | Path) -> RunInfo:
         base_model_ref=record.base_model_ref, method=record.method, created=record.created, updated=record.updated,
         checkpoints=tuple(str(p) for p in complete_checkpoints(path)),
         artifacts=tuple(a for a in ARTIFACTS if (path / a).is_dir()),
-        ggufs=tuple(str(p) for p in find_ggufs(path).values()), export_status=export_status(path),
+        ggufs=_chat_first(path), export_status=export_status(path),
         reason=reason, pid=record.pid,
         host=record.host,
     )
@@ -191,3 +199,11 @@ def gpu_holders(runs: list[RunInfo], report: HardwareReport) -> list[GpuHolder]:
     live = {r.pid: r for r in runs if r.status == "running" and r.pid is not None and r.host == here}
     return [GpuHolder(live[p.pid], gpu.index, gpu.name, p.used_gib)
             for gpu in report.gpus for p in gpu.processes if p.pid in live]
+
+
+def _chat_first(path: Path) -> tuple[str, ...]:
+    """The run's GGUF files, the one a chat opens (`chat_gguf`: the Modelfile's) first, so every
+    screen that picks "the run's GGUF" picks the same one."""
+    found = [str(p) for p in find_ggufs(path).values()]
+    chat = chat_gguf(path)
+    return tuple(dict.fromkeys([str(chat), *found])) if chat is not None else tuple(found)

@@ -57,3 +57,21 @@ def test_json_output_carries_the_unreadable_run_and_its_reason(tmp_path, capsys)
     listed = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed[str(good)]["status"] == "finished"
     assert listed[str(bad)]["status"] == "unreadable" and "JSON list" in listed[str(bad)]["reason"]
+
+
+def test_the_chat_gguf_is_the_first_a_run_lists_so_every_screen_picks_it(tmp_path):
+    """Runs took the F16 and Export the last file written (Q4_K_M): both now take what the
+    run's Modelfile names, which `ftui chat RUN` opens (issue 28 item 9)."""
+    import json
+
+    from engine.runs import list_runs
+
+    run = tmp_path / "runs" / "2026-01-01-0000-x"
+    export = run / "export"
+    export.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "finished", "name": "x", "method": "lora"}))
+    for quant in ("F16", "Q8_0", "Q4_K_M"):
+        (export / f"model-{quant}.gguf").write_bytes(b"GGUF")
+    (export / "Modelfile").write_text("FROM ./model-Q8_0.gguf\n")
+    [info] = list_runs(tmp_path / "runs")
+    assert Path(info.ggufs[0]).name == "model-Q8_0.gguf" and len(info.ggufs) == 3

@@ -233,7 +233,7 @@ class ExportScreen(FtuiScreen):
         stages.update(text)
         self._show_ollama()
         if self.ggufs:
-            self.ftui.focus_gguf(self.ggufs[-1])
+            self.ftui.focus_gguf(self._chat_gguf())
         # What the export ended with is at the bottom of the panel, below the fold at 80x24:
         # the line above the panel says so, and the panel scrolls down to it.
         summary = Text("Run: ", style="bold")
@@ -278,5 +278,14 @@ class ExportScreen(FtuiScreen):
         self.notify(f"Copied: {self.ollama}")
 
     def action_chat(self) -> None:
-        self.ftui.focus_gguf(self.ggufs[-1])
+        self.ftui.focus_gguf(self._chat_gguf())
         self.ftui.goto("chat")
+
+    def _chat_gguf(self) -> str:
+        """The file the run's Modelfile names, as Runs and `ftui chat RUN` choose it."""
+        run_dir = self.ftui.run_focus.run_dir
+        try:
+            ggufs = self.ftui.backend.run_info(run_dir).ggufs if run_dir else ()
+        except (ValueError, OSError):  # the run folder went away or was never a run
+            ggufs = ()
+        return ggufs[0] if ggufs else self.ggufs[-1]
