@@ -11,7 +11,13 @@ ftui/ folder in site-packages (setup.py nests them there), so presets ship besid
 
 
 def presets_dir() -> Path:
+    """Where preset files are listed and saved (FTUI_PRESETS moves it)."""
     return Path(os.environ.get("FTUI_PRESETS", PROJECT_ROOT / "presets"))
+
+
+def catalog_file() -> Path:
+    """The model catalog: ftui's own data, wherever the user keeps their presets."""
+    return PROJECT_ROOT / "presets" / "models.toml"
 
 
 def cache_dir() -> Path:

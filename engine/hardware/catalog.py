@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 
-from engine.files.paths import presets_dir
+from engine.files.paths import catalog_file
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class UnknownModel(KeyError):
 
 @cache
 def load_catalog() -> tuple[ModelSpec, ...]:
-    data = tomllib.loads((presets_dir() / "models.toml").read_text(encoding="utf-8"))
+    data = tomllib.loads(catalog_file().read_text(encoding="utf-8"))
     return tuple(ModelSpec(**entry) for entry in data["model"])
 
 

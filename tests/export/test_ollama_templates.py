@@ -141,7 +141,12 @@ def test_the_go_template_renderer_follows_go_trim_rules():
         {"M": [{"R": "s"}, {"R": "u"}]}) == "[u]"
 
 
-@pytest.mark.parametrize("model", [s.id for s in load_catalog()])
+EXPORTED = [s.id for s in load_catalog() if s.architecture == "llama"]
+"""The catalog models ftui writes GGUFs and Modelfiles for (engine/export/gguf_writer.py); the other
+families are refused before training until their export is built (issue 23)."""
+
+
+@pytest.mark.parametrize("model", EXPORTED)
 @pytest.mark.parametrize("name", CONVERSATIONS)
 @pytest.mark.parametrize("configured_system", ["", SYSTEM])
 def test_modelfile_renders_what_the_model_was_trained_on(model, name, configured_system, tokenizer_dir):
