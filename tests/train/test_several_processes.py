@@ -93,7 +93,9 @@ def test_a_stop_from_the_parent_ends_both_with_a_checkpoint_that_resumes_on_one(
 
     config = config_for(tmp_path, model_folder, batch_size=2, gpus="cpu:2")
     result, events = run(config, stop_at_2)
-    assert result.status == "stopped" and result.steps in (2, 3), result.reason
+    # The processes agree on the stop at a step boundary after the parent sees it: on a busy machine
+    # a tiny model's steps can pass before that, so any step before the last is a stop.
+    assert result.status == "stopped" and 2 <= result.steps < STEPS, result.reason
     folder = Path(result.run_dir)
     assert complete_checkpoints(folder)[-1].name == f"step-{result.steps}"
     assert [e.reason for e in events if isinstance(e, CheckpointSaved)][-1] == "stop"
