@@ -503,7 +503,7 @@ def llama_decode_case(gguf: str | None) -> dict[str, Any]:
     if not llama_cpp.llama_supports_gpu_offload():
         return {"plan": label, "status": "skipped",
                 "reason": "this llama-cpp-python has no GPU offload (make run builds it with CUDA where nvcc is)"}
-    from engine.native.llama import load_llama
+    from engine.hardware.doctor import decode_embedded
 
     if gguf is None:
         from engine.models.embedded import embedded_gguf_path
@@ -513,20 +513,12 @@ def llama_decode_case(gguf: str | None) -> dict[str, Any]:
             gguf = str(embedded_gguf_path())
         except ModelLoadError as exc:
             return {"plan": label, "status": "skipped", "reason": f"no GGUF to decode: {exc.reason} (or pass --gguf)"}
-    llm, load = load_llama(gguf, n_ctx=512)
-    try:
-        ids = llm.tokenize(b"The quickest way to learn a language is")
-        llm.eval(ids)
-        began = time.perf_counter()
-        for _ in range(DECODE_TOKENS):
-            llm.eval([llm.sample(top_k=1, temp=0.0)])
-        seconds = time.perf_counter() - began
-    finally:
-        llm.close()
-    row = {"plan": label, "status": "finished", "gguf": Path(gguf).name, "gpu_layers": load.gpu_layers,
-           "notes": list(load.notes), "decode_tokens_per_s": round(DECODE_TOKENS / seconds, 1)}
+    done = decode_embedded(gguf, DECODE_TOKENS)  # ftui doctor's decode: the same load and greedy loop
+    row = {"plan": label, "status": "finished", "gguf": Path(gguf).name, "gpu_layers": done.gpu_layers,
+           "notes": list(done.notes), "decode_tokens_per_s": round(done.tokens_per_s, 1),
+           "first_token_s": round(done.first_token_s, 3)}
     print(f"\n== {label}: {row['decode_tokens_per_s']} tokens/s, {Path(gguf).name}, "
-          f"{'every layer on the GPU' if load.gpu_layers else 'on the CPU'} {'; '.join(load.notes)}")
+          f"{'every layer on the GPU' if done.gpu_layers else 'on the CPU'} {'; '.join(done.notes)}")
     return row
 
 if __name__ == "__main__":

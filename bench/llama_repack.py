@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,16 +47,6 @@ def measure(gguf: str, repack: bool, prompt_tokens: int, tokens: int) -> dict[st
     return {"prompt_tps": prompt_tokens / prompt_s, "decode_tps": tokens / decode_s}
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quants", default="Q8_0,Q4_K_M")
@@ -72,7 +61,7 @@ def main() -> None:
 
     from engine.infer.base_answers import base_gguf_for
     from engine.models.embedded import ensure_embedded_model
-    from engine.native.llama import cpu_flags, has_amx
+    from engine.native.llama import cpu_flags, cpu_name, has_amx
 
     base = str(ensure_embedded_model())
     files = {q: str(base_gguf_for(base, q)) for q in args.quants.split(",")}

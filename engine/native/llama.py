@@ -38,15 +38,31 @@ class LoadPlan:
 def cpu_flags(cpuinfo: Path | None = None) -> frozenset[str]:
     """The feature flags of the first CPU in /proc/cpuinfo (x86's "flags", ARM's "Features");
     empty where there is no such file (macOS, Windows)."""
+    fields = _cpu_fields(cpuinfo)
+    return frozenset((fields.get("flags") or fields.get("features") or "").split())
+
+
+def cpu_name(cpuinfo: Path | None = None) -> str:
+    """The first CPU's model name, for figures and reports ("AMD EPYC"), or the machine type."""
+    import platform
+
+    return _cpu_fields(cpuinfo).get("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_fields(cpuinfo: Path | None) -> dict[str, str]:
+    """The first CPU's lines of /proc/cpuinfo, keys lower-cased; {} where there is no such file."""
     try:
         text = (cpuinfo or CPUINFO).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return frozenset()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            return frozenset(value.split())
-    return frozenset()
+        key = key.strip().lower()
+        if key == "processor" and fields:
+            break  # the next CPU
+        fields.setdefault(key, value.strip())
+    return fields
 
 
 def has_amx(flags: frozenset[str]) -> bool:

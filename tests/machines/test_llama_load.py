@@ -9,7 +9,7 @@ import pytest
 
 import engine.native.llama as llama_load
 from engine.infer.chat import ChatSession
-from engine.native.llama import LoadPlan, cpu_flags, has_amx, load_llama, plan_load
+from engine.native.llama import LoadPlan, cpu_flags, cpu_name, has_amx, load_llama, plan_load
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -43,6 +43,7 @@ def gguf():
 def test_cpu_flags_read_x86_and_arm_and_no_file(cpuinfo, tmp_path, monkeypatch):
     cpuinfo(SAPPHIRE_RAPIDS)
     assert has_amx(cpu_flags()) and "avx512_fp16" in cpu_flags()
+    assert cpu_name() == "Intel(R) Xeon(R) Platinum 8480+"
     cpuinfo(EPYC)
     assert "avx2" in cpu_flags() and not has_amx(cpu_flags())
     cpuinfo(GRACE)  # aarch64 says "Features", not "flags"
