@@ -3,6 +3,10 @@ from the home screen to chat, with the failures a user can meet."""
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
+
 from engine.events import StepLogged, TrainFinished
 from tui.app import FtuiApp
 from tui.screens.chat import ChatScreen
@@ -373,7 +377,8 @@ async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backe
         await settle(app, pilot)
         assert "[tuned]" in text_of(app, "#transcript-tuned")
         assert "[base]" in text_of(app, "#transcript-base")
-        assert [c.path for c in backend.chats] == ["/runs/x/export/model-Q8_0.gguf", "/models/base-SmolLM2.gguf"]
+        base = "/home/user/.cache/ftui/base-gguf/0123456789abcdef/model-Q8_0.gguf"  # the base at the tuned file's type
+        assert [c.path for c in backend.chats] == ["/runs/x/export/model-Q8_0.gguf", base]
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert "No messages yet" in text_of(app, "#transcript-tuned")
@@ -396,6 +401,54 @@ async def test_chat_compare_says_the_base_starts_a_new_conversation_and_marks_a_
         await pilot.press(*"a long story", "enter")
         await settle(app, pilot)
         assert "(cut at the 256-token limit: the model had not finished)" in text_of(app, "#transcript-tuned")
+
+
+@contextlib.asynccontextmanager
+async def in_chat(backend, gguf, size=SIZE):
+    """The chat screen of run /runs/x with `gguf` filled in, settled."""
+    app = FtuiApp(backend=backend)
+    app.focus_run("/runs/x", gguf)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        yield app, pilot
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_compare_makes_the_base_at_the_tuned_files_type_and_shows_its_name_whole(backend, size):
+    async with in_chat(backend, "/runs/x/export/model-Q4_K_M.gguf", size) as (app, pilot):
+        await pilot.press("ctrl+b")
+        await settle(app, pilot)
+        assert backend.base_calls == [("/runs/x", app.config.model, "/runs/x/export/model-Q4_K_M.gguf")]
+        assert app.screen.query_one("#base-gguf").value.endswith("/model-Q4_K_M.gguf")
+        note = text_of(app, "#base-note")
+        assert "model-Q4_K_M.gguf  Q4_K_M, as the fine-tuned file" in note and "…/" in note
+        assert len(note) <= size[0]
+        await pilot.press("ctrl+b", "ctrl+b")  # off and on again: the file is made once
+        await settle(app, pilot)
+        assert len(backend.base_calls) == 1
+
+
+async def test_compare_says_why_there_is_no_base_file_where_the_path_goes(backend):
+    async with in_chat(backend, "/runs/x/export/model-Q4_1.gguf") as (app, pilot):
+        await pilot.press("ctrl+b")
+        await settle(app, pilot)
+        assert "No base file: model-Q4_1.gguf is of type Q4_1" in text_of(app, "#base-note")
+
+
+async def test_a_thinking_models_reasoning_is_folded_until_ctrl_t(backend):
+    async with in_chat(backend, "/runs/x/export/model-Q8_0.gguf") as (app, pilot):
+        await pilot.press(*"think ps", "enter")
+        await settle(app, pilot)
+        shown = text_of(app, "#transcript-tuned")
+        assert "model: (thought 6 words; ctrl+t shows them) [tuned] Run:" in shown
+        assert "docker command" not in shown and "<think>" not in shown
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        shown = text_of(app, "#transcript-tuned")
+        assert "The user wants a docker command." in shown and "<think>" not in shown
+        assert "[tuned] Run: `docker think ps`" in shown
 
 
 async def _evaluate_in_chat(tmp_path, size):
