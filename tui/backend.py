@@ -50,7 +50,7 @@ class EngineBackend(Protocol):
     """What the screens may ask of the engine. Methods that take `on_event` and `stop` run in workers."""
 
     def probe(self) -> HardwareReport: ...
-    def recommend(self, report: HardwareReport) -> Recommendation: ...
+    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation: ...
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport: ...
     def estimate(self, config: RunConfig) -> MemoryEstimate | None: ...
     def context_length(self, model: str) -> int | None: ...
@@ -87,10 +87,10 @@ class Backend:
 
         return probe()
 
-    def recommend(self, report: HardwareReport) -> Recommendation:
+    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation:
         from engine.hardware.recommend import recommend
 
-        return recommend(report)
+        return recommend(report, family=family)
 
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport:
         """The install's checks (engine/hardware/doctor.py), the llama.cpp decode too with `decode`, in a

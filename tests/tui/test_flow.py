@@ -50,6 +50,9 @@ async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
         assert isinstance(app.screen, HomeScreen)
         assert "CPU mode" in text_of(app, "#hardware")
         assert "smollm2-135m" in text_of(app, "#recommendation")
+        await pilot.press("f")  # no family to switch on the CPU: the embedded model stays
+        await settle(app, pilot)
+        assert "smollm2-135m" in text_of(app, "#recommendation") and "within" not in text_of(app, "#recommendation")
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, ConfigScreen)
@@ -71,6 +74,25 @@ async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp
         await settle(app, pilot)
         assert (app.config.model, app.config.method, app.config.batch_size, app.config.grad_accum,
                 app.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
+
+
+async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, gpu=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert "Recommended within llama (f: qwen3; 5 families)" in text_of(app, "#recommendation")
+        await pilot.press("f")
+        await settle(app, pilot)
+        card = text_of(app, "#recommendation")
+        assert "Recommended within qwen3 (f: gemma3" in card and "qwen3-" in card and "fits" in card
+        await pilot.press("f", "f", "f", "f")  # round the five families back to Llama
+        await settle(app, pilot)
+        assert "within llama" in text_of(app, "#recommendation")
+        await pilot.press("f", "enter")
+        await settle(app, pilot)
+        assert app.config.model.startswith("qwen3-")
 
 
 async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
