@@ -92,8 +92,6 @@ class ChatScreen(FtuiScreen):
         self.show_thinking = False
         self.base_made_for = ""
         """The tuned GGUF the base file in the field was made to match ("" when none was made)."""
-        self.base_ready: tuple[str, str] | None = None
-        """The base file made for the compare and its type."""
         for widget in ("#base-row", "#base-note", "#pane-base"):
             self.query_one(widget).display = False
         self.query_one("#eval-view").display = False
@@ -256,28 +254,18 @@ class ChatScreen(FtuiScreen):
 
     def on_base_gguf_ready(self, message: BaseGgufReady) -> None:
         if message.error:
-            self.base_ready = None
             self._note_base(Text(f"No base file: {message.error}. Type a base GGUF path above.", style="red"))
             return
         field = self.query_one("#base-gguf", Input)
         field.value = message.path
-        field.cursor_position = len(message.path)  # the field shows the file's name, not the start of the folder
-        self.base_ready = (message.path, message.quant)
-        self._show_base_path()
-
-    def _show_base_path(self) -> None:
-        """The base file's path cut to the screen's width with its name whole, and its type."""
-        if self.base_ready is not None:
-            path, quant = self.base_ready
-            suffix = f"  {quant}, as the fine-tuned file"
-            self._note_base(Text.assemble(("base: ", "bold"), fit_path(path, self.size.width - 6 - len(suffix)),
-                                          (suffix, "dim")))
+        # The field shows the end of the path, the file's name, not the start of the folder.
+        field.cursor_position = 0
+        field.call_after_refresh(field.action_end)
+        self._note_base(Text(f"base model at {message.quant}, the fine-tuned file's type (exported once, then "
+                             "cached)", style="dim"))
 
     def _note_base(self, note: Text) -> None:
         self.query_one("#base-note", Static).update(note)
-
-    def on_resize(self) -> None:
-        self._show_base_path()
 
     def action_reset(self) -> None:
         for session in self.sessions.values():
@@ -402,17 +390,3 @@ def eval_summary(report: EvalReport) -> str:
 def _mark(reply: str, hit: bool) -> str:
     return f"{'✓' if hit else '✗'} {reply.strip()}"
 
-
-def fit_path(path: str, width: int) -> str:
-    """`path` in `width` columns, cut from the left at a folder boundary so the file's name stays whole."""
-    if len(path) <= width:
-        return path
-    name = Path(path).name
-    if len(name) + 2 > width:
-        return "…" + name[-max(width - 1, 1):]
-    tail = name
-    for folder in reversed(Path(path).parent.parts):
-        if len(folder) + len(tail) + 3 > width:
-            break
-        tail = f"{folder}/{tail}"
-    return f"…/{tail}"
