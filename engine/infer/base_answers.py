@@ -40,8 +40,8 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
     from engine.export.quantize import quantize
 
     config_dir = base_config_dir(base_ref)
-    folder = cache_dir() / "base-gguf" / _base_key(base_ref)
-    target = gguf_path(folder, quant)
+    target = _base_gguf_target(base_ref, quant)
+    folder = target.parent
     if target.is_file():
         return target
     if not (config_dir / "tokenizer.json").is_file() or not list(config_dir.glob("*.safetensors")):
@@ -107,7 +107,17 @@ def base_gguf_like(tuned_gguf: str | Path, base_ref: str, on_event: EventSink = 
         raise ActionableError(f"{Path(tuned_gguf).name} is of type {quant or 'unknown'}, which ftui cannot make "
                               "a base model file of", "compare with a file ftui exported (F16, BF16, "
                               f"{', '.join(QUANTIZED_TYPES)}), or give the base GGUF yourself")
-    return base_gguf_for(base_ref, quant, on_event), quant
+    target = _base_gguf_target(base_ref, quant)
+    if target.is_file():
+        return target, quant
+    from engine.native.child import run_native
+
+    # Writing and quantising call into llama.cpp: a crash there is a failure with words, not the TUI's end.
+    return run_native(f"exporting the base model as {quant}", base_gguf_for, base_ref, quant, on_event=on_event), quant
+
+
+def _base_gguf_target(base_ref: str, quant: str) -> Path:
+    return gguf_path(cache_dir() / "base-gguf" / _base_key(base_ref), quant)
 
 
 def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,
