@@ -1,8 +1,9 @@
 """Chat with a GGUF model, streaming; compare mode puts the base model's answer beside it, from
 the base exported at the tuned file's type (made once in a worker, then cached); a thinking
-model's reasoning is folded away until ctrl+t shows it; and the held-out evaluation of the run shows in place of the conversation: its progress while it
-runs, then a summary that stays (scores, retention, collapse, the diagnosis) and the answers side
-by side, wrapped to the screen's width."""
+model's reasoning is folded away until ctrl+t shows it; and the held-out evaluation of the run
+shows in place of the conversation: its progress while it runs, then a summary that stays
+(scores, retention, collapse, the diagnosis) and the answers side by side, wrapped to the
+screen's width."""
 
 from __future__ import annotations
 
@@ -308,15 +309,12 @@ class ChatScreen(FtuiScreen):
     def on_engine_event_received(self, message: EngineEventReceived) -> None:
         event = message.event
         if message.origin == "base" and isinstance(event, Progress):
-            count = f" {event.done:g}/{event.total:g} {event.unit}".rstrip() if event.total else ""
-            self._note_base(Text(f"Making the base model's file: {event.message or event.stage}{count}…", style="bold"))
+            self._note_base(Text(f"Making the base model's file: {_progress(event)}…", style="bold"))
             return
         if message.origin != "eval" or not isinstance(event, Progress) or not self.busy:
             return
-        count = f" {event.done:g}/{event.total:g} {event.unit}".rstrip() if event.total else ""
-        what = event.message or event.stage
         self.query_one("#eval-status", Static).update(
-            Text(f"Evaluating the held-out examples: {what}{count}…", style="bold"))
+            Text(f"Evaluating the held-out examples: {_progress(event)}…", style="bold"))
 
     def on_eval_finished(self, message: EvalFinished) -> None:
         self.busy = False
@@ -390,3 +388,9 @@ def eval_summary(report: EvalReport) -> str:
 def _mark(reply: str, hit: bool) -> str:
     return f"{'✓' if hit else '✗'} {reply.strip()}"
 
+
+
+def _progress(event: Progress) -> str:
+    """What a progress event says is being done, with its count where it has one."""
+    count = f" {event.done:g}/{event.total:g} {event.unit}".rstrip() if event.total else ""
+    return f"{event.message or event.stage}{count}"
