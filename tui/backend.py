@@ -50,7 +50,7 @@ class EngineBackend(Protocol):
     """What the screens may ask of the engine. Methods that take `on_event` and `stop` run in workers."""
 
     def probe(self) -> HardwareReport: ...
-    def recommend(self, report: HardwareReport) -> Recommendation: ...
+    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation: ...
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport: ...
     def estimate(self, config: RunConfig) -> MemoryEstimate | None: ...
     def context_length(self, model: str) -> int | None: ...
@@ -68,7 +68,8 @@ class EngineBackend(Protocol):
     def export(self, run_dir: str, quants: tuple[str, ...], on_event: EventSink,
                stop: threading.Event) -> ExportResult: ...
     def open_chat(self, gguf_path: str, system_prompt: str = "") -> ChatLike: ...
-    def base_gguf(self, model: str) -> str | None: ...
+    def base_gguf_like(self, run_dir: str | None, model: str, tuned_gguf: str,
+                       on_event: EventSink = ignore) -> tuple[str, str]: ...
     def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport: ...
     def list_runs(self, output_dir: str = "runs") -> list[RunInfo]: ...
     def run_info(self, run_dir: str) -> RunInfo: ...
@@ -86,10 +87,10 @@ class Backend:
 
         return probe()
 
-    def recommend(self, report: HardwareReport) -> Recommendation:
+    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation:
         from engine.hardware.recommend import recommend
 
-        return recommend(report)
+        return recommend(report, family=family)
 
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport:
         """The install's checks (engine/hardware/doctor.py), the llama.cpp decode too with `decode`, in a
@@ -186,16 +187,13 @@ class Backend:
 
         return ChatSession(gguf_path, system_prompt=system_prompt)
 
-    def base_gguf(self, model: str) -> str | None:
-        """A GGUF of the untuned base for compare mode; only the embedded model ships one."""
-        from engine.hardware.catalog import find
+    def base_gguf_like(self, run_dir: str | None, model: str, tuned_gguf: str,
+                       on_event: EventSink = ignore) -> tuple[str, str]:
+        """The untuned base's GGUF at the tuned file's type, made and cached when absent, and that type."""
+        from engine.infer.base_answers import base_gguf_like, base_ref_of
 
-        spec = find(model)
-        if spec is None or spec.source != "embedded":
-            return None
-        from engine.models.embedded import embedded_gguf_path
-
-        return str(embedded_gguf_path())
+        path, quant = base_gguf_like(tuned_gguf, base_ref_of(run_dir, model), on_event)
+        return str(path), quant
 
     def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport:
         from engine.eval.evaluate import evaluate

@@ -88,6 +88,16 @@ class ChatReplyFinished(Message):
         super().__init__()
 
 
+class BaseGgufReady(Message):
+    """The base model's GGUF at the fine-tuned file's type was made or found (`error` when not)."""
+
+    def __init__(self, path: str, quant: str, error: str = "") -> None:
+        self.path = path
+        self.quant = quant
+        self.error = error
+        super().__init__()
+
+
 class EvalFinished(Message):
     def __init__(self, report: Any) -> None:
         self.report = report

@@ -13,6 +13,22 @@ template cannot compute; ftui renders training data with the template's own fall
 (`engine.data.render.TEMPLATE_DATE`, the one 3.1 always uses), so the Modelfile carries that
 date and Ollama sends the model exactly what it was trained on. Go templates cannot trim, so
 SYSTEM is written trimmed, as the HF template trims it.
+
+The other families, each against its published HF template (tests/export/fixtures):
+- Qwen3 is ChatML plus thinking. HF's `enable_thinking=False` appends an empty `<think>` block to
+  the generation prompt; Ollama's `--think=false` (IsThinkSet, not Think) does the same here, and
+  without the flag the model thinks, as HF's default does. Ollama finds a model's thinking tags
+  from `.Thinking` inside the Messages range (thinking/template.go `InferTags`), so it appears
+  where HF keeps reasoning: in an assistant message sent last. Earlier replies go without their
+  reasoning, as HF's template drops it.
+- Gemma 3 has no system turn: HF folds the system text into the first user turn. Ollama puts the
+  system message first in .Messages, so that turn is the one at index 1 (as Ollama's own
+  gemma3-instruct template does it), and the assistant's role is `model`.
+- Mistral v0.3 writes the system text into the *last* user turn, `[INST] SYSTEM\n\nUSER[/INST]`;
+  a reply is ` REPLY</s>`; there is no generation prompt.
+- Phi-4-mini is `<|role|>TEXT<|end|>` with no newlines (unlike Phi-3's template).
+HF trims Gemma 3 messages and Mistral replies, which a Go template cannot: chat text rarely has
+outer white space, and the SYSTEM line is written trimmed.
 """
 
 from __future__ import annotations
@@ -41,20 +57,58 @@ TEMPLATES = {
         '{{ range .Messages }}{{ if ne .Role "system" }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n'
         "{{ .Content }}<|eot_id|>{{ end }}{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
     ),
+    "qwen3": (
+        "{{- range $i, $_ := .Messages }}<|im_start|>{{ .Role }}\n"
+        '{{ if and (eq .Role "assistant") (eq (len (slice $.Messages $i)) 1) }}'
+        "<think>\n{{ .Thinking }}\n</think>\n\n{{ end }}"
+        "{{ .Content }}<|im_end|>\n"
+        "{{ end }}<|im_start|>assistant\n"
+        "{{ if and $.IsThinkSet (not $.Think) }}<think>\n\n</think>\n\n{{ end }}"
+    ),
+    "gemma": (
+        "{{- range $i, $_ := .Messages }}"
+        '{{ if eq .Role "user" }}<start_of_turn>user\n'
+        "{{ if and $.System (eq $i 1) }}{{ $.System }}\n\n{{ end }}{{ .Content }}<end_of_turn>\n{{ end }}"
+        '{{ if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n{{ end }}'
+        "{{ end }}<start_of_turn>model\n"
+    ),
+    "mistral": (
+        "{{- range $i, $_ := .Messages }}"
+        '{{ if eq .Role "user" }}[INST] '
+        "{{ if and $.System (eq (len (slice $.Messages $i)) 1) }}{{ $.System }}\n\n{{ end }}"
+        "{{ .Content }}[/INST]{{ end }}"
+        '{{ if eq .Role "assistant" }} {{ .Content }}</s>{{ end }}'
+        "{{ end }}"
+    ),
+    "phi4": '{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}<|end|>{{ end }}<|assistant|>',
 }
 _LLAMA3_STOPS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
-STOPS = {"chatml": ("<|im_start|>", "<|im_end|>"), "llama3": _LLAMA3_STOPS, "llama3.1": _LLAMA3_STOPS}
-"""As in Ollama's template/chatml.json and template/llama3-instruct.json."""
+_CHATML_STOPS = ("<|im_start|>", "<|im_end|>")
+STOPS = {
+    "chatml": _CHATML_STOPS, "qwen3": _CHATML_STOPS, "llama3": _LLAMA3_STOPS, "llama3.1": _LLAMA3_STOPS,
+    "gemma": ("<end_of_turn>",), "mistral": ("[INST]", "[/INST]"),
+    "phi4": ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>"),
+}
+"""As Ollama's own templates list them: template/chatml.json, llama3-instruct.json,
+gemma3-instruct.json, phi-3.json (the same role markers), and its registry's mistral template
+([INST]/[/INST]; template/mistral-instruct.json lists ChatML's by mistake)."""
 
 
 def template_family(chat_template: str | None, declared: str | None = None) -> str | None:
-    """The family whose markers the template uses (Llama 3.1/3.2 by their date preamble), else the
-    one the catalog names."""
+    """The family whose markers the template uses (Llama 3.1/3.2 by their date preamble, Qwen3 by
+    its thinking switch, Phi-4 by role tags with no newline after them, which Phi-3's has), else
+    the one the catalog names."""
     text = chat_template or ""
     if "<|start_header_id|>" in text:
         return "llama3.1" if "Cutting Knowledge Date" in text else "llama3"
     if "<|im_start|>" in text:
-        return "chatml"
+        return "qwen3" if "enable_thinking" in text else "chatml"
+    if "<start_of_turn>" in text:
+        return "gemma"
+    if "[INST]" in text:
+        return "mistral"
+    if "<|end|>" in text and "'|>' + message['content']" in text:
+        return "phi4"
     return declared if declared in TEMPLATES else None
 
 

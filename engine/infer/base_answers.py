@@ -21,13 +21,14 @@ from engine.files.atomic import write_text_atomic
 from engine.files.paths import cache_dir
 from engine.runs import gguf_path
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Bump when the way answers are produced changes, so old caches are not reused."""
 
 
 @dataclass(frozen=True)
 class Answer:
     text: str
+    """The answer alone: a thinking model's reasoning is left out (engine/infer/thinking.py)."""
     finished: bool
     """The model ended the reply itself; False when it ran into the length limit."""
 
@@ -39,8 +40,8 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
     from engine.export.quantize import quantize
 
     config_dir = base_config_dir(base_ref)
-    folder = cache_dir() / "base-gguf" / _base_key(base_ref)
-    target = gguf_path(folder, quant)
+    target = _base_gguf_target(base_ref, quant)
+    folder = target.parent
     if target.is_file():
         return target
     if not (config_dir / "tokenizer.json").is_file() or not list(config_dir.glob("*.safetensors")):
@@ -56,6 +57,69 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
     return quantize(f16, target, quant)
 
 
+def gguf_quant(path: Path) -> str | None:
+    """A GGUF's type (Q8_0, F16, ...): from ftui's file name (`model-Q8_0.gguf`), else the header's
+    `general.file_type`; None when neither says."""
+    from engine.runs.layout import GGUF_PREFIX
+
+    if path.name.startswith(GGUF_PREFIX) and path.suffix == ".gguf":
+        return path.stem[len(GGUF_PREFIX):]
+    import gguf
+
+    try:
+        field = gguf.GGUFReader(path).fields.get("general.file_type")
+        return gguf.LlamaFileType(int(field.parts[-1][0])).name.removeprefix("MOSTLY_") if field else None
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def base_ref_of(run_dir: str | Path | None, model: str) -> str:
+    """The untuned model a run started from (what its evaluation compares with), else the catalog's
+    16-bit weights of `model`, else `model` itself (a hub id or a folder)."""
+    if run_dir:
+        from engine.export.merge import read_run_source
+
+        source = read_run_source(Path(run_dir))
+        return source.base_ref or source.origin_ref
+    from engine.hardware.catalog import find
+
+    spec = find(model)
+    if spec is not None and spec.base_16bit:
+        spec = find(spec.base_16bit) or spec
+    if spec is None:
+        return model
+    if spec.source == "embedded":
+        from engine.models.embedded import ensure_embedded_model
+
+        return str(ensure_embedded_model())
+    return spec.hub_id
+
+
+def base_gguf_like(tuned_gguf: str | Path, base_ref: str, on_event: EventSink = ignore) -> tuple[Path, str]:
+    """The base model's GGUF at the tuned file's type, made once and cached (`base_gguf_for`), so a
+    side-by-side compare shows what the fine-tune changed and not what quantisation did. Returns
+    the file and its type."""
+    from engine.errors import ActionableError
+    from engine.export.quantize import QUANTIZED_TYPES
+
+    quant = gguf_quant(Path(tuned_gguf))
+    if quant not in ("F16", "BF16", *QUANTIZED_TYPES):
+        raise ActionableError(f"{Path(tuned_gguf).name} is of type {quant or 'unknown'}, which ftui cannot make "
+                              "a base model file of", "compare with a file ftui exported (F16, BF16, "
+                              f"{', '.join(QUANTIZED_TYPES)}), or give the base GGUF yourself")
+    target = _base_gguf_target(base_ref, quant)
+    if target.is_file():
+        return target, quant
+    from engine.native.child import run_native
+
+    # Writing and quantising call into llama.cpp: a crash there is a failure with words, not the TUI's end.
+    return run_native(f"exporting the base model as {quant}", base_gguf_for, base_ref, quant, on_event=on_event), quant
+
+
+def _base_gguf_target(base_ref: str, quant: str) -> Path:
+    return gguf_path(cache_dir() / "base-gguf" / _base_key(base_ref), quant)
+
+
 def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,
            on_event: EventSink = ignore, label: str = "") -> list[Answer]:
     """Greedy replies of the GGUF's model to each conversation (ending with a user turn), decoded by
@@ -69,6 +133,7 @@ def answer(gguf: Path, conversations: Sequence[list[dict[str, str]]], system: st
 def _answer_here(gguf: Path, conversations: list[list[dict[str, str]]], system: str, max_tokens: int, label: str,
                  on_event: EventSink = ignore) -> list[Answer]:
     from engine.infer.chat import ChatSession
+    from engine.infer.thinking import answer_only
 
     done = 0
 
@@ -78,7 +143,8 @@ def _answer_here(gguf: Path, conversations: list[list[dict[str, str]]], system: 
         on_event(Progress("eval", done, len(conversations), "prompts", f"{label} answers".strip()))
 
     with ChatSession(gguf, system_prompt=system, temperature=0.0, max_tokens=max_tokens) as chat:
-        return [Answer(text, ended) for text, ended in chat.complete_all([list(c) for c in conversations], count)]
+        replies = chat.complete_all([list(c) for c in conversations], count)
+    return [Answer(answer_only(text), ended) for text, ended in replies]
 
 
 def base_answers(base_ref: str, conversations: Sequence[list[dict[str, str]]], system: str, max_tokens: int,

@@ -1,7 +1,10 @@
 """Chat with an exported GGUF through llama.cpp, using the chat template stored in the file.
 
 Using the GGUF's own template means the chat here formats prompts exactly as llama.cpp and
-Ollama will, so what you see is what you ship. Replies stream as text pieces.
+Ollama will, so what you see is what you ship. Replies stream as text pieces. Each family's
+stop strings (the Modelfile's, engine/export/modelfile.py) end a reply that writes the next
+turn's markers as text; a thinking model's reasoning is left in the reply for the face to show or
+hide (engine/infer/thinking.py).
 
 llama.cpp reports any file it cannot load as "Failed to load model from file", so the file is
 checked first (missing, a folder, empty, not a GGUF, truncated) and the message says which.
@@ -191,9 +194,15 @@ class ChatSession:
         self.gpu = plan.gpu_layers != 0
         self.notes = plan.notes
         """What the load chose and why (no repacking on an AMX CPU, the CPU when the GPU is full)."""
-        if not self._llm.metadata.get("tokenizer.chat_template"):
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
             self.close()
             raise GGUFFileError(f"{path.name} has no chat template.", "Export it with ftui to embed one.")
+        from engine.export.modelfile import STOPS, template_family
+
+        self.family = template_family(template)
+        """The chat template family of the GGUF's template (None for one ftui has no Modelfile for)."""
+        self.stops: tuple[str, ...] = STOPS.get(self.family or "", ())
         self.history: list[dict[str, str]] = []
         self.cut_short = False
         """The last reply ran into max_tokens instead of ending its turn."""
@@ -211,7 +220,7 @@ class ChatSession:
         try:
             stream = self._llm.create_chat_completion(
                 messages=messages, stream=True, temperature=self.temperature, top_p=self.top_p,
-                max_tokens=self.max_tokens,
+                max_tokens=self.max_tokens, stop=list(self.stops),
             )
             for chunk in stream:
                 self.cut_short = chunk["choices"][0].get("finish_reason") == "length"
@@ -233,7 +242,8 @@ class ChatSession:
 
         if self._llm is None:
             raise RuntimeError("the chat session is closed")
-        return greedy_replies(self._llm, [self.prompt_tokens(c) for c in conversations], self.max_tokens, on_reply)
+        replies = greedy_replies(self._llm, [self.prompt_tokens(c) for c in conversations], self.max_tokens, on_reply)
+        return [cut_at_stops(text, ended, self.stops) for text, ended in replies]
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         """The token ids llama.cpp's chat completion feeds for `messages` after the system prompt:
@@ -269,3 +279,9 @@ class ChatSession:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def cut_at_stops(text: str, ended: bool, stops: Sequence[str]) -> tuple[str, bool]:
+    """A reply up to the first of `stops` it writes, which ends it as the chat's stop strings do."""
+    cuts = [i for i in (text.find(stop) for stop in stops) if i >= 0]
+    return (text[:min(cuts)].rstrip(), True) if cuts else (text, ended)

@@ -255,3 +255,33 @@ def test_export_into_a_folder_ftui_did_not_write_is_refused_and_touches_nothing(
     again = tmp_path / "new"
     assert main(["export", str(exported_run), "--quant", "F16", "--out", str(again)]) == 0
     assert main(["export", str(exported_run), "--quant", "F16", "--out", str(again)]) == 0  # its own, marked
+
+
+def test_chat_prints_a_thinking_models_answer_and_its_reasoning_only_on_request(exported_run, monkeypatch, capsys):
+    class Thinking(engine.infer.chat.ChatSession):  # Qwen3's reply shape, in pieces that split the tags
+        def send(self, text):
+            yield from ["<think>\nFrance", "'s capital is Paris.\n</th", "ink>\n\n", "Paris."]
+
+    monkeypatch.setattr(engine.infer.chat, "ChatSession", Thinking)
+    type_in(monkeypatch, "Capital of France?")
+    assert main(["chat", str(exported_run), "--max-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "model> (thinking; --show-thinking prints it) Paris.\n" in out and "capital is" not in out
+    type_in(monkeypatch, "Capital of France?")
+    assert main(["chat", str(exported_run), "--max-tokens", "4", "--show-thinking"]) == 0
+    assert "model> <think>\nFrance's capital is Paris.\n</think>\n\nParis.\n" in capsys.readouterr().out
+
+
+def test_chat_compare_has_the_base_answer_too_at_the_runs_type(exported_run, recorded, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))
+    type_in(monkeypatch, "How do I list containers?", "/quit")
+    assert main(["chat", str(exported_run), "--compare", "--max-tokens", "4", "--temperature", "0"]) == 0
+    out = capsys.readouterr().out
+    tuned, base = recorded
+    assert base.path.name == tuned.path.name == "model-F16.gguf" and base.path.is_relative_to(tmp_path / "cache")
+    assert f"Base model: {base.path} (F16, as the fine-tuned file)" in out
+    assert out.count("model> ") == 1 and out.count("base> ") == 1
+    assert base.sent[0][2] == "How do I list containers?" and base._llm is None
+    gguf = exported_run / "export" / "model-F16.gguf"
+    assert main(["chat", str(gguf), "--compare"]) == 2
+    assert "--compare needs a run directory" in capsys.readouterr().err

@@ -47,6 +47,7 @@ def test_chat_streams_keeps_history_resets_and_closes(embedded_export):
     chat = ChatSession(embedded_export.gguf("Q8_0"), system_prompt="Answer in one short sentence.",
                        temperature=0.0, max_tokens=48)
     try:
+        assert chat.family == "chatml" and chat.stops == ("<|im_start|>", "<|im_end|>")  # SmolLM2's, as its Modelfile
         pieces = list(chat.send("What is the capital of France?"))
         assert len(pieces) > 1 and "Paris" in "".join(pieces)
         assert chat.history == [{"role": "user", "content": "What is the capital of France?"},

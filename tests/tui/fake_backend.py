@@ -19,6 +19,7 @@ from engine.config.schema import RunConfig
 from engine.data import DataReport, Segment
 from engine.data.check import _percentiles
 from engine.data.types import DataProblem
+from engine.errors import ActionableError
 from engine.eval.evaluate import EvalItem, EvalReport, RetentionReport
 from engine.eval.retention import ExactRetention, RetentionFinding
 from engine.events import (
@@ -69,6 +70,8 @@ class FakeChat:
         self.history.append(text)
         self.cut_short = "long" in text  # a question that asks for more than max_tokens
         tag = "base" if "base" in self.path else "tuned"
+        if "think" in text:  # a thinking model (Qwen3): its reasoning first, the tags split over pieces
+            yield from ["<think>\nThe user wants", " a docker command.\n</th", "ink>\n\n"]
         for word in f"[{tag}] Run: `docker {text}` ({len(self.history)})".split(" "):
             yield word + " "
 
@@ -101,6 +104,8 @@ class FakeBackend:
     doctor_gate: threading.Event | None = None
     """When set, doctor() waits for it: a slow check that must not hold the first paint."""
     doctor_calls: list[tuple[str, bool]] = field(default_factory=list)
+    base_calls: list[tuple[str | None, str, str]] = field(default_factory=list)
+    """(run_dir, model, tuned GGUF) of each base_gguf_like() call."""
     trained_datasets: list[str] = field(default_factory=list)
     """The dataset of each train() call."""
     eval_gate: threading.Event | None = None
@@ -114,7 +119,11 @@ class FakeBackend:
         return HardwareReport((RTX_4070,), 16, 64.0, "550.54",
                               f"{RTX_4070.name} (GPU 0) has the most free memory: {RTX_4070.free_gib:.1f} GiB")
 
-    def recommend(self, report: HardwareReport) -> Recommendation:
+    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation:
+        if report.gpus and family != "llama":  # the engine's own plan: arithmetic over the catalog
+            from engine.hardware.recommend import recommend
+
+            return recommend(report, family=family)
         if report.gpus:
             return Recommendation("llama-3.1-8b-4bit", "qlora", 2, 8, 2048, 8.9, 10.5,
                                   "the largest catalog model whose QLoRA peak fits 10.5 GiB free", True)
@@ -332,8 +341,16 @@ class FakeBackend:
         self.chats.append(chat)
         return chat
 
-    def base_gguf(self, model: str) -> str | None:
-        return "/models/base-SmolLM2.gguf" if model == "smollm2-135m" else None
+    def base_gguf_like(self, run_dir: str | None, model: str, tuned_gguf: str,
+                       on_event: EventSink = ignore) -> tuple[str, str]:
+        """As the engine: the base at the tuned file's type (by its name), under a long cache folder."""
+        quant = Path(tuned_gguf).stem.removeprefix("model-")
+        self.base_calls.append((run_dir, model, tuned_gguf))
+        if quant not in ("F16", "Q8_0", "Q4_K_M"):
+            raise ActionableError(f"{Path(tuned_gguf).name} is of type {quant}, which ftui cannot make a base "
+                                  "model file of", "give the base GGUF yourself")
+        on_event(Progress("eval", 0, None, "", f"exporting the base model as {quant} (cached)"))
+        return f"/home/user/.cache/ftui/base-gguf/0123456789abcdef/model-{quant}.gguf", quant
 
     def evaluate(self, run_dir: str, on_event: EventSink = ignore) -> EvalReport:
         items = (EvalItem("list containers", "docker ps", "ls", "docker ps", False, True),

@@ -3,6 +3,10 @@ from the home screen to chat, with the failures a user can meet."""
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
+
 from engine.events import StepLogged, TrainFinished
 from tui.app import FtuiApp
 from tui.screens.chat import ChatScreen
@@ -46,6 +50,9 @@ async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
         assert isinstance(app.screen, HomeScreen)
         assert "CPU mode" in text_of(app, "#hardware")
         assert "smollm2-135m" in text_of(app, "#recommendation")
+        await pilot.press("f")  # no family to switch on the CPU: the embedded model stays
+        await settle(app, pilot)
+        assert "smollm2-135m" in text_of(app, "#recommendation") and "within" not in text_of(app, "#recommendation")
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, ConfigScreen)
@@ -67,6 +74,25 @@ async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp
         await settle(app, pilot)
         assert (app.config.model, app.config.method, app.config.batch_size, app.config.grad_accum,
                 app.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
+
+
+async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan(tmp_path):
+    from tests.tui.fake_backend import FakeBackend
+
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, gpu=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert "Recommended within llama (f: qwen3; 5 families)" in text_of(app, "#recommendation")
+        await pilot.press("f")
+        await settle(app, pilot)
+        card = text_of(app, "#recommendation")
+        assert "Recommended within qwen3 (f: gemma3" in card and "qwen3-" in card and "fits" in card
+        await pilot.press("f", "f", "f", "f")  # round the five families back to Llama
+        await settle(app, pilot)
+        assert "within llama" in text_of(app, "#recommendation")
+        await pilot.press("f", "enter")
+        await settle(app, pilot)
+        assert app.config.model.startswith("qwen3-")
 
 
 async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
@@ -373,7 +399,8 @@ async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backe
         await settle(app, pilot)
         assert "[tuned]" in text_of(app, "#transcript-tuned")
         assert "[base]" in text_of(app, "#transcript-base")
-        assert [c.path for c in backend.chats] == ["/runs/x/export/model-Q8_0.gguf", "/models/base-SmolLM2.gguf"]
+        base = "/home/user/.cache/ftui/base-gguf/0123456789abcdef/model-Q8_0.gguf"  # the base at the tuned file's type
+        assert [c.path for c in backend.chats] == ["/runs/x/export/model-Q8_0.gguf", base]
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert "No messages yet" in text_of(app, "#transcript-tuned")
@@ -396,6 +423,56 @@ async def test_chat_compare_says_the_base_starts_a_new_conversation_and_marks_a_
         await pilot.press(*"a long story", "enter")
         await settle(app, pilot)
         assert "(cut at the 256-token limit: the model had not finished)" in text_of(app, "#transcript-tuned")
+
+
+@contextlib.asynccontextmanager
+async def in_chat(backend, gguf, size=SIZE):
+    """The chat screen of run /runs/x with `gguf` filled in, settled."""
+    app = FtuiApp(backend=backend)
+    app.focus_run("/runs/x", gguf)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        app.goto("chat")
+        await settle(app, pilot)
+        yield app, pilot
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_compare_makes_the_base_at_the_tuned_files_type_and_shows_its_name(backend, size):
+    async with in_chat(backend, "/runs/x/export/model-Q4_K_M.gguf", size) as (app, pilot):
+        await pilot.press("ctrl+b")
+        await settle(app, pilot)
+        assert backend.base_calls == [("/runs/x", app.config.model, "/runs/x/export/model-Q4_K_M.gguf")]
+        field = app.screen.query_one("#base-gguf")
+        assert field.value.endswith("/model-Q4_K_M.gguf")
+        # At 60 columns the path is longer than the field: cut at the left, the file's name in view.
+        assert (field.scroll_x > 0) == (size[0] == 60) and field.region.right <= size[0]
+        assert field.scroll_x + field.content_region.width >= len(field.value)
+        assert "base model at Q4_K_M, the fine-tuned file's type" in text_of(app, "#base-note")
+        await pilot.press("ctrl+b", "ctrl+b")  # off and on again: the file is made once
+        await settle(app, pilot)
+        assert len(backend.base_calls) == 1
+
+
+async def test_compare_says_why_there_is_no_base_file_where_the_path_goes(backend):
+    async with in_chat(backend, "/runs/x/export/model-Q4_1.gguf") as (app, pilot):
+        await pilot.press("ctrl+b")
+        await settle(app, pilot)
+        assert "No base file: model-Q4_1.gguf is of type Q4_1" in text_of(app, "#base-note")
+
+
+async def test_a_thinking_models_reasoning_is_folded_until_ctrl_t(backend):
+    async with in_chat(backend, "/runs/x/export/model-Q8_0.gguf") as (app, pilot):
+        await pilot.press(*"think ps", "enter")
+        await settle(app, pilot)
+        shown = text_of(app, "#transcript-tuned")
+        assert "model: (thought 6 words; ctrl+t shows them) [tuned] Run:" in shown
+        assert "docker command" not in shown and "<think>" not in shown
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        shown = text_of(app, "#transcript-tuned")
+        assert "The user wants a docker command." in shown and "<think>" not in shown
+        assert "[tuned] Run: `docker think ps`" in shown
 
 
 async def _evaluate_in_chat(tmp_path, size):

@@ -1,7 +1,9 @@
-"""Chat with a GGUF model, streaming; compare mode puts the base model's answer beside it,
-and the held-out evaluation of the run shows in place of the conversation: its progress while it
-runs, then a summary that stays (scores, retention, collapse, the diagnosis) and the answers side
-by side, wrapped to the screen's width."""
+"""Chat with a GGUF model, streaming; compare mode puts the base model's answer beside it, from
+the base exported at the tuned file's type (made once in a worker, then cached); a thinking
+model's reasoning is folded away until ctrl+t shows it; and the held-out evaluation of the run
+shows in place of the conversation: its progress while it runs, then a summary that stays
+(scores, retention, collapse, the diagnosis) and the answers side by side, wrapped to the
+screen's width."""
 
 from __future__ import annotations
 
@@ -19,7 +21,15 @@ from textual.widgets import Header, Input, Static
 
 from engine.errors import ActionableError
 from engine.events import Progress
-from tui.messages import ChatPieceReceived, ChatReplyFinished, EngineEventReceived, EvalFinished, WorkFailed
+from engine.infer.thinking import split_thinking
+from tui.messages import (
+    BaseGgufReady,
+    ChatPieceReceived,
+    ChatReplyFinished,
+    EngineEventReceived,
+    EvalFinished,
+    WorkFailed,
+)
 from tui.screens.base import FtuiScreen
 from tui.widgets.footer import Footer
 
@@ -34,7 +44,10 @@ class ChatScreen(FtuiScreen):
     DOCS = "docs/tui.md#chat"
     HELP = ("Type a message and press Enter; the reply streams in. The GGUF field takes any GGUF "
             "file (the last export is filled in). ctrl+b compares: the same prompt goes to the base "
-            "model too and both answers show side by side. ctrl+r clears the conversation. "
+            "model too and both answers show side by side; the base is the untuned model at the fine-tuned "
+            "file's type (Q8_0 beside Q8_0), exported once and cached (seconds for the demo model, minutes "
+            "for billions of parameters). ctrl+t shows or hides a thinking model's reasoning (Qwen3's "
+            "<think> block). ctrl+r clears the conversation. "
             "ctrl+g runs the held-out evaluation of the run (30 s to a few minutes): its progress, then the "
             "scores, what the run kept of the base model's general answers, and each held-out prompt with "
             "the base and tuned answers side by side, in place of the conversation; ctrl+l switches "
@@ -42,6 +55,7 @@ class ChatScreen(FtuiScreen):
             "inside this ftui and end with it (quitting, a lost connection); the conversation is not kept.")
     BINDINGS = [
         Binding("ctrl+b", "compare", "Compare", id="compare"),
+        Binding("ctrl+t", "toggle_thinking", "Thinking", id="thinking"),
         Binding("ctrl+r", "reset", "Reset", id="reset"),
         Binding("ctrl+g", "evaluate", "Eval", id="evaluate"),
         Binding("ctrl+l", "toggle_eval", "Results", id="results"),
@@ -49,14 +63,14 @@ class ChatScreen(FtuiScreen):
 
     def compose(self) -> ComposeResult:
         app = self.ftui
-        base = app.backend.base_gguf(app.config.model) if app.config else None
         yield Header()
         with Horizontal(classes="field-row"):
             yield Static("GGUF", classes="field-name short")
             yield Input(app.run_focus.gguf or "", placeholder="path to a .gguf file", id="gguf", compact=True)
         with Horizontal(classes="field-row", id="base-row"):
             yield Static("base GGUF", classes="field-name short")
-            yield Input(base or "", placeholder="the untuned model's .gguf", id="base-gguf", compact=True)
+            yield Input("", placeholder="the untuned model's .gguf (made for you)", id="base-gguf", compact=True)
+        yield Static("", id="base-note")
         with Horizontal(classes="field-row"):
             yield Static("system", classes="field-name short")
             yield Input(app.config.system_prompt, placeholder="system prompt (optional)", id="system", compact=True)
@@ -76,8 +90,11 @@ class ChatScreen(FtuiScreen):
         self.busy = False
         self.sessions: dict[tuple[str, str], Any] = {}
         self.turns: dict[str, list[tuple[str, str]]] = {side: [] for side in SIDES}
-        self.query_one("#base-row").display = False
-        self.query_one("#pane-base").display = False
+        self.show_thinking = False
+        self.base_made_for = ""
+        """The tuned GGUF the base file in the field was made to match ("" when none was made)."""
+        for widget in ("#base-row", "#base-note", "#pane-base"):
+            self.query_one(widget).display = False
         self.query_one("#eval-view").display = False
         self.evaluated = False
         """The evaluation view has something to show (running or done): ctrl+l can switch to it."""
@@ -106,7 +123,9 @@ class ChatScreen(FtuiScreen):
         if not text or self.busy:
             return
         paths = {"tuned": self.query_one("#gguf", Input).value.strip()}
-        if self.compare:
+        if self.compare and self.making_base():
+            self.notify("The base model's file is still being made: the fine-tuned model answers alone this time.")
+        elif self.compare:
             paths["base"] = self.query_one("#base-gguf", Input).value.strip()
         missing = [side for side, path in paths.items() if not path]
         if missing:
@@ -177,17 +196,77 @@ class ChatScreen(FtuiScreen):
                 continue
             style = {"you": "bold cyan", "model": "bold green", "error": "bold red"}[role]
             text.append(f"{role}: ", style=style)
-            text.append(f"{content}\n")
+            if role == "model":
+                self._append_reply(text, content)
+            else:
+                text.append(f"{content}\n")
         self.query_one(f"#transcript-{side}", Static).update(text)
         self.query_one(f"#pane-{side}", VerticalScroll).scroll_end(animate=False)
 
+    def _append_reply(self, text: Text, reply: str) -> None:
+        """A reply, its reasoning folded into one dim line unless ctrl+t shows it."""
+        split = split_thinking(reply)
+        if split.thinking or not split.thinking_done:
+            if self.show_thinking:
+                text.append(f"{split.thinking}\n", style="dim italic")
+            else:
+                state = "thought" if split.thinking_done else "thinking…"
+                text.append(f"({state} {len(split.thinking.split())} words; ctrl+t shows them) ", style="dim italic")
+            reply = split.answer
+        text.append(f"{reply}\n")
+
+    def action_toggle_thinking(self) -> None:
+        self.show_thinking = not self.show_thinking
+        for side in SIDES:
+            self._show_side(side)
+        self.notify("Reasoning shown." if self.show_thinking else "Reasoning folded away.")
+
     def action_compare(self) -> None:
         self.compare = not self.compare
-        self.query_one("#base-row").display = self.compare
-        self.query_one("#pane-base").display = self.compare
+        for widget in ("#base-row", "#base-note", "#pane-base"):
+            self.query_one(widget).display = self.compare
         for side in SIDES:
             self._show_side(side)
         self.notify("Compare mode on: the base model answers too." if self.compare else "Compare mode off.")
+        tuned = self.query_one("#gguf", Input).value.strip()
+        base = self.query_one("#base-gguf", Input).value.strip()
+        if self.compare and tuned and (not base or self.base_made_for not in ("", tuned)):
+            self.base_made_for = tuned
+            self._note_base(Text("Making the base model's file at the fine-tuned file's type (once, then cached)…",
+                                 style="bold"))
+            self.make_base(tuned)
+
+    def making_base(self) -> bool:
+        return any(w.group == "base" and not w.is_finished for w in self.workers)
+
+    @work(thread=True, exclusive=True, group="base", exit_on_error=False)
+    def make_base(self, tuned: str) -> None:
+        app = self.ftui
+        try:
+            path, quant = app.backend.base_gguf_like(
+                app.run_focus.run_dir, app.config.model if app.config else "", tuned,
+                lambda e: self.post_message(EngineEventReceived(e, "base")))
+        except ActionableError as exc:
+            self.post_message(BaseGgufReady("", "", str(exc)))
+        except Exception as exc:  # a bug: say so where the path would be, not in a toast that goes
+            self.post_message(BaseGgufReady("", "", f"unexpected error: {type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(BaseGgufReady(str(path), quant))
+
+    def on_base_gguf_ready(self, message: BaseGgufReady) -> None:
+        if message.error:
+            self._note_base(Text(f"No base file: {message.error}. Type a base GGUF path above.", style="red"))
+            return
+        field = self.query_one("#base-gguf", Input)
+        field.value = message.path
+        # The field shows the end of the path, the file's name, not the start of the folder.
+        field.cursor_position = 0
+        field.call_after_refresh(field.action_end)
+        self._note_base(Text(f"base model at {message.quant}, the fine-tuned file's type (exported once, then "
+                             "cached)", style="dim"))
+
+    def _note_base(self, note: Text) -> None:
+        self.query_one("#base-note", Static).update(note)
 
     def action_reset(self) -> None:
         for session in self.sessions.values():
@@ -229,12 +308,13 @@ class ChatScreen(FtuiScreen):
 
     def on_engine_event_received(self, message: EngineEventReceived) -> None:
         event = message.event
+        if message.origin == "base" and isinstance(event, Progress):
+            self._note_base(Text(f"Making the base model's file: {_progress(event)}…", style="bold"))
+            return
         if message.origin != "eval" or not isinstance(event, Progress) or not self.busy:
             return
-        count = f" {event.done:g}/{event.total:g} {event.unit}".rstrip() if event.total else ""
-        what = event.message or event.stage
         self.query_one("#eval-status", Static).update(
-            Text(f"Evaluating the held-out examples: {what}{count}…", style="bold"))
+            Text(f"Evaluating the held-out examples: {_progress(event)}…", style="bold"))
 
     def on_eval_finished(self, message: EvalFinished) -> None:
         self.busy = False
@@ -307,3 +387,10 @@ def eval_summary(report: EvalReport) -> str:
 
 def _mark(reply: str, hit: bool) -> str:
     return f"{'✓' if hit else '✗'} {reply.strip()}"
+
+
+
+def _progress(event: Progress) -> str:
+    """What a progress event says is being done, with its count where it has one."""
+    count = f" {event.done:g}/{event.total:g} {event.unit}".rstrip() if event.total else ""
+    return f"{event.message or event.stage}{count}"

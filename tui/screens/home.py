@@ -20,6 +20,7 @@ from textual.widgets import Header, Static
 from textual.worker import get_current_worker
 
 from engine.config.build import config_from_recommendation
+from engine.hardware.recommend import FAMILIES
 from tui.messages import HardwareProbed, InstallChecked, WorkFailed
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import DoctorScreen
@@ -63,8 +64,14 @@ def render_cpu(report: Any) -> Text:
     return text
 
 
-def render_recommendation(rec: Any) -> Text:
-    text = Text("Recommended\n", style="bold")
+def render_recommendation(rec: Any, family: str | None = None) -> Text:
+    """The plan; `family` (on a GPU) names the model family it was made within and the key to the next."""
+    text = Text("Recommended", style="bold")
+    if family is not None:
+        following = FAMILIES[(FAMILIES.index(family) + 1) % len(FAMILIES)]
+        text.append(f" within {family}", style="bold")
+        text.append(f" (f: {following}; {len(FAMILIES)} families)", style="dim")
+    text.append("\n")
     text.append(f"  model       {rec.model}\n")
     text.append(f"  method      {rec.method}\n")
     text.append(f"  batch       {rec.batch_size} x {rec.grad_accum} accumulation "
@@ -100,7 +107,9 @@ class HomeScreen(FtuiScreen):
     DOCS = "docs/tui.md#home"
     HELP = ("The hardware ftui found and the largest model and batch that fit it. "
             "Enter takes the recommendation into the configuration form; the other keys open "
-            "the other screens. The doctor's line checks this install: k opens its checks, each with its "
+            "the other screens. On a GPU, f plans within the next model family (llama, qwen3, gemma3, "
+            "mistral, phi4): the largest of its models that fits, and Enter takes that one. "
+            "The doctor's line checks this install: k opens its checks, each with its "
             "fix, and runs a llama.cpp decode. ctrl+p opens the command palette.")
     BINDINGS = [
         Binding("enter", "accept", "Accept", id="accept"),
@@ -112,7 +121,11 @@ class HomeScreen(FtuiScreen):
         Binding("h", "app.goto('chat')", "Chat", id="chat"),
         # Off the footer, which has no room for it at 80 columns: the doctor's line names the key.
         Binding("k", "doctor", "Doctor", id="doctor", show=False),
+        # Named in the recommendation's card, which it changes.
+        Binding("f", "next_family", "Family", id="family", show=False),
     ]
+    family = FAMILIES[0]
+    """The model family the GPU recommendation plans within (`ftui recommend --family`)."""
     doctor_pass: str | None = None
     """"quick" or "full" (with the decode) while a doctor's pass runs, else None."""
 
@@ -146,10 +159,11 @@ class HomeScreen(FtuiScreen):
                           (f"  ({self.ftui.config_source})", "dim")))
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
-    def probe(self) -> None:
+    def probe(self, report: Any = None) -> None:
+        """Probe the hardware (unless `report` is given) and plan within the current family."""
         try:
-            report = self.ftui.backend.probe()
-            rec = self.ftui.backend.recommend(report)
+            report = report or self.ftui.backend.probe()
+            rec = self.ftui.backend.recommend(report, self.family)
         except Exception as exc:
             self.post_message(WorkFailed("probe", f"{type(exc).__name__}: {exc}"))
             return
@@ -174,7 +188,13 @@ class HomeScreen(FtuiScreen):
         else:
             text = render_cpu(report)
         self.query_one("#hardware", Static).update(text)
-        self.query_one("#recommendation", Static).update(render_recommendation(rec))
+        self.query_one("#recommendation", Static).update(
+            render_recommendation(rec, self.family if report.gpus else None))
+
+    def action_next_family(self) -> None:
+        self.family = FAMILIES[(FAMILIES.index(self.family) + 1) % len(FAMILIES)]
+        self.query_one("#recommendation", Static).update(Text(f"Planning within {self.family}…", style="dim"))
+        self.probe(self.ftui.hardware)
 
     # The doctor ------------------------------------------------------------------------
 
@@ -219,6 +239,8 @@ class HomeScreen(FtuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "accept" and self.ftui.recommendation is None:
             return None
+        if action == "next_family" and not (self.ftui.hardware is not None and self.ftui.hardware.gpus):
+            return None  # on the CPU every family plans the embedded model
         # The home screen is the bottom of the stack: there is nothing to go back to.
         return action != "back"
 
