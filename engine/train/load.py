@@ -133,27 +133,17 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
     return loaded, precision
 
 
-EXPORTABLE_MODEL_TYPES = {"LlamaForCausalLM": "llama"}
-"""config.json architectures the GGUF writer converts (engine/export/gguf_writer.py), by model_type."""
-
-
 def check_exportable(config: RunConfig, model_type: str | None) -> None:
-    """Refuse, before training, a model the GGUF writer cannot convert, unless export_gguf = false."""
-    from engine.export.gguf_writer import SUPPORTED_ARCHITECTURES
+    """Refuse, before training, a model no GGUF converter of ftui's handles, unless export_gguf = false."""
+    from engine.export.to_gguf import exportable_model_types
 
-    supported = [EXPORTABLE_MODEL_TYPES[a] for a in SUPPORTED_ARCHITECTURES if a in EXPORTABLE_MODEL_TYPES]
+    supported = exportable_model_types()
     if not config.export_gguf or model_type is None or model_type in supported:
         return
-    raise Failure(f"GGUF export of {model_type} is not built yet (ftui writes GGUF for {', '.join(supported)} "
-                  f"models only), so {config.model} would train and then fail at export",
+    raise Failure(f"GGUF export of {model_type} models is not supported (ftui exports {', '.join(supported)}), "
+                  f"so {config.model} would train and then fail at export",
                   "set export_gguf = false to train and keep the HF weights (adapter and merged folder), "
-                  f"or pick a Llama model ({', '.join(s.id for s in _llama_models())})")
-
-
-def _llama_models() -> list[Any]:
-    from engine.hardware.catalog import load_catalog
-
-    return [s for s in load_catalog() if s.architecture == "llama" and s.bits == 16]
+                  "or pick a model of a supported architecture (`ftui models` lists the catalog's)")
 
 
 def _model_type(folder: Path) -> str | None:
