@@ -60,6 +60,8 @@ def build(folder: Path, family: str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = _model(family, tokenizer)
     _teach_to_end_turns(model, tokenizer)
+    if family == "gemma3_text":  # as Gemma 3's generation_config.json: a turn ends at <end_of_turn> too
+        model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -124,20 +126,28 @@ CHATS = (
 def _teach_to_end_turns(model: Any, tokenizer: Any, steps: int = 30) -> None:
     """A moment of full training on short chats, so greedy answers end with the family's
     end-of-turn token as a real instruct model's do (verification requires it of quantised files);
-    random weights would ramble to the generation limit."""
+    random weights would ramble to the generation limit. All chats go in each step, right-padded."""
     import torch
 
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                                            tokenize=False) for q, a in CHATS]
-    batches = [torch.tensor([tokenizer(t, add_special_tokens=False).input_ids]) for t in texts]
+    rows = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    labels = ids.masked_fill(mask == 0, -100)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(steps):
-        ids = batches[step % len(batches)]
-        model(input_ids=ids, labels=ids).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two fighting over a busy CPU
+    try:
+        model.train()
+        for _ in range(steps):
+            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
 
 
 BYTE_LEVEL_SPECIALS = {
