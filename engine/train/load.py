@@ -105,6 +105,7 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         raise Failure(f"{config.model} holds 4-bit weights, which only method = qlora can train",
                       "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
     precision = choose_precision(config.method, precision=config.precision)
+    check_family_precision(resolved.spec.architecture if resolved.spec else _model_type(Path(resolved.ref)), precision)
     if ranks.strategy == "fsdp" and precision.loss_scaling:
         raise Failure("fsdp on GPUs without native bf16 trains in fp16 with loss scaling, and each process would "
                       "check only its own gradient shard for overflow, so the processes could skip different steps",
@@ -144,6 +145,22 @@ def check_exportable(config: RunConfig, model_type: str | None) -> None:
                   f"so {config.model} would train and then fail at export",
                   "set export_gguf = false to train and keep the HF weights (adapter and merged folder), "
                   "or pick a model of a supported architecture (`ftui models` lists the catalog's)")
+
+
+FP16_OVERFLOWS = ("gemma3", "gemma3_text")
+"""Families whose activations overflow fp16 (Gemma 3 was trained in bf16 and its hidden states pass
+65504, fp16's largest value): loss scaling cannot help, the forward pass itself gives inf."""
+
+
+def check_family_precision(model_type: str | None, precision: Precision) -> None:
+    """Refuse fp16 training of a family that overflows it (on GPUs without bf16) before any weights load."""
+    import torch
+
+    if model_type in FP16_OVERFLOWS and precision.autocast_dtype == torch.float16:
+        raise Failure(f"{model_type} models overflow fp16 (their activations pass its largest value, 65504), and "
+                      "this GPU has no native bf16, so ftui would train in fp16",
+                      "train on a GPU with bf16 (compute capability 8.0+: A100, L4, RTX 30xx or newer), or pick "
+                      "another family, e.g. qwen3 or llama, which train in fp16 with loss scaling")
 
 
 def _model_type(folder: Path) -> str | None:

@@ -102,3 +102,19 @@ def test_export_gguf_false_lets_any_architecture_through(tmp_path):
     from engine.train.load import check_exportable
 
     check_exportable(tiny_config(tmp_path, export_gguf=False), "gpt2")
+
+
+def test_gemma_3_is_refused_in_fp16_but_trains_in_bf16_and_other_families_in_fp16():
+    import torch
+
+    from engine.train.load import check_family_precision
+    from engine.train.loop import Failure
+    from engine.train.methods import Precision
+
+    fp16 = Precision("cuda", torch.float16, torch.float16, True)
+    with pytest.raises(Failure, match="gemma3_text models overflow fp16") as refused:
+        check_family_precision("gemma3_text", fp16)
+    assert "compute capability 8.0+" in refused.value.advice
+    check_family_precision("gemma3_text", Precision("cuda", torch.bfloat16, torch.bfloat16, False))
+    check_family_precision("qwen3", fp16)
+    check_family_precision("gemma3", Precision("cpu", torch.float32, None, False))
