@@ -102,7 +102,9 @@ def _model(family: str, tokenizer: Any) -> Any:
         # Six layers: Gemma 3 alternates five sliding-window layers and one global, and llama.cpp
         # hard-codes that period, so a model shorter than it would not test the real layout.
         config = transformers.Gemma3TextConfig(**{**SHAPES, "num_hidden_layers": 6}, **ids, vocab_size=vocab,
-                                               head_dim=64, sliding_window=16, tie_word_embeddings=True)
+                                               head_dim=64, sliding_window=16, tie_word_embeddings=True,
+                                               # = head_dim, as in Gemma 3 1B-12B (llama.cpp scales by it)
+                                               query_pre_attn_scalar=64)
         return transformers.Gemma3ForCausalLM(config).eval()
     if family == "mistral":
         config = transformers.MistralConfig(**SHAPES, **ids, vocab_size=vocab, sliding_window=None,
