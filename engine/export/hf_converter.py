@@ -87,7 +87,7 @@ def convert(model_dir: Path, out_path: Path, *, dtype: str = "F16", name: str | 
         command = [sys.executable, "-m", "engine.export.convert_child", str(folder), str(model_dir),
                    "--outtype", dtype.lower(), "--outfile", str(tmp)]
         if name:
-            command += ["--model-name", name]
+            command += ["--model-name", loadable_name(name, model_dir)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         env.pop("NO_LOCAL_GGUF", None)  # it would make the converter take the pip gguf package
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -98,6 +98,17 @@ def convert(model_dir: Path, out_path: Path, *, dtype: str = "F16", name: str | 
                 "check the folder's config.json and tokenizer files (the converter's own words are above)")
     on_event(Progress("write", 1, 1, "files", Path(out_path).name))
     return Path(out_path)
+
+
+def loadable_name(name: str, model_dir: Path) -> str:
+    """`general.name` for the file. llama.cpp gives a model whose name contains "phi3" or "phi-3"
+    Phi-3's SentencePiece token attributes and fails to load it when the vocabulary has no "</s>",
+    as Phi-4-mini's has not: such a name is written with a space ("phi 3") instead."""
+    import re
+
+    if architecture_of(model_dir) != "Phi3ForCausalLM" or (Path(model_dir) / "tokenizer.model").is_file():
+        return name
+    return re.sub(r"(?i)(phi)-?(3)", r"\1 \2", name)
 
 
 def architecture_of(model_dir: Path) -> str | None:

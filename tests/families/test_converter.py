@@ -60,3 +60,14 @@ def test_families_are_the_catalogs():
     from engine.hardware.catalog import load_catalog
 
     assert {s.architecture for s in load_catalog()} - {"llama", "gemma3"} == set(FAMILIES)
+
+
+def test_a_phi_4_mini_run_named_phi3_still_loads(tmp_path):
+    # llama.cpp fails to load a Phi-3-architecture file named "...phi3..." whose vocabulary lacks </s>.
+    from engine.export.hf_converter import loadable_name
+
+    folder = _folder(tmp_path, "Phi3ForCausalLM", "phi3")
+    assert loadable_name("my-Phi3-run, phi-3 too", folder) == "my-Phi 3-run, phi 3 too"
+    (folder / "tokenizer.model").write_bytes(b"")  # Phi-3 itself (SentencePiece) has </s>: left alone
+    assert loadable_name("phi3", folder) == "phi3"
+    assert loadable_name("phi3", _folder(tmp_path, "Qwen3ForCausalLM", "qwen3")) == "phi3"
