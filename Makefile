@@ -27,8 +27,14 @@ LLAMA_WHY := $(if $(filter file,$(origin CMAKE_ARGS)),$(FOUND),CMAKE_ARGS given)
 LLAMA_KEY := $(shell printf '%s' "$(LLAMA_CPP_SPEC) $(CMAKE_ARGS)" | md5sum | cut -c1-12)
 WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui/wheels/$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_KEY)
+# llama.cpp's GGUF converter (convert_hf_to_gguf.py, conversion/, gguf-py/) from the same sdist the
+# wheel is built from, so it matches the llama.cpp that loads its files; ftui exports Qwen3, Gemma 3,
+# Mistral and Phi-3 models with it (engine/export/hf_converter.py finds it here by version).
+LLAMA_VERSION := $(lastword $(subst ==, ,$(LLAMA_CPP_SPEC)))
+SDIST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui/sdists
+CONVERTER := $(or $(FTUI_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui)/llama-convert/$(LLAMA_VERSION)
 
-.PHONY: run test lint
+.PHONY: run test lint converter
 
 run: $(VENV)/.installed
 	$(VENV)/bin/ftui $(ARGS)
@@ -39,7 +45,7 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-$(VENV)/.installed: pyproject.toml setup.py Makefile $(LLAMA_STAMP)
+$(VENV)/.installed: pyproject.toml setup.py Makefile $(LLAMA_STAMP) $(CONVERTER)/convert_hf_to_gguf.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	# The embedded default model ships inside this package; its Python module pulls in the
@@ -58,6 +64,18 @@ $(LLAMA_STAMP):
 	$(PY) -m pip install -q $(WHEEL_CACHE)/llama_cpp_python-*.whl
 	rm -f $(VENV)/.llama-cpp-*
 	touch $@
+
+converter: $(CONVERTER)/convert_hf_to_gguf.py
+
+$(CONVERTER)/convert_hf_to_gguf.py:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	ls $(SDIST_CACHE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz >/dev/null 2>&1 || \
+		$(PY) -m pip download -q --no-deps --no-binary :all: -d $(SDIST_CACHE) $(LLAMA_CPP_SPEC)
+	rm -rf $(CONVERTER).tmp && mkdir -p $(CONVERTER).tmp
+	tar xzf $(SDIST_CACHE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C $(CONVERTER).tmp --strip-components=3 \
+		--wildcards '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' \
+		'*/vendor/llama.cpp/gguf-py/*'
+	rm -rf $(CONVERTER) && mv $(CONVERTER).tmp $(CONVERTER)
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[test]"

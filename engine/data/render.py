@@ -82,13 +82,11 @@ def render(tokenizer: Any, conversation: Conversation, *, responses_only: bool =
         before = _apply(tokenizer, messages[:i]) if i else ""
         prompt = _apply(tokenizer, messages[:i], add_generation_prompt=True)
         through = _apply(tokenizer, messages[: i + 1])
-        if not (text.startswith(prompt) and text.startswith(through) and through.startswith(prompt)):
-            raise RenderError(
-                f"the chat template renders turn {i} differently on its own than inside the conversation, "
-                "so the reply cannot be located for responses-only training (set train_on_responses_only = false)"
-            )
-        spans.append((len(prompt), len(through.rstrip())))
-        last_turn_char = len(before)
+        if text.startswith(prompt) and text.startswith(through) and through.startswith(prompt):
+            spans.append((len(prompt), len(through.rstrip())))
+        else:
+            spans.append(_span_in_place(tokenizer, messages, i, text))
+        last_turn_char = len(before) if text.startswith(before) else spans[-1][0]
 
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = tuple(encoding["input_ids"])
@@ -101,6 +99,35 @@ def render(tokenizer: Any, conversation: Conversation, *, responses_only: bool =
         for tok, (start, _) in zip(ids, offsets, strict=True)
     )
     return Rendered(text, ids, labels, tuple(spans), last_turn_token)
+
+
+REPLY_MARK = "ftuiReplyMark7f3a"
+"""Stands in for one reply's content: plain letters, which no template trims or escapes."""
+
+
+def _span_in_place(tokenizer: Any, messages: list[dict[str, str]], i: int, text: str) -> tuple[int, int]:
+    """Reply `i`'s span for templates whose prefixes render differently from the whole: Mistral puts
+    the system prompt in the last user turn, Qwen3 adds empty <think> tags to a final reply only,
+    Phi-4-mini ends a rendering that has no generation prompt with eos. The conversation is
+    rendered again with the reply's content replaced by a mark: what precedes and follows the mark
+    must be the text's own start and end, and the reply lies between them, with the end-of-turn
+    token that follows it."""
+    marked = _apply(tokenizer, [*messages[:i], {**messages[i], "content": REPLY_MARK}, *messages[i + 1:]])
+    head, found, tail = marked.partition(REPLY_MARK)
+    if not found or not text.startswith(head) or not text.endswith(tail) or len(head) + len(tail) > len(text):
+        raise RenderError(
+            f"the chat template renders turn {i} differently on its own than inside the conversation, "
+            "so the reply cannot be located for responses-only training (set train_on_responses_only = false)"
+        )
+    end = len(text) - len(tail)
+    closing = next((m for m in end_of_turn_markers(tokenizer) if tail.startswith(m)), "")
+    return len(head), end + len(closing)
+
+
+def end_of_turn_markers(tokenizer: Any) -> tuple[str, ...]:
+    """Texts that close a reply in the families ftui knows, the tokenizer's eos among them."""
+    markers = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", tokenizer.eos_token or "")
+    return tuple(m for m in markers if m)
 
 
 def _dicts(messages: tuple[Message, ...]) -> list[dict[str, str]]:

@@ -121,7 +121,8 @@ def pre_tokenizer_name(model_dir: Path) -> str:
     """llama.cpp's pre-tokenizer for this tokenizer, read from its splitting rules.
 
     llama.cpp picks the name by hashing a test tokenization; reading the rules is equivalent for
-    the families ftui supports, and the token-id check after export proves the choice.
+    the families ftui supports, and the token-id check after export proves the choice. The
+    converter's child (convert_child.py) falls back to it for a vocabulary the hash does not know.
     """
     data = json.loads((Path(model_dir) / "tokenizer.json").read_text(encoding="utf-8"))
     pre = data.get("pre_tokenizer") or {}
@@ -133,11 +134,16 @@ def pre_tokenizer_name(model_dir: Path) -> str:
         return "gpt-2"
     if kinds and kinds[0] == "Split":
         pattern = steps[0].get("pattern", {}).get("Regex", "")
+        if "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*" in pattern and "\\p{N}{1,3}" in pattern:
+            return "gpt-4o"
         if "\\p{N}{1,3}" in pattern and "(?i:'s|'t|'re|'ve|'m|'ll|'d)" in pattern:
             return "llama-bpe"
+        if "\\p{L}+|\\p{N}|" in pattern and "(?i:'s|'t|'re|'ve|'m|'ll|'d)" in pattern:
+            return "qwen2"
     raise UnsupportedModel(
         f"{model_dir}: tokenizer pre-tokenizer {kinds} is not one ftui can map to llama.cpp; "
-        "supported: SmolLM2 (smollm), GPT-2 byte level (gpt-2), Llama 3 (llama-bpe)")
+        "supported: SmolLM2 (smollm), GPT-2 byte level (gpt-2), Llama 3 (llama-bpe), Qwen2/Qwen3 (qwen2), "
+        "Phi-4-mini/o200k (gpt-4o)")
 
 
 def llama3_rope_factors(params: LlamaParams) -> list[float]:

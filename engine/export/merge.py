@@ -168,6 +168,7 @@ def merge(source: RunSource, merged_dir: Path, on_event: EventSink = ignore,
         # Saved in the base's own precision; the copy returned holds the saved values.
         model.to(save_dtype).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _keep_sentencepiece_model(tokenizer, source, tmp)
         finish_merged(tmp, source)
     model.to(place.reference_dtype)
     on_event(Progress("merge", 3, 3, "steps", "merged"))
@@ -194,6 +195,23 @@ def count_parameters(config_dir: Path, trust: bool = False) -> int:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust)
     return sum(p.numel() for p in model.parameters())
+
+
+def _keep_sentencepiece_model(tokenizer: Any, source: RunSource, folder: Path) -> None:
+    """tokenizer.model beside the merged weights when the model has one: transformers 5 does not
+    save it, and llama.cpp's converter reads Gemma's and Mistral's vocabulary from it."""
+    import shutil
+
+    if (folder / "tokenizer.model").is_file():
+        return
+    places = [Path(p) for p in (getattr(tokenizer, "vocab_file", None), Path(source.tokenizer_ref) / "tokenizer.model")
+              if p]
+    if source.base_ref is not None:  # a local folder, or the hub cache's copy of the base
+        places.append(base_config_dir(source.base_ref) / "tokenizer.model")
+    for place in places:
+        if place.name == "tokenizer.model" and place.is_file():
+            shutil.copyfile(place, folder / "tokenizer.model")
+            return
 
 
 def _declared_dtype(config_dir: Path) -> Any:

@@ -25,10 +25,12 @@ from engine.events import (
     Progress,
     ignore,
 )
-from engine.export.gguf_writer import UnsupportedModel, read_params, write_gguf
+from engine.export.gguf_writer import UnsupportedModel
+from engine.export.hf_converter import ConversionFailed, ConverterMissing
 from engine.export.merge import MergeError, RunSource, base_config_dir, merge, read_run_source
 from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
 from engine.export.quantize import QuantizeError, quantize
+from engine.export.to_gguf import check_convertible, write_f16
 from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
 from engine.files.atomic import write_text_atomic
 from engine.files.disk_full import is_disk_full
@@ -81,6 +83,8 @@ def export(run_dir: str | Path, quants: tuple[str, ...] | list[str] = ("Q8_0",),
     except ConfigError as exc:
         return _failed(out, ExportFailed(f"cannot read the run's config.toml:\n{exc}",
                                          "fix the setting named above in the run's config.toml"), on_event)
+    except (ConverterMissing, ConversionFailed) as exc:
+        return _failed(out, ExportFailed(exc.reason, exc.advice), on_event)
     except UnsupportedModel as exc:
         return _failed(out, ExportFailed(str(exc), "export a model of a supported architecture, or use the merged "
                                                    "HF folder"), on_event)
@@ -136,7 +140,7 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     note = _status_note(run_dir)
     if note:
         on_event(Progress("run", 1, 1, message=note))
-    read_params(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
+    check_convertible(source.weights if source.base_ref is None else base_config_dir(source.base_ref))
     _claim(out, ours=out.resolve() == export_dir(run_dir).resolve())
     # A verify.json vouches for the files it names: gone as soon as any of them is rewritten.
     verify_path(out).unlink(missing_ok=True)
@@ -164,7 +168,7 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
         path = gguf_path(out, quant)
         if quant in ("F16", "BF16"):
             stage("write", path.name, path.name)
-            write_gguf(merged_dir, path, dtype=quant, name=source.config.name, on_event=on_event)
+            write_f16(merged_dir, path, dtype=quant, name=source.config.name, on_event=on_event)
         else:
             stage("quantize", path.name, path.name)
             quantize(files["F16"], path, quant)

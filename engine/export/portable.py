@@ -92,7 +92,21 @@ def make_tokenizer_portable(folder: Path) -> None:
     template = folder / "chat_template.jinja"
     if "chat_template" not in cfg and template.is_file():
         cfg["chat_template"] = template.read_text(encoding="utf-8")
+    if "added_tokens_decoder" not in cfg:
+        cfg["added_tokens_decoder"] = _added_tokens_decoder(folder)
     _write_json(config_file, cfg)
+
+
+def _added_tokens_decoder(folder: Path) -> dict[str, dict[str, Any]]:
+    """4.x's record of the added tokens and which are special, which 5.x no longer writes: 4.x
+    reads it, and so does llama.cpp's converter for SentencePiece vocabularies (Gemma, Mistral),
+    which otherwise types <start_of_turn> as plain text that llama.cpp never parses."""
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        return {}
+    added = json.loads(tokenizer_file.read_text(encoding="utf-8")).get("added_tokens") or []
+    return {str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+                           if k in t} for t in added}
 
 
 def make_adapter_portable(folder: Path, base: BaseModel, tokenizer_dir: Path | None) -> None:

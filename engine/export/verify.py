@@ -105,7 +105,7 @@ def end_of_turn_ids(tokenizer: Any) -> tuple[int, ...]:
     """Tokens that close an assistant turn: the EOS plus the family's end-of-turn markers."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     vocab = tokenizer.get_vocab()
-    for marker in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>"):
+    for marker in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<end_of_turn>", "<|end|>"):
         if marker in vocab and (tokenizer.chat_template or "").find(marker) >= 0:
             ids.add(vocab[marker])
     return tuple(sorted(ids))

@@ -52,7 +52,8 @@ NVIDIA_PCI_VENDOR = "0x10de"
 @dataclass(frozen=True)
 class Check:
     id: str
-    """Stable key for scripts: nvml, torch, bitsandbytes, llama_build, disk, write, hub, llama_decode."""
+    """Stable key for scripts: nvml, torch, bitsandbytes, llama_build, llama_convert, disk, write, hub,
+    llama_decode."""
     name: str
     status: Status
     detail: str
@@ -108,6 +109,7 @@ def check_install(output_dir: str = "runs", decode: bool = True, on_check: Calla
     add(check_torch(hardware, torch_build()))
     add(check_bitsandbytes(hardware))
     add(check_llama_build(hardware, llama_build()))
+    add(check_converter())
     places = locations(output_dir)
     add(check_disk(places))
     add(check_writable(places))
@@ -267,6 +269,18 @@ def check_llama_build(hardware: HardwareReport, llama: LlamaBuild) -> Check:
                      f"{llama.describe()}: chat, export verification and evaluation run on the CPU of a GPU machine",
                      LLAMA_FIX)
     return Check("llama_build", name, "ok", llama.describe())
+
+
+def check_converter() -> Check:
+    """llama.cpp's GGUF converter for the installed llama-cpp-python, which exports every family but Llama."""
+    from engine.export.hf_converter import ConverterMissing, find_converter
+
+    name = "GGUF converter"
+    try:
+        folder = find_converter()
+    except ConverterMissing as exc:
+        return Check("llama_convert", name, "warn", f"{exc.reason}; Llama models still export", exc.advice)
+    return Check("llama_convert", name, "ok", f"llama.cpp's convert_hf_to_gguf.py in {folder}")
 
 
 # Disk ------------------------------------------------------------------------------------

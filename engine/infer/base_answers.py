@@ -35,9 +35,9 @@ class Answer:
 
 def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Path:
     """The un-tuned model exported like the run (same writer and type), cached per base and type."""
-    from engine.export.gguf_writer import write_gguf
     from engine.export.merge import base_config_dir
     from engine.export.quantize import quantize
+    from engine.export.to_gguf import write_f16
 
     config_dir = base_config_dir(base_ref)
     target = _base_gguf_target(base_ref, quant)
@@ -47,13 +47,14 @@ def base_gguf_for(base_ref: str, quant: str, on_event: EventSink = ignore) -> Pa
     if not (config_dir / "tokenizer.json").is_file() or not list(config_dir.glob("*.safetensors")):
         from huggingface_hub import snapshot_download
 
-        config_dir = Path(snapshot_download(base_ref, allow_patterns=["*.json", "*.safetensors", "*.jinja"]))
+        config_dir = Path(snapshot_download(base_ref, allow_patterns=["*.json", "*.safetensors", "*.jinja",
+                                                                         "tokenizer.model"]))
     on_event(Progress("eval", 0, None, "", f"exporting the base model as {quant} (cached)"))
     f16 = gguf_path(folder, "F16")
     if not f16.is_file():
-        write_gguf(config_dir, f16, name="base", on_event=on_event)
+        write_f16(config_dir, f16, name="base", on_event=on_event)
     if quant in ("F16", "BF16"):
-        return f16 if quant == "F16" else write_gguf(config_dir, target, dtype="BF16", name="base")
+        return f16 if quant == "F16" else write_f16(config_dir, target, dtype="BF16", name="base")
     return quantize(f16, target, quant)
 
 

@@ -105,6 +105,7 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         raise Failure(f"{config.model} holds 4-bit weights, which only method = qlora can train",
                       "set method = qlora" + (f", or model = {base!r} for {config.method}" if base else ""))
     precision = choose_precision(config.method, precision=config.precision)
+    check_family_precision(resolved.spec.architecture if resolved.spec else _model_type(Path(resolved.ref)), precision)
     if ranks.strategy == "fsdp" and precision.loss_scaling:
         raise Failure("fsdp on GPUs without native bf16 trains in fp16 with loss scaling, and each process would "
                       "check only its own gradient shard for overflow, so the processes could skip different steps",
@@ -133,27 +134,33 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
     return loaded, precision
 
 
-EXPORTABLE_MODEL_TYPES = {"LlamaForCausalLM": "llama"}
-"""config.json architectures the GGUF writer converts (engine/export/gguf_writer.py), by model_type."""
-
-
 def check_exportable(config: RunConfig, model_type: str | None) -> None:
-    """Refuse, before training, a model the GGUF writer cannot convert, unless export_gguf = false."""
-    from engine.export.gguf_writer import SUPPORTED_ARCHITECTURES
+    """Refuse, before training, a model no GGUF converter of ftui's handles, unless export_gguf = false."""
+    from engine.export.to_gguf import exportable_model_types
 
-    supported = [EXPORTABLE_MODEL_TYPES[a] for a in SUPPORTED_ARCHITECTURES if a in EXPORTABLE_MODEL_TYPES]
+    supported = exportable_model_types()
     if not config.export_gguf or model_type is None or model_type in supported:
         return
-    raise Failure(f"GGUF export of {model_type} is not built yet (ftui writes GGUF for {', '.join(supported)} "
-                  f"models only), so {config.model} would train and then fail at export",
+    raise Failure(f"GGUF export of {model_type} models is not supported (ftui exports {', '.join(supported)}), "
+                  f"so {config.model} would train and then fail at export",
                   "set export_gguf = false to train and keep the HF weights (adapter and merged folder), "
-                  f"or pick a Llama model ({', '.join(s.id for s in _llama_models())})")
+                  "or pick a model of a supported architecture (`ftui models` lists the catalog's)")
 
 
-def _llama_models() -> list[Any]:
-    from engine.hardware.catalog import load_catalog
+FP16_OVERFLOWS = ("gemma3", "gemma3_text")
+"""Families whose activations overflow fp16 (Gemma 3 was trained in bf16 and its hidden states pass
+65504, fp16's largest value): loss scaling cannot help, the forward pass itself gives inf."""
 
-    return [s for s in load_catalog() if s.architecture == "llama" and s.bits == 16]
+
+def check_family_precision(model_type: str | None, precision: Precision) -> None:
+    """Refuse fp16 training of a family that overflows it (on GPUs without bf16) before any weights load."""
+    import torch
+
+    if model_type in FP16_OVERFLOWS and precision.autocast_dtype == torch.float16:
+        raise Failure(f"{model_type} models overflow fp16 (their activations pass its largest value, 65504), and "
+                      "this GPU has no native bf16, so ftui would train in fp16",
+                      "train on a GPU with bf16 (compute capability 8.0+: A100, L4, RTX 30xx or newer), or pick "
+                      "another family, e.g. qwen3 or llama, which train in fp16 with loss scaling")
 
 
 def _model_type(folder: Path) -> str | None:

@@ -385,7 +385,7 @@ def test_check_install_runs_every_check_cheap_ones_first(tmp_path, no_pci, hub_e
     seen: list[str] = []
     report = check_install(str(tmp_path / "runs"), decode=False, on_check=lambda c: seen.append(c.id),
                            nvml=FakeNvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
-    assert seen == ["nvml", "torch", "bitsandbytes", "llama_build", "disk", "write", "hub"]
+    assert seen == ["nvml", "torch", "bitsandbytes", "llama_build", "llama_convert", "disk", "write", "hub"]
     assert [c.id for c in report.checks] == seen and not report.decoded
     called = []
     monkeypatch.setattr(engine.hardware.doctor, "check_decode", lambda: called.append(1) or Check("llama_decode", "", "ok", ""))
@@ -401,7 +401,27 @@ def cpu_machine(monkeypatch, no_pci, hub_env, tmp_path):
     """A machine without a driver, its cache in tmp_path; returns where runs go."""
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
     monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FTUI_LLAMA_CONVERT", str(_converter_folder(tmp_path / "convert")))
     return tmp_path / "runs"
+
+
+def _converter_folder(folder):
+    """The files `make converter` extracts, as find_converter looks for them."""
+    for name in ("convert_hf_to_gguf.py", "conversion/__init__.py", "gguf-py/gguf/__init__.py"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("")
+    return folder
+
+
+def test_a_missing_gguf_converter_is_a_warning_that_says_how_to_get_it(tmp_path, monkeypatch):
+    from engine.hardware.doctor import check_converter
+
+    monkeypatch.setenv("FTUI_LLAMA_CONVERT", str(tmp_path / "nowhere"))
+    missing = check_converter()
+    assert missing.status == "warn" and "missing convert_hf_to_gguf.py" in missing.detail
+    assert "Llama models still export" in missing.detail and missing.fix.startswith("run `make converter`")
+    monkeypatch.setenv("FTUI_LLAMA_CONVERT", str(_converter_folder(tmp_path / "there")))
+    assert check_converter().status == "ok"
 
 
 def test_doctor_command_json_lists_the_checks_and_exits_0(cpu_machine, capsys):
@@ -411,9 +431,9 @@ def test_doctor_command_json_lists_the_checks_and_exits_0(cpu_machine, capsys):
 
     assert main(["doctor", "--json", "--no-decode", "--output-dir", str(cpu_machine)]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [c["id"] for c in data["checks"]] == ["nvml", "torch", "bitsandbytes", "llama_build", "disk", "write", "hub"]
-    assert data["summary"] == "all 7 checks pass" and data["exit_code"] == 0 and data["errors"] == 0
-    assert data["checks"][4]["figures"]["runs free GiB"] > 0
+    assert [c["id"] for c in data["checks"]] == ["nvml", "torch", "bitsandbytes", "llama_build", "llama_convert", "disk", "write", "hub"]
+    assert data["summary"] == "all 8 checks pass" and data["exit_code"] == 0 and data["errors"] == 0
+    assert data["checks"][5]["figures"]["runs free GiB"] > 0
 
 
 def test_doctor_command_exits_1_on_an_error_and_prints_its_fix(cpu_machine, tmp_path, capsys, monkeypatch):

@@ -58,11 +58,22 @@ def test_a_change_of_cmake_args_rebuilds_and_reinstalls_llama_cpp(tmp_path):
     venv = tmp_path / "venv"
     first = dry_run(venv, tmp_path, "NVCC=", "GPU_SEEN=")
     stamp = next(line.split()[-1] for line in first if line.startswith("touch") and ".llama-cpp-" in line)
+    converter = Path(next(line.split()[-1] for line in first if line.startswith("rm -rf") and " mv " in line))
     venv.mkdir()
-    for done in (stamp, f"{venv}/.installed"):  # a set-up venv with the CPU build
+    converter.mkdir(parents=True)
+    for done in (converter / "convert_hf_to_gguf.py", stamp, f"{venv}/.installed"):  # set up, the CPU build
         Path(done).touch()
     assert not any("pip" in line for line in dry_run(venv, tmp_path, "NVCC=", "GPU_SEEN="))
 
     again = dry_run(venv, tmp_path, "CMAKE_ARGS=-DGGML_CUDA=on")
     assert 'CMAKE_ARGS="-DGGML_CUDA=on"' in wheel_build(again)
     assert any("pip install -q --force-reinstall --no-deps" in line and "llama_cpp_python" in line for line in again)
+
+
+def test_llama_cpps_converter_comes_from_the_sdist_of_the_same_version_into_a_folder_named_by_it(tmp_path):
+    lines = dry_run(tmp_path / "venv", tmp_path, "NVCC=", "GPU_SEEN=")
+    [download] = [line for line in lines if "pip download" in line]
+    assert "--no-binary :all:" in download and download.endswith("llama-cpp-python==0.3.36")
+    [extract] = [line for line in lines if line.startswith("tar xzf")]
+    assert "llama_cpp_python-0.3.36.tar.gz" in extract and "llama-convert/0.3.36.tmp" in extract
+    assert "'*/vendor/llama.cpp/convert_hf_to_gguf.py'" in "\n".join(lines[lines.index(extract):])

@@ -70,28 +70,51 @@ def _train_here(config):
     return result, [e for e in events if isinstance(e, TrainFailed)]
 
 
-def test_a_folder_ftui_cannot_export_is_refused_before_training_naming_the_flag(tmp_path):
-    folder = make_family_folder(tmp_path / "phi3", "phi3")
+def test_a_folder_of_an_architecture_ftui_cannot_export_is_refused_before_training_naming_what_is(tmp_path):
+    import transformers
+
+    folder = tmp_path / "gpt2"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=VOCAB)).save_pretrained(
+        folder)
+    make_tokenizer().save_pretrained(folder)
     config = tiny_config(tmp_path, model=str(folder), dataset=str(tmp_path / "absent.jsonl"))
 
     result, failed = _train_here(config)
 
     assert result.status == "failed" and len(failed) == 1
-    assert result.reason.startswith("GGUF export of phi3 is not built yet (ftui writes GGUF for llama models only)")
+    assert result.reason.startswith("GGUF export of gpt2 models is not supported (ftui exports llama, qwen3, "
+                                    "gemma3_text, mistral, phi3, gemma3)")
     assert result.advice.startswith("set export_gguf = false to train and keep the HF weights")
 
 
-def test_a_catalog_id_is_refused_before_any_download(tmp_path, monkeypatch):
-    import engine.models.hub as hub
+def test_every_catalog_family_and_each_tiny_family_folder_passes_the_check(tmp_path):
+    from engine.hardware.catalog import load_catalog
+    from engine.train.load import _model_type, check_exportable
 
-    monkeypatch.setattr(hub, "download", lambda *a, **k: pytest.fail("downloaded"))
-    result, _ = _train_here(tiny_config(tmp_path, model="qwen3-0.6b"))
+    for spec in load_catalog():
+        check_exportable(tiny_config(tmp_path, model=spec.id), spec.architecture)
+    for model_type in FAMILIES:
+        folder = make_family_folder(tmp_path / model_type, model_type)
+        check_exportable(tiny_config(tmp_path, model=str(folder)), _model_type(folder))
 
-    assert result.reason.startswith("GGUF export of qwen3 is not built yet")
 
-
-def test_export_gguf_false_lets_it_through_and_llama_always_passes(tmp_path):
+def test_export_gguf_false_lets_any_architecture_through(tmp_path):
     from engine.train.load import check_exportable
 
-    check_exportable(tiny_config(tmp_path, export_gguf=False), "phi3")
-    check_exportable(tiny_config(tmp_path), "llama")
+    check_exportable(tiny_config(tmp_path, export_gguf=False), "gpt2")
+
+
+def test_gemma_3_is_refused_in_fp16_but_trains_in_bf16_and_other_families_in_fp16():
+    import torch
+
+    from engine.train.load import check_family_precision
+    from engine.train.loop import Failure
+    from engine.train.methods import Precision
+
+    fp16 = Precision("cuda", torch.float16, torch.float16, True)
+    with pytest.raises(Failure, match="gemma3_text models overflow fp16") as refused:
+        check_family_precision("gemma3_text", fp16)
+    assert "compute capability 8.0+" in refused.value.advice
+    check_family_precision("gemma3_text", Precision("cuda", torch.bfloat16, torch.bfloat16, False))
+    check_family_precision("qwen3", fp16)
+    check_family_precision("gemma3", Precision("cpu", torch.float32, None, False))
