@@ -87,8 +87,9 @@ def tokenize(conversations: Sequence[Conversation], tokenizer: Any, config: RunC
         rejected = None
         if conversation.rejected is not None and config.objective in PAIR_OBJECTIVES:
             try:
-                other = render(tokenizer, Conversation(conversation.rejected, conversation.source_line),
-                               responses_only=config.train_on_responses_only)
+                side = with_system_prompt(Conversation(conversation.rejected, conversation.source_line),
+                                          config.system_prompt)
+                other = render(tokenizer, side, responses_only=config.train_on_responses_only)
             except RenderError as exc:
                 problems.append(DataProblem(path, conversation.source_line, "rejected", str(exc)))
                 continue

@@ -83,3 +83,7 @@ def test_sft_on_preference_rows_still_trains_on_the_chosen_reply_alone(tmp_path,
     pair = dpo.train[0]
     assert pair.rejected is not None and pair.rejected.input_ids != pair.input_ids
     assert "No." in tokenizer.decode([t for t in pair.rejected.labels if t != -100])
+    # Both sides get the system prompt: the pair differs in its reply alone.
+    prompted = prepare(RunConfig(dataset=path, val_split=0, objective="dpo", system_prompt="Be brief."), tokenizer)
+    pair = prompted.train[0]
+    assert "Be brief." in tokenizer.decode(pair.input_ids) and "Be brief." in tokenizer.decode(pair.rejected.input_ids)
