@@ -252,7 +252,7 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
         asked: bool | None = None
         if ranks.world == 1:
             micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
-            stats = optimizer_step(parts, micro, step, config.max_grad_norm)
+            stats = (parts.objective.step or optimizer_step)(parts, micro, step, config.max_grad_norm)
         else:
             stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop.is_set() or out_of_time)
         loss = stats.loss

@@ -5,8 +5,9 @@ The loop, the step, evaluation, checkpoints and multi-GPU are the same for every
 metrics it logs), and what that sum is divided by over a whole optimizer step (trained tokens for
 SFT, pairs for DPO and ORPO), so gradient accumulation still equals one big batch.
 
-An objective whose training is not a loss over the dataset's examples (GRPO samples its own
-completions) is added to OBJECTIVES with its own `Objective`.
+An objective whose step is more than a loss over the dataset's examples (GRPO samples its own
+completions first) is added to OBJECTIVES with its own `step`, which the loop then calls in
+place of `engine.train.step.optimizer_step`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class Objective:
     reference: str = ""
     """"adapters": the reference is the base with adapters disabled; "precomputed": computed once
     before training (full fine-tuning); "" for none."""
+    step: Callable[..., Any] | None = None
+    """Its own optimizer step, called as `optimizer_step` is, (parts, micro, step, max_grad_norm) ->
+    StepStats; None runs the shared one over `loss`."""
 
     def with_references(self, references: Mapping[TokenizedExample, tuple[float, float]]) -> Objective:
         """This objective reading each pair's reference log-probabilities from `references`."""

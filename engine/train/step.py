@@ -76,7 +76,7 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
         except torch.OutOfMemoryError:
             del batch
             optimizer.zero_grad(set_to_none=True)
-            raise OutOfMemory(step, len(examples), max(objective.length(e) for e in examples)) from None
+            raise OutOfMemory(step, len(examples), max(len(e.input_ids) for e in examples)) from None
         if weight:
             loss_sum += part.item()
             tokens += sum(objective.length(e) for e in examples)
