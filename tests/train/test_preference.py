@@ -171,3 +171,20 @@ def test_a_resumed_dpo_run_matches_an_uninterrupted_one(tmp_path, model_folder, 
     assert sorted(got) == [4, 5, 6]
     for step, (loss, margin) in got.items():
         assert loss == pytest.approx(want[step][0], rel=1e-4) and margin == pytest.approx(want[step][1], abs=1e-5)
+
+
+def test_the_cli_and_the_trackers_show_the_margin_and_accuracy():
+    import io
+
+    from cli.commands.train import ProgressView
+    from engine.train.tracking import metrics
+
+    figures = {"reward_chosen": 0.2, "reward_rejected": -0.1, "margin": 0.3, "accuracy": 0.75}
+    event = StepLogged(3, 10, 0.3, 0.6, 1e-4, 1.0, 900.0, 3.0, 7.0, 1.2, metrics=figures)
+    out = io.StringIO()
+    ProgressView(out).show(event)
+    assert "loss 0.6000  margin 0.300  acc 75%" in out.getvalue()
+    _, logged = metrics(event)
+    assert logged["train/margin"] == 0.3 and logged["train/accuracy"] == 0.75
+    _, held = metrics(EvalLogged(3, 0.5, 0.5, {"margin": 0.4}))
+    assert held["eval/margin"] == 0.4
