@@ -14,7 +14,7 @@ pairs (docker_pref_eval.jsonl) with the base and with each trained adapter:
 Time per step is the mean wall time of steps 2..N as the run's events report it (step 1 pays for
 the first allocations); the CPU is shared, so compare the figures of one run of this script.
 
-    python bench/dpo_demo.py [--steps 20]
+    python bench/dpo_demo.py [--steps 20] [--objectives sft,dpo,orpo]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 EVAL = "presets/data/docker_pref_eval.jsonl"
+TRAIN = "presets/data/docker_pref_train.jsonl"
 
 
 def train_run(preset: str, steps: int, out: str, **changes: object) -> tuple[str, float]:
@@ -48,7 +49,7 @@ def train_run(preset: str, steps: int, out: str, **changes: object) -> tuple[str
     return str(result.run_dir), per_step
 
 
-def held_out(adapter: str | None, beta: float) -> dict[str, float]:
+def held_out(adapter: str | None, beta: float, eval_file: str = EVAL) -> dict[str, float]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -59,7 +60,7 @@ def held_out(adapter: str | None, beta: float) -> dict[str, float]:
 
     base_ref = resolve_model("smollm2-135m").ref
     tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
-    pairs = prepare(RunConfig(dataset=EVAL, objective="dpo", val_split=0, max_seq_len=256), tokenizer).train
+    pairs = prepare(RunConfig(dataset=eval_file, objective="dpo", val_split=0, max_seq_len=256), tokenizer).train
     base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=torch.float32).eval()
     model = base
     if adapter:
@@ -88,9 +89,12 @@ def held_out(adapter: str | None, beta: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--objectives", default="sft,dpo,orpo", help="which runs to train, comma-separated")
+    parser.add_argument("--train", default=TRAIN, help="preference rows to train on")
+    parser.add_argument("--eval", default=EVAL, help="held-out preference rows to score")
     args = parser.parse_args()
     out = tempfile.mkdtemp(prefix="ftui-dpo-bench-")
-    figures: dict[str, dict[str, float]] = {"base": held_out(None, 0.1)}
+    figures: dict[str, dict[str, float]] = {"base": held_out(None, 0.1, args.eval)}
     print("base", json.dumps(figures["base"]), flush=True)
     runs = {
         "sft": ("dpo", {"objective": "sft"}),
@@ -98,8 +102,10 @@ def main() -> None:
         "orpo": ("orpo", {}),
     }
     for name, (preset, changes) in runs.items():
-        run_dir, per_step = train_run(preset, args.steps, out, name=f"bench-{name}", **changes)
-        figures[name] = {**held_out(str(Path(run_dir) / "adapter"), 0.1), "s_per_step": per_step}
+        if name not in args.objectives.split(","):
+            continue
+        run_dir, per_step = train_run(preset, args.steps, out, name=f"bench-{name}", dataset=args.train, **changes)
+        figures[name] = {**held_out(str(Path(run_dir) / "adapter"), 0.1, args.eval), "s_per_step": per_step}
         print(name, json.dumps(figures[name]), flush=True)
     print(json.dumps(figures, indent=1))
 

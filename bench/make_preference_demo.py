@@ -1,12 +1,14 @@
 """Derive the Docker demo's preference pairs: the demo answer chosen, the base model's own answer rejected.
 
-Each prompt of presets/data/docker_train.jsonl and docker_eval.jsonl becomes a TRL preference row
-(`prompt`, `chosen`, `rejected`): chosen is the demo's "Run: `...`" answer, rejected is what the
-untuned embedded SmolLM2-135M answers (greedy, from its Q8_0 GGUF through llama.cpp, the base
-answers `ftui eval` shows; engine/infer/base_answers.py). A prompt the base already answers with
-the demo's answer is left out: it holds no preference.
+Every third prompt of presets/data/docker_train.jsonl (58 of 172: answering all took over 20
+minutes on 2 busy CPU cores) and every prompt of docker_eval.jsonl (the 43 held-out ones) becomes
+a TRL preference row (`prompt`, `chosen`, `rejected`): chosen is the demo's "Run: `...`" answer,
+rejected is what the untuned embedded SmolLM2-135M answers (greedy, at most 64 tokens, from its
+Q8_0 GGUF through llama.cpp: the base answers `ftui eval` shows and caches;
+engine/infer/base_answers.py). A prompt the base already answers with the demo's answer is left
+out: it holds no preference.
 
-    python bench/make_preference_demo.py
+    python bench/make_preference_demo.py [docker_eval] [docker_train]
 """
 
 from __future__ import annotations
@@ -20,21 +22,23 @@ sys.path.insert(0, str(ROOT))
 
 MAX_TOKENS = 64
 """The base answer's length limit: the demo answers are one line, a rambling base answer is cut."""
+STRIDE = {"docker_train": 3, "docker_eval": 1}
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     from engine.infer.base_answers import base_answers
     from engine.models import resolve_model
 
     base = resolve_model("smollm2-135m")
-    for name in ("docker_train", "docker_eval"):
+    for name in names:
         rows = [json.loads(line) for line in (ROOT / "presets" / "data" / f"{name}.jsonl").read_text().splitlines()
-                if line.strip()]
+                if line.strip()][::STRIDE[name]]
         prompts = [[m for m in row["messages"] if m["role"] != "assistant"] for row in rows]
         answers = base_answers(base.ref, prompts, "", MAX_TOKENS)
         out = []
         for row, prompt, rejected in zip(rows, prompts, answers, strict=True):
-            chosen = row["messages"][-1]["content"]
+            # Held-out rows hold the command alone (`expected`); the demo answers it as "Run: `...`".
+            chosen = row["messages"][-1]["content"] if "expected" not in row else f"Run: `{row['expected']}`"
             if rejected.text.strip() == chosen.strip():
                 continue
             out.append({"prompt": prompt[-1]["content"], "chosen": chosen, "rejected": rejected.text.strip()})
@@ -44,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or ["docker_eval", "docker_train"])
