@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -65,6 +65,9 @@ class StepLogged:
     the CPU or where NVML cannot say."""
     gpu_util: int | None = None
     """How busy the GPU was, 0..100 (NVML's share of its last sample period with a kernel running)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The objective's own figures beside the loss, by name (engine.train.objectives): for dpo and orpo
+    reward_chosen, reward_rejected, margin and accuracy, each the mean over the step's pairs."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class EvalLogged:
     step: int
     val_loss: float
     best_val_loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The objective's figures over the held-out split, named as StepLogged.metrics."""
 
 
 @dataclass(frozen=True)

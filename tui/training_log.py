@@ -27,6 +27,8 @@ class TrainingLog:
     last_step: StepLogged | None = None
     train_points: list[tuple[int, float]] = field(default_factory=list)
     val_points: list[tuple[int, float]] = field(default_factory=list)
+    metric_points: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """(step, value) of each of the objective's figures (StepLogged.metrics: DPO's margin, rewards, accuracy)."""
     best_val_loss: float | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
@@ -65,6 +67,7 @@ class TrainingLog:
             # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
             self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
             self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
+            self.metric_points = {k: [p for p in v if p[0] <= event.start_step] for k, v in self.metric_points.items()}
             self.best_val_loss = min((v for _, v in self.val_points), default=None)
             # The last session's rate, ETA and memory are not this one's: figures come with its first step.
             self.last_step = None
@@ -76,11 +79,14 @@ class TrainingLog:
         if isinstance(event, StepLogged):
             self.last_step = event
             self.train_points.append((event.step, event.loss))
+            for name, value in event.metrics.items():
+                self.metric_points.setdefault(name, []).append((event.step, value))
             return None
         if isinstance(event, EvalLogged):
             self.val_points.append((event.step, event.val_loss))
             self.best_val_loss = event.best_val_loss
-            return f"step {event.step}: validation loss {event.val_loss:.4f} (best {event.best_val_loss:.4f})"
+            held = "".join(f", {_metric_text(k, v)}" for k, v in event.metrics.items())
+            return f"step {event.step}: validation loss {event.val_loss:.4f} (best {event.best_val_loss:.4f}){held}"
         if isinstance(event, CheckpointSaved):
             self.checkpoints.append(event)
             return f"step {event.step}: checkpoint ({event.reason}) {event.path}"
@@ -110,3 +116,18 @@ class TrainingLog:
         if log.status in ("running", "preparing"):
             log.status = status
         return log
+
+
+METRIC_LABELS = {"reward_chosen": "chosen reward", "reward_rejected": "rejected reward", "margin": "margin",
+                 "accuracy": "accuracy"}
+"""How the objectives' figures (engine.train.preference.PAIR_METRICS) are named on screen."""
+
+
+def _metric_text(name: str, value: float) -> str:
+    label = METRIC_LABELS.get(name, name.replace("_", " "))
+    return f"{label} {value:.0%}" if name == "accuracy" else f"{label} {value:.4f}"
+
+
+def metrics_text(metrics: dict[str, float]) -> str:
+    """A step's objective figures as the status line shows them: "margin 0.1200  accuracy 75%"."""
+    return "  ".join(_metric_text(k, v) for k, v in metrics.items() if k in ("margin", "accuracy"))

@@ -25,13 +25,18 @@ def compare(args: argparse.Namespace) -> int:
     if empty:
         return fail(f"no logged steps in {', '.join(empty)} (metrics.jsonl is missing or empty)")
     if args.json:
-        print_json([{"run": c.run, "train": c.train, "val": c.val} for c in curves])
+        print_json([{"run": c.run, "train": c.train, "val": c.val, "metrics": c.metrics} for c in curves])
         return 0
     print(plot(curves, sys.stdout.isatty()))
-    rows = [("RUN", "STEPS", "FINAL LOSS", "BEST VAL (STEP)")]
+    margins = any("margin" in c.metrics for c in curves)
+    rows = [("RUN", "STEPS", "FINAL LOSS", "BEST VAL (STEP)", *(("MARGIN", "ACCURACY") if margins else ()))]
     for c in curves:
         best = f"{c.best_val[1]:.4f} ({c.best_val[0]})" if c.best_val else "-"
-        rows.append((c.run, str(c.train[-1][0]), f"{c.train[-1][1]:.4f}", best))
+        # A preference run's last margin and accuracy (dpo, orpo): what its loss alone does not say.
+        last = [f"{points[-1][1]:.4f}" if name == "margin" else f"{points[-1][1]:.0%}"
+                for name in ("margin", "accuracy") for points in [c.metrics.get(name, ())] if points]
+        extra = (*last, *["-"] * (2 - len(last))) if margins else ()
+        rows.append((c.run, str(c.train[-1][0]), f"{c.train[-1][1]:.4f}", best, *extra))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -85,6 +85,8 @@ def _print_report(report: Any, model: str | None) -> None:
     print(f"Mapping: {report.mapping or 'none (the file uses ftui names)'}")
     for note in report.notes:
         print(f"Note: {note}")
+    if report.objectives:
+        print(f"Objectives it can feed: {', '.join(report.objectives)}")
     if report.problems:
         print(f"\n{len(report.problems)} problem(s):")
         for problem in report.problems[:50]:

@@ -271,12 +271,13 @@ class ProgressView:
         elif isinstance(e, StepLogged):
             done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
             self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "
-                     f"loss {e.loss:.4f}  lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
+                     f"loss {e.loss:.4f}  {_pair_figures(e.metrics)}lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
                      f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
                      + (f"  GPU {e.gpu_util}%" if e.gpu_util is not None else "")
                      + (f" {e.gpu_used_gib:.1f} GiB used" if e.gpu_used_gib is not None else ""))
         elif isinstance(e, EvalLogged):
-            self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f})")
+            held = f"; held-out {_pair_figures(e.metrics).strip()}" if e.metrics else ""
+            self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f}){held}")
         elif isinstance(e, CheckpointSaved):
             checkpoint = Path(e.path).parent.name == "checkpoints"
             what = f"{e.reason} checkpoint" if checkpoint else f"{e.reason} weights"
@@ -290,6 +291,13 @@ class ProgressView:
         elif isinstance(e, TrainFailed):
             where = f" at step {e.step}" if e.step else ""
             self.line(f"ftui: training failed{where}: {e.reason}\n  what to change: {e.advice}", err=True)
+
+
+def _pair_figures(metrics: dict[str, float]) -> str:
+    """A preference run's margin and accuracy (dpo, orpo), followed by two spaces; "" for others."""
+    if "margin" not in metrics:
+        return ""
+    return f"margin {metrics['margin']:.3f}  acc {metrics.get('accuracy', 0):.0%}  "
 
 
 def _duration(seconds: float) -> str:

@@ -27,6 +27,10 @@ Scheduler = Literal["linear", "cosine", "constant"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 Strategy = Literal["auto", "ddp", "fsdp"]
 Compute = Literal["auto", "bf16", "fp32"]
+Objective = Literal["sft", "dpo", "orpo", "grpo"]
+DpoLoss = Literal["sigmoid", "ipo"]
+PAIR_OBJECTIVES = ("dpo", "orpo")
+"""Objectives that train on preference pairs: a chosen and a rejected reply to each prompt."""
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"]
 QUANT_TYPES = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 MAX_CPU_PROCESSES = 64
@@ -85,6 +89,19 @@ class RunConfig:
     method: Method = "lora"
     """lora: 16-bit base + adapters. qlora: 4-bit base, least memory. dora: LoRA with magnitude
     vectors, slightly better, slower. full: every weight trained, most memory."""
+    objective: Objective = "sft"
+    """What the run learns from. sft: imitate the replies. dpo: prefer each chosen reply over its rejected
+    one, measured against the base model (preference data). orpo: SFT on the chosen reply plus an
+    odds-ratio push away from the rejected one, no reference model. grpo: rewards on sampled replies."""
+    dpo_beta: float = 0.1
+    """DPO's beta: how far the trained model may move from the base to prefer the chosen replies;
+    lower moves further (0.1 is typical, 0.01-0.5 is the range people use)."""
+    dpo_loss: DpoLoss = "sigmoid"
+    """DPO's loss: sigmoid (the DPO paper's) or ipo (a squared loss that stops pushing once the
+    preference margin reaches 1/(2 x beta), against overfitting small preference sets)."""
+    orpo_lambda: float = 0.1
+    """ORPO's weight of the odds-ratio term beside the SFT loss on the chosen reply (0.1 as in the
+    ORPO paper; TRL calls it beta)."""
     lora_r: int = 16
     """LoRA rank: higher learns more and uses more memory; 8-64 is typical."""
     lora_alpha: int = 32
@@ -553,7 +570,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     return value
 
 
-_LITERALS = {"method": Method, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat,
+_LITERALS = {"method": Method, "objective": Objective, "dpo_loss": DpoLoss, "scheduler": Scheduler, "optimizer": Optimizer, "dataset_format": DatasetFormat,
              "strategy": Strategy, "precision": Compute}
 
 

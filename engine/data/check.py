@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config.schema import RunConfig
+from engine.config.schema import PAIR_OBJECTIVES, RunConfig
 from engine.data.load import load_conversations
 from engine.data.mapping import DataMapping
 from engine.data.prepare import fit
-from engine.data.readers import DatasetError
+from engine.data.readers import DatasetError, read_rows
 from engine.data.render import RenderError, render
 from engine.data.types import DataProblem
 from engine.display import printable
@@ -56,6 +56,9 @@ class DataReport:
     """How the rows were read, when it is not plain (preference data trains on the chosen reply)."""
     suggestion: dict[str, Any] | None = None
     """A mapping that makes more rows usable: {"flags", "toml", "usable_rows"}."""
+    objectives: tuple[str, ...] = ()
+    """The objectives the rows can feed: sft (replies), dpo and orpo (chosen and rejected replies),
+    grpo (prompts, with an optional `expected` answer)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +78,7 @@ class DataReport:
             "mapping": self.mapping,
             "notes": list(self.notes),
             "suggestion": self.suggestion,
+            "objectives": list(self.objectives),
         }
 
 
@@ -100,7 +104,12 @@ def check(
     except DatasetError as exc:
         why = exc.summary or (str(exc.problems[0]) if exc.problems else "unreadable")
         return DataReport(path, fmt if fmt != "auto" else "unknown", 0, 0, exc.problems, why)
-    read_as: dict[str, Any] = {"mapping": loaded.mapping.describe(), "notes": loaded.notes}
+    if not loaded.conversations and _prompt_rows(path, split):
+        return DataReport(path, "prompts", loaded.rows, loaded.rows, (), None, objectives=("grpo",), notes=(
+            PROMPTS_NOTE,))
+    pairs = any(c.rejected is not None for c in loaded.conversations)
+    read_as: dict[str, Any] = {"mapping": loaded.mapping.describe(), "notes": loaded.notes,
+                               "objectives": ("sft", *PAIR_OBJECTIVES) if pairs else ("sft",)}
     if loaded.suggestion is not None:
         read_as["suggestion"] = {"flags": loaded.suggestion.as_flags(), "toml": loaded.suggestion.as_toml(),
                                  "usable_rows": loaded.suggestion_usable}
@@ -146,6 +155,18 @@ def check(
         lengths=tuple(lengths), percentiles=_percentiles(lengths), max_seq_len=max_seq_len, over_length=over, dropped=dropped,
         sample=sample, sample_line=sample_line, **read_as,
     )
+
+
+PROMPTS_NOTE = ("prompt rows with no reply: objective = grpo samples the replies and scores them (an 'expected' "
+                "field is the answer its rewards compare with); sft, dpo and orpo need replies to train on")
+REPLY_FIELDS = ("completion", "chosen", "output", "messages", "conversations", "text")
+
+
+def _prompt_rows(path: str, split: str) -> bool:
+    """Whether every row holds a `prompt` and no reply: what GRPO trains on."""
+    rows = [item[1] for item in read_rows(path, split) if not isinstance(item, DataProblem)]
+    return bool(rows) and all(
+        isinstance(row, dict) and row.get("prompt") and not any(k in row for k in REPLY_FIELDS) for row in rows)
 
 
 def _segments(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[Segment, ...]:

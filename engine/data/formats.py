@@ -74,8 +74,13 @@ def known_role(name: str) -> str | None:
     return _ROLES.get(name)
 
 
-def normalise(row: Mapping[str, Any], fmt: str, file: str, line: int) -> Conversation | list[DataProblem]:
-    """Turn one row of format `fmt` into a Conversation, or say everything wrong with it."""
+def normalise(row: Mapping[str, Any], fmt: str, file: str, line: int,
+              pairs: bool = False) -> Conversation | list[DataProblem]:
+    """Turn one row of format `fmt` into a Conversation, or say everything wrong with it.
+
+    A preference row's rejected side is kept when it reads well; with `pairs` (the dpo and orpo
+    objectives train on it) a missing or bad rejected side makes the row bad.
+    """
     problems: list[DataProblem] = []
 
     def bad(field: str | None, message: str) -> None:
@@ -98,7 +103,49 @@ def normalise(row: Mapping[str, Any], fmt: str, file: str, line: int) -> Convers
     _check_order(messages, _ORDER_FIELD.get(fmt, "conversations"), bad)
     if problems:
         return problems
-    return Conversation(messages=tuple(messages), source_line=line)
+    rejected = _rejected(row, messages, file, line) if fmt == "preference" else []
+    if pairs and isinstance(rejected, list):
+        return rejected or [DataProblem(file, line, None, "not a preference row: no 'rejected' reply")]
+    return Conversation(messages=tuple(messages), source_line=line,
+                        rejected=rejected if isinstance(rejected, tuple) else None)
+
+
+def _rejected(row: Mapping[str, Any], chosen: list[Message], file: str, line: int) -> tuple[Message, ...] | list[DataProblem]:
+    """The rejected conversation: the chosen one's prompt turns and the rejected reply; else its problems."""
+    problems: list[DataProblem] = []
+
+    def bad(field: str | None, message: str) -> None:
+        problems.append(DataProblem(file, line, field, message))
+
+    rejected = row.get("rejected")
+    if rejected is None:
+        bad("rejected", _missing(row, "rejected") if "rejected" not in row else "'rejected' is null")
+        return problems
+    if row.get("prompt") is None and isinstance(rejected, str):
+        turns = _hh_turns(rejected)
+        if turns is None:
+            bad("rejected", "no 'prompt' field, and the text holds no '\\n\\nHuman:' / '\\n\\nAssistant:' turns")
+            return problems
+        messages = turns
+    else:
+        reply = _side(row, "rejected", bad, "assistant")
+        if problems:
+            return problems
+        # A reply alone shares the chosen side's prompt; a whole conversation (TRL's implicit prompt) is its own.
+        messages = reply if any(m.role == "user" for m in reply) else _prompt_turns(chosen) + reply
+    for i, m in enumerate(messages):
+        if _blank(m.content):
+            bad(f"rejected[{i}]", f"empty {m.role} turn")
+    _check_order(messages, "rejected", bad)
+    return problems or tuple(messages)
+
+
+def _prompt_turns(chosen: list[Message]) -> list[Message]:
+    """The chosen conversation without its final assistant reply."""
+    end = len(chosen)
+    while end and chosen[end - 1].role == "assistant":
+        end -= 1
+    return chosen[:end]
 
 
 _ORDER_FIELD = {"messages": "messages", "prompt_completion": "completion", "preference": "chosen"}
@@ -236,7 +283,7 @@ def _prompt_completion(row: Mapping[str, Any], bad: Report) -> list[Message]:
 
 
 def _preference(row: Mapping[str, Any], bad: Report) -> list[Message]:
-    """Preference rows trained as SFT on the chosen reply; `rejected` is not read.
+    """The chosen side of a preference row (what SFT trains on; `_rejected` reads the other side).
 
     The prompt is the `prompt` field, or, without one, the conversation the chosen side holds
     (TRL's implicit prompt as a turn list, HH-RLHF's "\\n\\nHuman: ... \\n\\nAssistant: ..." text).

@@ -44,10 +44,11 @@ class LoadResult:
 
 
 def load_conversations(path: str, fmt: str = "auto", strict: bool = False,
-                       mapping: DataMapping | None = None, split: str = "") -> LoadResult:
+                       mapping: DataMapping | None = None, split: str = "", pairs: bool = False) -> LoadResult:
     """Read `path` (a file or hub dataset id) in format `fmt` ("auto" detects it per file), its
     columns and roles renamed by `mapping` (a well-known schema is recognised without one);
-    `split` names a hub dataset's split ("" picks `train` or the SFT split).
+    `split` names a hub dataset's split ("" picks `train` or the SFT split). With `pairs` (the dpo
+    and orpo objectives) a row without a usable rejected reply is a bad row.
 
     Raises DatasetError when the source cannot be read at all, has no rows, or (strict) on
     the first bad row.
@@ -63,11 +64,11 @@ def load_conversations(path: str, fmt: str = "auto", strict: bool = False,
         raise DatasetError([DataProblem(path, None, None, "has no rows")])
     rows = [r[1] for r in records if not isinstance(r, DataProblem)]
     used = _with_builtin(mapping or DataMapping(), rows[0] if rows else {})
-    result = _load_records(records, used, fmt, path, strict)
+    result = _load_records(records, used, fmt, path, strict, pairs)
     if result.bad_rows and not strict and not mapping:
         suggested = suggest(rows)
         if suggested is not None and suggested != used:
-            retry = _load_records(records, suggested, fmt, path, False)
+            retry = _load_records(records, suggested, fmt, path, False, pairs)
             if len(retry.conversations) > len(result.conversations):
                 return replace(result, suggestion=suggested, suggestion_usable=len(retry.conversations))
     return result
@@ -82,7 +83,7 @@ def _with_builtin(mapping: DataMapping, first: Mapping) -> DataMapping:
 
 
 def _load_records(records: list[tuple[int, Mapping] | DataProblem], mapping: DataMapping, fmt: str, path: str,
-                  strict: bool) -> LoadResult:
+                  strict: bool, pairs: bool = False) -> LoadResult:
     mapped: list[tuple[int, dict] | DataProblem] = [r if isinstance(r, DataProblem) else (r[0], mapping.apply(r[1]))
                                                      for r in records]
     rows = [r[1] for r in mapped if not isinstance(r, DataProblem)]
@@ -91,7 +92,8 @@ def _load_records(records: list[tuple[int, Mapping] | DataProblem], mapping: Dat
     conversations: list[Conversation] = []
     problems: list[DataProblem] = []
     for record in mapped:
-        got = [record] if isinstance(record, DataProblem) else _normalise_row(record[1], file_format, fmt, path, record[0])
+        got = [record] if isinstance(record, DataProblem) else _normalise_row(record[1], file_format, fmt, path, record[0],
+                                                                                   pairs)
         if isinstance(got, Conversation):
             conversations.append(got)
             continue
@@ -99,15 +101,16 @@ def _load_records(records: list[tuple[int, Mapping] | DataProblem], mapping: Dat
         if strict:
             raise DatasetError(got, "refused (strict): the first bad row")
         problems.extend(got)
-    notes = (PREFERENCE_NOTE,) if file_format == "preference" else ()
+    notes = (PREFERENCE_NOTE,) if file_format == "preference" and not pairs else ()
     return LoadResult(file_format or "unknown", tuple(conversations), tuple(problems), len(records), mapping, notes)
 
 
-PREFERENCE_NOTE = ("preference data (prompt/chosen/rejected): ftui trains SFT on the chosen replies; "
-                   "the rejected ones are not used")
+PREFERENCE_NOTE = ("preference data (prompt/chosen/rejected): objective = sft trains on the chosen replies "
+                   "and leaves the rejected ones out; objective = dpo or orpo trains on both")
 
 
-def _normalise_row(row: Mapping, file_format: str | None, forced: str, path: str, line: int) -> Conversation | list[DataProblem]:
+def _normalise_row(row: Mapping, file_format: str | None, forced: str, path: str, line: int,
+                   pairs: bool = False) -> Conversation | list[DataProblem]:
     own = detect(row)
     if file_format is None:
         return [unknown_format_problem(row, path, line)]
@@ -116,10 +119,10 @@ def _normalise_row(row: Mapping, file_format: str | None, forced: str, path: str
             path, line, None,
             f"mixed formats: this row is {own} but the file is {file_format}; convert it or split the file",
         )]
-    got = normalise(row, file_format, path, line)
+    got = normalise(row, file_format, path, line, pairs)
     if isinstance(got, Conversation):
         # JSONL rows were measured as they were read; a JSON array, CSV or Parquet row is measured here.
-        size = len(got.raw_text or "") + sum(len(m.content) for m in got.messages)
+        size = len(got.raw_text or "") + sum(len(m.content) for m in (*got.messages, *(got.rejected or ())))
         if size > MAX_ROW_BYTES:
             return [DataProblem(
                 path, line, None,

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config.schema import RunConfig
+from engine.config.schema import PAIR_OBJECTIVES, RunConfig
 from engine.data.load import load_conversations
 from engine.data.mapping import DataMapping
 from engine.data.readers import DatasetError
@@ -34,8 +34,18 @@ def prepare(config: RunConfig, tokenizer: Any, on_event: EventSink = ignore) -> 
     """
     path = resolve_project_path(config.dataset)
     on_event(Progress("dataset", 0, None, message=f"reading {path}"))
+    pairs = config.objective in PAIR_OBJECTIVES
     loaded = load_conversations(path, config.dataset_format, mapping=DataMapping.from_config(config),
-                                split=config.dataset_split)
+                                split=config.dataset_split, pairs=pairs)
+    if pairs and loaded.format != "preference":
+        raise DatasetError([], (
+            f"{path}: objective = {config.objective} trains on preference pairs, and this file is {loaded.format} data "
+            "with no 'rejected' field; give rows with 'prompt', 'chosen' and 'rejected' (or HH-RLHF chosen/rejected "
+            "text), map your columns with columns = {chosen = \"...\", rejected = \"...\"}, or train objective = sft"))
+    if pairs and not loaded.conversations:
+        raise DatasetError(loaded.problems, (
+            f"{path}: objective = {config.objective} trains on preference pairs, and no row has a usable 'rejected' "
+            "reply; fix the field the problems name, or train objective = sft on the chosen replies"))
     if not loaded.conversations:
         raise DatasetError(loaded.problems, f"{path}: no usable rows out of {loaded.rows}")
     if loaded.bad_share > config.max_bad_share:
@@ -70,17 +80,35 @@ def tokenize(conversations: Sequence[Conversation], tokenizer: Any, config: RunC
             continue
         fitted = fit(rendered, config.max_seq_len)
         if fitted is None:
-            problems.append(DataProblem(path, conversation.source_line, None, (
-                f"{len(rendered.input_ids)} tokens and the final turn alone is "
-                f"{len(rendered.input_ids) - rendered.last_turn_token}, over max_seq_len = {config.max_seq_len}: dropped"
-            )))
+            problems.append(_too_long(path, conversation.source_line, rendered, config.max_seq_len, ""))
             continue
         ids, labels = fitted
         truncated += len(ids) < len(rendered.input_ids)
-        examples.append(TokenizedExample(ids, labels, conversation.source_line))
+        rejected = None
+        if conversation.rejected is not None and config.objective in PAIR_OBJECTIVES:
+            try:
+                side = with_system_prompt(Conversation(conversation.rejected, conversation.source_line),
+                                          config.system_prompt)
+                other = render(tokenizer, side, responses_only=config.train_on_responses_only)
+            except RenderError as exc:
+                problems.append(DataProblem(path, conversation.source_line, "rejected", str(exc)))
+                continue
+            fitted_other = fit(other, config.max_seq_len)
+            if fitted_other is None:
+                problems.append(_too_long(path, conversation.source_line, other, config.max_seq_len, "rejected"))
+                continue
+            rejected = TokenizedExample(*fitted_other, conversation.source_line)
+            truncated += len(rejected.input_ids) < len(other.input_ids)
+        examples.append(TokenizedExample(ids, labels, conversation.source_line, rejected))
         if n % step == 0 or n == total:
             on_event(Progress("tokenize", n, total, "conversations"))
     return examples, problems, truncated
+
+
+def _too_long(path: str, line: int, rendered: Rendered, max_len: int, side: str) -> DataProblem:
+    return DataProblem(path, line, side or None, (
+        f"{len(rendered.input_ids)} tokens and the final turn alone is "
+        f"{len(rendered.input_ids) - rendered.last_turn_token}, over max_seq_len = {max_len}: dropped"))
 
 
 def fit(rendered: Rendered, max_len: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

@@ -21,6 +21,8 @@ class Conversation:
     """Line (JSONL), the line its row starts on (CSV), or row / record index + 1 (Parquet, JSON array)."""
     raw_text: str | None = None
     """Set for the `text` format (continued pre-training): trained on every token."""
+    rejected: tuple[Message, ...] | None = None
+    """Preference rows: the same prompt followed by the rejected reply (`messages` ends with the chosen one)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class TokenizedExample:
     labels: tuple[int, ...]
     """-100 where no loss is taken (prompt side when training on responses only)."""
     source_line: int
+    rejected: TokenizedExample | None = None
+    """A preference pair's rejected side (this example is the chosen side), for the dpo and orpo objectives."""
 
 
 @dataclass(frozen=True)

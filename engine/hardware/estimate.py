@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.config.schema import DEFAULT_TARGET_MODULES, RunConfig
+from engine.config.schema import DEFAULT_TARGET_MODULES, PAIR_OBJECTIVES, RunConfig
 from engine.hardware.architectures import FUSED, translate_targets
 from engine.hardware.catalog import ModelSpec
 
@@ -149,8 +149,14 @@ def estimate(
     runtime: Runtime = HF_PEFT,
     world_size: int = 1,
     strategy: str = "ddp",
+    objective: str = "sft",
 ) -> MemoryEstimate:
     """Peak memory of one training step (the first optimizer step included) on one GPU.
+
+    Under dpo and orpo a batch of `batch_size` pairs is 2 x batch_size sequences (each pair's chosen
+    and rejected reply). DPO's reference pass (the base with adapters disabled, without gradients)
+    runs before the policy's forward and frees each layer's activations as it goes, so it adds no
+    peak; under full fine-tuning the reference is two numbers per pair computed before training.
 
     With `world_size` processes, `batch_size` is each one's micro-batch and the figure is per GPU:
     under ddp every GPU holds what one GPU alone would, plus the process group's buffers; under fsdp
@@ -176,7 +182,7 @@ def estimate(
     if unknown and method != "full":
         raise ValueError(f"target module(s) {', '.join(unknown)} are not in {spec.name}; "
                          f"choose from {', '.join(shapes)}")
-    tokens = batch_size * seq_len
+    tokens = batch_size * seq_len * (2 if objective in PAIR_OBJECTIVES else 1)
     quantized = method == "qlora" or spec.bits == 4
     linear = spec.layers * sum(i * o for i, o in shapes.values())
     plain = spec.params - linear  # embeddings, lm_head, norms
@@ -337,4 +343,4 @@ def estimate_options(config: RunConfig) -> dict[str, Any]:
             "lora_r": config.lora_r, "target_modules": list(config.target_modules),
             "lora_dropout": config.lora_dropout, "world_size": config.world_size,
             # auto is settled against free memory (engine.hardware.recommend.choose_strategy); unsettled, ddp.
-            "strategy": "fsdp" if config.strategy == "fsdp" else "ddp"}
+            "strategy": "fsdp" if config.strategy == "fsdp" else "ddp", "objective": config.objective}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ class Curves:
     """(step, training loss), one point a step."""
     val: tuple[tuple[int, float], ...]
     """(step, validation loss) at each evaluation."""
+    metrics: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    """(step, value) of each of the objective's figures by name (StepLogged.metrics: DPO's margin...)."""
 
     @property
     def best_val(self) -> tuple[int, float] | None:
@@ -36,12 +38,16 @@ def curves_of(run: str, events: Iterable[Any]) -> Curves:
     """The curves in a run's events; a step logged twice (a retried attempt) keeps its last value."""
     train: dict[int, float] = {}
     val: dict[int, float] = {}
+    metrics: dict[str, dict[int, float]] = {}
     for event in events:
         if isinstance(event, StepLogged):
             train[event.step] = event.loss
+            for name, value in event.metrics.items():
+                metrics.setdefault(name, {})[event.step] = value
         elif isinstance(event, EvalLogged):
             val[event.step] = event.val_loss
-    return Curves(run, tuple(sorted(train.items())), tuple(sorted(val.items())))
+    return Curves(run, tuple(sorted(train.items())), tuple(sorted(val.items())),
+                  {name: tuple(sorted(points.items())) for name, points in metrics.items()})
 
 
 def find_run(name: str, output_dir: str | Path = "runs") -> Path:

@@ -58,11 +58,12 @@ from engine.train.checkpoint import (
 from engine.train.devices import cuda_uuids
 from engine.train.methods import Precision, choose_precision
 from engine.train.notify import notifying
+from engine.train.objectives import step_units
 from engine.train.parallel import SINGLE, Ranks, whole_optimizer, whole_weights
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
 from engine.train.setup import TrainingSetup, set_up
-from engine.train.step import OutOfMemory, StepStats, evaluate_loss, optimizer_step, trained_tokens
+from engine.train.step import OutOfMemory, StepStats, evaluate_held_out, optimizer_step
 from engine.train.tracking import TrackerError, tracking
 
 
@@ -206,7 +207,8 @@ def _attempts(config: RunConfig, loaded: Loaded, run: RunDir, on_event: Callable
 def _fit(config: RunConfig, loaded: Loaded, run: RunDir, emit: Callable[[Any], None], stop: threading.Event,
          checkpoint: Path | None, precision: Precision, ranks: Ranks) -> RunResult:
     """One attempt: set up, then train; what the setup changed in the process is put back however it ends."""
-    parts = set_up(config, loaded.build_model, loaded.data.train, loaded.tokenizer, run.path, precision, emit, ranks)
+    parts = set_up(config, loaded.build_model, loaded.data.train, loaded.tokenizer, run.path, precision, emit, ranks,
+                   loaded.data.val)
     gpu = open_run_gpu(precision.device)
     try:
         return _train(config, loaded, parts, run, emit, stop, checkpoint, ranks, gpu)
@@ -250,7 +252,7 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
         asked: bool | None = None
         if ranks.world == 1:
             micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
-            stats = optimizer_step(parts, micro, step, config.max_grad_norm)
+            stats = (parts.objective.step or optimizer_step)(parts, micro, step, config.max_grad_norm)
         else:
             stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop.is_set() or out_of_time)
         loss = stats.loss
@@ -265,7 +267,7 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
             step=step, total_steps=total_steps, epoch=round(schedule.epoch_at(step), 4), loss=loss, lr=stats.lr,
             grad_norm=stats.grad_norm, tokens_per_s=stats.tokens / max(now - t0, 1e-9), elapsed_s=elapsed,
             eta_s=elapsed / (step - start) * (total_steps - step), peak_mem_gib=_peak_mem_gib(precision.device),
-            gpu_used_gib=sample.used_gib, gpu_util=sample.util_percent,
+            gpu_used_gib=sample.used_gib, gpu_util=sample.util_percent, metrics=stats.metrics,
         ))
 
         stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
@@ -300,15 +302,18 @@ def _shared_step(parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], 
     schedule, ranks = parts.schedule, parts.ranks
     mine = schedule.step_batches(step, ranks.rank)
     everyone = schedule.step_examples(step)
-    n_trained = sum(trained_tokens(train_set[i]) for i in everyone)
+    n_trained = step_units(parts.objective, [train_set[i] for i in everyone])
     # Every FSDP forward gathers weights from all processes, so all run as many as the busiest; a
     # DDP process syncs once per step and needs one backward even with no example of its own.
     passes = (max(len(schedule.step_batches(step, r)) for r in range(ranks.world)) if ranks.strategy == "fsdp"
               else max(1, len(mine)))
     micro = [[train_set[i] for i in b] for b in mine] + [[train_set[everyone[0]]]] * (passes - len(mine))
     stats = optimizer_step(parts, micro, step, max_grad_norm, n_trained, padding=passes - len(mine))
-    loss_sum, tokens, asked = ranks.agree(stats.loss * max(n_trained, 1), stats.tokens, stop)
-    return dataclasses.replace(stats, loss=loss_sum / max(n_trained, 1), tokens=tokens), asked
+    units = max(n_trained, 1)
+    loss_sum, tokens, asked, sums = ranks.agree(stats.loss * units, stats.tokens, stop,
+                                                tuple(v * units for v in stats.metrics.values()))
+    metrics = {name: value / units for name, value in zip(stats.metrics, sums, strict=True)}
+    return dataclasses.replace(stats, loss=loss_sum / units, tokens=tokens, metrics=metrics), asked
 
 
 def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: RunDir,
@@ -327,8 +332,8 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
         return ""
     model = parts.model
     try:
-        val_loss = evaluate_loss(model, val_set, config.batch_size, parts.pad_id, parts.precision, parts.fast,
-                                 parts.loss)
+        val_loss, val_metrics = evaluate_held_out(model, val_set, config.batch_size, parts.pad_id, parts.precision,
+                                                  parts.fast, parts.loss, parts.objective)
     except OutOfMemory as oom:
         oom.step = step
         raise
@@ -337,11 +342,11 @@ def _evaluate(config: RunConfig, parts: TrainingSetup, counters: Counters, run: 
     if counters.best is None or val_loss < counters.best:
         counters.best, counters.bad_evals, counters.best_step = val_loss, 0, step
         path = _save_weights(run, parts, config.method, step)
-        emit(EvalLogged(step, val_loss, counters.best))
+        emit(EvalLogged(step, val_loss, counters.best, val_metrics))
         emit(CheckpointSaved(step, str(path), "best"))
     else:
         counters.bad_evals += 1
-        emit(EvalLogged(step, val_loss, counters.best))
+        emit(EvalLogged(step, val_loss, counters.best, val_metrics))
     diagnosis = diagnoser.on_eval(step, val_loss)
     if diagnosis is not None:
         emit(diagnosis)

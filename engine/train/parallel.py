@@ -40,18 +40,19 @@ class Ranks:
         """Rank 0: the one that writes run.json, metrics, checkpoints and the adapter."""
         return self.rank == 0
 
-    def agree(self, loss_sum: float, tokens: int, stop: bool) -> tuple[float, int, bool]:
-        """The step's loss sum and tokens over every process, and whether any was asked to stop:
-        one all_reduce per step, so every process stops after the same step."""
+    def agree(self, loss_sum: float, tokens: int, stop: bool,
+              sums: tuple[float, ...] = ()) -> tuple[float, int, bool, tuple[float, ...]]:
+        """The step's loss sum, tokens and the objective's metric `sums` over every process, and
+        whether any was asked to stop: one all_reduce per step, so every process stops after the same step."""
         if self.world == 1:
-            return loss_sum, tokens, stop
+            return loss_sum, tokens, stop, sums
         import torch
         import torch.distributed as dist
 
-        values = torch.tensor([loss_sum, float(tokens), float(stop)], dtype=torch.float64, device=self.device)
+        values = torch.tensor([loss_sum, float(tokens), float(stop), *sums], dtype=torch.float64, device=self.device)
         dist.all_reduce(values)
-        total, count, stops = values.tolist()
-        return total, int(count), stops > 0
+        total, count, stops, *summed = values.tolist()
+        return total, int(count), stops > 0, tuple(summed)
 
     def same(self, value: float) -> float:
         """Rank 0's value on every process (a validation loss every process must decide on alike)."""
@@ -85,7 +86,8 @@ class Ranks:
 SINGLE = Ranks()
 
 
-def wrap(model: Any, fast: bool, ranks: Ranks, adapters: bool = False
+def wrap(model: Any, fast: bool, ranks: Ranks, adapters: bool = False,
+         loss_of: Callable[[Any, dict[str, Any], bool], Any] = token_loss_sum,
          ) -> tuple[Callable[[dict[str, Any]], Any], Callable[[], Any]]:
     """(loss of a batch, context that holds back gradient sync) for the model on these ranks.
 
@@ -96,9 +98,10 @@ def wrap(model: Any, fast: bool, ranks: Ranks, adapters: bool = False
     `adapters` train, FSDP holds back its reduce-scatter the same way: their whole gradients are
     small, so each process adds them up until the step's last micro-batch. Full fine-tuning
     reduce-scatters every micro-batch, since whole gradients of every weight are what FSDP saves.
+    `loss_of(model, batch, fast)` is the objective's loss (engine.train.objectives), run inside that forward.
     """
     if ranks.world == 1:
-        return (lambda batch: token_loss_sum(model, batch, fast)), contextlib.nullcontext
+        return (lambda batch: loss_of(model, batch, fast)), contextlib.nullcontext
     import torch
 
     class TokenLoss(torch.nn.Module):
@@ -107,7 +110,7 @@ def wrap(model: Any, fast: bool, ranks: Ranks, adapters: bool = False
             self.model = model
 
         def forward(self, batch: dict[str, Any]) -> Any:
-            return token_loss_sum(self.model, batch, fast)
+            return loss_of(self.model, batch, fast)
 
     module = TokenLoss()
     if ranks.strategy == "fsdp":

@@ -31,8 +31,10 @@ from engine.train.methods import (
     trainable_named,
     warmup_steps,
 )
+from engine.train.objectives import SFT, Objective, choose_objective
 from engine.train.parallel import SINGLE, Ranks, wrap
-from engine.train.preflight import check_free_space, checkpoints_on_disk
+from engine.train.preference import precompute_references
+from engine.train.preflight import PreflightError, check_free_space, checkpoints_on_disk
 from engine.train.shared_input_lora import fuse_shared_input_adapters
 from engine.train.varlen_attention import use_varlen_attention
 
@@ -67,6 +69,8 @@ class TrainingSetup:
     accumulate: Callable[[], Any]
     """A context for micro-batches whose gradients are not yet synchronised (DDP's no_sync)."""
     ranks: Ranks = SINGLE
+    objective: Objective = SFT
+    """The run's loss: how its batches are built, summed and divided (engine.train.objectives)."""
     release: Callable[[], None] = lambda: None
     """Undoes what the setup changed in the process beyond this run's objects (Liger's module globals):
     called when the attempt ends, however it ends."""
@@ -74,10 +78,11 @@ class TrainingSetup:
 
 def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any], train_set: tuple[TokenizedExample, ...],
            tokenizer: Any, run_path: Path, precision: Precision, emit: Callable[[Any], None],
-           ranks: Ranks = SINGLE) -> TrainingSetup:
+           ranks: Ranks = SINGLE, val_set: tuple[TokenizedExample, ...] = ()) -> TrainingSetup:
     """Seed, model, method, optimizer and schedule; fails before any step if the disk cannot hold the run.
 
     `build_model` is `Loaded.build_model`: a fresh base model on the device, before the method.
+    `val_set` is only read where an objective keeps figures per example (DPO's precomputed reference).
     """
     from transformers import set_seed
 
@@ -85,7 +90,8 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     base = build_model(config, precision)
     decoder_kernels = apply_decoder_kernels(base, precision.device)
     try:
-        parts = _set_up_model(config, base, decoder_kernels, train_set, tokenizer, run_path, precision, emit, ranks)
+        parts = _set_up_model(config, base, decoder_kernels, train_set, tokenizer, run_path, precision, emit, ranks,
+                              val_set)
     except BaseException:
         decoder_kernels.restore()
         raise
@@ -94,29 +100,43 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
 
 def _set_up_model(config: RunConfig, base: Any, decoder_kernels: DecoderKernels, train_set: tuple[TokenizedExample, ...],
                   tokenizer: Any, run_path: Path, precision: Precision, emit: Callable[[Any], None],
-                  ranks: Ranks) -> TrainingSetup:
+                  ranks: Ranks, val_set: tuple[TokenizedExample, ...]) -> TrainingSetup:
     import torch
 
+    objective = choose_objective(config)
+    if objective is None:
+        raise PreflightError(f"objective = {config.objective} has no trainer in this ftui",
+                             "train with objective = sft, dpo or orpo")
     model = apply_method(base, config)
     adapter_groups = fuse_shared_input_adapters(model) if config.method != "full" else 0
     use_packed_bits_dropout(model, precision.device)
     store_frozen_weights_for_autocast(model, precision)
     trainable, total = count_params(model)
     fast = has_plain_head(model)
-    loss, accumulate = wrap(model, fast, ranks, adapters=config.method != "full")
+    if objective.reference and config.method == "full":
+        # Before any sharding and before a checkpoint's weights go in: this is the base model.
+        emit(Progress("reference", 0, None, message="DPO reference: the base model's log-probabilities of each pair"))
+        objective = objective.with_references(precompute_references(
+            model, train_set + val_set, config.batch_size, pad_id(tokenizer), precision.device,
+            lambda: autocast_for(precision), fast))
+    loss, accumulate = wrap(model, fast, ranks, adapters=config.method != "full", loss_of=objective.loss)
     optimizer, note = build_optimizer(model, config, precision.device, sharded=ranks.strategy == "fsdp")
     if note:
         emit(Progress("optimizer", 1, 1, message=note))
     emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,
                                                             fused_kernel_name(precision.device), adapter_groups)))
-    if config.packing and fast:
+    packed = config.packing and fast and objective.packs
+    if packed:
         use_varlen_attention(model)
+    elif config.packing and not objective.packs:
+        emit(Progress("packing", 1, 1, message=(
+            f"packing is off for objective = {objective.name}: each pair's two replies are padded rows of one batch")))
     elif config.packing:
         emit(Progress("packing", 1, 1, message=(
             f"packing is off for model type {getattr(model.config, 'model_type', '?')!r}: batches are padded, "
             "since only the Llama-style types ftui knows are checked to keep packed examples apart")))
-    schedule = Schedule(tuple(len(e.input_ids) for e in train_set), config.batch_size, config.grad_accum,
-                        config.seed, config.epochs, config.max_steps, ranks.world, config.packing and fast)
+    schedule = Schedule(tuple(objective.length(e) for e in train_set), config.batch_size, config.grad_accum,
+                        config.seed, config.epochs, config.max_steps, ranks.world, packed)
     check_free_space(run_path, trainable, config.method, total,
                      checkpoints_on_disk(config.keep_checkpoints, schedule.total_steps, config.save_interval))
     total_steps = schedule.total_steps
@@ -127,8 +147,19 @@ def _set_up_model(config: RunConfig, base: Any, decoder_kernels: DecoderKernels,
         model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, schedule=schedule,
         diagnoser=diagnoser, precision=precision, params=list(trainable_named(model).values()),
         trainable=trainable, total=total, pad_id=pad_id(tokenizer), fast=fast, loss=loss, accumulate=accumulate,
-        ranks=ranks,
+        ranks=ranks, objective=objective,
     )
+
+
+def autocast_for(precision: Precision) -> Any:
+    """The autocast context of `precision`, or a context that does nothing."""
+    import contextlib
+
+    import torch
+
+    if precision.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(precision.device, dtype=precision.autocast_dtype)
 
 
 def has_plain_head(model: Any) -> bool:

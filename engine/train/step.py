@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.data.types import TokenizedExample
-from engine.train.batching import collate, to_device
-from engine.train.loss import token_loss_sum
+from engine.train.batching import to_device
 from engine.train.methods import Precision
-from engine.train.setup import TrainingSetup, has_plain_head, pad_id
+from engine.train.objectives import SFT, Objective, step_units
+from engine.train.objectives import trained_tokens as trained_tokens  # where the loop and retention read it
+from engine.train.setup import TrainingSetup, autocast_for, has_plain_head, pad_id
 
 
 class OutOfMemory(Exception):
@@ -42,6 +43,8 @@ class StepStats:
     """The learning rate this step used (the scheduler has already moved on)."""
     tokens: int
     """Tokens read, padding excluded, for tokens/s."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The objective's own figures (engine.train.objectives), each a mean per unit over the step."""
 
 
 def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], step: int,
@@ -54,19 +57,20 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
     """
     import torch
 
-    optimizer, scheduler, scaler = parts.optimizer, parts.scheduler, parts.scaler
+    optimizer, scheduler, scaler, objective = parts.optimizer, parts.scheduler, parts.scaler, parts.objective
     if n_trained is None:
-        n_trained = sum(trained_tokens(e) for b in micro for e in b)
+        n_trained = sum(step_units(objective, b) for b in micro)
     loss_sum, tokens = 0.0, 0
+    metric_sums = [0.0] * len(objective.metrics)
     last, real = len(micro) - 1, len(micro) - padding
     for i, examples in enumerate(micro):
         # DDP averages gradients over the processes; times world, they add up to the one-process sum.
         weight = parts.ranks.world if i < real else 0
-        batch = to_device(collate(examples, parts.pad_id, parts.schedule.packed), parts.precision.device)
+        batch = to_device(objective.collate(examples, parts.pad_id, parts.schedule.packed), parts.precision.device)
         try:
             with parts.accumulate() if i < last else contextlib.nullcontext():
-                with _autocast(parts.precision):
-                    part = parts.loss(batch)
+                with autocast_for(parts.precision):
+                    part, figures = _split(parts.loss(batch))
                 scaled = (part if weight == 1 else part * weight) / max(n_trained, 1)
                 (scaler.scale(scaled) if scaler else scaled).backward()
         except torch.OutOfMemoryError:
@@ -75,7 +79,9 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
             raise OutOfMemory(step, len(examples), max(len(e.input_ids) for e in examples)) from None
         if weight:
             loss_sum += part.item()
-            tokens += sum(len(e.input_ids) for e in examples)
+            tokens += sum(objective.length(e) for e in examples)
+            if figures is not None:
+                metric_sums = [a + b for a, b in zip(metric_sums, figures.tolist(), strict=True)]
     try:
         if scaler:
             scaler.unscale_(optimizer)
@@ -92,28 +98,46 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepStats(loss_sum / max(n_trained, 1), grad_norm, lr, tokens)
+    per_unit = {name: value / max(n_trained, 1) for name, value in zip(objective.metrics, metric_sums, strict=True)}
+    return StepStats(loss_sum / max(n_trained, 1), grad_norm, lr, tokens, per_unit)
+
+
+def _split(out: Any) -> tuple[Any, Any]:
+    """An objective's loss output as (summed loss, summed metrics or None)."""
+    return out if isinstance(out, tuple) else (out, None)
 
 
 def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size: int, pad_id: int,
                   precision: Precision, fast: bool, loss: Callable[[dict[str, Any]], Any] | None = None) -> float:
     """Token-weighted mean loss over the held-out split, batched by length; through `loss` (the
     training setup's, which FSDP needs) when given."""
-    loss = loss or (lambda batch: token_loss_sum(model, batch, fast))
+    return evaluate_held_out(model, examples, batch_size, pad_id, precision, fast, loss)[0]
+
+
+def evaluate_held_out(model: Any, examples: tuple[TokenizedExample, ...], batch_size: int, pad_id: int,
+                      precision: Precision, fast: bool, loss: Callable[[dict[str, Any]], Any] | None = None,
+                      objective: Objective = SFT) -> tuple[float, dict[str, float]]:
+    """The objective's mean loss per unit over the held-out split, and its metrics' means."""
+    loss = loss or (lambda batch: objective.loss(model, batch, fast))
     import torch
 
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    order = sorted(range(len(examples)), key=lambda i: objective.length(examples[i]))
     total, count = 0.0, 0
+    sums = [0.0] * len(objective.metrics)
     model.eval()
-    with torch.no_grad(), _autocast(precision):
+    with torch.no_grad(), autocast_for(precision):
         for start in range(0, len(order), batch_size):
             chunk = [examples[i] for i in order[start:start + batch_size]]
             try:
-                total += float(loss(to_device(collate(chunk, pad_id), precision.device)))
+                part, figures = _split(loss(to_device(objective.collate(chunk, pad_id), precision.device)))
             except torch.OutOfMemoryError:
-                raise OutOfMemory(0, len(chunk), max(len(e.input_ids) for e in chunk), "evaluation") from None
-            count += sum(trained_tokens(e) for e in chunk)
-    return total / max(count, 1)
+                raise OutOfMemory(0, len(chunk), max(objective.length(e) for e in chunk), "evaluation") from None
+            total += float(part)
+            if figures is not None:
+                sums = [a + b for a, b in zip(sums, figures.tolist(), strict=True)]
+            count += step_units(objective, chunk)
+    return total / max(count, 1), {name: value / max(count, 1) for name, value in zip(objective.metrics, sums,
+                                                                                          strict=True)}
 
 
 def held_out_loss(model: Any, tokenizer: Any, examples: tuple[TokenizedExample, ...], batch_size: int,
@@ -127,15 +151,3 @@ def held_out_loss(model: Any, tokenizer: Any, examples: tuple[TokenizedExample, 
                              Precision(device.type, None, autocast, False), has_plain_head(model))
     finally:
         model.train(was_training)
-
-
-def _autocast(precision: Precision) -> Any:
-    import torch
-
-    if precision.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(precision.device, dtype=precision.autocast_dtype)
-
-
-def trained_tokens(example: TokenizedExample) -> int:
-    return sum(1 for label in example.labels[1:] if label != -100)

@@ -37,9 +37,11 @@ def metrics(event: Any) -> tuple[int, dict[str, float]] | None:
                    "train/grad_norm": event.grad_norm, "train/tokens_per_s": event.tokens_per_s,
                    "train/epoch": event.epoch, "train/peak_mem_gib": event.peak_mem_gib}
         gpu = {"gpu/used_gib": event.gpu_used_gib, "gpu/util_percent": event.gpu_util}
-        return event.step, figures | {k: float(v) for k, v in gpu.items() if v is not None}
+        own = {f"train/{k}": v for k, v in event.metrics.items()}  # a preference run's rewards, margin, accuracy
+        return event.step, figures | own | {k: float(v) for k, v in gpu.items() if v is not None}
     if isinstance(event, EvalLogged):
-        return event.step, {"eval/loss": event.val_loss, "eval/best_loss": event.best_val_loss}
+        return event.step, {"eval/loss": event.val_loss, "eval/best_loss": event.best_val_loss,
+                            **{f"eval/{k}": v for k, v in event.metrics.items()}}
     return None
 
 

@@ -149,3 +149,14 @@ def test_bad_arguments_say_what(kwargs, words):
 def test_full_fine_tuning_refuses_four_bit_weights():
     with pytest.raises(ValueError, match="llama-3.2-1b"):
         estimate(get("llama-3.2-1b-4bit"), "full", 1, 512)
+
+
+def test_preference_objectives_hold_two_sequences_per_pair():
+    """A dpo or orpo batch of 4 pairs is 8 sequences: activations and loss memory of batch 8 of SFT,
+    weights and optimizer as they were; DPO's no-grad reference pass adds nothing to the peak."""
+    spec = get("llama-3.2-1b")
+    sft8 = estimate(spec, "lora", 8, 1024)
+    for objective in ("dpo", "orpo"):
+        pairs4 = estimate(spec, "lora", 4, 1024, objective=objective)
+        assert pairs4.breakdown == sft8.breakdown
+    assert estimate(spec, "lora", 4, 1024, objective="sft").peak_gib < sft8.peak_gib

@@ -231,8 +231,8 @@ def test_early_stopping_keeps_the_adapter_of_the_best_evaluation(tmp_path, model
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from engine.train.loop import evaluate_loss
     from engine.train.methods import choose_precision
+    from engine.train.step import evaluate_loss
 
     # Trained on counting up, validated on counting down: validation loss rises as it learns.
     data = PreparedData(counting(64, 0, 1), counting(8, 1, -1), format="messages")

@@ -292,8 +292,11 @@ class FakeBackend:
                 return RunResult("failed", run_dir, step - 1, None, best, None, "out of memory")
             time.sleep(self.step_delay)
             loss = 3.0 / (1 + 0.25 * step)
+            # A preference run logs its rewards as the engine does (engine.train.preference.PAIR_METRICS).
+            figures = ({"reward_chosen": 0.02 * step, "reward_rejected": -0.01 * step, "margin": 0.03 * step,
+                        "accuracy": min(1.0, 0.5 + 0.05 * step)} if config.objective in ("dpo", "orpo") else {})
             emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
-                            1500.0, step * 0.5, (total - step) * 0.5, 0.42))
+                            1500.0, step * 0.5, (total - step) * 0.5, 0.42, metrics=figures))
             self._record(run_dir, config, "running", step, total, best)
             if step % 4 == 0:
                 val = loss + 0.1 + val_offset

@@ -21,9 +21,12 @@ class CompareScreen(FtuiScreen):
     DOCS = "docs/tui.md#compare"
     HELP = ("The loss curves of the runs marked on the runs screen (m marks, v compares), or of "
             "every run of the sweep the cursor was on, one colour each, named in the legend. The chart "
-            "starts with validation loss, what a sweep chooses by; t switches to training loss. The "
-            "table has each run's steps, last training loss and best validation loss with its step.")
+            "starts with validation loss, what a sweep chooses by; t switches to training loss and, when "
+            "the runs trained with dpo or orpo, to their reward margin. The table has each run's steps, last "
+            "training loss and best validation loss with its step.")
     BINDINGS = [Binding("t", "toggle_curve", "Train/val", id="toggle")]
+    KINDS = ("validation", "training", "margin")
+    """What the chart can show, in the order t cycles through them (margin only for runs that log one)."""
 
     def __init__(self, run_dirs: list[str]) -> None:
         super().__init__()
@@ -37,7 +40,7 @@ class CompareScreen(FtuiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.training_curves = False
+        self.kind = "validation"
         self.curves: list[Curves] = []
         unreadable = []
         for run_dir in self.run_dirs:
@@ -56,19 +59,31 @@ class CompareScreen(FtuiScreen):
         self.show_curves()
 
     def show_curves(self) -> None:
-        kind = "training" if self.training_curves else "validation"
-        series = [(c.run, list(c.train if self.training_curves else c.val)) for c in self.curves]
+        kind = self.kind
+        series = [(c.run, list(self._points(c, kind))) for c in self.curves]
         last = max((c.train[-1][0] for c in self.curves if c.train), default=0)
-        self.query_one(CurvesPlot).show(f"{kind} loss by step", series, last)
-        note = Text(f"{kind.capitalize()} loss of {len(self.curves)} run(s); t shows "
-                    f"{'validation' if self.training_curves else 'training'} loss.")
+        what = "reward margin" if kind == "margin" else f"{kind} loss"
+        self.query_one(CurvesPlot).show(f"{what} by step", series, last)
+        following = self._next_kind()
+        after = "reward margin" if following == "margin" else f"{following} loss"
+        note = Text(f"{what.capitalize()} of {len(self.curves)} run(s); t shows {after}.")
         empty = [name for name, points in series if not points]
         if empty:
-            note.append(f" No {kind} points in {', '.join(empty)}.", style="yellow")
+            note.append(f" No {what} points in {', '.join(empty)}.", style="yellow")
         if self.unreadable:
             note.append(f" Could not read {', '.join(self.unreadable)}.", style="red")
         self.query_one("#compare-note", Static).update(note)
 
+    @staticmethod
+    def _points(curves: Curves, kind: str) -> tuple[tuple[int, float], ...]:
+        if kind == "margin":
+            return curves.metrics.get("margin", ())
+        return curves.train if kind == "training" else curves.val
+
+    def _next_kind(self) -> str:
+        kinds = [k for k in self.KINDS if k != "margin" or any("margin" in c.metrics for c in self.curves)]
+        return kinds[(kinds.index(self.kind) + 1) % len(kinds)]
+
     def action_toggle_curve(self) -> None:
-        self.training_curves = not self.training_curves
+        self.kind = self._next_kind()
         self.show_curves()

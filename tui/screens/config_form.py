@@ -25,6 +25,7 @@ from tui.widgets.toggles import TextSwitch
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("name", "model", "method", "trust_remote_code")),
+    ("Objective", ("objective", "dpo_beta", "dpo_loss", "orpo_lambda")),
     ("Data", ("dataset", "dataset_format", "max_seq_len", "packing", "system_prompt", "train_on_responses_only",
               "max_bad_share", "columns", "roles", "messages_field", "dataset_split")),
     ("LoRA", ("lora_r", "lora_alpha", "lora_dropout", "target_modules")),
@@ -40,6 +41,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 CHOICES = {
     "method": ("lora", "qlora", "dora", "full"),
+    "objective": ("sft", "dpo", "orpo", "grpo"),
+    "dpo_loss": ("sigmoid", "ipo"),
     "dataset_format": ("auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"),
     "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
     "scheduler": ("cosine", "linear", "constant"),

@@ -10,11 +10,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
 from engine.events import Diagnosis, TrainFailed, TrainFinished
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
+from tui.training_log import METRIC_LABELS, metrics_text
+from tui.widgets.curves_plot import CurvesPlot
 from tui.widgets.footer import Footer
 from tui.widgets.loss_plot import LossPlot
 
@@ -37,7 +40,8 @@ class TrainingScreen(FtuiScreen):
             "Banners appear when the engine sees overfitting, underfitting or divergence. "
             "The run trains in a process of its own: leaving this screen, quitting ftui or losing "
             "the connection does not stop it, and the next `ftui` (or `ftui attach`) shows it again "
-            "with its whole curve.")
+            "with its whole curve. A dpo or orpo run draws its reward margin and the chosen and rejected "
+            "rewards beside the loss, and its preference accuracy in the status line.")
     BINDINGS = [
         Binding("s", "start", "Start", id="start"),
         Binding("x", "stop", "Stop", id="stop"),
@@ -51,7 +55,9 @@ class TrainingScreen(FtuiScreen):
         yield Static("", id="train-status")
         yield ProgressBar(id="train-progress", show_eta=False)
         yield Static("", id="diagnosis", classes="banner")
-        yield LossPlot(id="loss")
+        with Horizontal(id="train-curves"):
+            yield LossPlot(id="loss")
+            yield CurvesPlot(id="objective-curves")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
         yield Footer()
 
@@ -145,6 +151,9 @@ class TrainingScreen(FtuiScreen):
         if step:
             status.append(f"step {step.step}/{step.total_steps}  epoch {step.epoch:.2f}  loss {step.loss:.4f}  "
                           f"lr {step.lr:.1e}\n")
+            figures = metrics_text(step.metrics)
+            if figures:
+                status.append(f"{figures}  ")
             if log.status == "stopping":
                 # What the stop waits for, in place of the rate and ETA it makes moot.
                 status.append(f"stopping: ends step {step.step + 1}, then saves a checkpoint",
@@ -178,6 +187,18 @@ class TrainingScreen(FtuiScreen):
         if log is not self._plotted_log or plotted != self._plotted:
             self._plotted_log, self._plotted = log, plotted
             self.query_one(LossPlot).show(log.train_points, log.val_points, log.total_steps)
+            self._show_objective_curves()
+
+    def _show_objective_curves(self) -> None:
+        """The objective's rewards and margin beside the loss; hidden for a run that logs none (SFT).
+        Accuracy is a share, on another scale: the status line shows it."""
+        log = self.ftui.training
+        plot = self.query_one("#objective-curves", CurvesPlot)
+        series = [(METRIC_LABELS.get(name, name), points) for name, points in log.metric_points.items()
+                  if name != "accuracy"]
+        plot.display = bool(series)
+        if series:
+            plot.show("reward by step", series, log.total_steps)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         log = self.ftui.training
