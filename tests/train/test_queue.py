@@ -1,0 +1,107 @@
+"""The run queue with real processes on the tiny model (issue 25 item 3): runs queued from the CLI
+train one after another in processes of their own, started by a runner that is not in this
+terminal's session; a failed run does not stop the rest unless it was queued to; reordering,
+cancelling, a sweep queued as one group, and `ftui runs` showing what waits."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from engine.runqueue.store import read_queue, runner_alive
+from engine.runs import list_runs, read_run
+from tests.train.test_outlive import wait_for
+from tests.train.test_train_api import api_config
+
+pytestmark = pytest.mark.e2e
+
+
+def queued(tmp_path: Path, model_folder: Path, name: str, **changes) -> list[str]:
+    path = tmp_path / f"{name}.toml"
+    values = {"name": name, "max_steps": 3, "val_split": 0.0, "save_interval": 1000, "retention_mix": 0.0, **changes}
+    path.write_text(api_config(tmp_path, model_folder, **values).to_toml())
+    return ["queue", "add", "--config", str(path), "--no-start"]
+
+
+def ids(runs: Path) -> dict[str, str]:
+    return {e.label: e.id for e in read_queue(runs).entries}
+
+
+def runner_done(runs: Path) -> bool:
+    queue = read_queue(runs)
+    return queue.runner_pid is None and not queue.running
+
+
+def test_queued_runs_train_in_order_after_a_failure_and_runs_lists_what_waits(tmp_path, model_folder, capsys):
+    runs = tmp_path / "runs"
+    assert main(queued(tmp_path, model_folder, "first")) == 0
+    assert main(queued(tmp_path, model_folder, "broken", dataset=str(tmp_path / "missing.jsonl"))) == 0
+    assert main(queued(tmp_path, model_folder, "last")) == 0
+    assert main(queued(tmp_path, model_folder, "dropped")) == 0
+    capsys.readouterr()
+    named = ids(runs)
+
+    assert main(["queue", "move", named["last"], "1", "--dir", str(runs)]) == 0
+    assert main(["queue", "move", named["broken"], "2", "--dir", str(runs)]) == 0
+    assert main(["queue", "cancel", named["dropped"], "--dir", str(runs)]) == 0
+    assert main(["runs", "--dir", str(runs)]) == 0
+    listed = capsys.readouterr().out
+    assert "queued" in listed and "last" in listed and "ftui queue start" in listed
+
+    assert main(["queue", "start", "--dir", str(runs)]) == 0
+    pid = read_queue(runs).runner_pid
+    assert pid is not None and os.getsid(pid) != os.getsid(0), "the runner leaves this terminal's session"
+    wait_for(lambda: runner_done(runs), timeout=240, what="the queue to empty")
+
+    entries = {e.label: e for e in read_queue(runs).entries}
+    assert [entries[n].status for n in ("last", "broken", "first", "dropped")] == \
+        ["finished", "failed", "finished", "cancelled"]
+    assert entries["last"].ended <= entries["broken"].started <= entries["first"].started
+    assert "missing.jsonl" in entries["broken"].reason
+    assert read_run(entries["first"].run_dir).step == 3
+    assert {Path(r.path) for r in list_runs(runs) if r.status == "finished"} == \
+        {Path(entries["last"].run_dir), Path(entries["first"].run_dir)}
+
+    assert main(["queue", "--dir", str(runs)]) == 0
+    table = capsys.readouterr().out
+    assert "cancelled before it started" in table and "finished" in table
+    assert not runner_alive(read_queue(runs))
+
+
+def test_a_failure_queued_to_stop_the_queue_pauses_it_and_start_goes_on(tmp_path, model_folder, capsys):
+    runs = tmp_path / "runs"
+    assert main([*queued(tmp_path, model_folder, "broken", dataset=str(tmp_path / "missing.jsonl")),
+                 "--stop-on-failure"]) == 0
+    assert main(queued(tmp_path, model_folder, "after")) == 0
+    assert main(["queue", "start", "--dir", str(runs)]) == 0
+    wait_for(lambda: runner_done(runs), timeout=120, what="the runner to stop at the failure")
+    queue = read_queue(runs)
+    assert [e.status for e in queue.entries] == ["failed", "queued"]
+    assert "broken failed" in queue.paused
+    capsys.readouterr()
+    assert main(["queue", "--dir", str(runs)]) == 0
+    assert "Paused: broken failed" in capsys.readouterr().out
+
+    assert main(["queue", "start", "--dir", str(runs)]) == 0
+    wait_for(lambda: runner_done(runs), timeout=120, what="the rest of the queue")
+    assert [e.status for e in read_queue(runs).entries] == ["failed", "finished"]
+
+
+def test_a_sweep_queued_as_a_group_trains_into_its_sweep_folder_and_picks_the_best(tmp_path, model_folder, capsys):
+    runs = tmp_path / "runs"
+    args = queued(tmp_path, model_folder, "lr", val_split=0.1, eval_interval=3)
+    assert main([*args[:-1], "--set", "learning_rate=1e-3,1e-4"]) == 0
+    assert "Queued a sweep of 2 runs" in capsys.readouterr().out
+    wait_for(lambda: runner_done(runs), timeout=180, what="the sweep")
+
+    entries = read_queue(runs).entries
+    assert [e.status for e in entries] == ["finished", "finished"]
+    sweep = Path(entries[0].group)
+    table = json.loads((sweep / "sweep.json").read_text())
+    assert [v["label"] for v in table["variants"]] == ["learning_rate=0.001", "learning_rate=0.0001"]
+    assert table["best"] in ("learning_rate=0.001", "learning_rate=0.0001")
+    assert {r.group for r in list_runs(runs)} == {sweep.name}
