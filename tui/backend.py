@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.hardware.estimate import MemoryEstimate
     from engine.hardware.probe import HardwareReport
     from engine.hardware.recommend import Recommendation
+    from engine.runqueue.store import Entry, Queue
     from engine.runs import GpuHolder, RunInfo
     from engine.runs.curves import Curves
     from engine.sweep import SweepResult, Variant
@@ -76,6 +77,12 @@ class EngineBackend(Protocol):
     def run_events(self, run_dir: str) -> list[Any]: ...
     def run_curves(self, run_dir: str) -> Curves: ...
     def delete_run(self, run_dir: str) -> None: ...
+    def queue(self, output_dir: str) -> Queue: ...
+    def queue_add(self, config: RunConfig) -> Entry: ...
+    def queue_move(self, output_dir: str, entry_id: str, position: int) -> None: ...
+    def queue_cancel(self, output_dir: str, entry_id: str) -> Entry: ...
+    def queue_pause(self, output_dir: str) -> None: ...
+    def queue_start(self, output_dir: str) -> int: ...
 
 
 class Backend:
@@ -233,6 +240,41 @@ class Backend:
         from engine.runs import delete_run
 
         delete_run(run_dir)
+
+    def queue(self, output_dir: str) -> Queue:
+        """The output folder's run queue (engine/runqueue): what waits, trains and ended."""
+        from engine.runqueue.store import read_queue
+
+        return read_queue(output_dir)
+
+    def queue_add(self, config: RunConfig) -> Entry:
+        """Queue the run at the end and start the queue's runner, a process that outlives ftui."""
+        from engine.runqueue.runner import start_runner
+        from engine.runqueue.store import add
+
+        entry = add(config.output_dir, [(config.name, config)])[0]
+        start_runner(config.output_dir)
+        return entry
+
+    def queue_move(self, output_dir: str, entry_id: str, position: int) -> None:
+        from engine.runqueue.store import move
+
+        move(output_dir, entry_id, position)
+
+    def queue_cancel(self, output_dir: str, entry_id: str) -> Entry:
+        from engine.runqueue.store import cancel
+
+        return cancel(output_dir, entry_id)
+
+    def queue_pause(self, output_dir: str) -> None:
+        from engine.runqueue.store import pause
+
+        pause(output_dir)
+
+    def queue_start(self, output_dir: str) -> int:
+        from engine.runqueue.runner import start_runner
+
+        return start_runner(output_dir)
 
 
 def _launch_and_follow(config: RunConfig, resume: str | None, on_event: EventSink, stop: threading.Event,

@@ -43,11 +43,12 @@ from engine.hardware.estimate import MemoryEstimate
 from engine.hardware.probe import GpuInfo, GpuProcess, HardwareReport, _cpu_report
 from engine.hardware.recommend import Recommendation
 from engine.native.child import NativeCrash
+from engine.runqueue.store import Entry, add
 from engine.runs import GpuHolder, RunInfo
 from engine.runs.curves import Curves, curves_of
 from engine.sweep import SweepResult, Variant, run_sweep
 from engine.train import RunResult
-from tui.backend import EngineBackend
+from tui.backend import Backend, EngineBackend
 
 RTX_4070 = GpuInfo(0, "NVIDIA GeForce RTX 4070", 12.0, 10.5, 1.5, (8, 9), True,
                    (GpuProcess(1234, "Xorg", 0.4),))
@@ -366,6 +367,21 @@ class FakeBackend:
 
     def delete_run(self, run_dir: str) -> None:
         del self.runs[run_dir]
+
+    # The queue is the engine's own file in the test's folder, read and changed as Backend does;
+    # only the runner process is not started.
+    queue = Backend.queue
+    queue_move = Backend.queue_move
+    queue_cancel = Backend.queue_cancel
+    queue_pause = Backend.queue_pause
+
+    def queue_add(self, config: RunConfig) -> Entry:
+        self.calls.append(("queue_add", config.name))
+        return add(config.output_dir, [(config.name, config)])[0]
+
+    def queue_start(self, output_dir: str) -> int:
+        self.calls.append(("queue_start", output_dir))
+        return 4321
 
 
 def _conforms(fake: FakeBackend) -> EngineBackend:
