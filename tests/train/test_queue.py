@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from shlex import quote
 
 import pytest
 
 from cli.main import main
 from engine.runqueue.store import read_queue, runner_alive
 from engine.runs import list_runs, read_run
+from tests.train.test_notify import inbox  # noqa: F401 - the local webhook fixture
 from tests.train.test_outlive import wait_for
-from tests.train.test_train_api import api_config
+from tests.train.test_train_api import ROOT, api_config
 
 pytestmark = pytest.mark.e2e
 
@@ -105,3 +110,25 @@ def test_a_sweep_queued_as_a_group_trains_into_its_sweep_folder_and_picks_the_be
     assert [v["label"] for v in table["variants"]] == ["learning_rate=0.001", "learning_rate=0.0001"]
     assert table["best"] in ("learning_rate=0.001", "learning_rate=0.0001")
     assert {r.group for r in list_runs(runs)} == {sweep.name}
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_a_queued_run_finishes_after_the_tmux_session_that_queued_it_is_gone_and_posts_its_summary(
+        tmp_path, model_folder, inbox):  # noqa: F811 - the fixture imported above
+    runs = tmp_path / "runs"
+    args = queued(tmp_path, model_folder, "unattended", max_steps=40, notify_url=inbox.url)
+    socket_name = f"ftui-queue-test-{os.getpid()}"
+    command = f"cd {quote(str(ROOT))} && {quote(sys.executable)} -m cli.main {' '.join(map(quote, args[:-1]))}; sleep 600"
+    tmux = ["tmux", "-L", socket_name]
+    subprocess.run([*tmux, "new-session", "-d", "-s", "q", "-x", "80", "-y", "24", command], check=True)
+    try:
+        wait_for(lambda: (e := read_queue(runs).running) is not None and bool(e.run_dir) and read_run(e.run_dir).step >= 2,
+                 timeout=120, what="the queued run to train two steps")
+        subprocess.run([*tmux, "kill-server"], check=True)  # the terminal is gone: a hangup to all in it
+        wait_for(lambda: runner_done(runs), timeout=240, what="the queue to end without its terminal")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    [entry] = read_queue(runs).entries
+    assert entry.status == "finished" and read_run(entry.run_dir).step == 40
+    [(_, body)] = inbox.wait_for(1)
+    assert body["event"] == "finished" and body["run_dir"] == entry.run_dir
