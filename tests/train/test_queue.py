@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,27 @@ def test_a_queued_run_finishes_after_the_tmux_session_that_queued_it_is_gone_and
     assert entry.status == "finished" and read_run(entry.run_dir).step == 40
     [(_, body)] = inbox.wait_for(1)
     assert body["event"] == "finished" and body["run_dir"] == entry.run_dir
+
+
+def test_a_killed_runner_is_replaced_and_cancel_stops_the_run_training_and_the_queue_goes_on(
+        tmp_path, model_folder, capsys):
+    runs = tmp_path / "runs"
+    assert main(queued(tmp_path, model_folder, "long", max_steps=300)) == 0
+    assert main(queued(tmp_path, model_folder, "next")) == 0
+    assert main(["queue", "start", "--dir", str(runs)]) == 0
+    wait_for(lambda: (e := read_queue(runs).running) is not None and bool(e.run_dir) and read_run(e.run_dir).step >= 2,
+             timeout=120, what="the first run to train")
+    first = read_queue(runs).runner_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not runner_alive(read_queue(runs)), what="the runner to be gone")
+
+    assert main(["queue", "start", "--dir", str(runs)]) == 0  # the new runner waits for the run the old one started
+    assert read_queue(runs).runner_pid != first
+    long_id = ids(runs)["long"]
+    assert main(["queue", "cancel", long_id, "--dir", str(runs)]) == 0
+    assert "stop after its current step" in capsys.readouterr().out
+    wait_for(lambda: runner_done(runs), timeout=180, what="the queue to go on and end")
+    entries = {e.label: e for e in read_queue(runs).entries}
+    assert entries["long"].status == "stopped" and 2 <= read_run(entries["long"].run_dir).step < 300
+    assert entries["next"].status == "finished"
