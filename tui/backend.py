@@ -51,7 +51,7 @@ class EngineBackend(Protocol):
     """What the screens may ask of the engine. Methods that take `on_event` and `stop` run in workers."""
 
     def probe(self) -> HardwareReport: ...
-    def recommend(self, report: HardwareReport) -> Recommendation: ...
+    def recommend(self, report: HardwareReport, output_dir: str = "runs") -> Recommendation: ...
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport: ...
     def estimate(self, config: RunConfig) -> MemoryEstimate | None: ...
     def context_length(self, model: str) -> int | None: ...
@@ -93,10 +93,13 @@ class Backend:
 
         return probe()
 
-    def recommend(self, report: HardwareReport) -> Recommendation:
+    def recommend(self, report: HardwareReport, output_dir: str = "runs") -> Recommendation:
+        """The plan for this machine, checked against the peak its newest finished run in
+        output_dir measured (engine.runs.memory)."""
         from engine.hardware.recommend import recommend
+        from engine.runs.memory import measured_memory
 
-        return recommend(report)
+        return recommend(report, measured=measured_memory(output_dir, "cuda" if report.gpus else "cpu"))
 
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport:
         """The install's checks (engine/hardware/doctor.py), the llama.cpp decode too with `decode`, in a

@@ -89,7 +89,7 @@ def describe(queue: Queue, ended: bool = True) -> list[str]:
         rows.append((str(position) if e.status == WAITING else "", e.id, e.status, e.label, group,
                      where if not e.reason or e.status == "running" else f"{where}: {e.reason}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() + "  " + row[-1]
+    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
              for row in rows]
     alive = runner_alive(queue)
     if queue.paused:

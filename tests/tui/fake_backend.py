@@ -115,7 +115,7 @@ class FakeBackend:
         return HardwareReport((RTX_4070,), 16, 64.0, "550.54",
                               f"{RTX_4070.name} (GPU 0) has the most free memory: {RTX_4070.free_gib:.1f} GiB")
 
-    def recommend(self, report: HardwareReport) -> Recommendation:
+    def recommend(self, report: HardwareReport, output_dir: str = "runs") -> Recommendation:
         if report.gpus:
             return Recommendation("llama-3.1-8b-4bit", "qlora", 2, 8, 2048, 8.9, 10.5,
                                   "the largest catalog model whose QLoRA peak fits 10.5 GiB free", True)

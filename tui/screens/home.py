@@ -149,7 +149,7 @@ class HomeScreen(FtuiScreen):
     def probe(self) -> None:
         try:
             report = self.ftui.backend.probe()
-            rec = self.ftui.backend.recommend(report)
+            rec = self.ftui.backend.recommend(report, self.ftui.config.output_dir)
         except Exception as exc:
             self.post_message(WorkFailed("probe", f"{type(exc).__name__}: {exc}"))
             return
