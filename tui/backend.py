@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from engine.runqueue.store import Entry, Queue
     from engine.runs import GpuHolder, RunInfo
     from engine.runs.curves import Curves
+    from engine.runs.forecast import Forecast
     from engine.sweep import SweepResult, Variant
     from engine.train import RunResult
 
@@ -54,6 +55,7 @@ class EngineBackend(Protocol):
     def recommend(self, report: HardwareReport, output_dir: str = "runs") -> Recommendation: ...
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport: ...
     def estimate(self, config: RunConfig) -> MemoryEstimate | None: ...
+    def forecast(self, config: RunConfig, device: str) -> Forecast: ...
     def context_length(self, model: str) -> int | None: ...
     def presets(self) -> list[Preset]: ...
     def save_preset(self, config: RunConfig, name: str, description: str) -> Path: ...
@@ -116,6 +118,18 @@ class Backend:
         from engine.hardware.estimate import estimate_for
 
         return estimate_for(config)
+
+    def forecast(self, config: RunConfig, device: str) -> Forecast:
+        """The form's time and memory prediction from this machine's earlier runs (engine/runs/forecast.py).
+        The dataset's lengths are read once per dataset, model and length limit, not per keystroke."""
+        from engine.runs.forecast import example_lengths, forecast
+
+        key = (config.dataset, config.dataset_format, config.dataset_split, config.model, config.max_seq_len,
+               config.train_on_responses_only, config.columns, config.roles, config.messages_field, _mtime(config.dataset))
+        cache: dict[tuple[Any, ...], list[int] | None] = self.__dict__.setdefault("_lengths", {})
+        if key not in cache:
+            cache[key] = example_lengths(config)
+        return forecast(config, cache[key], device)
 
     def context_length(self, model: str) -> int | None:
         from engine.hardware.catalog import find
@@ -278,6 +292,13 @@ class Backend:
         from engine.runqueue.runner import start_runner
 
         return start_runner(output_dir)
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return None
 
 
 def _launch_and_follow(config: RunConfig, resume: str | None, on_event: EventSink, stop: threading.Event,

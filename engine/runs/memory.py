@@ -32,13 +32,17 @@ class MeasuredMemory:
     """What the estimate predicts for its config (tensors only, as the measurement counts)."""
 
     @property
+    def run_name(self) -> str:
+        return Path(self.run_dir).name
+
+    @property
     def ratio(self) -> float:
         """How far above the estimate this machine's runs go; 1.0 when at or below it."""
         return max(1.0, self.measured_gib / self.estimated_gib) if self.estimated_gib > 0 else 1.0
 
     def describe(self) -> str:
         """One sentence: what was measured, by which run, and what that changes."""
-        said = (f"measured {self.measured_gib:.2f} GiB by {Path(self.run_dir).name} ({self.model}, {self.method}) "
+        said = (f"measured {self.measured_gib:.2f} GiB by {self.run_name} ({self.model}, {self.method}) "
                 f"where {self.estimated_gib:.2f} GiB was estimated")
         if self.ratio > 1.0:
             return f"{said}: estimates here are raised {self.ratio:.2f}x"

@@ -46,6 +46,7 @@ from engine.native.child import NativeCrash
 from engine.runqueue.store import Entry, add
 from engine.runs import GpuHolder, RunInfo
 from engine.runs.curves import Curves, curves_of
+from engine.runs.forecast import Forecast, forecast
 from engine.sweep import SweepResult, Variant, run_sweep
 from engine.train import RunResult
 from tui.backend import Backend, EngineBackend
@@ -107,6 +108,10 @@ class FakeBackend:
     eval_gate: threading.Event | None = None
     """When set, evaluate() waits for it after its first progress event: an evaluation still running."""
     """(output_dir, decode) of each doctor() call; kept out of `calls`, whose last entry tests read."""
+    example_lengths: list[int] | None = field(default_factory=lambda: [40] * 100)
+    """The dataset's token lengths as the form's forecast reads them."""
+    forecasts: list[RunConfig] = field(default_factory=list)
+    """The config of each forecast() call (the form asks once the user pauses typing)."""
 
     def probe(self) -> HardwareReport:
         if not self.gpu:
@@ -159,6 +164,12 @@ class FakeBackend:
         # The engine's parts include the CUDA context and allocator slack (MemoryEstimate.tensors_gib).
         parts = {"weights": weights, "activations": activations, "cuda_context": 0.5, "allocator": 0.1}
         return MemoryEstimate(round(sum(parts.values()), 2), parts)
+
+    def forecast(self, config: RunConfig, device: str) -> Forecast:
+        """The engine's own forecast over the runs in the config's output folder, for a dataset of
+        `example_lengths` (None: one that cannot be read)."""
+        self.forecasts.append(config)
+        return forecast(config, self.example_lengths, device)
 
     def context_length(self, model: str) -> int | None:
         spec = find(model)

@@ -22,6 +22,7 @@ from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import PresetNameScreen, SweepDialog
 from tui.widgets.bars import MemoryBar
 from tui.widgets.footer import Footer
+from tui.widgets.forecast_line import ForecastLine
 from tui.widgets.toggles import TextSwitch
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -105,6 +106,7 @@ class ConfigScreen(FtuiScreen):
         values = self.ftui.config.to_dict()
         yield Header()
         yield MemoryBar(id="memory")
+        yield ForecastLine(id="forecast")
         yield Static("", id="form-status")
         with VerticalScroll(id="form"):
             for group, names in GROUPS:
@@ -177,6 +179,8 @@ class ConfigScreen(FtuiScreen):
             status.update(Text(f"Valid ({self.ftui.config_source}).", style="green"))
         if config is not None:
             self.show_estimate(config)
+        else:
+            self.query_one(ForecastLine).follow(None)
         self.refresh_bindings()
 
     def errors(self) -> list[Problem]:
@@ -189,6 +193,7 @@ class ConfigScreen(FtuiScreen):
         estimate = self.ftui.backend.estimate(config)
         budget, where = self.ftui.memory_budget()
         self.query_one(MemoryBar).show(self.ftui.memory_need(estimate), budget, where)
+        self.query_one(ForecastLine).follow(config)
 
     def on_input_changed(self, _event: Input.Changed) -> None:
         self.revalidate()
