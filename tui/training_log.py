@@ -27,6 +27,8 @@ class TrainingLog:
     last_step: StepLogged | None = None
     train_points: list[tuple[int, float]] = field(default_factory=list)
     val_points: list[tuple[int, float]] = field(default_factory=list)
+    gpu_points: list[tuple[int, float | None, int | None]] = field(default_factory=list)
+    """(step, GiB on the card, utilisation %) of the steps NVML sampled; empty on the CPU."""
     best_val_loss: float | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
@@ -65,6 +67,7 @@ class TrainingLog:
             # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
             self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
             self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
+            self.gpu_points = [p for p in self.gpu_points if p[0] <= event.start_step]
             self.best_val_loss = min((v for _, v in self.val_points), default=None)
             # The last session's rate, ETA and memory are not this one's: figures come with its first step.
             self.last_step = None
@@ -76,6 +79,8 @@ class TrainingLog:
         if isinstance(event, StepLogged):
             self.last_step = event
             self.train_points.append((event.step, event.loss))
+            if event.gpu_used_gib is not None or event.gpu_util is not None:
+                self.gpu_points.append((event.step, event.gpu_used_gib, event.gpu_util))
             return None
         if isinstance(event, EvalLogged):
             self.val_points.append((event.step, event.val_loss))

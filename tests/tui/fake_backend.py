@@ -295,8 +295,10 @@ class FakeBackend:
                 return RunResult("failed", run_dir, step - 1, None, best, None, "out of memory")
             time.sleep(self.step_delay)
             loss = 3.0 / (1 + 0.25 * step)
+            # On the GPU, what a sampler reads from NVML at the step: the card fills, the GPU is busy.
+            sampled = (round(9.0 + 0.05 * step, 2), 80 + step % 10) if self.gpu else (None, None)
             emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
-                            1500.0, step * 0.5, (total - step) * 0.5, 0.42))
+                            1500.0, step * 0.5, (total - step) * 0.5, 0.42, *sampled))
             self._record(run_dir, config, "running", step, total, best)
             if step % 4 == 0:
                 val = loss + 0.1 + val_offset
