@@ -21,14 +21,13 @@ SETTLE_S = 0.4
 
 
 def render_forecast(forecast: Any) -> Text:
+    """The time; and, when this machine's runs went above their memory estimates (which the
+    recommendation then plans with), by how much and which run says so."""
     text = Text(forecast.time)
     memory = forecast.memory
-    if memory is not None:
-        text.append(" · memory: ")
-        if memory.ratio > 1.0:
-            text.append(f"{memory.run_name} measured {memory.ratio:.2f}x its estimate", style="yellow")
-        else:
-            text.append(f"{memory.run_name} measured {memory.measured_gib:.1f} of {memory.estimated_gib:.1f} GiB est.")
+    if memory is not None and memory.ratio > 1.0:
+        by = "" if memory.run_name in forecast.time else f" ({memory.run_name})"
+        text.append(f" · memory here: {memory.ratio:.2f}x the estimate{by}", style="yellow")
     return text
 
 
@@ -37,8 +36,10 @@ class ForecastLine(Static):
 
     DEFAULT_CSS = """
     ForecastLine {
-        height: 1;
+        height: auto;
+        max-height: 2;
         width: 1fr;
+        padding: 0 1;
         color: $text-muted;
     }
     """
