@@ -139,7 +139,8 @@ def editing(folder: str | Path) -> Iterator[list[Queue]]:
 
 
 def now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
+    """As run.json writes its times, so the two compare."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def add(folder: str | Path, configs: list[tuple[str, RunConfig]], group: str = "",

@@ -157,3 +157,22 @@ def test_a_killed_runner_is_replaced_and_cancel_stops_the_run_training_and_the_q
     entries = {e.label: e for e in read_queue(runs).entries}
     assert entries["long"].status == "stopped" and 2 <= read_run(entries["long"].run_dir).step < 300
     assert entries["next"].status == "finished"
+
+
+def test_the_runner_waits_for_a_run_started_by_hand_in_its_folder_before_starting_the_next(
+        tmp_path, model_folder, capsys):
+    runs = tmp_path / "runs"
+    by_hand = queued(tmp_path, model_folder, "by-hand", max_steps=300)
+    assert main(["train", "--detach", "--config", by_hand[3]]) == 0
+    manual = next(runs.glob("2*-by-hand"))
+    wait_for(lambda: read_run(manual).step >= 1, timeout=120, what="the run started by hand to train")
+
+    assert main(queued(tmp_path, model_folder, "waits")[:-1]) == 0
+    wait_for(lambda: "waiting for" in (runs / ".launches" / "queue.log").read_text(), what="the runner to say it waits")
+    assert [e.status for e in read_queue(runs).entries] == ["queued"], "no second run on the GPU"
+    assert runner_alive(read_queue(runs))
+
+    assert main(["stop", str(manual)]) == 0
+    wait_for(lambda: runner_done(runs), timeout=180, what="the queued run after the one by hand")
+    [entry] = read_queue(runs).entries
+    assert entry.status == "finished" and entry.started >= read_run(manual).updated
