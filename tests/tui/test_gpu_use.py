@@ -23,8 +23,8 @@ async def test_a_gpu_run_shows_how_busy_the_gpu_is_and_what_the_card_holds_as_it
         await settle(app, pilot)
         assert app.training.status == "finished"
         line = text_of(app, "#gpu-use")
-        # The fake sampler: step 12 of 12 at 82% busy, 9.6 GiB on the card, rising from 9.05.
-        assert line.startswith("GPU busy  82% ") and "card 9.6 GiB" in line and "peak 9.6" in line
+        # The fake sampler: step 12 of 12 at 82% busy, 9.6 GiB on the 12 GiB card, rising from 9.05.
+        assert line.startswith("GPU busy  82% ") and "card 9.6/12 GiB ▆" in line and "peak 9.6" in line
         assert app.screen.query_one("#gpu-use").display
 
 

@@ -26,7 +26,8 @@ def sparkline(values: Sequence[float | None], top: float) -> str:
     return "".join(out)
 
 
-def render_gpu_use(points: Sequence[tuple[int, float | None, int | None]]) -> Text:
+def render_gpu_use(points: Sequence[tuple[int, float | None, int | None]], card_gib: float | None = None) -> Text:
+    """`card_gib`, the card's size, is what the memory sparkline fills; without it, the peak."""
     recent = points[-SHOWN:]
     text = Text("GPU ", style="bold")
     utils = [u for _, _, u in recent]
@@ -40,8 +41,9 @@ def render_gpu_use(points: Sequence[tuple[int, float | None, int | None]]) -> Te
     held = [m for m in used if m is not None]
     if held:
         text.append(" · " if known else "")
-        text.append(f"card {held[-1]:.1f} GiB ")
-        text.append(sparkline(used, max(held)), style="cyan")
+        size = f"/{card_gib:.0f}" if card_gib else ""
+        text.append(f"card {held[-1]:.1f}{size} GiB ")
+        text.append(sparkline(used, card_gib or max(held)), style="cyan")
         text.append(f" peak {max(m for _, m, _ in points if m is not None):.1f}")
     return text
 
@@ -60,4 +62,10 @@ class GpuUse(Static):
     def show(self, points: Sequence[tuple[int, float | None, int | None]]) -> None:
         self.display = bool(points)
         if points:
-            self.update(render_gpu_use(points), layout=False)
+            self.update(render_gpu_use(points, self._card_gib()), layout=False)
+
+    def _card_gib(self) -> float | None:
+        """The largest card the probe found: a run on one GPU of a machine with one kind of card."""
+        report = getattr(self.app, "hardware", None)
+        totals = [gpu.total_gib for gpu in report.gpus] if report is not None else []
+        return max(totals) if totals else None
