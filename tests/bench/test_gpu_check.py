@@ -32,8 +32,12 @@ def test_dry_run_on_cpu_writes_the_json(tmp_path):
     assert "No CUDA GPU here" in done.stdout
     data = json.loads(out.read_text())
     assert data["dry_run"] is True
-    decode, *trained = data["plans"]
+    doctor, decode, *trained, exported = data["plans"]
+    assert doctor["plan"] == "doctor" and {c["id"] for c in doctor["checks"]} >= {"torch", "llama_build", "disk"}
     assert decode["plan"] == "llama.cpp decode" and decode["status"] == "skipped"
+    assert exported["status"] == "finished", exported
+    assert exported["merge"].startswith("loading base weights; merging in no CUDA GPU: float32 on the CPU")
+    assert exported["f16_argmax_agreement"] >= 0.95
     assert "no GPU offload" in decode["reason"]  # this machine's llama.cpp is the CPU build
     methods = {row["method"] for row in trained}
     assert {"lora", "full"} <= methods and all(row["status"] == "finished" for row in trained)
@@ -87,23 +91,22 @@ def test_a_failing_case_is_a_row_and_the_json_holds_every_row_as_it_completes(tm
         return real(plan, *args)
 
     monkeypatch.setattr(script, "run_plan", second_breaks)
-    # main() turns the loop's checkpoint writers off and counts bitsandbytes' paged buffers in its
-    # process: registered here, so this test's process gets them back.
-    import engine.train.loop as loop
-
-    monkeypatch.setattr(loop, "save_checkpoint", loop.save_checkpoint)
-    monkeypatch.setattr(loop, "save_weights", loop.save_weights)
+    # main() counts bitsandbytes' paged buffers in its process: registered here, so this test's
+    # process gets them back.
     if importlib.util.find_spec("bitsandbytes") is not None:
         import bitsandbytes.functional as bnb_functional
 
         monkeypatch.setattr(bnb_functional, "get_paged", bnb_functional.get_paged)
     assert script.main(["--tiny", "--out", str(out)]) == 1
     rows = json.loads(out.read_text())["plans"]
-    assert rows[0]["plan"] == "llama.cpp decode" and seen_before[0] == ["llama.cpp decode"]
-    assert len(seen_before[1]) == 2  # the first plan was on disk before the second ran
-    broken = rows[2]
+    assert seen_before[0] == ["doctor", "llama.cpp decode"]
+    assert len(seen_before[1]) == 3  # the first plan was on disk before the second ran
+    broken = rows[3]
     assert broken["status"] == "error" and "illegal memory access" in broken["reason"] and broken["traceback"]
-    assert [row["status"] for row in rows[3:]] and all(row["status"] == "finished" for row in rows[3:])
+    assert [row["status"] for row in rows[4:]] and all(row["status"] == "finished" for row in rows[4:])
+    import engine.train.loop as loop
+
+    assert loop.save_checkpoint.__module__ == "engine.train.checkpoint"  # the writers are back after the plans
 
 
 def test_varied_lengths_spread_up_to_the_sequence_length():
