@@ -176,3 +176,14 @@ def test_the_runner_waits_for_a_run_started_by_hand_in_its_folder_before_startin
     wait_for(lambda: runner_done(runs), timeout=180, what="the queued run after the one by hand")
     [entry] = read_queue(runs).entries
     assert entry.status == "finished" and entry.started >= read_run(manual).updated
+
+
+def test_a_damaged_queue_file_is_named_and_the_runs_are_still_listed(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "queue.json").write_text('{"entries": [{"id": "x"}]')
+    assert main(["queue", "--dir", str(runs)]) == 1
+    said = capsys.readouterr().err
+    assert f"{runs / 'queue.json'} is damaged" in said and "move it aside" in said
+    assert main(["runs", "--dir", str(runs)]) == 0
+    assert "queue.json is damaged" in capsys.readouterr().out
