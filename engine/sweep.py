@@ -123,7 +123,7 @@ def run_sweep(variants: list[Variant], folder: Path, on_event: EventSink = ignor
         if stop.is_set():
             break
         on_event(Progress("sweep", i, len(variants), "variants", f"training {variant.label}"))
-        config = variant.config.replace(output_dir=str(folder), name=_slug(variant.config.name, variant.label))
+        config = variant_config(variant, folder)
         result = trainer(config, on_event, stop)
         if result is None:
             break
@@ -133,10 +133,21 @@ def run_sweep(variants: list[Variant], folder: Path, on_event: EventSink = ignor
             retention, findings = _retention(result.run_dir, config, on_event)
         results.append(VariantResult(variant.label, result.run_dir, result.status, result.best_val_loss,
                                      retention, findings))
-        _write(folder, results, *choose(results))
+        write_sweep(folder, results)
     best, reason = choose(results)
     on_event(Progress("sweep", len(results), len(variants), "variants", reason))
     return SweepResult(str(folder), tuple(results), best, reason)
+
+
+def variant_config(variant: Variant, folder: Path) -> RunConfig:
+    """The variant's config as it trains: into the sweep folder, under a name that says its value."""
+    return variant.config.replace(output_dir=str(folder), name=_slug(variant.config.name, variant.label))
+
+
+def write_sweep(folder: Path, results: list[VariantResult]) -> None:
+    """sweep.json for the variants that ended so far, with the choice among them; a sweep run
+    through the queue (engine/runqueue) writes it after each variant, as run_sweep does."""
+    _write(folder, results, *choose(results))
 
 
 def choose(results: list[VariantResult]) -> tuple[str | None, str]:

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from engine.hardware.estimate import MemoryEstimate
     from engine.hardware.probe import HardwareReport
     from engine.hardware.recommend import Recommendation
+    from engine.runqueue.store import Entry, Queue
     from engine.runs import GpuHolder, RunInfo
     from engine.runs.curves import Curves
+    from engine.runs.forecast import Forecast
     from engine.sweep import SweepResult, Variant
     from engine.train import RunResult
 
@@ -50,9 +52,10 @@ class EngineBackend(Protocol):
     """What the screens may ask of the engine. Methods that take `on_event` and `stop` run in workers."""
 
     def probe(self) -> HardwareReport: ...
-    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation: ...
+    def recommend(self, report: HardwareReport, family: str = "llama", output_dir: str = "runs") -> Recommendation: ...
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport: ...
     def estimate(self, config: RunConfig) -> MemoryEstimate | None: ...
+    def forecast(self, config: RunConfig, device: str) -> Forecast: ...
     def context_length(self, model: str) -> int | None: ...
     def presets(self) -> list[Preset]: ...
     def save_preset(self, config: RunConfig, name: str, description: str) -> Path: ...
@@ -77,6 +80,12 @@ class EngineBackend(Protocol):
     def run_events(self, run_dir: str) -> list[Any]: ...
     def run_curves(self, run_dir: str) -> Curves: ...
     def delete_run(self, run_dir: str) -> None: ...
+    def queue(self, output_dir: str) -> Queue: ...
+    def queue_add(self, config: RunConfig) -> Entry: ...
+    def queue_move(self, output_dir: str, entry_id: str, position: int) -> None: ...
+    def queue_cancel(self, output_dir: str, entry_id: str) -> Entry: ...
+    def queue_pause(self, output_dir: str) -> None: ...
+    def queue_start(self, output_dir: str) -> int: ...
 
 
 class Backend:
@@ -87,10 +96,14 @@ class Backend:
 
         return probe()
 
-    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation:
+    def recommend(self, report: HardwareReport, family: str = "llama", output_dir: str = "runs") -> Recommendation:
+        """The plan for this machine within `family`, checked against the peak its newest finished run in
+        output_dir measured (engine.runs.memory)."""
         from engine.hardware.recommend import recommend
+        from engine.runs.memory import measured_memory
 
-        return recommend(report, family=family)
+        return recommend(report, family=family,
+                         measured=measured_memory(output_dir, "cuda" if report.gpus else "cpu"))
 
     def doctor(self, output_dir: str, decode: bool = False) -> DoctorReport:
         """The install's checks (engine/hardware/doctor.py), the llama.cpp decode too with `decode`, in a
@@ -107,6 +120,18 @@ class Backend:
         from engine.hardware.estimate import estimate_for
 
         return estimate_for(config)
+
+    def forecast(self, config: RunConfig, device: str) -> Forecast:
+        """The form's time and memory prediction from this machine's earlier runs (engine/runs/forecast.py).
+        The dataset's lengths are read once per dataset, model and length limit, not per keystroke."""
+        from engine.runs.forecast import example_lengths, forecast
+
+        key = (config.dataset, config.dataset_format, config.dataset_split, config.model, config.max_seq_len,
+               config.train_on_responses_only, config.columns, config.roles, config.messages_field, _mtime(config.dataset))
+        cache: dict[tuple[Any, ...], list[int] | None] = self.__dict__.setdefault("_lengths", {})
+        if key not in cache:
+            cache[key] = example_lengths(config)
+        return forecast(config, cache[key], device)
 
     def context_length(self, model: str) -> int | None:
         from engine.hardware.catalog import find
@@ -231,6 +256,48 @@ class Backend:
         from engine.runs import delete_run
 
         delete_run(run_dir)
+
+    def queue(self, output_dir: str) -> Queue:
+        """The output folder's run queue (engine/runqueue): what waits, trains and ended."""
+        from engine.runqueue.store import read_queue
+
+        return read_queue(output_dir)
+
+    def queue_add(self, config: RunConfig) -> Entry:
+        """Queue the run at the end and start the queue's runner, a process that outlives ftui."""
+        from engine.runqueue.runner import start_runner
+        from engine.runqueue.store import add
+
+        entry = add(config.output_dir, [(config.name, config)])[0]
+        start_runner(config.output_dir)
+        return entry
+
+    def queue_move(self, output_dir: str, entry_id: str, position: int) -> None:
+        from engine.runqueue.store import move
+
+        move(output_dir, entry_id, position)
+
+    def queue_cancel(self, output_dir: str, entry_id: str) -> Entry:
+        from engine.runqueue.store import cancel
+
+        return cancel(output_dir, entry_id)
+
+    def queue_pause(self, output_dir: str) -> None:
+        from engine.runqueue.store import pause
+
+        pause(output_dir)
+
+    def queue_start(self, output_dir: str) -> int:
+        from engine.runqueue.runner import start_runner
+
+        return start_runner(output_dir)
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return None
 
 
 def _launch_and_follow(config: RunConfig, resume: str | None, on_event: EventSink, stop: threading.Event,

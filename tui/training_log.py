@@ -29,6 +29,8 @@ class TrainingLog:
     val_points: list[tuple[int, float]] = field(default_factory=list)
     metric_points: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     """(step, value) of each of the objective's figures (StepLogged.metrics: DPO's margin, rewards, accuracy)."""
+    gpu_points: list[tuple[int, float | None, int | None]] = field(default_factory=list)
+    """(step, GiB on the card, utilisation %) of the steps NVML sampled; empty on the CPU."""
     best_val_loss: float | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
@@ -68,6 +70,7 @@ class TrainingLog:
             self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
             self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
             self.metric_points = {k: [p for p in v if p[0] <= event.start_step] for k, v in self.metric_points.items()}
+            self.gpu_points = [p for p in self.gpu_points if p[0] <= event.start_step]
             self.best_val_loss = min((v for _, v in self.val_points), default=None)
             # The last session's rate, ETA and memory are not this one's: figures come with its first step.
             self.last_step = None
@@ -81,6 +84,8 @@ class TrainingLog:
             self.train_points.append((event.step, event.loss))
             for name, value in event.metrics.items():
                 self.metric_points.setdefault(name, []).append((event.step, value))
+            if event.gpu_used_gib is not None or event.gpu_util is not None:
+                self.gpu_points.append((event.step, event.gpu_used_gib, event.gpu_util))
             return None
         if isinstance(event, EvalLogged):
             self.val_points.append((event.step, event.val_loss))

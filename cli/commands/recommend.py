@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=2048, metavar="N", help="tokens per example (default 2048)")
     p.add_argument("--max-context", action="store_true",
                    help="instead: the longest sequence each model and method fits (batch 1, checkpointing)")
+    p.add_argument("--dir", default="runs",
+                   help="the output folder whose newest finished run's measured peak checks the estimates (default: runs)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -29,8 +31,12 @@ def run(args: argparse.Namespace) -> int:
     report = None if args.vram is not None else probe()
     if args.max_context:
         return _max_context(args, report)
+    from engine.runs.memory import measured_memory
+
+    measured = measured_memory(args.dir, "cuda" if report is not None and report.gpus else "cpu")
     try:
-        rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram, gpus=args.gpus, family=args.family)
+        rec = recommend(report or [], seq_len=args.seq_len, vram_gib=args.vram, gpus=args.gpus, family=args.family,
+                        measured=measured)
     except ValueError as exc:
         return fail(str(exc))
     if args.json:

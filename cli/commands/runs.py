@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not runs:
         print(f"No runs in {args.dir}/ yet. Start one with: ftui train --preset demo")
+        _print_queue(args.dir)
         return 0
     rows = [("RUN", "STATUS", "PID", "STEPS", "BEST VAL", "METHOD", "MODEL", "ARTIFACTS")]
     for r in runs:
@@ -54,4 +55,21 @@ def run(args: argparse.Namespace) -> int:
                   f"verifying leaves it; `ftui export {quote(str(r.path))}` verifies it")
         elif r.export_status == "failed":
             print(f"\n{r.path}: its export failed verification (see export/verify.json); do not ship it")
+    _print_queue(args.dir)
     return 0
+
+
+def _print_queue(folder: str) -> None:
+    """The runs that wait in the folder's queue, and the one it trains, below the table."""
+    from cli.commands.queue import describe
+    from engine.runqueue.store import ENDED, QueueError, read_queue
+
+    try:
+        queue = read_queue(folder)
+    except QueueError as exc:
+        print(f"\n{exc.reason}")
+        return
+    if any(e.status not in ENDED for e in queue.entries):
+        print("\nQueue (ftui queue):")
+        for line in describe(queue, ended=False):
+            print(line)

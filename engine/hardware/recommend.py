@@ -11,12 +11,15 @@ is predicted to fit (`suggest_smaller`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from engine.hardware.catalog import ModelSpec, four_bit_variant, get
 from engine.hardware.estimate import estimate, estimate_for
 from engine.hardware.probe import GpuInfo, HardwareReport, ram_gib
+
+if TYPE_CHECKING:
+    from engine.runs.memory import MeasuredMemory
 
 LADDER = ("llama-3.1-8b", "llama-3.2-3b", "llama-3.2-1b")
 """Largest first; each has a 4-bit variant in the catalog for QLoRA. The default family's ladder."""
@@ -69,6 +72,8 @@ class Recommendation:
     """The `gpus` setting of a plan across several GPUs ("0,1"); "" for one."""
     strategy: str = ""
     """"ddp" or "fsdp" across several GPUs; peak_gib is then per GPU and batch_size each one's."""
+    measured_from: str = ""
+    """The finished run whose measured peak this plan's estimates were checked against (engine.runs.memory)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,12 @@ def budget_gib(free_gib: float) -> float:
 
 
 def fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float,
-         **estimate_options: Any) -> tuple[bool, float]:
-    """(fits with headroom, predicted peak GiB); options as for `engine.hardware.estimate.estimate`."""
-    peak = estimate(spec, method, batch_size, seq_len, **estimate_options).peak_gib
+         measured_ratio: float = 1.0, **estimate_options: Any) -> tuple[bool, float]:
+    """(fits with headroom, predicted peak GiB); options as for `engine.hardware.estimate.estimate`.
+    `measured_ratio` raises the tensors' part by how far this machine's runs went above their
+    estimates (engine.runs.memory)."""
+    planned = estimate(spec, method, batch_size, seq_len, **estimate_options)
+    peak = planned.peak_gib + planned.tensors_gib * (measured_ratio - 1)
     return peak <= budget_gib(free_gib), peak
 
 
@@ -117,8 +125,8 @@ def plan_options(method: str) -> dict[str, Any]:
 
 
 def plan_fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float,
-              world_size: int = 1, strategy: str = "ddp") -> tuple[bool, float]:
-    return fits(spec, method, batch_size, seq_len, free_gib,
+              world_size: int = 1, strategy: str = "ddp", measured_ratio: float = 1.0) -> tuple[bool, float]:
+    return fits(spec, method, batch_size, seq_len, free_gib, measured_ratio,
                 **{**plan_options(method), "world_size": world_size, "strategy": strategy})
 
 
@@ -144,13 +152,16 @@ def suggest_smaller(spec: ModelSpec, method: str, batch_size: int, seq_len: int,
 
 
 def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int = 2048,
-              vram_gib: float | None = None, gpus: int | None = None, family: str = "llama") -> Recommendation:
+              vram_gib: float | None = None, gpus: int | None = None, family: str = "llama",
+              measured: MeasuredMemory | None = None) -> Recommendation:
     """A starting plan across the detected GPUs (the `gpus` with the most free memory, when given),
     for `gpus` cards of `vram_gib` you do not have, or for the CPU.
 
     Several GPUs win over one when they train at least as large a model with as good a method; a
     GPU whose free memory holds the others back is left out. `family` plans within that family's
-    catalog entries (FAMILIES); Llama's ladder is the default.
+    catalog entries (FAMILIES); Llama's ladder is the default. `measured`, the newest finished run
+    of this machine (engine.runs.memory), raises every estimate by how far that run went above
+    its own, and the reason says so; a measurement of the other device (CPU, CUDA) is not used.
     """
     ladder = ladder_of(family)
     if seq_len < 16:
@@ -166,12 +177,15 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
         single = _plan_gpu(vram_gib, seq_len, card, None, "", ladder)
         several = _plan_several([vram_gib] * (gpus or 1), seq_len, f"each of the {gpus} cards of {vram_gib:g} GiB "
                                 "you plan for", tuple(range(gpus or 1)), single, ladder)
-        return several or single
+        return several or single  # a card you do not have: this machine's measurements say nothing of it
     if gpus is not None and gpus > len(found):
         raise ValueError(f"{gpus} GPUs asked for, {len(found)} found; pass --vram GiB to plan for cards you do not have")
     freest = sorted(found, key=lambda g: (-g.free_gib, g.index))[:gpus or len(found)]
     if not freest:
-        return _plan_cpu(seq_len, report.ram_gib if report else ram_gib())
+        return _plan_cpu(seq_len, report.ram_gib if report else ram_gib(),
+                         measured if measured is not None and measured.device == "cpu" else None)
+    used = measured if measured is not None and measured.device == "cuda" else None
+    ratio = used.ratio if used is not None else 1.0
     gpu = freest[0]
     which = ""
     if len(freest) > 1:
@@ -180,18 +194,23 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
     # On unified memory (DGX Spark) the GPU's free memory is the system's MemAvailable: the same
     # arithmetic plans on it, and the reason says that programs on the CPU take from it too.
     card = f"your {gpu.name}" + (" (unified memory, shared with the CPU)" if gpu.unified_memory else "")
-    single = _plan_gpu(gpu.free_gib, seq_len, card, gpu.index, which, ladder)
+    single = _plan_gpu(gpu.free_gib, seq_len, card, gpu.index, which, ladder, ratio)
     best = None
     for count in range(2, len(freest) + 1):
         chosen = freest[:count]
         plan = _plan_several([g.free_gib for g in chosen], seq_len, f"each of your {count} GPUs",
-                             tuple(sorted(g.index for g in chosen)), best or single, ladder)
+                             tuple(sorted(g.index for g in chosen)), best or single, ladder, ratio)
         best = plan or best
-    return best or single
+    chosen_plan = best or single
+    if used is None:
+        return chosen_plan
+    return replace(chosen_plan, reason=f"{chosen_plan.reason} Planned with this machine's measurement: {used.describe()}.",
+                   measured_from=used.run_dir)
 
 
 def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tuple[int, ...],
-                  rival: Recommendation, ladder: tuple[str, ...] = LADDER) -> Recommendation | None:
+                  rival: Recommendation, ladder: tuple[str, ...] = LADDER,
+                  measured_ratio: float = 1.0) -> Recommendation | None:
     """The plan across these GPUs (each as free as the least free of them), when it trains at least
     as large a model with as good a method as `rival`; None otherwise or for one GPU."""
     count, free = len(frees), min(frees)
@@ -209,7 +228,7 @@ def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tup
                     continue  # FSDP cannot shard 4-bit weights (RunConfig.strategy_problems)
                 # Up to the effective batch over all GPUs: more GPUs mean fewer, not larger, steps.
                 plan = _largest_batch(candidate, method, seq_len, free, count, strategy,
-                                      largest=max(1, EFFECTIVE_BATCH // count))
+                                      largest=max(1, EFFECTIVE_BATCH // count), measured_ratio=measured_ratio)
                 if plan is None:
                     continue
                 batch, peak = plan
@@ -219,7 +238,7 @@ def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tup
                            f"copy and trains its share of every batch: {peak:.1f} GiB per GPU at batch {batch} and "
                            f"{seq_len} tokens with gradient checkpointing; {cards} has {free:.1f} GiB free.")
                 else:
-                    whole = plan_fits(candidate, method, 1, seq_len, free)[1]
+                    whole = plan_fits(candidate, method, 1, seq_len, free, measured_ratio=measured_ratio)[1]
                     why = (f"FSDP: {spec.name} with {METHOD_LABELS[method]} needs {whole:.1f} GiB whole at batch 1, "
                            f"more than one GPU holds with headroom, so its weights, gradients and optimizer states are sharded "
                            f"across {count} GPUs: {peak:.1f} GiB per GPU at batch {batch} and {seq_len} tokens with "
@@ -237,17 +256,17 @@ def _standing(rec: Recommendation, ladder: tuple[str, ...] = LADDER) -> tuple[in
 
 
 def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: str,
-              ladder: tuple[str, ...] = LADDER) -> Recommendation:
+              ladder: tuple[str, ...] = LADDER, measured_ratio: float = 1.0) -> Recommendation:
     lora_peak: tuple[str, float] | None = None
     for model_id in ladder:
         spec = get(model_id)
         for method, candidate in (("lora", spec), ("qlora", four_bit_variant(spec))):
             if candidate is None:
                 continue
-            plan = _largest_batch(candidate, method, seq_len, free)
+            plan = _largest_batch(candidate, method, seq_len, free, measured_ratio=measured_ratio)
             if plan is None:
                 if method == "lora" and lora_peak is None:
-                    lora_peak = (spec.name, plan_fits(spec, "lora", 1, seq_len, free)[1])
+                    lora_peak = (spec.name, plan_fits(spec, "lora", 1, seq_len, free, measured_ratio=measured_ratio)[1])
                 continue
             batch, peak = plan
             reason = (f"{spec.name} with {METHOD_LABELS[method]} needs {peak:.1f} GiB at batch {batch} "
@@ -257,7 +276,7 @@ def _plan_gpu(free: float, seq_len: int, card: str, index: int | None, which: st
             return Recommendation(candidate.id, method, batch, max(1, EFFECTIVE_BATCH // batch), seq_len,
                                   round(peak, 2), round(free, 2), reason + which, True, True, index)
     smallest = four_bit_variant(get(ladder[-1])) or get(ladder[-1])
-    peak = plan_fits(smallest, "qlora", 1, seq_len, free)[1]
+    peak = plan_fits(smallest, "qlora", 1, seq_len, free, measured_ratio=measured_ratio)[1]
     needed = (peak + HEADROOM_GIB) / (1 - HEADROOM_SHARE)
     reason = (f"Nothing fits: even {smallest.name} with QLoRA at batch 1 and {seq_len} tokens needs "
               f"{peak:.1f} GiB ({needed:.1f} GiB with headroom), {needed - free:.1f} GiB more than the "
@@ -274,10 +293,11 @@ def best_per_family(free_gib: float, seq_len: int = 2048, card: str = "the card"
 
 
 def _largest_batch(spec: ModelSpec, method: str, seq_len: int, free: float, world_size: int = 1,
-                   strategy: str = "ddp", largest: int = MAX_BATCH_SIZE) -> tuple[int, float] | None:
+                   strategy: str = "ddp", largest: int = MAX_BATCH_SIZE,
+                   measured_ratio: float = 1.0) -> tuple[int, float] | None:
     batch = 1 << (largest.bit_length() - 1)
     while batch >= 1:
-        ok, peak = plan_fits(spec, method, batch, seq_len, free, world_size, strategy)
+        ok, peak = plan_fits(spec, method, batch, seq_len, free, world_size, strategy, measured_ratio)
         if ok:
             return batch, peak
         batch //= 2
@@ -329,7 +349,7 @@ def max_context(free_gib: float, batch_size: int = 1) -> list[ContextFit]:
     return out
 
 
-def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
+def _plan_cpu(seq_len: int, ram: float, measured: MeasuredMemory | None = None) -> Recommendation:
     from engine.config.presets import load_preset
 
     # The card shows what accepting it trains: the demo preset's own settings.
@@ -340,9 +360,12 @@ def _plan_cpu(seq_len: int, ram: float) -> Recommendation:
     # from the preset's whole config, as the form estimates it, so the two show one figure.
     planned = estimate_for(demo.replace(max_seq_len=seq), spec)
     assert planned is not None
-    need = planned.tensors_gib
+    need = planned.tensors_gib * (measured.ratio if measured is not None else 1.0)
     reason = (f"No NVIDIA GPU found, so training runs on the CPU, where only the embedded {spec.name.split(' (')[0]} "
               f"is practical (the {CPU_PRESET} preset): about {need:.1f} GiB of RAM at batch {demo.batch_size} "
               f"and {seq} tokens.")
+    if measured is not None:
+        reason += f" Planned with this machine's measurement: {measured.describe()}."
     return Recommendation(spec.id, demo.method, demo.batch_size, demo.grad_accum, seq,
-                          round(need, 2), round(ram, 2), reason, need <= ram or ram == 0, False, None)
+                          round(need, 2), round(ram, 2), reason, need <= ram or ram == 0, False, None,
+                          measured_from=measured.run_dir if measured is not None else "")

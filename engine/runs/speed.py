@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.events import StepLogged, TrainStarted
 from engine.runs.listing import list_runs, read_events
+from engine.runs.memory import device_kind
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,15 @@ class Prediction:
 
 
 def measured_speed(output_dir: str | Path, model: str, method: str, device: str) -> Speed | None:
-    """The median tokens/s of the newest finished run of `model` with `method` on `device`."""
+    """The median tokens/s of the newest finished run of `model` with `method` on `device`: a
+    TrainStarted device label, or only its kind ("cpu", "cuda") where the label is not known yet
+    (the config form, before precision and processes are settled)."""
     for run in list_runs(output_dir):
         if run.status != "finished" or run.model != model or run.method != method:
             continue
         events = read_events(run.path)
         started = [e for e in events if isinstance(e, TrainStarted)]
-        if not started or started[-1].device != device:
+        if not started or device not in (started[-1].device, device_kind(started[-1].device)):
             continue
         speeds = [e.tokens_per_s for e in events if isinstance(e, StepLogged) and e.tokens_per_s > 0]
         if speeds:
@@ -55,12 +58,12 @@ def predict(output_dir: str | Path, model: str, method: str, device: str, planne
         return Prediction(None, f"predicted time: no earlier run to measure from (none finished in {output_dir} "
                                 f"with {model}, {method} on {device}); this run's speed will be the measure")
     seconds = planned_tokens / speed.tokens_per_s
-    return Prediction(seconds, f"predicted time: about {_span(seconds)} for {planned_tokens:,} tokens at "
+    return Prediction(seconds, f"predicted time: about {span(seconds)} for {planned_tokens:,} tokens at "
                                f"{speed.tokens_per_s:,.0f} tokens/s, measured by {speed.run_dir} (same model, "
                                "method and device; evaluations and checkpoints come on top)")
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
     if seconds < 90:
         return f"{max(seconds, 1):.0f} s"
     if seconds < 5400:

@@ -44,11 +44,13 @@ from engine.hardware.estimate import MemoryEstimate
 from engine.hardware.probe import GpuInfo, GpuProcess, HardwareReport, _cpu_report
 from engine.hardware.recommend import Recommendation
 from engine.native.child import NativeCrash
+from engine.runqueue.store import Entry, add
 from engine.runs import GpuHolder, RunInfo
 from engine.runs.curves import Curves, curves_of
+from engine.runs.forecast import Forecast, forecast
 from engine.sweep import SweepResult, Variant, run_sweep
 from engine.train import RunResult
-from tui.backend import EngineBackend
+from tui.backend import Backend, EngineBackend
 
 RTX_4070 = GpuInfo(0, "NVIDIA GeForce RTX 4070", 12.0, 10.5, 1.5, (8, 9), True,
                    (GpuProcess(1234, "Xorg", 0.4),))
@@ -111,6 +113,10 @@ class FakeBackend:
     eval_gate: threading.Event | None = None
     """When set, evaluate() waits for it after its first progress event: an evaluation still running."""
     """(output_dir, decode) of each doctor() call; kept out of `calls`, whose last entry tests read."""
+    example_lengths: list[int] | None = field(default_factory=lambda: [40] * 100)
+    """The dataset's token lengths as the form's forecast reads them."""
+    forecasts: list[RunConfig] = field(default_factory=list)
+    """The config of each forecast() call (the form asks once the user pauses typing)."""
 
     def probe(self) -> HardwareReport:
         if not self.gpu:
@@ -119,7 +125,7 @@ class FakeBackend:
         return HardwareReport((RTX_4070,), 16, 64.0, "550.54",
                               f"{RTX_4070.name} (GPU 0) has the most free memory: {RTX_4070.free_gib:.1f} GiB")
 
-    def recommend(self, report: HardwareReport, family: str = "llama") -> Recommendation:
+    def recommend(self, report: HardwareReport, family: str = "llama", output_dir: str = "runs") -> Recommendation:
         if report.gpus and family != "llama":  # the engine's own plan: arithmetic over the catalog
             from engine.hardware.recommend import recommend
 
@@ -167,6 +173,12 @@ class FakeBackend:
         # The engine's parts include the CUDA context and allocator slack (MemoryEstimate.tensors_gib).
         parts = {"weights": weights, "activations": activations, "cuda_context": 0.5, "allocator": 0.1}
         return MemoryEstimate(round(sum(parts.values()), 2), parts)
+
+    def forecast(self, config: RunConfig, device: str) -> Forecast:
+        """The engine's own forecast over the runs in the config's output folder, for a dataset of
+        `example_lengths` (None: one that cannot be read)."""
+        self.forecasts.append(config)
+        return forecast(config, self.example_lengths, device)
 
     def context_length(self, model: str) -> int | None:
         spec = find(model)
@@ -295,8 +307,11 @@ class FakeBackend:
             # A preference run logs its rewards as the engine does (engine.train.preference.PAIR_METRICS).
             figures = ({"reward_chosen": 0.02 * step, "reward_rejected": -0.01 * step, "margin": 0.03 * step,
                         "accuracy": min(1.0, 0.5 + 0.05 * step)} if config.objective in ("dpo", "orpo") else {})
+            # On the GPU, what a sampler reads from NVML at the step: the card fills, the GPU is busy.
+            used, busy = (round(9.0 + 0.05 * step, 2), 80 + step % 10) if self.gpu else (None, None)
             emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
-                            1500.0, step * 0.5, (total - step) * 0.5, 0.42, metrics=figures))
+                            1500.0, step * 0.5, (total - step) * 0.5, 0.42, gpu_used_gib=used, gpu_util=busy,
+                            metrics=figures))
             self._record(run_dir, config, "running", step, total, best)
             if step % 4 == 0:
                 val = loss + 0.1 + val_offset
@@ -386,6 +401,21 @@ class FakeBackend:
 
     def delete_run(self, run_dir: str) -> None:
         del self.runs[run_dir]
+
+    # The queue is the engine's own file in the test's folder, read and changed as Backend does;
+    # only the runner process is not started.
+    queue = Backend.queue
+    queue_move = Backend.queue_move
+    queue_cancel = Backend.queue_cancel
+    queue_pause = Backend.queue_pause
+
+    def queue_add(self, config: RunConfig) -> Entry:
+        self.calls.append(("queue_add", config.name))
+        return add(config.output_dir, [(config.name, config)])[0]
+
+    def queue_start(self, output_dir: str) -> int:
+        self.calls.append(("queue_start", output_dir))
+        return 4321
 
 
 def _conforms(fake: FakeBackend) -> EngineBackend:

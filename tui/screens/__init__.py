@@ -6,6 +6,7 @@ from tui.screens.dataset import DatasetScreen
 from tui.screens.export import ExportScreen
 from tui.screens.home import HomeScreen
 from tui.screens.presets import PresetsScreen
+from tui.screens.queue import QueueScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.sweep import SweepScreen
 
@@ -18,6 +19,7 @@ SCREENS = {
     "chat": ChatScreen,
     "runs": RunsScreen,
     "sweep": SweepScreen,
+    "queue": QueueScreen,
 }
 FRESH = {"export", "chat"}
 """Screens that show a chosen run: reopened new so they pick up the app's current run."""

@@ -16,11 +16,13 @@ from textual.widgets import Header, Input, Label, Select, Static, Switch
 
 from engine.config.ranges import RANGES
 from engine.config.schema import ConfigError, Problem, RunConfig, field_docs, parse_set
+from engine.errors import ActionableError
 from engine.sweep import Variant
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import PresetNameScreen, SweepDialog
 from tui.widgets.bars import MemoryBar
 from tui.widgets.footer import Footer
+from tui.widgets.forecast_line import ForecastLine
 from tui.widgets.toggles import TextSwitch
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -88,12 +90,15 @@ class ConfigScreen(FtuiScreen):
             "moves to the first of them. "
             "The bar at the top is the estimated peak memory against the memory found. "
             "Tab and shift+Tab move between fields; ctrl+s saves the form as a new preset file; ctrl+r "
-            "sweeps a setting (the learning rate first): one run per value, curves overlaid, the best chosen.")
+            "sweeps a setting (the learning rate first): one run per value, curves overlaid, the best chosen; "
+            "ctrl+n queues the run to train after those waiting, unattended (the queue screen).")
     BINDINGS = [
         Binding("ctrl+t", "train", "Train", id="train"),
         Binding("ctrl+o", "dataset", "Dataset", id="dataset"),
         Binding("ctrl+s", "save_preset", "Save preset", id="save"),
         Binding("ctrl+r", "sweep", "Sweep", id="sweep"),
+        # Off the footer, full at 80 columns; F1 lists it, and the queue screen names it.
+        Binding("ctrl+n", "queue", "Queue", id="queue", show=False),
         # ? is typed into a text field; a ValueInput (numbers, lists) leaves it to this binding.
         Binding("f1,question_mark", "field_help", "Help", id="help", key_display="F1"),
     ]
@@ -104,6 +109,7 @@ class ConfigScreen(FtuiScreen):
         values = self.ftui.config.to_dict()
         yield Header()
         yield MemoryBar(id="memory")
+        yield ForecastLine(id="forecast")
         yield Static("", id="form-status")
         with VerticalScroll(id="form"):
             for group, names in GROUPS:
@@ -176,6 +182,8 @@ class ConfigScreen(FtuiScreen):
             status.update(Text(f"Valid ({self.ftui.config_source}).", style="green"))
         if config is not None:
             self.show_estimate(config)
+        else:
+            self.query_one(ForecastLine).follow(None)
         self.refresh_bindings()
 
     def errors(self) -> list[Problem]:
@@ -188,6 +196,7 @@ class ConfigScreen(FtuiScreen):
         estimate = self.ftui.backend.estimate(config)
         budget, where = self.ftui.memory_budget()
         self.query_one(MemoryBar).show(self.ftui.memory_need(estimate), budget, where)
+        self.query_one(ForecastLine).follow(config)
 
     def on_input_changed(self, _event: Input.Changed) -> None:
         self.revalidate()
@@ -242,6 +251,19 @@ class ConfigScreen(FtuiScreen):
                 self.ftui.start_sweep(*answer)
 
         self.app.push_screen(SweepDialog(config), start)
+
+    def action_queue(self) -> None:
+        """Queue the run to train after those waiting, unattended (engine/runqueue)."""
+        config = self._commit("queue the run")
+        if config is None:
+            return
+        try:
+            entry = self.ftui.backend.queue_add(config)
+        except (ActionableError, OSError) as exc:
+            self.notify(f"Could not queue the run: {exc}", severity="error", timeout=10)
+            return
+        self.notify(f"Queued {entry.label} ({entry.id}); it trains after the runs waiting before it.")
+        self.ftui.goto("queue")
 
     def action_dataset(self) -> None:
         if self._commit("open the dataset") is not None:

@@ -163,7 +163,7 @@ class HomeScreen(FtuiScreen):
         """Probe the hardware (unless `report` is given) and plan within the current family."""
         try:
             report = report or self.ftui.backend.probe()
-            rec = self.ftui.backend.recommend(report, self.family)
+            rec = self.ftui.backend.recommend(report, self.family, self.ftui.config.output_dir)
         except Exception as exc:
             self.post_message(WorkFailed("probe", f"{type(exc).__name__}: {exc}"))
             return

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
 from engine.config.schema import ConfigError
+from engine.errors import ActionableError
 from engine.runs import RunInfo
 from tui.screens.base import FtuiScreen
 from tui.screens.compare import CompareScreen
@@ -42,7 +43,8 @@ class RunsScreen(FtuiScreen):
             "c chats with its GGUF; d deletes the run folder after asking. A run is interrupted when "
             "its process died without a word (killed, machine down). m (or space) marks runs and v lays "
             "their loss curves over one another; with none marked, v compares every run of the sweep "
-            "the cursor is on (a sweep's runs are listed as SWEEP-FOLDER/RUN). f5 reads the folder again.")
+            "the cursor is on (a sweep's runs are listed as SWEEP-FOLDER/RUN). f5 reads the folder again; "
+            "w opens the queue of runs waiting to train one after another.")
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
         Binding("u", "resume", "Resume", id="resume"),
@@ -53,6 +55,7 @@ class RunsScreen(FtuiScreen):
         Binding("v", "compare", "Compare", id="compare"),
         # Off the footer, which has no room for it at 80 columns; the list reloads on every return anyway.
         Binding("f5", "reload", "Reload", id="reload", show=False),
+        Binding("w", "queue", "Queue", id="queue", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -96,10 +99,25 @@ class RunsScreen(FtuiScreen):
             table.move_cursor(row=paths.index(was_on), animate=False)
         if not self.runs:
             self.query_one("#runs-note", Static).update(
-                f"No runs in {self.ftui.config.output_dir}/ yet: train one from the config screen.")
+                f"No runs in {self.ftui.config.output_dir}/ yet: train one from the config screen" + self._queued())
         else:
-            self.query_one("#runs-note", Static).update(f"{len(self.runs)} run(s) in {self.ftui.config.output_dir}/")
+            self.query_one("#runs-note", Static).update(f"{len(self.runs)} run(s) in {self.ftui.config.output_dir}/"
+                                                        + self._queued())
         self.refresh_bindings()
+
+    def _queued(self) -> str:
+        """What the folder's queue holds that has not ended, for the note above the table."""
+        try:
+            queue = self.ftui.backend.queue(self.ftui.config.output_dir)
+        except ActionableError as exc:
+            return f"; its queue: {exc.reason}"
+        if not queue.waiting and queue.running is None:
+            return ""
+        training = ", 1 training" if queue.running is not None else ""
+        return f"; queue: {len(queue.waiting)} waiting{training} (w opens it)"
+
+    def action_queue(self) -> None:
+        self.ftui.goto("queue")
 
     @property
     def current(self) -> RunInfo | None:

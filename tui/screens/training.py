@@ -19,6 +19,7 @@ from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import METRIC_LABELS, metrics_text
 from tui.widgets.curves_plot import CurvesPlot
 from tui.widgets.footer import Footer
+from tui.widgets.gpu_use import GpuUse
 from tui.widgets.loss_plot import LossPlot
 
 REDRAW_S = 0.25
@@ -53,6 +54,7 @@ class TrainingScreen(FtuiScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="train-status")
+        yield GpuUse(id="gpu-use")
         yield ProgressBar(id="train-progress", show_eta=False)
         yield Static("", id="diagnosis", classes="banner")
         with Horizontal(id="train-curves"):
@@ -178,6 +180,7 @@ class TrainingScreen(FtuiScreen):
             status.append(f"\n{log.failed.reason}", style="bold red")
         # A fixed-height line: no need for a layout pass of the whole screen.
         self.query_one("#train-status", Static).update(status, layout=False)
+        self.query_one(GpuUse).show(log.gpu_points)
         progress = self.query_one(ProgressBar)
         # Without a step count a bar pulses ("working"): right while a run prepares, not when idle.
         progress.display = bool(log.total_steps) or log.active
