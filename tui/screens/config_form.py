@@ -34,11 +34,15 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Schedule", ("epochs", "max_steps", "max_time", "scheduler", "warmup_ratio", "warmup_steps")),
     ("Evaluation", ("val_split", "eval_interval", "save_interval", "keep_checkpoints", "early_stopping_patience",
                     "report_to")),
+    ("Objective", ("objective",)),
+    ("GRPO", ("grpo_group_size", "grpo_max_completion_tokens", "grpo_temperature", "grpo_kl_beta",
+              "grpo_clip_epsilon", "grpo_iterations", "rewards", "reward_format", "reward_file")),
     ("Retention", ("retention_mix", "retention_data", "retention_prompts")),
     ("Export", ("export_quants", "export_gguf", "output_dir")),
     ("Notifications", ("notify_url", "notify_command")),
 )
 CHOICES = {
+    "objective": ("sft", "dpo", "orpo", "grpo"),
     "method": ("lora", "qlora", "dora", "full"),
     "dataset_format": ("auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"),
     "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
