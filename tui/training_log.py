@@ -11,6 +11,7 @@ from engine.events import (
     Diagnosis,
     EvalLogged,
     Progress,
+    RewardLogged,
     StepLogged,
     TrainFailed,
     TrainFinished,
@@ -27,6 +28,8 @@ class TrainingLog:
     last_step: StepLogged | None = None
     train_points: list[tuple[int, float]] = field(default_factory=list)
     val_points: list[tuple[int, float]] = field(default_factory=list)
+    rewards: list[RewardLogged] = field(default_factory=list)
+    """GRPO's steps: mean rewards, KL and the latest sample (tui/widgets/reward_panel.py)."""
     best_val_loss: float | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
@@ -65,6 +68,7 @@ class TrainingLog:
             # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
             self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
             self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
+            self.rewards = [r for r in self.rewards if r.step <= event.start_step]
             self.best_val_loss = min((v for _, v in self.val_points), default=None)
             # The last session's rate, ETA and memory are not this one's: figures come with its first step.
             self.last_step = None
@@ -76,6 +80,9 @@ class TrainingLog:
         if isinstance(event, StepLogged):
             self.last_step = event
             self.train_points.append((event.step, event.loss))
+            return None
+        if isinstance(event, RewardLogged):
+            self.rewards.append(event)
             return None
         if isinstance(event, EvalLogged):
             self.val_points.append((event.step, event.val_loss))

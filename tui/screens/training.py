@@ -17,6 +17,7 @@ from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
 from tui.widgets.footer import Footer
 from tui.widgets.loss_plot import LossPlot
+from tui.widgets.reward_panel import RewardPanel
 
 REDRAW_S = 0.25
 
@@ -52,6 +53,7 @@ class TrainingScreen(FtuiScreen):
         yield ProgressBar(id="train-progress", show_eta=False)
         yield Static("", id="diagnosis", classes="banner")
         yield LossPlot(id="loss")
+        yield RewardPanel(id="rewards")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
         yield Footer()
 
@@ -174,10 +176,11 @@ class TrainingScreen(FtuiScreen):
         progress.display = bool(log.total_steps) or log.active
         progress.update(total=log.total_steps or None, progress=step.step if step else 0)
         # plotext redraws the whole chart in Python: only when there is something new on it.
-        plotted = (len(log.train_points), len(log.val_points), log.total_steps)
+        plotted = (len(log.train_points), len(log.val_points), len(log.rewards), log.total_steps)
         if log is not self._plotted_log or plotted != self._plotted:
             self._plotted_log, self._plotted = log, plotted
             self.query_one(LossPlot).show(log.train_points, log.val_points, log.total_steps)
+            self.query_one(RewardPanel).show(log.rewards, log.total_steps)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         log = self.ftui.training
