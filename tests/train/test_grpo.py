@@ -224,3 +224,12 @@ def test_prompt_rows_are_read_and_a_file_without_prompts_is_refused_by_name(tmp_
         read_rl_prompts(config.replace(dataset=str(sft)), tokenizer)
     assert f"{sft} holds no prompt rows for grpo" in refused.value.summary
     assert "ends with an assistant turn" in str(refused.value.problems[0])
+
+
+def test_reward_figures_reach_the_trackers():
+    from engine.events import RewardLogged
+    from engine.train.tracking import metrics
+
+    event = RewardLogged(3, 1.5, {"format": 1.0, "answer": 0.25}, 0.002, 9.0, "q", "Run: `x`", 2.0)
+    assert metrics(event) == (3, {"grpo/reward": 1.5, "grpo/kl": 0.002, "grpo/completion_tokens": 9.0,
+                                  "grpo/reward_format": 1.0, "grpo/reward_answer": 0.25})
