@@ -233,3 +233,15 @@ def test_reward_figures_reach_the_trackers():
     event = RewardLogged(3, 1.5, {"format": 1.0, "answer": 0.25}, 0.002, 9.0, "q", "Run: `x`", 2.0)
     assert metrics(event) == (3, {"grpo/reward": 1.5, "grpo/kl": 0.002, "grpo/completion_tokens": 9.0,
                                   "grpo/reward_format": 1.0, "grpo/reward_answer": 0.25})
+
+
+def test_the_terminal_shows_each_grpo_step_with_its_sample():
+    import io
+
+    from cli.commands.train import ProgressView
+    from engine.events import RewardLogged
+
+    out = io.StringIO()
+    ProgressView(out).show(RewardLogged(3, 1.5, {"format": 1.0, "answer": 0.25}, 0.002, 9.0, "q", "Run: `ls`", 2.0))
+    assert out.getvalue() == ("  step 3: reward 1.500 (format 1.00, answer 0.25)  KL 0.0020  9.0 tokens; "
+                              "e.g. 'Run: `ls`' -> 2.00\n")
