@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.events import EvalLogged, StepLogged
+from engine.events import EvalLogged, RewardLogged, StepLogged
 from engine.runs import read_events
 
 
@@ -21,6 +21,8 @@ class Curves:
     """(step, training loss), one point a step."""
     val: tuple[tuple[int, float], ...]
     """(step, validation loss) at each evaluation."""
+    reward: tuple[tuple[int, float], ...] = ()
+    """(step, mean reward) of a GRPO run, one point a step."""
 
     @property
     def best_val(self) -> tuple[int, float] | None:
@@ -36,12 +38,15 @@ def curves_of(run: str, events: Iterable[Any]) -> Curves:
     """The curves in a run's events; a step logged twice (a retried attempt) keeps its last value."""
     train: dict[int, float] = {}
     val: dict[int, float] = {}
+    reward: dict[int, float] = {}
     for event in events:
         if isinstance(event, StepLogged):
             train[event.step] = event.loss
         elif isinstance(event, EvalLogged):
             val[event.step] = event.val_loss
-    return Curves(run, tuple(sorted(train.items())), tuple(sorted(val.items())))
+        elif isinstance(event, RewardLogged):
+            reward[event.step] = event.reward
+    return Curves(run, tuple(sorted(train.items())), tuple(sorted(val.items())), tuple(sorted(reward.items())))
 
 
 def find_run(name: str, output_dir: str | Path = "runs") -> Path:

@@ -34,3 +34,25 @@ async def test_an_sft_run_has_no_reward_panel(tmp_path):
         await settle(app, pilot)
         assert app.training.status == "finished"
         assert not app.screen.query_one(RewardPanel).display
+
+
+async def test_the_runs_overlay_shows_grpo_reward_curves(tmp_path):
+    import threading
+
+    from tui.screens.compare import CompareScreen
+
+    backend = FakeBackend(runs_dir=tmp_path)
+    app = FtuiApp(backend=backend)
+    backend.train(app.config.replace(name="rl", objective="grpo", reward_format="^Run: .*$"), lambda _e: None,
+                  threading.Event())
+    backend.train(app.config.replace(name="sft"), lambda _e: None, threading.Event())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.push_screen(CompareScreen(sorted(backend.runs)))
+        await settle(app, pilot)
+        assert "validation loss by step" in str(app.screen.query_one(CurvesPlot).render())
+        await pilot.press("w")
+        await pilot.pause()
+        assert "mean reward by step" in str(app.screen.query_one(CurvesPlot).render())
+        note = str(app.screen.query_one("#compare-note").render())
+        assert "Mean reward of 2 run(s)" in note and "No reward points in 2026-01-01-1201-sft" in note

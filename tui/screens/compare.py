@@ -22,8 +22,10 @@ class CompareScreen(FtuiScreen):
     HELP = ("The loss curves of the runs marked on the runs screen (m marks, v compares), or of "
             "every run of the sweep the cursor was on, one colour each, named in the legend. The chart "
             "starts with validation loss, what a sweep chooses by; t switches to training loss. The "
-            "table has each run's steps, last training loss and best validation loss with its step.")
-    BINDINGS = [Binding("t", "toggle_curve", "Train/val", id="toggle")]
+            "table has each run's steps, last training loss and best validation loss with its step. "
+            "w shows the mean reward of GRPO runs instead, and back.")
+    BINDINGS = [Binding("t", "toggle_curve", "Train/val", id="toggle"),
+                Binding("w", "toggle_reward", "Reward", id="reward")]
 
     def __init__(self, run_dirs: list[str]) -> None:
         super().__init__()
@@ -38,6 +40,7 @@ class CompareScreen(FtuiScreen):
 
     def on_mount(self) -> None:
         self.training_curves = False
+        self.reward_curves = False
         self.curves: list[Curves] = []
         unreadable = []
         for run_dir in self.run_dirs:
@@ -56,11 +59,14 @@ class CompareScreen(FtuiScreen):
         self.show_curves()
 
     def show_curves(self) -> None:
-        kind = "training" if self.training_curves else "validation"
-        series = [(c.run, list(c.train if self.training_curves else c.val)) for c in self.curves]
+        kind = "reward" if self.reward_curves else "training" if self.training_curves else "validation"
+        series = [(c.run, list(c.reward if self.reward_curves else c.train if self.training_curves else c.val))
+                  for c in self.curves]
         last = max((c.train[-1][0] for c in self.curves if c.train), default=0)
-        self.query_one(CurvesPlot).show(f"{kind} loss by step", series, last)
-        note = Text(f"{kind.capitalize()} loss of {len(self.curves)} run(s); t shows "
+        self.query_one(CurvesPlot).show("mean reward by step" if self.reward_curves else f"{kind} loss by step",
+                                        series, last)
+        note = Text(f"Mean reward of {len(self.curves)} run(s); w shows their loss." if self.reward_curves else
+                    f"{kind.capitalize()} loss of {len(self.curves)} run(s); t shows "
                     f"{'validation' if self.training_curves else 'training'} loss.")
         empty = [name for name, points in series if not points]
         if empty:
@@ -71,4 +77,9 @@ class CompareScreen(FtuiScreen):
 
     def action_toggle_curve(self) -> None:
         self.training_curves = not self.training_curves
+        self.reward_curves = False
+        self.show_curves()
+
+    def action_toggle_reward(self) -> None:
+        self.reward_curves = not self.reward_curves
         self.show_curves()
