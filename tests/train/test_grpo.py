@@ -245,3 +245,15 @@ def test_the_terminal_shows_each_grpo_step_with_its_sample():
     ProgressView(out).show(RewardLogged(3, 1.5, {"format": 1.0, "answer": 0.25}, 0.002, 9.0, "q", "Run: `ls`", 2.0))
     assert out.getvalue() == ("  step 3: reward 1.500 (format 1.00, answer 0.25)  KL 0.0020  9.0 tokens; "
                               "e.g. 'Run: `ls`' -> 2.00\n")
+
+
+def test_several_updates_per_batch_of_answers_clip_against_the_sampling_policy(tmp_path, model_folder):
+    config = grpo_config(tmp_path, max_steps=2, grpo_iterations=3, grpo_clip_epsilon=0.1, grpo_kl_beta=0.05)
+    result, events = run(config, rl_loaded(model_folder))
+    assert result.status == "finished", result.reason
+    steps = [e for e in events if isinstance(e, StepLogged)]
+    # Three updates on each batch (old log-probabilities taken at sampling, the ratio clipped) train
+    # the policy away from the reference: the second step's answers have a KL above 0.
+    rewarded = [e for e in events if isinstance(e, RewardLogged)]
+    assert len(steps) == 2 and all(math.isfinite(s.loss) for s in steps)
+    assert rewarded[-1].kl > 0
