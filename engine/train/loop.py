@@ -236,7 +236,9 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     grpo = _grpo_run(config, loaded, parts, counters)
     device = _device_label(precision, ranks)
     planned = sum(schedule.lengths[i] for step in range(start + 1, total_steps + 1) for i in schedule.step_examples(step))
-    predicted = (predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
+    predicted = (Prediction(None, "no time prediction for grpo: its steps are mostly sampling, unlike the runs "
+                              "speeds are measured from") if grpo is not None
+                 else predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
                  else Prediction(None, ""))
     emit(TrainStarted(
         run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),

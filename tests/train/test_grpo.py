@@ -11,7 +11,7 @@ import pytest
 
 from engine.data.rl_prompts import RlPrompt
 from engine.data.types import PreparedData, TokenizedExample
-from engine.events import CheckpointSaved, RewardLogged, StepLogged, TrainFailed
+from engine.events import CheckpointSaved, RewardLogged, StepLogged, TrainFailed, TrainStarted
 from engine.train import Loaded, run_loaded
 from tests.train.tiny import loaded_for, tiny_config
 
@@ -98,6 +98,8 @@ def test_a_broken_reward_fails_the_run_naming_function_and_row(tmp_path, model_f
     assert result.status == "failed" and len(failed) == 1 and failed[0].step == 1
     assert f"reward reward {shown} on the prompt at prompts.jsonl:3 " in failed[0].reason
     assert not any(isinstance(e, StepLogged) for e in events)
+    started = next(e for e in events if isinstance(e, TrainStarted))
+    assert started.predicted_s is None and started.prediction.startswith("no time prediction for grpo")
 
 
 def test_resume_continues_the_same_sampling_stream(tmp_path, model_folder):
