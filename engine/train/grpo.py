@@ -72,6 +72,16 @@ class Batch:
     ref_logps: Any = None
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """A micro-batch's sampled answers, their weighted rewards and each function's mean, and the batch."""
+
+    answers: list[Answer]
+    totals: list[float]
+    means: dict[str, float]
+    batch: Batch
+
+
 @dataclass
 class GrpoRun:
     """What GRPO keeps across steps: the prompts' rows, the rewards and the sampling stream."""
@@ -93,34 +103,12 @@ class GrpoRun:
         """Sample and score every prompt of the step, then grpo_iterations updates on those answers."""
         import torch
 
-        cfg = self.config
-        model, precision = parts.model, parts.precision
-        group = cfg.grpo_group_size
-        batches, texts, totals, means_sum, lengths = [], [], [], {r.name: 0.0 for r in self.rewards}, []
-        for indices in micro:
-            prompts = [train_set[i].input_ids for i in indices]
-            try:
-                answers = sample(model, prompts, group, cfg.grpo_max_completion_tokens, cfg.grpo_temperature,
-                                 self.stops, parts.pad_id, self.generator, _autocast(precision))
-            except torch.OutOfMemoryError:
-                raise OutOfMemory(step, len(prompts) * group, max(map(len, prompts)) + cfg.grpo_max_completion_tokens,
-                                  "sampling") from None
-            rows = [self.prompts[i] for i in indices for _ in range(group)]
-            decoded = [self.tokenizer.decode([t for t in a if t not in self.stops], skip_special_tokens=True)
-                       for a in answers]
-            scored = [Answer(r.text, text, r.expected, len([t for t in a if t not in self.stops]), r.where)
-                      for r, text, a in zip(rows, decoded, answers, strict=True)]
-            rewards, means = score(self.rewards, scored)
-            for name, value in means.items():
-                means_sum[name] += value * len(scored)
-            totals += rewards
-            texts += decoded
-            lengths += [a.tokens for a in scored]
-            advantages = group_advantages(torch.tensor(rewards), group)
-            batches.append(_batch(prompts, group, answers, advantages, parts.pad_id, precision.device))
+        cfg, model, precision = self.config, parts.model, parts.precision
+        rollouts = [self._rollout(parts, [train_set[i].input_ids for i in indices], indices, step)
+                    for indices in micro]
+        batches = [r.batch for r in rollouts]
         model.train()
         n_tokens = sum(int(b.mask.sum()) for b in batches)
-        kl_sum = 0.0
         with torch.no_grad(), _autocast(precision):
             for b in batches:
                 if cfg.grpo_iterations > 1:
@@ -128,19 +116,43 @@ class GrpoRun:
                 if cfg.grpo_kl_beta > 0:
                     with model.disable_adapter():
                         b.ref_logps = answer_logps(model, b, cfg.grpo_temperature)
-        loss_sum, grad_norm = 0.0, 0.0
+        loss_sum = kl_sum = grad_norm = 0.0
         for _ in range(cfg.grpo_iterations):
             loss_sum, kl_sum, grad_norm = self._update(parts, batches, n_tokens, step, max_grad_norm)
         lr = parts.scheduler.get_last_lr()[0]
         parts.scheduler.step()
-        answers_n = len(totals)
-        tokens = sum(len(train_set[i].input_ids) for b in micro for i in b) * group + n_tokens
+        answers = [a for r in rollouts for a in r.answers]
+        totals = [t for r in rollouts for t in r.totals]
+        n = max(len(answers), 1)
+        tokens = sum(len(train_set[i].input_ids) for b in micro for i in b) * cfg.grpo_group_size + n_tokens
         event = RewardLogged(
-            step=step, reward=sum(totals) / max(answers_n, 1),
-            rewards={name: value / max(answers_n, 1) for name, value in means_sum.items()},
-            kl=kl_sum / max(n_tokens, 1), completion_tokens=sum(lengths) / max(answers_n, 1),
-            sample_prompt=self.prompts[micro[0][0]].text, sample=texts[0], sample_reward=totals[0])
+            step=step, reward=sum(totals) / n,
+            rewards={r.name: sum(x.means[r.name] * len(x.answers) for x in rollouts) / n for r in self.rewards},
+            kl=kl_sum / max(n_tokens, 1), completion_tokens=sum(a.tokens for a in answers) / n,
+            sample_prompt=answers[0].prompt, sample=answers[0].completion, sample_reward=totals[0])
         return StepStats(loss_sum / max(n_tokens, 1), grad_norm, lr, tokens), event
+
+    def _rollout(self, parts: TrainingSetup, prompts: list[tuple[int, ...]], indices: list[int], step: int) -> Rollout:
+        """One micro-batch of prompts answered grpo_group_size times each, scored, ready to train on."""
+        import torch
+
+        cfg, group = self.config, self.config.grpo_group_size
+        try:
+            sampled = sample(parts.model, prompts, group, cfg.grpo_max_completion_tokens, cfg.grpo_temperature,
+                             self.stops, parts.pad_id, self.generator, _autocast(parts.precision))
+        except torch.OutOfMemoryError:
+            raise OutOfMemory(step, len(prompts) * group, max(map(len, prompts)) + cfg.grpo_max_completion_tokens,
+                              "sampling") from None
+        rows = [self.prompts[i] for i in indices for _ in range(group)]
+        answers = []
+        for row, tokens in zip(rows, sampled, strict=True):
+            kept = [t for t in tokens if t not in self.stops]
+            answers.append(Answer(row.text, self.tokenizer.decode(kept, skip_special_tokens=True), row.expected,
+                                  len(kept), row.where))
+        totals, means = score(self.rewards, answers)
+        batch = _batch(prompts, group, sampled, group_advantages(torch.tensor(totals), group), parts.pad_id,
+                       parts.precision.device)
+        return Rollout(answers, totals, means, batch)
 
     def _update(self, parts: TrainingSetup, batches: list[Batch], n_tokens: int, step: int,
                 max_grad_norm: float) -> tuple[float, float, float]:
