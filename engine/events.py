@@ -71,6 +71,25 @@ class StepLogged:
 
 
 @dataclass(frozen=True)
+class RewardLogged:
+    """A GRPO step's answers: how the rewards scored them, how far the policy moved, and one of them."""
+
+    step: int
+    reward: float
+    """Mean weighted total reward over the step's sampled answers."""
+    rewards: dict[str, float]
+    """Each reward function's mean (unweighted) over the same answers."""
+    kl: float
+    """Mean k3 estimate of the KL to the reference per answer token (0 when grpo_kl_beta = 0)."""
+    completion_tokens: float
+    """Mean answer length in tokens."""
+    sample_prompt: str
+    sample: str
+    """The first answer of the step's first prompt, as sampled (not the best one)."""
+    sample_reward: float
+
+
+@dataclass(frozen=True)
 class EvalLogged:
     step: int
     val_loss: float
@@ -169,6 +188,7 @@ Event = (
     Progress
     | TrainStarted
     | StepLogged
+    | RewardLogged
     | EvalLogged
     | CheckpointSaved
     | Diagnosis

@@ -11,6 +11,7 @@ from engine.events import (
     Diagnosis,
     EvalLogged,
     Progress,
+    RewardLogged,
     StepLogged,
     TrainFailed,
     TrainFinished,
@@ -31,6 +32,8 @@ class TrainingLog:
     """(step, value) of each of the objective's figures (StepLogged.metrics: DPO's margin, rewards, accuracy)."""
     gpu_points: list[tuple[int, float | None, int | None]] = field(default_factory=list)
     """(step, GiB on the card, utilisation %) of the steps NVML sampled; empty on the CPU."""
+    rewards: list[RewardLogged] = field(default_factory=list)
+    """GRPO's steps: mean rewards, KL and the latest sample (tui/widgets/reward_panel.py)."""
     best_val_loss: float | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
@@ -71,6 +74,7 @@ class TrainingLog:
             self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
             self.metric_points = {k: [p for p in v if p[0] <= event.start_step] for k, v in self.metric_points.items()}
             self.gpu_points = [p for p in self.gpu_points if p[0] <= event.start_step]
+            self.rewards = [r for r in self.rewards if r.step <= event.start_step]
             self.best_val_loss = min((v for _, v in self.val_points), default=None)
             # The last session's rate, ETA and memory are not this one's: figures come with its first step.
             self.last_step = None
@@ -86,6 +90,9 @@ class TrainingLog:
                 self.metric_points.setdefault(name, []).append((event.step, value))
             if event.gpu_used_gib is not None or event.gpu_util is not None:
                 self.gpu_points.append((event.step, event.gpu_used_gib, event.gpu_util))
+            return None
+        if isinstance(event, RewardLogged):
+            self.rewards.append(event)
             return None
         if isinstance(event, EvalLogged):
             self.val_points.append((event.step, event.val_loss))

@@ -32,6 +32,7 @@ from engine.events import (
     Diagnosis,
     EvalLogged,
     Progress,
+    RewardLogged,
     StepLogged,
     TrainFailed,
     TrainFinished,
@@ -275,6 +276,10 @@ class ProgressView:
                      f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
                      + (f"  GPU {e.gpu_util}%" if e.gpu_util is not None else "")
                      + (f" {e.gpu_used_gib:.1f} GiB used" if e.gpu_used_gib is not None else ""))
+        elif isinstance(e, RewardLogged):
+            each = ", ".join(f"{name} {value:.2f}" for name, value in e.rewards.items())
+            self.line(f"  step {e.step}: reward {e.reward:.3f} ({each})  KL {e.kl:.4f}  {e.completion_tokens:.1f} tokens; "
+                      f"e.g. {e.sample[:70]!r} -> {e.sample_reward:.2f}")
         elif isinstance(e, EvalLogged):
             held = f"; held-out {_pair_figures(e.metrics).strip()}" if e.metrics else ""
             self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f}){held}")

@@ -74,5 +74,11 @@ RANGES: dict[str, Range] = {
     "save_interval": Range(1, why="must be at least 1"),
     "keep_checkpoints": Range(0, why="must be 0 (keep all) or more"),
     "early_stopping_patience": Range(0, why="must be 0 (off) or positive"),
+    "grpo_group_size": Range(2, 64, "answers compared per prompt; 4-16 is usual"),
+    "grpo_max_completion_tokens": Range(1, 4096, "sampling time grows with it"),
+    "grpo_temperature": Range(0.05, 2, "0.7-1.0 is usual; 0 would sample one answer G times"),
+    "grpo_kl_beta": Range(0, 1, "0-0.1 is usual (DeepSeekMath 0.04)"),
+    "grpo_clip_epsilon": Range(0.01, 1, "0.2 is usual (PPO, DeepSeekMath)"),
+    "grpo_iterations": Range(1, 8, "1-4 is usual"),
 }
 """Fields checked against a range whatever the other settings are."""

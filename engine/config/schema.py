@@ -92,7 +92,9 @@ class RunConfig:
     objective: Objective = "sft"
     """What the run learns from. sft: imitate the replies. dpo: prefer each chosen reply over its rejected
     one, measured against the base model (preference data). orpo: SFT on the chosen reply plus an
-    odds-ratio push away from the rejected one, no reference model. grpo: rewards on sampled replies."""
+    odds-ratio push away from the rejected one, no reference model. grpo: sample grpo_group_size answers
+    per prompt, score them with `rewards`, and make the better-than-their-group ones likelier (prompt
+    rows with an optional `expected` answer)."""
     dpo_beta: float = 0.1
     """DPO's beta: how far the trained model may move from the base to prefer the chosen replies;
     lower moves further (0.1 is typical, 0.01-0.5 is the range people use)."""
@@ -165,6 +167,29 @@ class RunConfig:
     retention_prompts: str = ""
     """Extra retention prompts (JSONL of messages, optional expected and kind) scored beside the
     built-in general set after training."""
+    grpo_group_size: int = 4
+    """grpo: answers sampled per prompt; their rewards are compared within the group, so 2 is the
+    least and 4-16 is usual (more is steadier and slower)."""
+    grpo_max_completion_tokens: int = 64
+    """grpo: the longest sampled answer in tokens; sampling time grows with it."""
+    grpo_temperature: float = 1.0
+    """grpo: sampling temperature; lower answers alike (nothing to compare), higher answers at random."""
+    grpo_kl_beta: float = 0.04
+    """grpo: weight of the KL penalty that keeps the policy near the model without adapters (0 turns
+    it off and saves a forward pass; needs adapters, so 0 for method = full)."""
+    grpo_clip_epsilon: float = 0.2
+    """grpo: the policy ratio is clipped to 1 +- this; it binds only when grpo_iterations > 1."""
+    grpo_iterations: int = 1
+    """grpo: optimizer updates on each batch of sampled answers (1: on-policy, the ratio is 1)."""
+    rewards: tuple[str, ...] = ("format", "answer")
+    """grpo: reward functions, each `name` or `name:weight`: format (the answer matches
+    reward_format), answer (contains the row's `expected`), exact (equals it), length (minus the
+    share of grpo_max_completion_tokens used), code (the function in reward_file)."""
+    reward_format: str = ""
+    """grpo: the regular expression the whole answer must match for the format reward."""
+    reward_file: str = ""
+    """grpo: a Python file whose `reward(prompt, completion, expected)` returns a number, for the
+    code reward (`file.py:name` for another function name). It runs as your code, with your rights."""
     precision: Compute = "auto"
     """auto: bf16 autocast where the hardware computes bf16 natively (GPUs since Ampere; CPUs with
     AVX512-BF16 or AMX, Arm CPUs with the BF16 extension), fp16 with loss scaling on older GPUs, fp32
@@ -363,6 +388,11 @@ class RunConfig:
                 package = "mlflow-skinny" if tracker == "mlflow" else tracker
                 err("report_to", f"{tracker} is not installed: pip install -e '.[{tracker}]' in ftui's folder "
                                  f"(or pip install {package})")
+        if self.objective == "grpo":
+            from engine.config.grpo import grpo_problems
+
+            for setting, message in grpo_problems(self):
+                err(setting, message)
         unknown_quants = [q for q in self.export_quants if q not in QUANT_TYPES]
         if unknown_quants:
             err("export_quants", f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")

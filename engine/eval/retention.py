@@ -29,40 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from engine.data.answers import answer_matches
 from engine.data.prompts import GeneralPrompt
 from engine.data.render import render
 from engine.data.types import Conversation, Message, TokenizedExample
 
 # --- exact answers -----------------------------------------------------------------------------
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
-
-
-def answer_matches(reply: str, expected: str) -> bool:
-    """Does `reply` contain the `expected` answer? Case-insensitive, with whitespace runs as one space.
-
-    A number must stand as a whole number: expected "4" matches "2 + 2 = 4.", "4.0" and "four" (small
-    models often spell out 0 to 20), not "14", "4.5" or "0.4"; "1,000" matches "1000". Text must
-    stand as whole words at its ends, so "Rome" does not match "Romeo" nor "red" "covered"; it may
-    span several words ("au revoir") and end in punctuation.
-    """
-    reply = _spaces(reply).lower()
-    expected = _spaces(expected).lower()
-    if not expected:
-        return False
-    if _NUMBER.fullmatch(expected):
-        zeros = r"(?:\.0+)?" if "." not in expected else ""
-        if re.search(rf"(?<![\d.]){re.escape(expected)}{zeros}(?!\.?\d)", _THOUSANDS.sub("", reply)):
-            return True
-        if expected.isdigit() and int(expected) < len(NUMBER_WORDS):
-            return re.search(rf"\b{NUMBER_WORDS[int(expected)]}\b", reply) is not None
-        return False
-    start = r"(?<!\w)" if re.match(r"\w", expected) else ""
-    end = r"(?!\w)" if re.search(r"\w$", expected) else ""
-    return re.search(start + re.escape(expected) + end, reply) is not None
 
 
 @dataclass(frozen=True)

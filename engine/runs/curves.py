@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.events import EvalLogged, StepLogged
+from engine.events import EvalLogged, RewardLogged, StepLogged
 from engine.runs import read_events
 
 
@@ -23,6 +23,8 @@ class Curves:
     """(step, validation loss) at each evaluation."""
     metrics: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     """(step, value) of each of the objective's figures by name (StepLogged.metrics: DPO's margin...)."""
+    reward: tuple[tuple[int, float], ...] = ()
+    """(step, mean reward) of a GRPO run, one point a step."""
 
     @property
     def best_val(self) -> tuple[int, float] | None:
@@ -39,6 +41,7 @@ def curves_of(run: str, events: Iterable[Any]) -> Curves:
     train: dict[int, float] = {}
     val: dict[int, float] = {}
     metrics: dict[str, dict[int, float]] = {}
+    reward: dict[int, float] = {}
     for event in events:
         if isinstance(event, StepLogged):
             train[event.step] = event.loss
@@ -46,8 +49,10 @@ def curves_of(run: str, events: Iterable[Any]) -> Curves:
                 metrics.setdefault(name, {})[event.step] = value
         elif isinstance(event, EvalLogged):
             val[event.step] = event.val_loss
+        elif isinstance(event, RewardLogged):
+            reward[event.step] = event.reward
     return Curves(run, tuple(sorted(train.items())), tuple(sorted(val.items())),
-                  {name: tuple(sorted(points.items())) for name, points in metrics.items()})
+                  {name: tuple(sorted(points.items())) for name, points in metrics.items()}, tuple(sorted(reward.items())))
 
 
 def find_run(name: str, output_dir: str | Path = "runs") -> Path:

@@ -117,8 +117,12 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         check_fits(config.replace(strategy=ranks.strategy) if ranks.world > 1 else config, resolved.spec,
                    free_gpu_gib())
     tokenizer = _tokenizer(resolved)
-    data = _task_data(config, tokenizer, on_event)
-    data = _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, data, on_event)
+    rl_prompts: tuple[Any, ...] = ()
+    if config.objective == "grpo":  # answers are sampled from the policy itself: nothing to replay
+        data, rl_prompts = _rl_data(config, tokenizer)
+    else:
+        data = _task_data(config, tokenizer, on_event)
+        data = _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, data, on_event)
     replayed = f" (+{data.replayed} replayed general conversations)" if data.replayed else ""
     on_event(Progress("data", 1, 1, message=f"{len(data.train) - data.replayed} training{replayed} and "
                                             f"{len(data.val)} validation examples"))
@@ -130,7 +134,7 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         except ModelLoadError as exc:
             raise Failure(exc.reason, exc.advice) from None
 
-    loaded = Loaded(build_model, tokenizer, data, resolved.ref, resolved.base_16bit_ref, resolved.spec)
+    loaded = Loaded(build_model, tokenizer, data, resolved.ref, resolved.base_16bit_ref, resolved.spec, rl_prompts)
     return loaded, precision
 
 
@@ -223,6 +227,23 @@ def _task_data(config: RunConfig, tokenizer: Any, on_event: Callable[[Any], None
         raise Failure(f"the dataset {config.dataset} left no training examples",
                       "add rows, or lower val_split so some remain for training")
     return data
+
+
+def _rl_data(config: RunConfig, tokenizer: Any) -> tuple[PreparedData, tuple[Any, ...]]:
+    """GRPO's prompt rows; the refusal names the file and the rows to fix."""
+    from engine.data import DatasetError
+    from engine.data.rl_prompts import read_rl_prompts
+
+    try:
+        rl = read_rl_prompts(config, tokenizer)
+    except DatasetError as exc:
+        problems = list(getattr(exc, "problems", []))
+        shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
+        summary = getattr(exc, "summary", "") or "it failed validation"
+        raise Failure(f"the dataset cannot feed grpo: {summary}\n{shown}".rstrip(),
+                      "give grpo a file of prompt rows ({\"prompt\": ...} or messages ending with a user turn, with an "
+                      "optional \"expected\" answer), or train it with objective = sft") from None
+    return rl.data, rl.prompts
 
 
 def _with_replay(config: RunConfig, tokenizer: Any, base_ref: str, data: PreparedData,

@@ -26,6 +26,7 @@ from shlex import quote
 from typing import Any
 
 from engine.config.schema import RunConfig, parse_duration
+from engine.data.rl_prompts import RlPrompt
 from engine.data.types import PreparedData, TokenizedExample
 from engine.errors import ActionableError
 from engine.events import (
@@ -56,12 +57,15 @@ from engine.train.checkpoint import (
     save_weights,
 )
 from engine.train.devices import cuda_uuids
+from engine.train.grpo import GrpoRun
 from engine.train.methods import Precision, choose_precision
 from engine.train.notify import notifying
 from engine.train.objectives import step_units
 from engine.train.parallel import SINGLE, Ranks, whole_optimizer, whole_weights
 from engine.train.preflight import PreflightError, suggest_smaller
 from engine.train.resume import Counters, restore
+from engine.train.rewards import RewardError
+from engine.train.sampling import generator_state, set_generator_state
 from engine.train.setup import TrainingSetup, set_up
 from engine.train.step import OutOfMemory, StepStats, evaluate_held_out, optimizer_step
 from engine.train.tracking import TrackerError, tracking
@@ -105,6 +109,8 @@ class Loaded:
     model_ref: str
     base_model_ref: str | None = None
     spec: ModelSpec | None = None
+    rl_prompts: tuple[RlPrompt, ...] = ()
+    """GRPO's prompt rows, in the order of `data.train` (engine.data.rl_prompts)."""
 
 
 class Failure(ActionableError):
@@ -229,9 +235,12 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     if ranks.main and not tokenizer_dir(run.path).exists():
         save_tokenizer(run, loaded.tokenizer)
     run.write_status(total_steps=total_steps, step=start)
+    grpo = _grpo_run(config, loaded, parts, counters)
     device = _device_label(precision, ranks)
     planned = sum(schedule.lengths[i] for step in range(start + 1, total_steps + 1) for i in schedule.step_examples(step))
-    predicted = (predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
+    predicted = (Prediction(None, "no time prediction for grpo: its steps are mostly sampling, unlike the runs "
+                              "speeds are measured from") if grpo is not None
+                 else predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
                  else Prediction(None, ""))
     emit(TrainStarted(
         run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
@@ -250,7 +259,11 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
         t0 = time.monotonic()
         out_of_time = step < total_steps and _out_of_time(budget, t0 - began, step - 1 - start)
         asked: bool | None = None
-        if ranks.world == 1:
+        rewarded = None
+        if grpo is not None:
+            stats, rewarded = _grpo_step(grpo, parts, train_set, step, config.max_grad_norm)
+            counters.sampling_rng = generator_state(grpo.generator)
+        elif ranks.world == 1:
             micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
             stats = (parts.objective.step or optimizer_step)(parts, micro, step, config.max_grad_norm)
         else:
@@ -269,8 +282,11 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
             eta_s=elapsed / (step - start) * (total_steps - step), peak_mem_gib=_peak_mem_gib(precision.device),
             gpu_used_gib=sample.used_gib, gpu_util=sample.util_percent, metrics=stats.metrics,
         ))
+        if rewarded is not None:
+            emit(rewarded)
 
-        stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set)
+        # GRPO has no held-out loss: its rewards are what it learns, and its loss hovers near 0 by design.
+        stopped_reason = _evaluate(config, parts, counters, run, emit, step, val_set) if grpo is None else ""
         if ((stop.is_set() or out_of_time) if asked is None else asked) and not stopped_reason:
             stopped_reason = (f"the {config.max_time} time budget was spent at step {step}" if out_of_time
                               else f"stopped on request at step {step}")
@@ -284,6 +300,27 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
         if step > start:
             _save(run, parts, counters, emit, step, "final")
     return _finish(config, parts, counters, run, emit, step, loss, stopped_reason)
+
+
+def _grpo_run(config: RunConfig, loaded: Loaded, parts: TrainingSetup, counters: Counters) -> GrpoRun | None:
+    """GRPO's rewards (a reward_file is imported now) and sampling stream, continued from a checkpoint's."""
+    if config.objective != "grpo":
+        return None
+    try:
+        grpo = GrpoRun.start(config, loaded.rl_prompts, loaded.tokenizer, parts.model)
+    except RewardError as exc:
+        raise Failure(exc.reason, exc.advice) from None
+    if counters.sampling_rng is not None:
+        set_generator_state(grpo.generator, counters.sampling_rng)
+    return grpo
+
+
+def _grpo_step(grpo: GrpoRun, parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], step: int,
+               max_grad_norm: float) -> tuple[StepStats, Any]:
+    try:
+        return grpo.step(parts, parts.schedule.step_batches(step), train_set, step, max_grad_norm)
+    except RewardError as exc:
+        raise Failure(exc.reason, exc.advice, step) from None
 
 
 def _out_of_time(budget: float | None, elapsed: float, steps_done: int) -> bool:

@@ -83,8 +83,11 @@ OBJECTIVES: dict[str, Callable[[RunConfig], Objective]] = {
     "sft": lambda _config: SFT,
     "dpo": _dpo,
     "orpo": _orpo,
+    # GRPO's step samples, scores and updates in engine/train/grpo.py, which the loop calls for it; its
+    # batches are prompts, batched as SFT examples are.
+    "grpo": lambda _config: replace(SFT, name="grpo"),
 }
-"""Each objective's builder; the grpo branch plugs in here."""
+"""Each objective's builder."""
 
 
 def choose_objective(config: RunConfig) -> Objective | None:

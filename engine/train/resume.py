@@ -27,12 +27,15 @@ class Counters:
     bad_evals: int = 0
     """Evaluations in a row that did not beat `best`."""
     best_step: int | None = None
+    sampling_rng: str | None = None
+    """GRPO's sampling generator state (engine.train.sampling), None for other objectives."""
 
     def to_state(self, diagnoser: Diagnoser) -> dict[str, Any]:
         """The counters and the diagnoser's memory, as saved beside the weights."""
+        sampling = {"sampling_rng": self.sampling_rng} if self.sampling_rng is not None else {}
         return {"best_val_loss": self.best, "bad_evals": self.bad_evals, "best_step": self.best_step,
                 "step_losses": diagnoser.step_losses, "val_losses": diagnoser.val_losses,
-                "train_means": diagnoser.train_means, "said": sorted(diagnoser.said)}
+                "train_means": diagnoser.train_means, "said": sorted(diagnoser.said), **sampling}
 
 
 def restore(checkpoint: Path, parts: TrainingSetup) -> Counters:
@@ -43,4 +46,5 @@ def restore(checkpoint: Path, parts: TrainingSetup) -> Counters:
     diagnoser.val_losses = state.get("val_losses", [])
     diagnoser.train_means = state.get("train_means", [])
     diagnoser.said = set(state.get("said", []))
-    return Counters(state["step"], state.get("best_val_loss"), state.get("bad_evals", 0), state.get("best_step"))
+    return Counters(state["step"], state.get("best_val_loss"), state.get("bad_evals", 0), state.get("best_step"),
+                    state.get("sampling_rng"))

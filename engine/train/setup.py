@@ -106,7 +106,7 @@ def _set_up_model(config: RunConfig, base: Any, decoder_kernels: DecoderKernels,
     objective = choose_objective(config)
     if objective is None:
         raise PreflightError(f"objective = {config.objective} has no trainer in this ftui",
-                             "train with objective = sft, dpo or orpo")
+                             "train with objective = sft, dpo, orpo or grpo")
     model = apply_method(base, config)
     adapter_groups = fuse_shared_input_adapters(model) if config.method != "full" else 0
     use_packed_bits_dropout(model, precision.device)

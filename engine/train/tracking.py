@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.config.schema import RunConfig
-from engine.events import EvalLogged, StepLogged, TrainFailed, TrainFinished, TrainStarted
+from engine.events import EvalLogged, RewardLogged, StepLogged, TrainFailed, TrainFinished, TrainStarted
 
 ERROR_LOG = "tracking-error.log"
 STATE_FILE = "trackers.json"
@@ -42,6 +42,10 @@ def metrics(event: Any) -> tuple[int, dict[str, float]] | None:
     if isinstance(event, EvalLogged):
         return event.step, {"eval/loss": event.val_loss, "eval/best_loss": event.best_val_loss,
                             **{f"eval/{k}": v for k, v in event.metrics.items()}}
+    if isinstance(event, RewardLogged):
+        return event.step, {"grpo/reward": event.reward, "grpo/kl": event.kl,
+                            "grpo/completion_tokens": event.completion_tokens,
+                            **{f"grpo/reward_{name}": value for name, value in event.rewards.items()}}
     return None
 
 

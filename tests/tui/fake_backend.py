@@ -31,6 +31,7 @@ from engine.events import (
     ExportFinished,
     ExportVerified,
     Progress,
+    RewardLogged,
     StepLogged,
     TrainFailed,
     TrainFinished,
@@ -312,6 +313,9 @@ class FakeBackend:
             emit(StepLogged(step, total, step / total * config.epochs, loss, config.learning_rate, 1.1,
                             1500.0, step * 0.5, (total - step) * 0.5, 0.42, gpu_used_gib=used, gpu_util=busy,
                             metrics=figures))
+            if config.objective == "grpo":  # rewards that climb as a GRPO run's would
+                emit(RewardLogged(step, 0.1 * step, {"format": min(1.0, 0.2 * step), "answer": 0.05 * step}, 0.001 * step,
+                                  6.0, "How do I list containers?", f"Run: `docker ps` #{step}", 0.1 * step))
             self._record(run_dir, config, "running", step, total, best)
             if step % 4 == 0:
                 val = loss + 0.1 + val_offset

@@ -23,10 +23,12 @@ class CompareScreen(FtuiScreen):
             "every run of the sweep the cursor was on, one colour each, named in the legend. The chart "
             "starts with validation loss, what a sweep chooses by; t switches to training loss and, when "
             "the runs trained with dpo or orpo, to their reward margin. The table has each run's steps, last "
-            "training loss and best validation loss with its step.")
-    BINDINGS = [Binding("t", "toggle_curve", "Train/val", id="toggle")]
+            "training loss and best validation loss with its step. w shows the mean reward of GRPO runs "
+            "instead, and back.")
+    BINDINGS = [Binding("t", "toggle_curve", "Train/val", id="toggle"),
+                Binding("w", "toggle_reward", "Reward", id="reward")]
     KINDS = ("validation", "training", "margin")
-    """What the chart can show, in the order t cycles through them (margin only for runs that log one)."""
+    """What t cycles through (margin only for runs that log one); w switches to GRPO's mean reward."""
 
     def __init__(self, run_dirs: list[str]) -> None:
         super().__init__()
@@ -62,11 +64,14 @@ class CompareScreen(FtuiScreen):
         kind = self.kind
         series = [(c.run, list(self._points(c, kind))) for c in self.curves]
         last = max((c.train[-1][0] for c in self.curves if c.train), default=0)
-        what = "reward margin" if kind == "margin" else f"{kind} loss"
-        self.query_one(CurvesPlot).show(f"{what} by step", series, last)
-        following = self._next_kind()
-        after = "reward margin" if following == "margin" else f"{following} loss"
-        note = Text(f"{what.capitalize()} of {len(self.curves)} run(s); t shows {after}.")
+        what = {"margin": "reward margin", "reward": "reward"}.get(kind, f"{kind} loss")
+        self.query_one(CurvesPlot).show(f"{'mean ' if kind == 'reward' else ''}{what} by step", series, last)
+        if kind == "reward":
+            note = Text(f"Mean reward of {len(self.curves)} run(s); w shows their loss.")
+        else:
+            following = self._next_kind()
+            after = "reward margin" if following == "margin" else f"{following} loss"
+            note = Text(f"{what.capitalize()} of {len(self.curves)} run(s); t shows {after}.")
         empty = [name for name, points in series if not points]
         if empty:
             note.append(f" No {what} points in {', '.join(empty)}.", style="yellow")
@@ -76,14 +81,20 @@ class CompareScreen(FtuiScreen):
 
     @staticmethod
     def _points(curves: Curves, kind: str) -> tuple[tuple[int, float], ...]:
+        if kind == "reward":
+            return curves.reward
         if kind == "margin":
             return curves.metrics.get("margin", ())
         return curves.train if kind == "training" else curves.val
 
     def _next_kind(self) -> str:
         kinds = [k for k in self.KINDS if k != "margin" or any("margin" in c.metrics for c in self.curves)]
-        return kinds[(kinds.index(self.kind) + 1) % len(kinds)]
+        return kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else kinds[0]
 
     def action_toggle_curve(self) -> None:
         self.kind = self._next_kind()
+        self.show_curves()
+
+    def action_toggle_reward(self) -> None:
+        self.kind = "validation" if self.kind == "reward" else "reward"
         self.show_curves()

@@ -28,6 +28,8 @@ from tui.widgets.toggles import TextSwitch
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("name", "model", "method", "trust_remote_code")),
     ("Objective", ("objective", "dpo_beta", "dpo_loss", "orpo_lambda")),
+    ("GRPO", ("grpo_group_size", "grpo_max_completion_tokens", "grpo_temperature", "grpo_kl_beta",
+              "grpo_clip_epsilon", "grpo_iterations", "rewards", "reward_format", "reward_file")),
     ("Data", ("dataset", "dataset_format", "max_seq_len", "packing", "system_prompt", "train_on_responses_only",
               "max_bad_share", "columns", "roles", "messages_field", "dataset_split")),
     ("LoRA", ("lora_r", "lora_alpha", "lora_dropout", "target_modules")),
@@ -42,8 +44,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Notifications", ("notify_url", "notify_command")),
 )
 CHOICES = {
-    "method": ("lora", "qlora", "dora", "full"),
     "objective": ("sft", "dpo", "orpo", "grpo"),
+    "method": ("lora", "qlora", "dora", "full"),
     "dpo_loss": ("sigmoid", "ipo"),
     "dataset_format": ("auto", "alpaca", "sharegpt", "messages", "text", "prompt_completion", "preference"),
     "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),

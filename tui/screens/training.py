@@ -21,6 +21,7 @@ from tui.widgets.curves_plot import CurvesPlot
 from tui.widgets.footer import Footer
 from tui.widgets.gpu_use import GpuUse
 from tui.widgets.loss_plot import LossPlot
+from tui.widgets.reward_panel import RewardPanel
 
 REDRAW_S = 0.25
 
@@ -60,6 +61,7 @@ class TrainingScreen(FtuiScreen):
         with Horizontal(id="train-curves"):
             yield LossPlot(id="loss")
             yield CurvesPlot(id="objective-curves")
+        yield RewardPanel(id="rewards")
         yield RichLog(id="train-log", max_lines=2000, wrap=True)
         yield Footer()
 
@@ -186,11 +188,12 @@ class TrainingScreen(FtuiScreen):
         progress.display = bool(log.total_steps) or log.active
         progress.update(total=log.total_steps or None, progress=step.step if step else 0)
         # plotext redraws the whole chart in Python: only when there is something new on it.
-        plotted = (len(log.train_points), len(log.val_points), log.total_steps)
+        plotted = (len(log.train_points), len(log.val_points), len(log.rewards), log.total_steps)
         if log is not self._plotted_log or plotted != self._plotted:
             self._plotted_log, self._plotted = log, plotted
             self.query_one(LossPlot).show(log.train_points, log.val_points, log.total_steps)
             self._show_objective_curves()
+            self.query_one(RewardPanel).show(log.rewards, log.total_steps)
 
     def _show_objective_curves(self) -> None:
         """The objective's rewards and margin beside the loss; hidden for a run that logs none (SFT).
