@@ -24,8 +24,10 @@ def normalised(text: str) -> str:
 
 
 def user_prompts(path: Path) -> list[str]:
+    """The user turns of a file's rows: conversations, or preference rows' `prompt` (TRL's form)."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [m["content"] for row in rows for m in row["messages"] if m["role"] == "user"]
+    return [m["content"] for row in rows
+            for m in row.get("messages") or [{"role": "user", "content": row["prompt"]}] if m["role"] == "user"]
 
 
 @pytest.fixture(scope="module")
