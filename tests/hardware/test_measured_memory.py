@@ -93,5 +93,5 @@ def test_the_home_screens_recommendation_is_checked_against_the_forms_output_fol
     runs = tmp_path / "runs"
     a_run(runs, "demo", "2026-12-01T00:00", load_preset("demo").apply(), "cpu bfloat16 autocast", over=1.5)
     cpu = HardwareReport((), 2, 24.0, None, "no GPU")
-    assert "raised 1.50x" in Backend().recommend(cpu, str(runs)).reason
-    assert "measured" not in Backend().recommend(cpu, str(tmp_path / "elsewhere")).reason
+    assert "raised 1.50x" in Backend().recommend(cpu, output_dir=str(runs)).reason
+    assert "measured" not in Backend().recommend(cpu, output_dir=str(tmp_path / "elsewhere")).reason

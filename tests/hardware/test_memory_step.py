@@ -45,7 +45,7 @@ def build(vocab: int):
 
 
 def one_step(model, optimizer, batch, n):
-    from engine.train.step import token_loss_sum
+    from engine.train.loss import token_loss_sum
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = token_loss_sum(model, batch, fast=True)

@@ -13,8 +13,7 @@ torch = pytest.importorskip("torch")
 
 from engine.train import loss as loss_module  # noqa: E402
 from engine.train.batching import collate  # noqa: E402
-from engine.train.loss import linear_cross_entropy  # noqa: E402
-from engine.train.step import token_loss_sum  # noqa: E402
+from engine.train.loss import linear_cross_entropy, token_loss_sum  # noqa: E402
 from tests.train.tiny import make_examples  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from engine.data.types import TokenizedExample  # noqa: E402
 from engine.events import StepLogged, TrainStarted  # noqa: E402
 from engine.train import varlen_attention  # noqa: E402
 from engine.train.batching import collate, pad_share, split_by_tokens  # noqa: E402
-from engine.train.step import token_loss_sum  # noqa: E402
+from engine.train.loss import token_loss_sum  # noqa: E402
 from engine.train.varlen_attention import SEGMENTS, use_varlen_attention  # noqa: E402
 from tests.train.test_loss import adapted, grads  # noqa: E402
 from tests.train.tiny import make_examples, run_tiny, tiny_config  # noqa: E402
