@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _other_families(rec: object, args: argparse.Namespace) -> None:
     from engine.hardware.recommend import best_per_family
 
-    print("\nBest fit per family on this card (--family NAME plans within one; GGUF export is built for "
-          "llama only, the others need export_gguf = false):")
+    print("\nBest fit per family on this card (--family NAME plans within one):")
     for plan in best_per_family(rec.free_gib, args.seq_len):  # type: ignore[attr-defined]
         fit = (f"{plan.method}, batch {plan.batch_size}, {plan.peak_gib:.1f} GiB" if plan.fits
                else f"nothing fits ({plan.model} {plan.method} needs {plan.peak_gib:.1f} GiB)")
