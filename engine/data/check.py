@@ -15,6 +15,7 @@ from engine.data.mapping import DataMapping
 from engine.data.prepare import fit
 from engine.data.readers import DatasetError, read_rows
 from engine.data.render import RenderError, render
+from engine.data.rl_prompts import prompt_row
 from engine.data.types import DataProblem
 from engine.display import printable
 from engine.files.paths import resolve_project_path
@@ -163,10 +164,12 @@ REPLY_FIELDS = ("completion", "chosen", "output", "messages", "conversations", "
 
 
 def _prompt_rows(path: str, split: str) -> bool:
-    """Whether every row holds a `prompt` and no reply: what GRPO trains on."""
-    rows = [item[1] for item in read_rows(path, split) if not isinstance(item, DataProblem)]
+    """Whether every row is a prompt and no reply (a `prompt` text, or `messages` ending with a user
+    turn, as engine/data/rl_prompts.py reads them): what GRPO trains on."""
+    rows = [item for item in read_rows(path, split) if not isinstance(item, DataProblem)]
     return bool(rows) and all(
-        isinstance(row, dict) and row.get("prompt") and not any(k in row for k in REPLY_FIELDS) for row in rows)
+        not isinstance(prompt_row(row, path, line), DataProblem)
+        and not any(k in row for k in REPLY_FIELDS if k != "messages") for line, row in rows)
 
 
 def _segments(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[Segment, ...]:

@@ -52,7 +52,7 @@ def read_rl_prompts(config: Any, tokenizer: Any) -> RlData:
             continue
         rows += 1
         line, row = item
-        parsed = _row(row, path, line)
+        parsed = prompt_row(row, path, line)
         if isinstance(parsed, DataProblem):
             problems.append(parsed)
             continue
@@ -82,7 +82,8 @@ def read_rl_prompts(config: Any, tokenizer: Any) -> RlData:
     return RlData(PreparedData(tuple(examples), (), "prompts", tuple(problems)), tuple(prompts))
 
 
-def _row(row: Any, path: str, line: int) -> tuple[Conversation, str | None] | DataProblem:
+def prompt_row(row: Any, path: str, line: int) -> tuple[Conversation, str | None] | DataProblem:
+    """A GRPO prompt row: a `prompt` text or `messages` ending with a user turn, with an optional `expected`."""
     if not isinstance(row, dict):
         return DataProblem(path, line, None, f"expected an object, got {type(row).__name__}")
     expected = row.get("expected")

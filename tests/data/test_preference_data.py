@@ -55,6 +55,13 @@ def test_data_check_says_which_objectives_a_file_can_feed(tmp_path, fixture_path
     report = check(prompts)
     assert report.objectives == ("grpo",) and report.refusal is None
     assert report.to_dict()["objectives"] == ["grpo"]
+    conversations = write(tmp_path / "asked.jsonl", [
+        {"messages": [{"role": "system", "content": "One command."}, {"role": "user", "content": "List containers"}],
+         "expected": "docker ps"}])
+    assert check(conversations).objectives == ("grpo",)  # messages ending with the user's turn
+    answered = write(tmp_path / "answered.jsonl", [
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}])
+    assert check(answered).objectives == ("sft",)
 
 
 def test_a_dpo_run_on_conversations_is_refused_naming_the_file_and_the_field(fixture_path, tokenizer):
