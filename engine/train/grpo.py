@@ -25,7 +25,7 @@ from engine.events import RewardLogged
 from engine.train.rewards import Answer, Reward, build_rewards, score
 from engine.train.sampling import new_generator, sample, stop_ids
 from engine.train.setup import TrainingSetup, autocast_for
-from engine.train.step import OutOfMemory, StepStats
+from engine.train.step import OutOfMemory, StepStats, apply_gradients
 
 STD_FLOOR = 1e-4
 """Added to a group's reward spread, as TRL does: a group whose answers all scored alike gets zero advantages."""
@@ -174,14 +174,7 @@ class GrpoRun:
                 raise OutOfMemory(step, b.ids.shape[0], b.ids.shape[1]) from None
             loss_sum += float(loss.detach())
             kl_sum += float(kl)
-        if scaler:
-            scaler.unscale_(optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        grad_norm = apply_gradients(parts, max_grad_norm)
         optimizer.zero_grad(set_to_none=True)
         return loss_sum, kl_sum, grad_norm
 

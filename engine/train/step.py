@@ -83,14 +83,7 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
             if figures is not None:
                 metric_sums = [a + b for a, b in zip(metric_sums, figures.tolist(), strict=True)]
     try:
-        if scaler:
-            scaler.unscale_(optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        grad_norm = apply_gradients(parts, max_grad_norm)
     except torch.OutOfMemoryError:
         optimizer.zero_grad(set_to_none=True)
         longest = max(micro, key=len)
@@ -105,6 +98,22 @@ def optimizer_step(parts: TrainingSetup, micro: list[list[TokenizedExample]], st
 def _split(out: Any) -> tuple[Any, Any]:
     """An objective's loss output as (summed loss, summed metrics or None)."""
     return out if isinstance(out, tuple) else (out, None)
+
+
+def apply_gradients(parts: TrainingSetup, max_grad_norm: float) -> float:
+    """Unscale (fp16), clip and take the optimizer step on the accumulated gradients; the norm before clipping."""
+    import torch
+
+    scaler, optimizer = parts.scaler, parts.optimizer
+    if scaler:
+        scaler.unscale_(optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(parts.params, max_grad_norm))
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return grad_norm
 
 
 def evaluate_loss(model: Any, examples: tuple[TokenizedExample, ...], batch_size: int, pad_id: int,
