@@ -201,16 +201,17 @@ Event = (
     | ExportFailed
     | EvalFailed
 )
-EventSink = Callable[[Any], None]
-_EVENT_TYPES: dict[str, type] = {t.__name__: t for t in Event.__args__}
+EventSink = Callable[[Event], None]
+"""Where long work reports: a face's printer or message poster, a test's recorder, or `ignore`."""
+_EVENT_TYPES: dict[str, type[Event]] = {t.__name__: t for t in Event.__args__}
 
 
-def to_record(event: Any) -> dict[str, Any]:
+def to_record(event: Event) -> dict[str, Any]:
     """A JSON-ready dict with the event's type name under "event"."""
     return {"event": type(event).__name__, **dataclasses.asdict(event)}
 
 
-def from_record(record: dict[str, Any]) -> Any | None:
+def from_record(record: dict[str, Any]) -> Event | None:
     """The event a `to_record` dict describes, or None for an unknown event type. Keys that are
     not the event's fields (the run directory adds a timestamp) are left out."""
     kind = _EVENT_TYPES.get(record.get("event", ""))
@@ -220,5 +221,5 @@ def from_record(record: dict[str, Any]) -> Any | None:
     return kind(**{k: v for k, v in record.items() if k in names})
 
 
-def ignore(_event: Any) -> None:
+def ignore(_event: Event) -> None:
     """An `on_event` for callers that do not watch progress."""

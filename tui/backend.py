@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config.presets import Preset
 from engine.config.schema import RunConfig
-from engine.events import ignore
+from engine.events import Event, EventSink, ignore
 
 if TYPE_CHECKING:
     from engine.data import DataReport
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from engine.runs.forecast import Forecast
     from engine.sweep import SweepResult, Variant
     from engine.train import RunResult
-
-EventSink = Callable[[Any], None]
 
 
 class ChatLike(Protocol):
@@ -64,7 +62,7 @@ class EngineBackend(Protocol):
               resume: str | None = None, leave: threading.Event | None = None) -> RunResult | None: ...
     def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
                leave: threading.Event | None = None,
-               on_backlog: Callable[[list[Any]], None] | None = None) -> RunResult | None: ...
+               on_backlog: Callable[[list[Event]], None] | None = None) -> RunResult | None: ...
     def sweep(self, variants: list[Variant], on_event: EventSink, stop: threading.Event,
               measure_retention: bool = False, leave: threading.Event | None = None) -> SweepResult: ...
     def gpu_holders(self, output_dir: str) -> list[GpuHolder]: ...
@@ -77,7 +75,7 @@ class EngineBackend(Protocol):
     def list_runs(self, output_dir: str = "runs") -> list[RunInfo]: ...
     def run_info(self, run_dir: str) -> RunInfo: ...
     def run_config(self, run_dir: str) -> RunConfig: ...
-    def run_events(self, run_dir: str) -> list[Any]: ...
+    def run_events(self, run_dir: str) -> list[Event]: ...
     def run_curves(self, run_dir: str) -> Curves: ...
     def delete_run(self, run_dir: str) -> None: ...
     def queue(self, output_dir: str) -> Queue: ...
@@ -167,7 +165,7 @@ class Backend:
 
     def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
                leave: threading.Event | None = None,
-               on_backlog: Callable[[list[Any]], None] | None = None) -> RunResult | None:
+               on_backlog: Callable[[list[Event]], None] | None = None) -> RunResult | None:
         """A run another process trains: its events so far (to `on_backlog` in one list), then
         each new one, live, until it ends or `leave` is set."""
         from engine.train.detached import attach
@@ -241,7 +239,7 @@ class Backend:
 
         return read_config(run_dir)
 
-    def run_events(self, run_dir: str) -> list[Any]:
+    def run_events(self, run_dir: str) -> list[Event]:
         """The events a run logged, read back from metrics.jsonl, to redraw its charts."""
         from engine.runs import read_events
 

@@ -9,10 +9,9 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engine.config.presets import Preset, list_presets, save_preset
 from engine.config.schema import RunConfig
@@ -26,6 +25,7 @@ from engine.events import (
     CheckpointSaved,
     Diagnosis,
     EvalLogged,
+    Event,
     EventSink,
     ExportFileWritten,
     ExportFinished,
@@ -235,7 +235,8 @@ class FakeBackend:
         return self._steps(run_dir, config, start, emit, stop, leave)
 
     def attach(self, run_dir: str, on_event: EventSink, stop: threading.Event,
-               leave: threading.Event | None = None, on_backlog=None) -> RunResult | None:
+               leave: threading.Event | None = None,
+               on_backlog: Callable[[list[Event]], None] | None = None) -> RunResult | None:
         """A run "trained by another process": what it logged so far, then the rest of its steps."""
         self.calls.append(("attach", run_dir))
         log = self.events.setdefault(run_dir, [])
@@ -397,7 +398,7 @@ class FakeBackend:
     def run_config(self, run_dir: str) -> RunConfig:
         return self._configs[run_dir]
 
-    def run_events(self, run_dir: str) -> list[Any]:
+    def run_events(self, run_dir: str) -> list[Event]:
         return list(self.events.get(run_dir, []))
 
     def run_curves(self, run_dir: str) -> Curves:
