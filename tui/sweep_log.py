@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from engine.events import Progress, TrainStarted
+from engine.events import Event, Progress, TrainStarted
 from tui.training_log import TrainingLog
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class SweepLog:
     def active(self) -> bool:
         return self.status in ("running", "stopping")
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: Event) -> None:
         """Record one event of the variant in training."""
         self.version += 1
         if isinstance(event, Progress) and event.stage == "sweep":

@@ -4,12 +4,19 @@ reopened (or rebuilt from a past run's metrics.jsonl) without losing a point."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import assert_never
 
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
+    EvalFailed,
     EvalLogged,
+    Event,
+    ExportFailed,
+    ExportFileWritten,
+    ExportFinished,
+    ExportStageStarted,
+    ExportVerified,
     Progress,
     RewardLogged,
     StepLogged,
@@ -51,77 +58,87 @@ class TrainingLog:
             return self.last_step.total_steps
         return self.started.total_steps if self.started else 0
 
-    def apply(self, event: Any) -> str | None:
+    def apply(self, event: Event) -> str | None:
         """Record one event; return the log line it adds, if any."""
         line = self._line(event)
         if line:
             self.lines.append(line)
         return line
 
-    def _line(self, event: Any) -> str | None:
-        if isinstance(event, Progress):
-            if self.status == "idle":
-                self.status = "preparing"
-            total = f"/{event.total:g}" if event.total else ""
-            return f"{event.stage}: {event.done:g}{total} {event.unit} {event.message}".rstrip()
-        if isinstance(event, TrainStarted):
-            self.status = "running" if self.status != "stopping" else "stopping"
-            self.started = event
-            self.run_dir = event.run_dir
-            self.finished = self.failed = None
-            # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
-            self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
-            self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
-            self.metric_points = {k: [p for p in v if p[0] <= event.start_step] for k, v in self.metric_points.items()}
-            self.gpu_points = [p for p in self.gpu_points if p[0] <= event.start_step]
-            self.rewards = [r for r in self.rewards if r.step <= event.start_step]
-            self.best_val_loss = min((v for _, v in self.val_points), default=None)
-            # The last session's rate, ETA and memory are not this one's: figures come with its first step.
-            self.last_step = None
-            resumed = f", resumed at step {event.start_step}" if event.start_step else ""
-            return (f"started {event.run_dir} on {event.device}: {event.total_steps} steps, "
-                    f"{event.train_examples} train / {event.val_examples} val examples, "
-                    f"{event.trainable_params:,} of {event.total_params:,} parameters trained, "
-                    f"{event.pad_share:.0%} padding{resumed}" + (f"; {event.prediction}" if event.prediction else ""))
-        if isinstance(event, StepLogged):
-            self.last_step = event
-            self.train_points.append((event.step, event.loss))
-            for name, value in event.metrics.items():
-                self.metric_points.setdefault(name, []).append((event.step, value))
-            if event.gpu_used_gib is not None or event.gpu_util is not None:
-                self.gpu_points.append((event.step, event.gpu_used_gib, event.gpu_util))
-            return None
-        if isinstance(event, RewardLogged):
-            self.rewards.append(event)
-            return None
-        if isinstance(event, EvalLogged):
-            self.val_points.append((event.step, event.val_loss))
-            self.best_val_loss = event.best_val_loss
-            held = "".join(f", {_metric_text(k, v)}" for k, v in event.metrics.items())
-            return f"step {event.step}: validation loss {event.val_loss:.4f} (best {event.best_val_loss:.4f}){held}"
-        if isinstance(event, CheckpointSaved):
-            self.checkpoints.append(event)
-            return f"step {event.step}: checkpoint ({event.reason}) {event.path}"
-        if isinstance(event, Diagnosis):
-            self.diagnoses.append(event)
-            return f"step {event.step}: {event.kind}: {event.message} {event.advice}"
-        if isinstance(event, TrainFinished):
-            self.finished = event
-            self.run_dir = event.run_dir
-            self.status = "stopped" if event.stopped else "finished"
-            best = f", best validation loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
-            # A finished run's reason only repeats the step count; a stopped run's says why.
-            why = f" {event.reason}" if event.stopped else ""
-            return f"{self.status} after {event.steps} steps: loss {event.final_loss:.4f}{best}.{why}"
-        if isinstance(event, TrainFailed):
-            self.failed = event
-            self.status = "failed"
-            at = f" at step {event.step}" if event.step is not None else ""
-            return f"failed{at}: {event.reason} {event.advice}"
-        return None
+    def _line(self, event: Event) -> str | None:
+        # One case per event type: a new one fails mypy here until the training screen handles it.
+        match event:
+            case Progress():
+                if self.status == "idle":
+                    self.status = "preparing"
+                total = f"/{event.total:g}" if event.total else ""
+                return f"{event.stage}: {event.done:g}{total} {event.unit} {event.message}".rstrip()
+            case TrainStarted():
+                self.status = "running" if self.status != "stopping" else "stopping"
+                self.started = event
+                self.run_dir = event.run_dir
+                self.finished = self.failed = None
+                # A resumed session goes on from its checkpoint: what the last one logged after it is gone.
+                self.train_points = [p for p in self.train_points if p[0] <= event.start_step]
+                self.val_points = [p for p in self.val_points if p[0] <= event.start_step]
+                self.metric_points = {k: [p for p in v if p[0] <= event.start_step]
+                                      for k, v in self.metric_points.items()}
+                self.gpu_points = [p for p in self.gpu_points if p[0] <= event.start_step]
+                self.rewards = [r for r in self.rewards if r.step <= event.start_step]
+                self.best_val_loss = min((v for _, v in self.val_points), default=None)
+                # The last session's rate, ETA and memory are not this one's: figures come with its first step.
+                self.last_step = None
+                resumed = f", resumed at step {event.start_step}" if event.start_step else ""
+                return (f"started {event.run_dir} on {event.device}: {event.total_steps} steps, "
+                        f"{event.train_examples} train / {event.val_examples} val examples, "
+                        f"{event.trainable_params:,} of {event.total_params:,} parameters trained, "
+                        f"{event.pad_share:.0%} padding{resumed}"
+                        + (f"; {event.prediction}" if event.prediction else ""))
+            case StepLogged():
+                self.last_step = event
+                self.train_points.append((event.step, event.loss))
+                for name, value in event.metrics.items():
+                    self.metric_points.setdefault(name, []).append((event.step, value))
+                if event.gpu_used_gib is not None or event.gpu_util is not None:
+                    self.gpu_points.append((event.step, event.gpu_used_gib, event.gpu_util))
+                return None
+            case RewardLogged():
+                self.rewards.append(event)
+                return None
+            case EvalLogged():
+                self.val_points.append((event.step, event.val_loss))
+                self.best_val_loss = event.best_val_loss
+                held = "".join(f", {_metric_text(k, v)}" for k, v in event.metrics.items())
+                return (f"step {event.step}: validation loss {event.val_loss:.4f} "
+                        f"(best {event.best_val_loss:.4f}){held}")
+            case CheckpointSaved():
+                self.checkpoints.append(event)
+                return f"step {event.step}: checkpoint ({event.reason}) {event.path}"
+            case Diagnosis():
+                self.diagnoses.append(event)
+                return f"step {event.step}: {event.kind}: {event.message} {event.advice}"
+            case TrainFinished():
+                self.finished = event
+                self.run_dir = event.run_dir
+                self.status = "stopped" if event.stopped else "finished"
+                best = f", best validation loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
+                # A finished run's reason only repeats the step count; a stopped run's says why.
+                why = f" {event.reason}" if event.stopped else ""
+                return f"{self.status} after {event.steps} steps: loss {event.final_loss:.4f}{best}.{why}"
+            case TrainFailed():
+                self.failed = event
+                self.status = "failed"
+                at = f" at step {event.step}" if event.step is not None else ""
+                return f"failed{at}: {event.reason} {event.advice}"
+            case ExportStageStarted() | ExportFileWritten() | ExportVerified() | ExportFinished() | ExportFailed():
+                return None  # an export's events: the export screen shows them, a run logs none
+            case EvalFailed():
+                return None  # the evaluation's failure: the export screen shows it
+            case _:
+                assert_never(event)
 
     @classmethod
-    def replay(cls, events: list[Any], status: str, run_dir: str) -> TrainingLog:
+    def replay(cls, events: list[Event], status: str, run_dir: str) -> TrainingLog:
         log = cls(status="running", run_dir=run_dir)
         for event in events:
             log.apply(event)

@@ -23,14 +23,21 @@ import threading
 import time
 from pathlib import Path
 from shlex import quote
-from typing import Any, TextIO
+from typing import Any, TextIO, assert_never
 
 from cli.output import fail
 from engine.config.schema import ConfigError, Problem, RunConfig
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
+    EvalFailed,
     EvalLogged,
+    Event,
+    ExportFailed,
+    ExportFileWritten,
+    ExportFinished,
+    ExportStageStarted,
+    ExportVerified,
     Progress,
     RewardLogged,
     StepLogged,
@@ -254,48 +261,56 @@ class ProgressView:
         self.out.flush()
         self.bar_open = True
 
-    def show(self, e: Any) -> None:
-        if isinstance(e, Progress):
-            now = time.monotonic()
-            final = e.total is not None and e.done >= e.total
-            # Piped output keeps one line per stage rather than one per tokenized conversation.
-            if final or now - self.last_progress > (0.5 if self.tty else 5.0):
-                self.last_progress = now
-                amount = f" {e.done:.0f}/{e.total:.0f} {e.unit}".rstrip() if e.total else ""
-                self.bar(f"{e.stage}:{amount} {e.message}".strip())
-        elif isinstance(e, TrainStarted):
-            resumed = f", resuming at step {e.start_step}" if e.start_step else ""
-            self.line(f"Training {e.train_examples} examples ({e.val_examples} held out) for {e.total_steps} "
-                      f"steps on {e.device}{resumed}\n  {e.trainable_params:,} of {e.total_params:,} parameters "
-                      f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}"
-                      + (f"\n  {e.prediction}" if e.prediction else ""))
-        elif isinstance(e, StepLogged):
-            done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
-            self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "
-                     f"loss {e.loss:.4f}  {_pair_figures(e.metrics)}lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
-                     f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
-                     + (f"  GPU {e.gpu_util}%" if e.gpu_util is not None else "")
-                     + (f" {e.gpu_used_gib:.1f} GiB used" if e.gpu_used_gib is not None else ""))
-        elif isinstance(e, RewardLogged):
-            each = ", ".join(f"{name} {value:.2f}" for name, value in e.rewards.items())
-            self.line(f"  step {e.step}: reward {e.reward:.3f} ({each})  KL {e.kl:.4f}  {e.completion_tokens:.1f} tokens; "
-                      f"e.g. {e.sample[:70]!r} -> {e.sample_reward:.2f}")
-        elif isinstance(e, EvalLogged):
-            held = f"; held-out {_pair_figures(e.metrics).strip()}" if e.metrics else ""
-            self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f}){held}")
-        elif isinstance(e, CheckpointSaved):
-            checkpoint = Path(e.path).parent.name == "checkpoints"
-            what = f"{e.reason} checkpoint" if checkpoint else f"{e.reason} weights"
-            self.line(f"  saved {what} at step {e.step}: {e.path}")
-        elif isinstance(e, Diagnosis):
-            self.line(f"  ! {e.kind} at step {e.step}: {e.message}\n    advice: {e.advice}")
-        elif isinstance(e, TrainFinished):
-            best = f", best validation loss {e.best_val_loss:.4f}" if e.best_val_loss is not None else ""
-            self.line(f"{'Stopped' if e.stopped else 'Finished'}: {e.reason}; final loss {e.final_loss:.4f}{best}\n"
-                      f"  weights: {e.adapter_dir}\n  next: ftui export {quote(str(e.run_dir))}")
-        elif isinstance(e, TrainFailed):
-            where = f" at step {e.step}" if e.step else ""
-            self.line(f"ftui: training failed{where}: {e.reason}\n  what to change: {e.advice}", err=True)
+    def show(self, e: Event) -> None:
+        # One case per event type: a new one fails mypy here until the CLI prints it (or says why not).
+        match e:
+            case Progress():
+                now = time.monotonic()
+                final = e.total is not None and e.done >= e.total
+                # Piped output keeps one line per stage rather than one per tokenized conversation.
+                if final or now - self.last_progress > (0.5 if self.tty else 5.0):
+                    self.last_progress = now
+                    amount = f" {e.done:.0f}/{e.total:.0f} {e.unit}".rstrip() if e.total else ""
+                    self.bar(f"{e.stage}:{amount} {e.message}".strip())
+            case TrainStarted():
+                resumed = f", resuming at step {e.start_step}" if e.start_step else ""
+                self.line(f"Training {e.train_examples} examples ({e.val_examples} held out) for {e.total_steps} "
+                          f"steps on {e.device}{resumed}\n  {e.trainable_params:,} of {e.total_params:,} parameters "
+                          f"trained; padding {e.pad_share:.0%} of batch tokens; run directory {e.run_dir}"
+                          + (f"\n  {e.prediction}" if e.prediction else ""))
+            case StepLogged():
+                done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
+                self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "
+                         f"loss {e.loss:.4f}  {_pair_figures(e.metrics)}lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
+                         f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
+                         + (f"  GPU {e.gpu_util}%" if e.gpu_util is not None else "")
+                         + (f" {e.gpu_used_gib:.1f} GiB used" if e.gpu_used_gib is not None else ""))
+            case RewardLogged():
+                each = ", ".join(f"{name} {value:.2f}" for name, value in e.rewards.items())
+                self.line(f"  step {e.step}: reward {e.reward:.3f} ({each})  KL {e.kl:.4f}  "
+                          f"{e.completion_tokens:.1f} tokens; e.g. {e.sample[:70]!r} -> {e.sample_reward:.2f}")
+            case EvalLogged():
+                held = f"; held-out {_pair_figures(e.metrics).strip()}" if e.metrics else ""
+                self.line(f"  eval at step {e.step}: validation loss {e.val_loss:.4f} (best {e.best_val_loss:.4f}){held}")
+            case CheckpointSaved():
+                checkpoint = Path(e.path).parent.name == "checkpoints"
+                what = f"{e.reason} checkpoint" if checkpoint else f"{e.reason} weights"
+                self.line(f"  saved {what} at step {e.step}: {e.path}")
+            case Diagnosis():
+                self.line(f"  ! {e.kind} at step {e.step}: {e.message}\n    advice: {e.advice}")
+            case TrainFinished():
+                best = f", best validation loss {e.best_val_loss:.4f}" if e.best_val_loss is not None else ""
+                self.line(f"{'Stopped' if e.stopped else 'Finished'}: {e.reason}; final loss {e.final_loss:.4f}{best}\n"
+                          f"  weights: {e.adapter_dir}\n  next: ftui export {quote(str(e.run_dir))}")
+            case TrainFailed():
+                where = f" at step {e.step}" if e.step else ""
+                self.line(f"ftui: training failed{where}: {e.reason}\n  what to change: {e.advice}", err=True)
+            case ExportStageStarted() | ExportFileWritten() | ExportVerified() | ExportFinished() | ExportFailed():
+                pass  # a run reports none; `ftui export` prints its own (cli/commands/export.py)
+            case EvalFailed():
+                pass  # a run reports none; `ftui eval` prints it
+            case _:
+                assert_never(e)
 
 
 def _pair_figures(metrics: dict[str, float]) -> str:
