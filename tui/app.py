@@ -22,6 +22,7 @@ from typing import Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
 from textual.worker import get_current_worker
 
 from engine.config.schema import ConfigError, RunConfig
@@ -29,7 +30,15 @@ from engine.events import TrainFailed, TrainFinished, TrainStarted
 from tui.backend import Backend
 from tui.commands import ScreenCommands
 from tui.desktop_alert import desktop_sequence
-from tui.messages import EngineEventReceived, RunHistoryRead, SweepFinished, WorkFailed
+from tui.messages import (
+    EngineEventReceived,
+    RunHistoryRead,
+    SweepFinished,
+    TrainingEventLogged,
+    TrainingLogReplaced,
+    TrainingStatusChanged,
+    WorkFailed,
+)
 from tui.screens.dialogs import ConfirmScreen
 from tui.sweep_log import SweepLog
 from tui.training_log import TrainingLog
@@ -296,9 +305,14 @@ class FtuiApp(App[int]):
         self.train_done = threading.Event()
         self.exit_when_stopped = False
         self.attached = attached
-        self.get_screen("training").reset()
+        self._tell_training_screen(TrainingLogReplaced())
         self.goto("training")
         self._train(follow)
+
+    def _tell_training_screen(self, message: Message) -> None:
+        """The training screen draws the session's TrainingLog: the app says what changed in a
+        message (tui/messages.py) and never calls into the screen."""
+        self.get_screen("training").post_message(message)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def _train(self, follow: Any) -> None:
@@ -332,7 +346,7 @@ class FtuiApp(App[int]):
         if self.training.active:
             self.train_stop.set()
             self.training.status = "stopping"
-            self.get_screen("training").refresh_status()
+            self._tell_training_screen(TrainingStatusChanged())
 
     # Sweeps ------------------------------------------------------------------------------
 
@@ -382,8 +396,8 @@ class FtuiApp(App[int]):
         event = message.event
         if isinstance(event, TrainStarted):
             _freeze_heap()
-        line = self.training.apply(event)
-        self.get_screen("training").show_event(event, line)
+        self.training.apply(event)
+        self._tell_training_screen(TrainingEventLogged(event))
         if isinstance(event, (TrainFinished, TrainFailed)):
             self.alert_run_ended(event)
         if not self.training.active:
@@ -406,7 +420,7 @@ class FtuiApp(App[int]):
 
     def on_run_history_read(self, message: RunHistoryRead) -> None:
         self.training = TrainingLog.replay(message.events, "running", message.run_dir)
-        self.get_screen("training").reset()
+        self._tell_training_screen(TrainingLogReplaced())
         if not self.training.active:  # it had ended (or its process died) before ftui looked
             self.focus_run(message.run_dir)
 

@@ -11,11 +11,13 @@ from typing import Any
 
 from textual.message import Message
 
+from engine.events import Event
+
 
 class EngineEventReceived(Message):
     """An engine event (engine/events.py) arrived from the work named by `origin`."""
 
-    def __init__(self, event: Any, origin: str) -> None:
+    def __init__(self, event: Event, origin: str) -> None:
         self.event = event
         self.origin = origin
         """"train", "sweep", "export", "dataset" or "eval"."""
@@ -25,10 +27,29 @@ class EngineEventReceived(Message):
 class RunHistoryRead(Message):
     """Everything a run followed from its directory had logged when following began."""
 
-    def __init__(self, events: list[Any], run_dir: str) -> None:
+    def __init__(self, events: list[Event], run_dir: str) -> None:
         self.events = events
         self.run_dir = run_dir
         super().__init__()
+
+
+class TrainingLogReplaced(Message):
+    """The app holds a new TrainingLog in the session (a run started or followed, or the history of
+    a followed run read back): the training screen redraws from it whole."""
+
+
+class TrainingEventLogged(Message):
+    """The session's TrainingLog recorded `event` (and the log lines it adds): the training screen
+    shows what is new and reacts to the event (a banner, the end of the run)."""
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        super().__init__()
+
+
+class TrainingStatusChanged(Message):
+    """The run's status changed without an event of its own (a stop was asked): the status line
+    is redrawn."""
 
 
 class SweepFinished(Message):

@@ -14,6 +14,7 @@ from textual.containers import Horizontal
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
 from engine.events import Diagnosis, TrainFailed, TrainFinished
+from tui.messages import TrainingEventLogged, TrainingLogReplaced, TrainingStatusChanged
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
 from tui.training_log import METRIC_LABELS, metrics_text
@@ -76,12 +77,34 @@ class TrainingScreen(FtuiScreen):
         self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self.redraw_all()
 
-    def reset(self) -> None:
+    # The app tells this screen what changed in the session's TrainingLog; how it is drawn is the screen's.
+
+    def on_training_log_replaced(self, _message: TrainingLogReplaced) -> None:
         if self.is_mounted:
             self.redraw_all()
 
+    def on_training_event_logged(self, message: TrainingEventLogged) -> None:
+        if not self.is_mounted:
+            return
+        self._write_new_lines()
+        event = message.event
+        if isinstance(event, Diagnosis):
+            self._show_diagnosis()
+        if isinstance(event, TrainFinished | TrainFailed):
+            self.refresh_bindings()
+            if isinstance(event, TrainFailed):
+                self.notify(f"Training failed: {event.reason}", severity="error", timeout=10)
+            else:
+                self.notify(f"Run {'stopped' if event.stopped else 'finished'}: {event.run_dir}")
+        self._dirty = True
+        if isinstance(event, TrainFinished | TrainFailed):
+            self._redraw_if_dirty()
+
+    def on_training_status_changed(self, _message: TrainingStatusChanged) -> None:
+        self.refresh_status()
+
     def on_screen_resume(self) -> None:
-        # The screen is kept while hidden and its log follows the run (show_event), so coming
+        # The screen is kept while hidden and its log follows the run (TrainingEventLogged), so coming
         # back only needs what changed: a different run (opened from the runs screen) is
         # redrawn, the same one keeps its log and scroll position.
         if self.ftui.training is not self._shown_log or len(self.ftui.training.lines) != self._shown_lines:
@@ -108,23 +131,17 @@ class TrainingScreen(FtuiScreen):
         widget = self.query_one(RichLog)
         widget.auto_scroll = scroll_y >= widget.max_scroll_y
 
-    def show_event(self, event: object, line: str | None) -> None:
-        if not self.is_mounted:
-            return
-        if line:
-            self.query_one(RichLog).write(line)
-            self._shown_lines += 1
-        if isinstance(event, Diagnosis):
-            self._show_diagnosis()
-        if isinstance(event, TrainFinished | TrainFailed):
-            self.refresh_bindings()
-            if isinstance(event, TrainFailed):
-                self.notify(f"Training failed: {event.reason}", severity="error", timeout=10)
-            else:
-                self.notify(f"Run {'stopped' if event.stopped else 'finished'}: {event.run_dir}")
-        self._dirty = True
-        if isinstance(event, TrainFinished | TrainFailed):
-            self._redraw_if_dirty()
+    def _write_new_lines(self) -> None:
+        """The lines the log gained since last shown. Messages wait in this screen's queue while the
+        app goes on recording, so the log may hold more lines than the event in hand added: each
+        is written once, however the messages and the redraws interleave."""
+        log = self.ftui.training
+        if log is not self._shown_log:
+            return  # a log replaced meanwhile is drawn whole (TrainingLogReplaced, or on resume)
+        widget = self.query_one(RichLog)
+        for line in log.lines[self._shown_lines:]:
+            widget.write(line)
+        self._shown_lines = len(log.lines)
 
     def refresh_status(self) -> None:
         if not self.is_mounted:
