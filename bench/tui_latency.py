@@ -214,12 +214,12 @@ async def key_latencies(rate: float | None, kind: str, keys: int, seed: int = 1)
     pace = random.Random(seed)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         if rate is None:
             await app.workers.wait_for_complete()
         await pilot.pause(1.0)
         assert isinstance(app.screen, TrainingScreen)
-        assert app.training.active == (rate is not None), app.training.status
+        assert app.session.training.active == (rate is not None), app.session.training.status
         frames = Frames(app)
         sequence = (within_training_keys if kind == "within" else switching_keys)(app)
         first_frame = frames.count
@@ -235,11 +235,11 @@ async def key_latencies(rate: float | None, kind: str, keys: int, seed: int = 1)
                 samples.append(took)
             await asyncio.sleep(pace.uniform(0.15, 0.35))
         fps = (frames.count - first_frame) / (time.perf_counter() - start)
-        active = app.training.active
+        active = app.session.training.active
         app.train_stop.set()
         await app.workers.wait_for_complete()
         await pilot.pause()
-    points = [s for s, _ in app.training.train_points]
+    points = [s for s, _ in app.session.training.train_points]
     note = f"{fps:.0f} frames/s"
     if rate is not None:
         note += (f", {len(points)} loss points, run active throughout: {active}, "

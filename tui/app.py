@@ -1,5 +1,5 @@
-"""The ftui Textual app: holds what the screens share (the config being edited, the hardware,
-the training run) and owns the worker that follows the run.
+"""The ftui Textual app: owns the session the screens share (tui/session.py: the config being
+edited, the hardware, the training run) and the workers that follow a run or a sweep.
 
 A run trains in a process of its own (engine.train.detached), so it outlives this app: closing
 ftui, a dropped SSH connection (SIGHUP) or a dead terminal leaves it training, and the next
@@ -10,14 +10,13 @@ Export and chat work in this process and end with it."""
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -27,7 +26,7 @@ from textual.worker import get_current_worker
 
 from engine.config.schema import ConfigError, RunConfig
 from engine.events import TrainFailed, TrainFinished, TrainStarted
-from tui.backend import Backend
+from tui.backend import Backend, EngineBackend
 from tui.commands import ScreenCommands
 from tui.desktop_alert import desktop_sequence
 from tui.messages import (
@@ -40,8 +39,14 @@ from tui.messages import (
     WorkFailed,
 )
 from tui.screens.dialogs import ConfirmScreen
+from tui.session import Draft, Session
 from tui.sweep_log import SweepLog
 from tui.training_log import TrainingLog
+
+if TYPE_CHECKING:
+    from engine.runs import GpuHolder
+    from engine.sweep import Variant
+    from engine.train import RunResult
 
 DEFAULT_PRESET = "demo"
 HANGUP_GRACE_S = 5.0
@@ -69,24 +74,6 @@ def _collect_run_garbage() -> None:
     gc.freeze()
 
 
-@dataclass(frozen=True)
-class Draft:
-    """The config the next run trains with, and where it came from in words ("preset demo",
-    "edited in the form"): changed together, so the source shown beside a config is its own."""
-
-    config: RunConfig
-    source: str
-
-
-@dataclass(frozen=True)
-class RunFocus:
-    """The run the export and chat screens act on, and the GGUF of that run chat opens: changed
-    together, so chat never shows one run's GGUF while evaluating another run."""
-
-    run_dir: str | None = None
-    gguf: str | None = None
-
-
 class FtuiApp(App[int]):
     TITLE = "ftui"
     SUB_TITLE = "fine-tune on this machine"
@@ -98,47 +85,19 @@ class FtuiApp(App[int]):
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True, show=False),
     ]
 
-    def __init__(self, backend: Any = None, preset: str | None = None) -> None:
+    def __init__(self, backend: EngineBackend | None = None, preset: str | None = None) -> None:
         super().__init__()
-        self.backend = backend if backend is not None else Backend()
-        self.hardware: Any = None
-        self.recommendation: Any = None
-        self.doctor: Any = None
-        """The doctor's last DoctorReport (engine/hardware/doctor.py), shown on the home screen."""
-        self.doctor_error: str | None = None
-        """Why the doctor's last pass could not run (its process crashed), or None."""
-        self.training = TrainingLog()
+        self.backend: EngineBackend = backend if backend is not None else Backend()
         self.train_stop = threading.Event()
         self.train_done = threading.Event()
         self.train_done.set()
         self.exit_when_stopped = False
-        self.sweep = SweepLog()
         self.sweep_stop = threading.Event()
         self.attached = False
         """The run shown was found training when ftui started (or opened from the runs screen)."""
-        self.run_focus = RunFocus()
         self.hangup_watchdog: threading.Timer | None = None
-        """The last trained run, or the one chosen on the runs screen."""
-        self.draft = Draft(*self._initial_config(preset))
-
-    @property
-    def config(self) -> RunConfig:
-        return self.draft.config
-
-    @property
-    def config_source(self) -> str:
-        return self.draft.source
-
-    def choose_config(self, config: RunConfig, source: str) -> None:
-        self.draft = Draft(config, source)
-
-    def focus_run(self, run_dir: str | None, gguf: str | None = None) -> None:
-        """Export and chat act on `run_dir` now; a GGUF of another run is forgotten."""
-        self.run_focus = RunFocus(run_dir, gguf)
-
-    def focus_gguf(self, gguf: str) -> None:
-        """An export of the focused run made `gguf`: chat opens it."""
-        self.run_focus = dataclasses.replace(self.run_focus, gguf=gguf)
+        self.session = Session(Draft(*self._initial_config(preset)))
+        """What the screens share (tui/session.py)."""
 
     def _initial_config(self, preset: str | None) -> tuple[RunConfig, str]:
         """The preset named on the command line, else the demo on the embedded model."""
@@ -206,7 +165,7 @@ class FtuiApp(App[int]):
 
     def terminate(self) -> None:
         """SIGTERM: stop the run (or the sweep) at a checkpoint, then exit; without one, exit now."""
-        if self.training.active or self.sweep.active:
+        if self.session.training.active or self.session.sweep.active:
             self.exit_when_stopped = True
             self.stop_training()
             self.stop_sweep()
@@ -242,12 +201,18 @@ class FtuiApp(App[int]):
 
     # Training ---------------------------------------------------------------------------
 
+    def _busy(self) -> bool:
+        """A run or a sweep is in progress (and the user is told): nothing else starts."""
+        training = self.session.training.active
+        if training or self.session.sweep.active:
+            self.notify(f"A {'run' if training else 'sweep'} is already in progress.", severity="warning")
+        return training or self.session.sweep.active
+
     def start_training(self, config: RunConfig, resume: str | None = None) -> None:
         """Start a run; on a GPU that a live ftui run already uses, ask first."""
-        if self.training.active or self.sweep.active:
-            self.notify(f"A {'run' if self.training.active else 'sweep'} is already in progress.", severity="warning")
+        if self._busy():
             return
-        if self.hardware is not None and self.hardware.gpus:
+        if self.session.hardware is not None and self.session.hardware.gpus:
             self._check_gpu_then_train(config, resume)
         else:
             self._begin_training(config, resume)
@@ -261,7 +226,7 @@ class FtuiApp(App[int]):
             holders = []
         self.call_from_thread(self._ask_then_train, config, resume, holders)
 
-    def _ask_then_train(self, config: RunConfig, resume: str | None, holders: list[Any]) -> None:
+    def _ask_then_train(self, config: RunConfig, resume: str | None, holders: list[GpuHolder]) -> None:
         if not holders:
             self._begin_training(config, resume)
             return
@@ -275,17 +240,17 @@ class FtuiApp(App[int]):
                                        "and either may run out. Start it anyway?"), answered)
 
     def _begin_training(self, config: RunConfig, resume: str | None) -> None:
-        if self.training.active or self.sweep.active:
+        if self.session.training.active or self.session.sweep.active:
             return
-        if config != self.config:
-            self.choose_config(config, "the run's own config")
+        if config != self.session.config:
+            self.session.choose_config(config, "the run's own config")
         if resume:
             # The curve so far: the new session's TrainStarted drops what came after its checkpoint.
-            self.training = TrainingLog.replay(self.backend.run_events(resume), "preparing", resume)
-            self.training.status = "preparing"
-            self.training.last_step = None  # the last session's rate and ETA: none of this one's yet
+            self.session.training = TrainingLog.replay(self.backend.run_events(resume), "preparing", resume)
+            self.session.training.status = "preparing"
+            self.session.training.last_step = None  # the last session's rate and ETA: none of this one's yet
         else:
-            self.training = TrainingLog(status="preparing")
+            self.session.training = TrainingLog(status="preparing")
         self._follow_run(lambda leave: self.backend.train(
             config, lambda e: self.post_message(EngineEventReceived(e, "train")), self.train_stop,
             resume=resume, leave=leave), attached=False)
@@ -293,14 +258,14 @@ class FtuiApp(App[int]):
     def attach_run(self, run_dir: str) -> None:
         """Show a run that trains in another process (found at start, or opened from the runs
         screen): its curve so far, then live; x stops it through its run directory."""
-        if self.training.active:
+        if self.session.training.active:
             return
-        self.training = TrainingLog(status="running", run_dir=run_dir)
+        self.session.training = TrainingLog(status="running", run_dir=run_dir)
         self._follow_run(lambda leave: self.backend.attach(
             run_dir, lambda e: self.post_message(EngineEventReceived(e, "train")), self.train_stop, leave=leave,
             on_backlog=lambda events: self.post_message(RunHistoryRead(events, run_dir))), attached=True)
 
-    def _follow_run(self, follow: Any, attached: bool) -> None:
+    def _follow_run(self, follow: Callable[[threading.Event], RunResult | None], attached: bool) -> None:
         self.train_stop = threading.Event()
         self.train_done = threading.Event()
         self.exit_when_stopped = False
@@ -315,7 +280,7 @@ class FtuiApp(App[int]):
         self.get_screen("training").post_message(message)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def _train(self, follow: Any) -> None:
+    def _train(self, follow: Callable[[threading.Event], RunResult | None]) -> None:
         worker = get_current_worker()
         try:
             # Cancelled when the app exits: the follower leaves and the run goes on.
@@ -331,38 +296,37 @@ class FtuiApp(App[int]):
     def _find_live_run(self) -> None:
         """At start: a run that trains now (started from an earlier ftui, or headless) is shown."""
         try:
-            live = [r for r in self.backend.list_runs(self.config.output_dir) if r.status == "running"]
+            live = [r for r in self.backend.list_runs(self.session.config.output_dir) if r.status == "running"]
         except Exception:  # noqa: BLE001 - an unreadable runs folder must not stop the app starting
             return
         if live:
             self.call_from_thread(self._show_live_run, live[0].path)
 
     def _show_live_run(self, run_dir: str) -> None:
-        if not self.training.active:
+        if not self.session.training.active:
             self.attach_run(run_dir)
             self.notify(f"Training in the background: {run_dir}. x stops it; leaving ftui does not.")
 
     def stop_training(self) -> None:
-        if self.training.active:
+        if self.session.training.active:
             self.train_stop.set()
-            self.training.status = "stopping"
+            self.session.training.status = "stopping"
             self._tell_training_screen(TrainingStatusChanged())
 
     # Sweeps ------------------------------------------------------------------------------
 
-    def start_sweep(self, variants: list[Any], measure_retention: bool) -> None:
+    def start_sweep(self, variants: list[Variant], measure_retention: bool) -> None:
         """Train the variants one after another (engine.sweep) and show them on the sweep screen."""
-        if self.training.active or self.sweep.active:
-            self.notify(f"A {'run' if self.training.active else 'sweep'} is already in progress.", severity="warning")
+        if self._busy():
             return
-        self.sweep = SweepLog([v.label for v in variants], status="running")
+        self.session.sweep = SweepLog([v.label for v in variants], status="running")
         self.sweep_stop = threading.Event()
         self.exit_when_stopped = False
         self.goto("sweep")
         self._sweep(variants, measure_retention)
 
     @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
-    def _sweep(self, variants: list[Any], measure_retention: bool) -> None:
+    def _sweep(self, variants: list[Variant], measure_retention: bool) -> None:
         worker = get_current_worker()
         try:
             result = self.backend.sweep(variants, lambda e: self.post_message(EngineEventReceived(e, "sweep")),
@@ -375,40 +339,40 @@ class FtuiApp(App[int]):
             _collect_run_garbage()
 
     def stop_sweep(self) -> None:
-        if self.sweep.status == "running":
+        if self.session.sweep.status == "running":
             self.sweep_stop.set()
-            self.sweep.stopping()
+            self.session.sweep.stopping()
 
     def on_sweep_finished(self, message: SweepFinished) -> None:
-        self.sweep.finish(message.result)
+        self.session.sweep.finish(message.result)
         chosen = message.result.best
-        self.notify(f"Sweep {self.sweep.status}: " + (f"chose {chosen}" if chosen else "no variant chosen"),
+        self.notify(f"Sweep {self.session.sweep.status}: " + (f"chose {chosen}" if chosen else "no variant chosen"),
                     severity="information" if chosen else "warning", timeout=10)
         if self.exit_when_stopped:
             self.exit(0)
 
     def on_engine_event_received(self, message: EngineEventReceived) -> None:
         if message.origin == "sweep":
-            self.sweep.apply(message.event)
+            self.session.sweep.apply(message.event)
             return
         if message.origin != "train":
             return
         event = message.event
         if isinstance(event, TrainStarted):
             _freeze_heap()
-        self.training.apply(event)
+        self.session.training.apply(event)
         self._tell_training_screen(TrainingEventLogged(event))
         if isinstance(event, (TrainFinished, TrainFailed)):
             self.alert_run_ended(event)
-        if not self.training.active:
-            if self.training.run_dir and self.training.run_dir != self.run_focus.run_dir:
-                self.focus_run(self.training.run_dir)
+        if not self.session.training.active:
+            if self.session.training.run_dir and self.session.training.run_dir != self.session.run_focus.run_dir:
+                self.session.focus_run(self.session.training.run_dir)
             if self.exit_when_stopped:
                 self.exit(0)
 
     def alert_run_ended(self, event: TrainFinished | TrainFailed) -> None:
         """The bell, and a desktop notification through the terminal where it shows them."""
-        name = Path(self.training.run_dir or "run").name
+        name = Path(self.session.training.run_dir or "run").name
         if isinstance(event, TrainFinished):
             title, body = f"ftui: {name} {'stopped' if event.stopped else 'finished'}", event.reason
         else:
@@ -419,14 +383,14 @@ class FtuiApp(App[int]):
             self._driver.write(sequence)  # as App.bell writes its BEL: Textual has no public raw write
 
     def on_run_history_read(self, message: RunHistoryRead) -> None:
-        self.training = TrainingLog.replay(message.events, "running", message.run_dir)
+        self.session.training = TrainingLog.replay(message.events, "running", message.run_dir)
         self._tell_training_screen(TrainingLogReplaced())
-        if not self.training.active:  # it had ended (or its process died) before ftui looked
-            self.focus_run(message.run_dir)
+        if not self.session.training.active:  # it had ended (or its process died) before ftui looked
+            self.session.focus_run(message.run_dir)
 
     def on_work_failed(self, message: WorkFailed) -> None:
         if message.origin == "sweep":
-            self.sweep.fail(message.error)
+            self.session.sweep.fail(message.error)
             if self.exit_when_stopped:
                 self.exit(0)
             return
@@ -439,10 +403,10 @@ class FtuiApp(App[int]):
             "train"))
 
     async def action_quit(self) -> None:
-        if self.sweep.status == "running":
+        if self.session.sweep.status == "running":
             question = ("Quit ftui? The sweep ends here: the variant in training finishes in its own process, "
                         "the variants after it do not start.")
-        elif self.training.active and self.training.status != "stopping":
+        elif self.session.training.active and self.session.training.status != "stopping":
             question = ("Quit ftui? The run keeps training in the background and ftui shows it "
                         "again when started; x on the training screen stops it.")
         else:
@@ -454,26 +418,6 @@ class FtuiApp(App[int]):
                 self.exit(0)
 
         self.push_screen(ConfirmScreen(question), answered)
-
-    # Shared figures ---------------------------------------------------------------------
-
-    def memory_need(self, estimate: Any) -> float | None:
-        """What a run would take from the budget: without a GPU there is no CUDA context or
-        caching allocator, only the tensors themselves (as the engine's CPU recommendation counts)."""
-        if estimate is None:
-            return None
-        report = self.hardware
-        return estimate.tensors_gib if report is not None and not report.gpus else estimate.peak_gib
-
-    def memory_budget(self) -> tuple[float | None, str]:
-        """The memory a run gets: the freest GPU's free VRAM, or RAM in CPU mode."""
-        report = self.hardware
-        if report is None:
-            return None, "free VRAM"
-        if report.gpus:
-            best = max(report.gpus, key=lambda g: g.free_gib)
-            return best.free_gib, "free unified memory" if getattr(best, "unified_memory", False) else "free VRAM"
-        return report.ram_gib, "RAM (CPU mode)"
 
 
 def run_app(preset: str | None = None) -> int:

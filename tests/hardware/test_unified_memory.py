@@ -126,7 +126,7 @@ def test_config_form_budget_is_named_unified_memory(gb10, fake_nvml, meminfo, ca
 
     meminfo()
     app = FtuiApp(backend=FakeBackend(tmp_path))
-    app.hardware = probe(fake_nvml([gb10()]))
-    assert app.memory_budget() == (pytest.approx(SPARK_AVAILABLE), "free unified memory")
-    app.hardware = probe(fake_nvml([card(24)]))
-    assert app.memory_budget() == (pytest.approx(23.6), "free VRAM")
+    app.session.hardware = probe(fake_nvml([gb10()]))
+    assert app.session.memory_budget() == (pytest.approx(SPARK_AVAILABLE), "free unified memory")
+    app.session.hardware = probe(fake_nvml([card(24)]))
+    assert app.session.memory_budget() == (pytest.approx(23.6), "free VRAM")

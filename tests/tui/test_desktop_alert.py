@@ -41,8 +41,8 @@ async def test_a_run_that_ends_rings_the_bell_once(tmp_path, monkeypatch, scenar
     monkeypatch.setattr("tui.app.desktop_sequence", lambda t, b, env: sequences.append(t) or "")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert app.training.status == title
+        assert app.session.training.status == title
     assert rings == ["bell"]
     assert len(sequences) == 1 and sequences[0].endswith(f" {title}")

@@ -27,7 +27,7 @@ async def test_the_line_shows_the_quick_checks_and_k_opens_every_check_with_the_
         await settle(app, pilot)
         assert isinstance(app.screen, HomeScreen)
         assert text_of(app, "#doctor") == "doctor: all 7 checks pass  (k: details and a llama.cpp decode)"
-        assert backend.doctor_calls == [(app.config.output_dir, False)]
+        assert backend.doctor_calls == [(app.session.config.output_dir, False)]
         await pilot.press("k")
         assert isinstance(app.screen, DoctorScreen)
         await settle(app, pilot)
@@ -36,7 +36,7 @@ async def test_the_line_shows_the_quick_checks_and_k_opens_every_check_with_the_
                      "llama.cpp decode"):
             assert f"ok {name} " in shown
         assert "ok llama.cpp decode 32 tokens greedily on the CPU: 120 tokens/s" in shown
-        assert backend.doctor_calls[-1] == (app.config.output_dir, True)
+        assert backend.doctor_calls[-1] == (app.session.config.output_dir, True)
         assert home_line(app) == "doctor: all 8 checks pass  (k: details)"
         await pilot.press("escape")
         assert isinstance(app.screen, HomeScreen)

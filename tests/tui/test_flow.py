@@ -56,9 +56,9 @@ async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, ConfigScreen)
-        assert app.config.model == "smollm2-135m"
-        assert app.config_source == "preset demo"
-        assert app.config.max_seq_len == 256
+        assert app.session.config.model == "smollm2-135m"
+        assert app.session.config_source == "preset demo"
+        assert app.session.config.max_seq_len == 256
 
 
 async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp_path):
@@ -72,8 +72,8 @@ async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp
         assert "Xorg (pid 1234)" in hardware and "bf16 yes" in hardware
         await pilot.press("enter")
         await settle(app, pilot)
-        assert (app.config.model, app.config.method, app.config.batch_size, app.config.grad_accum,
-                app.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
+        assert (app.session.config.model, app.session.config.method, app.session.config.batch_size, app.session.config.grad_accum,
+                app.session.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
 
 
 async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan(tmp_path):
@@ -92,7 +92,7 @@ async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan
         assert "within llama" in text_of(app, "#recommendation")
         await pilot.press("f", "enter")
         await settle(app, pilot)
-        assert app.config.model.startswith("qwen3-")
+        assert app.session.config.model.startswith("qwen3-")
 
 
 async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
@@ -114,7 +114,7 @@ async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
         await pilot.press(str(number))
         await settle(app, pilot)
         assert isinstance(app.screen, ConfigScreen)
-        assert app.config.max_steps == 20 and app.config_source == "preset quick-test"
+        assert app.session.config.max_steps == 20 and app.session.config_source == "preset quick-test"
 
 
 async def test_form_has_every_field_and_validates_as_you_type(backend):
@@ -124,7 +124,7 @@ async def test_form_has_every_field_and_validates_as_you_type(backend):
         app.goto("config")
         await settle(app, pilot)
         screen = app.screen
-        assert sorted(n for _, names in GROUPS for n in names) == sorted(app.config.to_dict())
+        assert sorted(n for _, names in GROUPS for n in names) == sorted(app.session.config.to_dict())
         lr = screen.query_one("#field-learning_rate")
         lr.value = "0.5"
         await pilot.pause()
@@ -234,8 +234,8 @@ async def test_dataset_screen_shows_problems_sample_and_histogram(tmp_path):
         assert "docker ps" in text_of(app, "#dataset-sample")
         assert app.screen.query_one("#histogram").display
         assert "would refuse this file: 4 of 10 rows" in text_of(app, "#dataset-status")
-        assert app.config.dataset != str(data)
-        assert f"The run's dataset: {app.config.dataset} (ctrl+t trains on it)" in text_of(app, "#dataset-status")
+        assert app.session.config.dataset != str(data)
+        assert f"The run's dataset: {app.session.config.dataset} (ctrl+t trains on it)" in text_of(app, "#dataset-status")
 
 
 async def test_dataset_screen_takes_a_good_file(backend, tmp_path):
@@ -251,10 +251,10 @@ async def test_dataset_screen_takes_a_good_file(backend, tmp_path):
         await settle(app, pilot)
         assert "60 rows, 60 usable" in text_of(app, "#dataset-summary")
         assert "over max_seq_len 256" in text_of(app, "#dataset-summary")
-        assert app.config.dataset == str(data)
+        assert app.session.config.dataset == str(data)
         await pilot.press("ctrl+t")
         await settle(app, pilot)
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
 
 
 async def _open_dataset(app, pilot, *names: str, folder) -> list:
@@ -291,7 +291,7 @@ async def test_dataset_ctrl_t_trains_the_checked_file_after_a_return_to_the_scre
         await pilot.press("ctrl+t")
         await settle(app, pilot)
         assert backend.trained_datasets == [str(data)]
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
 
 
 async def test_dataset_ctrl_t_after_a_refused_file_trains_the_runs_dataset(backend, tmp_path):
@@ -364,7 +364,7 @@ async def test_whole_flow_train_export_chat_on_cpu(backend):
         await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, TrainingScreen)
-        log = app.training
+        log = app.session.training
         assert log.status == "finished"
         assert [s for s, _ in log.train_points] == list(range(1, 13))  # not one point dropped
         assert [s for s, _ in log.val_points] == [4, 8, 12]
@@ -389,7 +389,7 @@ async def test_whole_flow_train_export_chat_on_cpu(backend):
 
 async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backend):
     app = FtuiApp(backend=backend)
-    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    app.session.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -409,7 +409,7 @@ async def test_chat_compare_mode_answers_with_both_models_and_reset_clears(backe
 
 async def test_chat_compare_says_the_base_starts_a_new_conversation_and_marks_a_cut_reply(backend):
     app = FtuiApp(backend=backend)
-    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    app.session.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -429,7 +429,7 @@ async def test_chat_compare_says_the_base_starts_a_new_conversation_and_marks_a_
 async def in_chat(backend, gguf, size=SIZE):
     """The chat screen of run /runs/x with `gguf` filled in, settled."""
     app = FtuiApp(backend=backend)
-    app.focus_run("/runs/x", gguf)
+    app.session.focus_run("/runs/x", gguf)
     async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -442,7 +442,7 @@ async def test_compare_makes_the_base_at_the_tuned_files_type_and_shows_its_name
     async with in_chat(backend, "/runs/x/export/model-Q4_K_M.gguf", size) as (app, pilot):
         await pilot.press("ctrl+b")
         await settle(app, pilot)
-        assert backend.base_calls == [("/runs/x", app.config.model, "/runs/x/export/model-Q4_K_M.gguf")]
+        assert backend.base_calls == [("/runs/x", app.session.config.model, "/runs/x/export/model-Q4_K_M.gguf")]
         field = app.screen.query_one("#base-gguf")
         assert field.value.endswith("/model-Q4_K_M.gguf")
         # At 60 columns the path is longer than the field: cut at the left, the file's name in view.
@@ -483,7 +483,7 @@ async def _evaluate_in_chat(tmp_path, size):
 
     backend = FakeBackend(runs_dir=tmp_path, eval_gate=threading.Event())
     app = FtuiApp(backend=backend)
-    app.focus_run("/runs/x")
+    app.session.focus_run("/runs/x")
     async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -526,7 +526,7 @@ async def test_chat_evaluation_fits_60x20(tmp_path):
 
 async def test_chat_ctrl_l_switches_between_the_conversation_and_the_evaluation(backend):
     app = FtuiApp(backend=backend)
-    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    app.session.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -550,11 +550,11 @@ async def test_out_of_memory_shows_the_reason_and_the_advice(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, scenario="oom"))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert app.training.status == "failed"
+        assert app.session.training.status == "failed"
         assert "CUDA out of memory" in text_of(app, "#train-status")
-        assert any("Lower batch_size" in line for line in app.training.lines)
+        assert any("Lower batch_size" in line for line in app.session.training.lines)
         assert app.screen.check_action("export", ()) is None
         assert app.screen.check_action("start", ()) is True
 
@@ -565,9 +565,9 @@ async def test_bad_dataset_refusal_reaches_the_training_screen(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, scenario="bad_dataset"))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert app.training.status == "failed"
+        assert app.session.training.status == "failed"
         assert "failed validation" in text_of(app, "#train-status")
 
 
@@ -578,18 +578,18 @@ async def test_stop_asks_first_ends_with_a_checkpoint_and_resume_continues(tmp_p
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await pilot.pause(0.2)
-        assert app.training.status == "running"
+        assert app.session.training.status == "running"
         await pilot.press("x")
         await pilot.press("n")  # changed their mind
         await pilot.pause(0.1)
-        assert app.training.active
+        assert app.session.training.active
         await pilot.press("x", "y")
         await settle(app, pilot)
-        assert app.training.status == "stopped"
-        assert app.training.checkpoints[-1].reason == "stop"
-        run_dir = app.training.run_dir
+        assert app.session.training.status == "stopped"
+        assert app.session.training.checkpoints[-1].reason == "stop"
+        run_dir = app.session.training.run_dir
         backend.hold_at = None
         app.goto("runs")
         await settle(app, pilot)
@@ -598,9 +598,9 @@ async def test_stop_asks_first_ends_with_a_checkpoint_and_resume_continues(tmp_p
         await pilot.press("u")
         await settle(app, pilot)
         assert backend.calls[-1] == ("train", "demo", run_dir)
-        assert app.training.started.start_step == 4
-        assert app.training.status == "finished"
-        assert [s for s, _ in app.training.train_points] == list(range(1, 13))  # the curve goes on
+        assert app.session.training.started.start_step == 4
+        assert app.session.training.status == "finished"
+        assert [s for s, _ in app.session.training.train_points] == list(range(1, 13))  # the curve goes on
 
 
 async def test_the_ui_answers_keys_while_a_run_is_going(tmp_path):
@@ -609,14 +609,14 @@ async def test_the_ui_answers_keys_while_a_run_is_going(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=3))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await pilot.pause(0.2)
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
         await pilot.press("t")
         await pilot.pause()
-        assert isinstance(app.screen, TrainingScreen) and app.training.active
+        assert isinstance(app.screen, TrainingScreen) and app.session.training.active
         app.train_stop.set()
         await settle(app, pilot)
 
@@ -625,21 +625,21 @@ async def test_runs_screen_opens_exports_and_deletes_after_confirmation(backend)
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        run_dir = app.training.run_dir
-        app.training = type(app.training)()  # as if the app had been restarted
+        run_dir = app.session.training.run_dir
+        app.session.training = type(app.session.training)()  # as if the app had been restarted
         app.goto("runs")
         await settle(app, pilot)
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, TrainingScreen)
-        assert len(app.training.train_points) == 12 and app.training.status == "finished"
+        assert len(app.session.training.train_points) == 12 and app.session.training.status == "finished"
         await pilot.press("r")
         await settle(app, pilot)
         await pilot.press("e")
         await settle(app, pilot)
-        assert isinstance(app.screen, ExportScreen) and app.run_focus.run_dir == run_dir
+        assert isinstance(app.screen, ExportScreen) and app.session.run_focus.run_dir == run_dir
         await pilot.press("escape")
         await settle(app, pilot)
         await pilot.press("d", "n")
@@ -717,7 +717,7 @@ async def test_a_loss_point_is_never_replaced_in_the_queue():
 def _demo_runs(backend, app, *stamps: str) -> list[str]:
     paths = [str(backend.runs_dir / f"{stamp}-demo") for stamp in stamps]
     for path in paths:
-        backend._record(path, app.config, "finished", 12, 12, 0.5, artifacts=("adapter",))
+        backend._record(path, app.session.config, "finished", 12, 12, 0.5, artifacts=("adapter",))
     return paths
 
 
@@ -754,7 +754,7 @@ async def test_runs_cursor_stays_on_its_run_after_compare_and_export(backend):
         assert app.screen.current.path == paths[0]
         await pilot.press("enter")
         await settle(app, pilot)
-        assert app.run_focus.run_dir == paths[0]
+        assert app.session.run_focus.run_dir == paths[0]
 
 
 
@@ -764,9 +764,9 @@ async def test_training_s_on_a_finished_run_asks_before_a_new_run(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert isinstance(app.screen, TrainingScreen) and app.training.status == "finished"
+        assert isinstance(app.screen, TrainingScreen) and app.session.training.status == "finished"
         await pilot.press("s")
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmScreen)
@@ -790,19 +790,19 @@ async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
             app.goto("training")
             await settle(app, pilot)
             bar = app.screen.query_one(ProgressBar)
-            assert app.training.status == "idle"
+            assert app.session.training.status == "idle"
             assert not (bar.display and bar.total is None), "an idle bar pulses as if working"
             await pilot.press("s")  # nothing shown yet: s starts at once
             await settle(app, pilot)
-            assert app.training.status == "finished" and bar.display and bar.total == backend.steps
+            assert app.session.training.status == "finished" and bar.display and bar.total == backend.steps
 
 
 async def test_every_footer_key_is_on_screen_at_60x20(backend):
     from tui.widgets.footer import Footer
 
     app = FtuiApp(backend=backend)
-    app.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
-    backend._record("/runs/x", app.config, "finished", 12, 12, 0.5, artifacts=("adapter",))
+    app.session.focus_run("/runs/x", "/runs/x/export/model-Q8_0.gguf")
+    backend._record("/runs/x", app.session.config, "finished", 12, 12, 0.5, artifacts=("adapter",))
     async with app.run_test(size=(60, 20)) as pilot:
         await settle(app, pilot)
         for name in ("home", "runs", "config", "dataset", "training", "chat", "export"):
@@ -846,7 +846,7 @@ async def test_export_of_a_run_exported_before_shows_it_and_y_and_c_work(backend
         assert any(n.message.startswith("Copied: ollama create demo") for n in app._notifications)
         await pilot.press("c")
         await settle(app, pilot)
-        assert isinstance(app.screen, ChatScreen) and app.run_focus.gguf == str(gguf)
+        assert isinstance(app.screen, ChatScreen) and app.session.run_focus.gguf == str(gguf)
 
 
 async def test_a_fresh_export_brings_its_verification_and_ollama_line_into_view(backend):
@@ -854,7 +854,7 @@ async def test_a_fresh_export_brings_its_verification_and_ollama_line_into_view(
         app = FtuiApp(backend=backend)
         async with app.run_test(size=size) as pilot:
             await settle(app, pilot)
-            app.start_training(app.config)
+            app.start_training(app.session.config)
             await settle(app, pilot)
             await pilot.press("e")
             await settle(app, pilot)
@@ -878,20 +878,20 @@ async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_f
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
-        await _until(pilot, lambda: app.training.last_step and app.training.last_step.step == 6, "step 6")
-        app.training.status = "stopping"  # as the stop dialog's yes does, before the run answers
+        app.start_training(app.session.config)
+        await _until(pilot, lambda: app.session.training.last_step and app.session.training.last_step.step == 6, "step 6")
+        app.session.training.status = "stopping"  # as the stop dialog's yes does, before the run answers
         app.screen.refresh_status()
         status = text_of(app, "#train-status")
         assert "stopping: ends step 7, then saves a checkpoint" in status and "ETA" not in status, status
         app.stop_training()
         await settle(app, pilot)
-        assert app.training.status == "stopped"
+        assert app.session.training.status == "stopped"
         assert "took" in text_of(app, "#train-status")
         app.goto("runs")
         await settle(app, pilot)
         await pilot.press("u")  # resume: held again before step 7
-        await _until(pilot, lambda: app.training.status == "running" and app.training.started.start_step == 6,
+        await _until(pilot, lambda: app.session.training.status == "running" and app.session.training.started.start_step == 6,
                      "the resumed session's start")
         await pilot.pause(0.3)
         status = text_of(app, "#train-status")

@@ -26,7 +26,7 @@ async def test_the_form_predicts_the_time_from_a_run_measured_here_and_follows_t
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.choose_config(demo.replace(epochs=1.0), "test")
+        app.session.choose_config(demo.replace(epochs=1.0), "test")
         app.goto("config")
         await wait_for_forecast(app, pilot, backend, 1)
         line = text_of(app, "#forecast")
@@ -49,7 +49,7 @@ async def test_without_a_run_to_measure_from_or_a_readable_dataset_the_line_says
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.choose_config(app.config.replace(output_dir=str(tmp_path / "runs")), "test")
+        app.session.choose_config(app.session.config.replace(output_dir=str(tmp_path / "runs")), "test")
         app.goto("config")
         await wait_for_forecast(app, pilot, backend, 1)
         assert text_of(app, "#forecast") == "time: when the dataset reads and the model is on this machine"

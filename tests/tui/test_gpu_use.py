@@ -19,9 +19,9 @@ async def test_a_gpu_run_shows_how_busy_the_gpu_is_and_what_the_card_holds_as_it
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, gpu=True))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
         line = text_of(app, "#gpu-use")
         # The fake sampler: step 12 of 12 at 82% busy, 9.6 GiB on the 12 GiB card, rising from 9.05.
         assert line.startswith("GPU busy  82% ") and "card 9.6/12 GiB ▆" in line and "peak 9.6" in line
@@ -32,9 +32,9 @@ async def test_a_cpu_run_has_no_gpu_line(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
         assert not app.screen.query_one("#gpu-use").display
 
 
@@ -47,7 +47,7 @@ async def test_a_real_run_sampled_through_a_fake_nvml_shows_its_figures_when_ope
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.training = TrainingLog.replay(read_events(result.run_dir), "finished", result.run_dir)
+        app.session.training = TrainingLog.replay(read_events(result.run_dir), "finished", result.run_dir)
         app.goto("training")
         await settle(app, pilot)
         assert text_of(app, "#gpu-use") == "GPU busy  87% ▇▇▇ avg 87% · card 9.5 GiB ███ peak 9.5"

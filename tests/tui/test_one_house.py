@@ -17,10 +17,11 @@ from engine.hardware.catalog import get
 from engine.train.preflight import check_fits
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.test_flow import SIZE, settle, text_of
-from tui.app import Draft, FtuiApp, RunFocus
+from tui.app import FtuiApp
 from tui.backend import Backend, EngineBackend
 from tui.screens.dataset import MAX_PROBLEMS_SHOWN, render_problems
 from tui.screens.export import ExportScreen
+from tui.session import Draft, Host, RunFocus, Session
 
 MODELS = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
 
@@ -47,6 +48,20 @@ def test_backends_keep_the_protocols_signatures(implementation):
         assert got_params == want_params, f"{implementation.__name__}.{name}"
 
 
+def test_the_app_keeps_what_the_screens_may_ask_of_it(tmp_path):
+    """Screens see the app as tui.session.Host, and mypy holds them to it; the app itself is held
+    to it here, as mypy does not follow its Textual base class."""
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
+    assert isinstance(app.session, Session)
+    assert isinstance(app.backend, FakeBackend)
+    for name, wanted in vars(Host).items():
+        if name.startswith("_") or not inspect.isfunction(wanted):
+            continue
+        want_params = [(p.name, p.kind, p.default) for p in inspect.signature(wanted).parameters.values()]
+        got_params = [(p.name, p.kind, p.default) for p in inspect.signature(getattr(FtuiApp, name)).parameters.values()]
+        assert got_params == want_params, f"FtuiApp.{name}"
+
+
 def test_the_dataset_hint_names_a_command_that_exists(tmp_path):
     problems = tuple(DataProblem("d.jsonl", i, None, "not valid JSON") for i in range(MAX_PROBLEMS_SHOWN + 3))
     report = DataReport("d.jsonl", "messages", 30, 7, problems, None)
@@ -59,7 +74,7 @@ def test_the_dataset_hint_names_a_command_that_exists(tmp_path):
 async def test_an_export_failure_is_shown_once(tmp_path, monkeypatch):
     """The real engine on a folder that is not a run: one ExportFailed, one result line."""
     app = FtuiApp(backend=Backend())
-    app.focus_run(str(tmp_path / "not-a-run"))
+    app.session.focus_run(str(tmp_path / "not-a-run"))
     finishes: list[str] = []
     original = ExportScreen._finish
 
@@ -83,15 +98,15 @@ async def test_choosing_another_run_forgets_the_gguf_of_the_last(tmp_path):
     and its GGUF are now one state, changed together."""
     backend = FakeBackend(runs_dir=tmp_path)
     app = FtuiApp(backend=backend)
-    backend._record("/runs/b", app.config, "finished", 12, 12, None, artifacts=("adapter",))
-    app.focus_run("/runs/a", "/runs/a/export/model-Q8_0.gguf")
+    backend._record("/runs/b", app.session.config, "finished", 12, 12, None, artifacts=("adapter",))
+    app.session.focus_run("/runs/a", "/runs/a/export/model-Q8_0.gguf")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("runs")
         await settle(app, pilot)
         await pilot.press("enter")
         await settle(app, pilot)
-        assert app.run_focus == RunFocus("/runs/b", None)
+        assert app.session.run_focus == RunFocus("/runs/b", None)
         app.goto("chat")
         await settle(app, pilot)
         assert app.screen.query_one("#gguf", Input).value == ""
@@ -100,7 +115,7 @@ async def test_choosing_another_run_forgets_the_gguf_of_the_last(tmp_path):
 async def test_a_resumed_run_is_the_config_shown_with_its_source(tmp_path):
     backend = FakeBackend(runs_dir=tmp_path)
     app = FtuiApp(backend=backend)
-    resumed = app.config.replace(learning_rate=1e-5, name="older")
+    resumed = app.session.config.replace(learning_rate=1e-5, name="older")
     backend._record("/runs/older", resumed, "stopped", 5, 12, None, artifacts=("adapter",))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
@@ -108,7 +123,7 @@ async def test_a_resumed_run_is_the_config_shown_with_its_source(tmp_path):
         await settle(app, pilot)
         await pilot.press("u")
         await settle(app, pilot)
-        assert app.draft == Draft(resumed, "run older")
+        assert app.session.draft == Draft(resumed, "run older")
 
 
 def test_evaluating_a_folder_that_is_not_a_run_fails_once_as_an_event_and_a_result(tmp_path):
@@ -125,7 +140,7 @@ def test_evaluating_a_folder_that_is_not_a_run_fails_once_as_an_event_and_a_resu
 
 async def test_an_evaluation_failure_is_shown_in_words_not_as_an_exception_name(tmp_path):
     app = FtuiApp(backend=Backend())
-    app.focus_run(str(tmp_path / "not-a-run"), str(tmp_path / "model.gguf"))
+    app.session.focus_run(str(tmp_path / "not-a-run"), str(tmp_path / "model.gguf"))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")
@@ -141,7 +156,7 @@ async def test_a_file_chat_cannot_load_is_said_in_words(tmp_path):
     notes = tmp_path / "notes.gguf"
     notes.write_text("these are my notes, not a model\n")
     app = FtuiApp(backend=Backend())
-    app.focus_run(str(tmp_path), str(notes))
+    app.session.focus_run(str(tmp_path), str(notes))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.goto("chat")

@@ -22,13 +22,13 @@ from tui.screens.training import TrainingScreen
 
 async def start_held_run(app, pilot, backend) -> str:
     await settle(app, pilot)
-    app.start_training(app.config)
+    app.start_training(app.session.config)
     for _ in range(50):
-        if app.training.run_dir and app.training.last_step:
+        if app.session.training.run_dir and app.session.training.last_step:
             break
         await pilot.pause(0.05)
-    assert app.training.active
-    return app.training.run_dir
+    assert app.session.training.active
+    return app.session.training.run_dir
 
 
 async def exited(app) -> bool:
@@ -66,7 +66,7 @@ async def test_sigterm_still_stops_the_run_with_a_checkpoint_then_exits(tmp_path
         os.kill(os.getpid(), signal.SIGTERM)
         assert await asyncio.to_thread(app.train_done.wait, 10)
         assert await exited(app)
-    assert app.training.status == "stopped" and app.training.checkpoints[-1].reason == "stop"
+    assert app.session.training.status == "stopped" and app.session.training.checkpoints[-1].reason == "stop"
     assert backend.runs[run_dir].status == "stopped"
 
 
@@ -110,7 +110,7 @@ async def test_the_runs_screen_follows_a_run_that_trains_elsewhere(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)  # found at start and followed to its end
         assert backend.calls[-1] == ("attach", run_dir)
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
         app.goto("runs")
         await settle(app, pilot)
         assert isinstance(app.screen, RunsScreen)
@@ -128,19 +128,19 @@ async def test_a_second_run_on_a_gpu_a_live_run_uses_asks_first(tmp_path):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        live = backend._record(str(tmp_path / "live"), app.config, "running", 7, 12, None) or backend.runs[
+        live = backend._record(str(tmp_path / "live"), app.session.config, "running", 7, 12, None) or backend.runs[
             str(tmp_path / "live")]
         backend.holders = [GpuHolder(live, 0, "NVIDIA GeForce RTX 4070", 7.8)]
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmScreen)
         assert "7.8 GiB on GPU 0" in app.screen.question
         await pilot.press("n")
         await settle(app, pilot)
         assert not [c for c in backend.calls if c[0] == "train"]
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
         await pilot.press("y")
         await settle(app, pilot)
         assert [c for c in backend.calls if c[0] == "train"]
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"

@@ -22,14 +22,14 @@ async def test_a_dpo_run_draws_margin_and_rewards_beside_the_loss(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config.replace(objective="dpo"))
+        app.start_training(app.session.config.replace(objective="dpo"))
         await settle(app, pilot)
-        assert isinstance(app.screen, TrainingScreen) and app.training.status == "finished"
+        assert isinstance(app.screen, TrainingScreen) and app.session.training.status == "finished"
         plot = objective_plot(app)
         assert plot.display
         drawn = plot.render().plain
         assert "reward by step" in drawn and "margin" in drawn and "chosen reward" in drawn
-        assert app.training.metric_points["margin"][-1] == (12, 0.03 * 12)
+        assert app.session.training.metric_points["margin"][-1] == (12, 0.03 * 12)
         status = str(app.screen.query_one("#train-status", Static).render())
         assert "margin 0.3600" in status and "accuracy 100%" in status
 
@@ -38,7 +38,7 @@ async def test_an_sft_run_shows_the_loss_alone(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
         assert not objective_plot(app).display
         assert "margin" not in str(app.screen.query_one("#train-status", Static).render())
@@ -65,12 +65,12 @@ async def test_the_compare_overlay_cycles_to_the_reward_margin(tmp_path):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config.replace(objective="dpo"))
+        app.start_training(app.session.config.replace(objective="dpo"))
         await settle(app, pilot)
-        first = app.training.run_dir
-        app.start_training(app.config.replace(objective="orpo"))
+        first = app.session.training.run_dir
+        app.start_training(app.session.config.replace(objective="orpo"))
         await settle(app, pilot)
-        app.push_screen(CompareScreen([first, app.training.run_dir]))
+        app.push_screen(CompareScreen([first, app.session.training.run_dir]))
         await settle(app, pilot)
         await pilot.press("t", "t")  # validation, training, then the margin
         await settle(app, pilot)

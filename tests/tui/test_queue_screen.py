@@ -15,7 +15,7 @@ async def test_ctrl_n_queues_the_form_and_the_queue_screen_reorders_cancels_and_
     folder = str(tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.choose_config(app.config.replace(output_dir=folder), "test")
+        app.session.choose_config(app.session.config.replace(output_dir=folder), "test")
         for name in ("alpha", "beta", "gamma"):
             app.goto("config")
             await settle(app, pilot)

@@ -41,7 +41,7 @@ async def test_embedded_model_trains_exports_and_chats_from_the_keyboard(tmp_pat
         await settle(app, pilot)
 
         assert isinstance(app.screen, TrainingScreen)
-        log = app.training
+        log = app.session.training
         assert log.status == "finished", log
         assert [s for s, _ in log.train_points] == [1, 2, 3, 4]
         assert [s for s, _ in log.val_points] == [2, 4]

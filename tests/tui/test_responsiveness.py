@@ -20,10 +20,10 @@ async def test_leaving_and_reopening_the_training_screen_rebuilds_nothing(tmp_pa
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=6))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await pilot.pause(0.5)
         screen = app.screen
-        assert isinstance(screen, TrainingScreen) and app.training.active
+        assert isinstance(screen, TrainingScreen) and app.session.training.active
         keys = list(screen.query_one(Footer).children)
         plot = screen.query_one(LossPlot)
         shows = []
@@ -47,7 +47,7 @@ async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_ag
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, steps=400, hold_at=200))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await pilot.pause(0.5)
         log = app.screen.query_one(RichLog)
         assert log.max_scroll_y > 10 and log.scroll_y == log.max_scroll_y
@@ -59,12 +59,12 @@ async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_ag
         app.train_stop.set()  # the stop checkpoint and the final line arrive
         await app.workers.wait_for_complete()
         await pilot.pause(0.3)
-        assert app.training.lines[-1].startswith("stopped")
+        assert app.session.training.lines[-1].startswith("stopped")
         assert log.scroll_y == 0
         await pilot.press("end")
         await pilot.pause(0.5)
         assert log.scroll_y == log.max_scroll_y
-        app.start_training(app.config)  # a new run shows from its first line and follows
+        app.start_training(app.session.config)  # a new run shows from its first line and follows
         await pilot.pause(0.5)
         assert log.scroll_y == log.max_scroll_y
         app.train_stop.set()
@@ -93,12 +93,12 @@ async def test_what_a_run_froze_is_collected_when_it_ends(tmp_path):
     app = FtuiApp(backend=CyclicBackend(runs_dir=tmp_path, hold_at=3))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await pilot.pause(0.3)
-        assert app.training.active
+        assert app.session.training.active
         assert refs[0]() is not None and gc.get_freeze_count() > 0
         app.train_stop.set()
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert app.training.status == "stopped"
+        assert app.session.training.status == "stopped"
     assert refs[0]() is None, "the run's model outlived the run"

@@ -14,9 +14,9 @@ async def test_a_grpo_run_shows_reward_curves_and_the_live_sample(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config.replace(objective="grpo", reward_format="^Run: .*$"))
+        app.start_training(app.session.config.replace(objective="grpo", reward_format="^Run: .*$"))
         await settle(app, pilot)
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
         panel = app.screen.query_one(RewardPanel)
         assert panel.display
         plot = panel.query_one(CurvesPlot)
@@ -30,9 +30,9 @@ async def test_an_sft_run_has_no_reward_panel(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        app.start_training(app.config)
+        app.start_training(app.session.config)
         await settle(app, pilot)
-        assert app.training.status == "finished"
+        assert app.session.training.status == "finished"
         assert not app.screen.query_one(RewardPanel).display
 
 
@@ -43,9 +43,9 @@ async def test_the_runs_overlay_shows_grpo_reward_curves(tmp_path):
 
     backend = FakeBackend(runs_dir=tmp_path)
     app = FtuiApp(backend=backend)
-    backend.train(app.config.replace(name="rl", objective="grpo", reward_format="^Run: .*$"), lambda _e: None,
+    backend.train(app.session.config.replace(name="rl", objective="grpo", reward_format="^Run: .*$"), lambda _e: None,
                   threading.Event())
-    backend.train(app.config.replace(name="sft"), lambda _e: None, threading.Event())
+    backend.train(app.session.config.replace(name="sft"), lambda _e: None, threading.Event())
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.push_screen(CompareScreen(sorted(backend.runs)))

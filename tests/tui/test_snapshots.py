@@ -67,7 +67,7 @@ def test_dataset_with_problems(snap_compare):
 def test_training_finished(snap_compare):
     async def before(pilot):
         await settle(pilot)
-        pilot.app.start_training(pilot.app.config)
+        pilot.app.start_training(pilot.app.session.config)
         await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
@@ -78,7 +78,7 @@ def test_training_finished(snap_compare):
 def test_export_finished(snap_compare):
     async def before(pilot):
         await settle(pilot)
-        pilot.app.start_training(pilot.app.config)
+        pilot.app.start_training(pilot.app.session.config)
         await settle(pilot)
         await pilot.press("e")
         await settle(pilot)
@@ -93,7 +93,7 @@ def test_export_finished(snap_compare):
 def test_chat_compare(snap_compare):
     async def before(pilot):
         await settle(pilot)
-        pilot.app.focus_run("/runs/demo", "/runs/demo/export/model-Q8_0.gguf")
+        pilot.app.session.focus_run("/runs/demo", "/runs/demo/export/model-Q8_0.gguf")
         await pilot.press("h")
         await settle(pilot)
         await pilot.press("ctrl+b")
@@ -108,7 +108,7 @@ def test_chat_compare(snap_compare):
 def test_runs(snap_compare):
     async def before(pilot):
         await settle(pilot)
-        pilot.app.start_training(pilot.app.config)
+        pilot.app.start_training(pilot.app.session.config)
         await settle(pilot)
         pilot.app.goto("runs")
         await settle(pilot)

@@ -71,7 +71,7 @@ async def test_a_sweep_runs_the_values_typed_overlays_each_variant_and_names_the
         await type_values(app, pilot, "learning_rate", "1e-5, 2.5e-4, 1e-3")
         screen = await finish_sweep(app, pilot)
         assert [c for c in backend.calls if c[0] == "sweep"] == [("sweep", RATES, False)]
-        assert app.sweep.status == "finished"
+        assert app.session.sweep.status == "finished"
         legend = plot_text(app)
         assert "validation loss by step" in legend
         assert "learning_rate=0.00025 (chosen)" in legend
@@ -114,7 +114,7 @@ async def test_bad_sweep_values_are_explained_and_start_nothing(backend):
         assert not [c for c in backend.calls if c[0] == "sweep"]
         await pilot.press("escape")
         await settle(app, pilot)
-        assert isinstance(app.screen, ConfigScreen) and app.sweep.status == "idle"
+        assert isinstance(app.screen, ConfigScreen) and app.session.sweep.status == "idle"
 
 
 async def test_stopping_a_sweep_stops_the_variant_in_training_and_starts_no_more(backend):
@@ -126,21 +126,21 @@ async def test_stopping_a_sweep_stops_the_variant_in_training_and_starts_no_more
         app.screen.query_one("#sweep-values", Input).focus()
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert isinstance(app.screen, SweepScreen) and app.sweep.active
+        assert isinstance(app.screen, SweepScreen) and app.session.sweep.active
         await pilot.press("x")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         screen = await finish_sweep(app, pilot)
-        assert app.sweep.status == "stopped"
-        assert [r.status for r in app.sweep.runs] == ["stopped"]
+        assert app.session.sweep.status == "stopped"
+        assert [r.status for r in app.session.sweep.runs] == ["stopped"]
         assert str(screen.query_one("#sweep-status").render()).startswith("STOPPED 1/3 variants")
 
 
 async def test_compare_lays_the_marked_runs_over_one_another(backend):
     app = FtuiApp(backend=backend)
     for name in ("alpha", "beta", "gamma"):
-        config = app.config.replace(name=name)
+        config = app.session.config.replace(name=name)
         backend.train(config, lambda _e: None, threading.Event())
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)

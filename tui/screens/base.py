@@ -13,6 +13,7 @@ from tui.screens.dialogs import HelpScreen
 
 if TYPE_CHECKING:
     from tui.app import FtuiApp
+    from tui.session import Host, Session
 
 
 class FtuiScreen(Screen[None]):
@@ -27,8 +28,16 @@ class FtuiScreen(Screen[None]):
     ]
 
     @property
-    def ftui(self) -> FtuiApp:
-        return cast("FtuiApp", self.app)
+    def ftui(self) -> Host:
+        """The app's few members a screen may use (tui/session.py): mypy fails a screen that
+        reaches further, and fails here when the app stops providing one."""
+        app = cast("FtuiApp", self.app)
+        return app
+
+    @property
+    def session(self) -> Session:
+        """What the screens share: the config, the run in focus, the hardware, the run's log."""
+        return self.ftui.session
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

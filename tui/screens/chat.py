@@ -62,18 +62,18 @@ class ChatScreen(FtuiScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        app = self.ftui
+        session = self.session
         yield Header()
         with Horizontal(classes="field-row"):
             yield Static("GGUF", classes="field-name short")
-            yield Input(app.run_focus.gguf or "", placeholder="path to a .gguf file", id="gguf", compact=True)
+            yield Input(session.run_focus.gguf or "", placeholder="path to a .gguf file", id="gguf", compact=True)
         with Horizontal(classes="field-row", id="base-row"):
             yield Static("base GGUF", classes="field-name short")
             yield Input("", placeholder="the untuned model's .gguf (made for you)", id="base-gguf", compact=True)
         yield Static("", id="base-note")
         with Horizontal(classes="field-row"):
             yield Static("system", classes="field-name short")
-            yield Input(app.config.system_prompt, placeholder="system prompt (optional)", id="system", compact=True)
+            yield Input(session.config.system_prompt, placeholder="system prompt (optional)", id="system", compact=True)
         with Horizontal(id="transcripts"):
             for side in SIDES:
                 with VerticalScroll(id=f"pane-{side}", classes="pane"):
@@ -109,7 +109,7 @@ class ChatScreen(FtuiScreen):
         busy = getattr(self, "busy", False)
         if action in ("reset", "compare") and busy:
             return None
-        if action == "evaluate" and (busy or not self.ftui.run_focus.run_dir):
+        if action == "evaluate" and (busy or not self.session.run_focus.run_dir):
             return None
         if action == "toggle_eval" and not getattr(self, "evaluated", False):
             return None
@@ -241,10 +241,10 @@ class ChatScreen(FtuiScreen):
 
     @work(thread=True, exclusive=True, group="base", exit_on_error=False)
     def make_base(self, tuned: str) -> None:
-        app = self.ftui
+        session = self.session
         try:
-            path, quant = app.backend.base_gguf_like(
-                app.run_focus.run_dir, app.config.model if app.config else "", tuned,
+            path, quant = self.ftui.backend.base_gguf_like(
+                session.run_focus.run_dir, session.config.model if session.config else "", tuned,
                 lambda e: self.post_message(EngineEventReceived(e, "base")))
         except ActionableError as exc:
             self.post_message(BaseGgufReady("", "", str(exc)))
@@ -291,7 +291,7 @@ class ChatScreen(FtuiScreen):
             Text("Evaluating the held-out examples: starting (30 s to a few minutes)…", style="bold"))
         self.query_one("#eval-results", Static).update("")
         self._show_eval(True)
-        self.evaluate(self.ftui.run_focus.run_dir)
+        self.evaluate(self.session.run_focus.run_dir)
 
     @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
     def evaluate(self, run_dir: str) -> None:

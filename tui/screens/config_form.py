@@ -108,7 +108,7 @@ class ConfigScreen(FtuiScreen):
     def compose(self) -> ComposeResult:
         docs = field_docs()
         kinds = field_kinds()
-        values = self.ftui.config.to_dict()
+        values = self.session.config.to_dict()
         yield Header()
         yield MemoryBar(id="memory")
         yield ForecastLine(id="forecast")
@@ -135,8 +135,8 @@ class ConfigScreen(FtuiScreen):
 
     def on_mount(self) -> None:
         self.problems: list[Problem] = []
-        self.config: RunConfig | None = self.ftui.config
-        self.query_one("#form-status", Static).update(Text(f"From {self.ftui.config_source}", style="dim"))
+        self.config: RunConfig | None = self.session.config
+        self.query_one("#form-status", Static).update(Text(f"From {self.session.config_source}", style="dim"))
         self.revalidate()
         self.query_one("#field-name").focus()
 
@@ -181,7 +181,7 @@ class ConfigScreen(FtuiScreen):
             status.update(Text(f"{len(errors)} error{'s' if len(errors) > 1 else ''} in {named}: fix to train or "
                                "save (ctrl+t goes to the first)", style="bold red"))
         else:
-            status.update(Text(f"Valid ({self.ftui.config_source}).", style="green"))
+            status.update(Text(f"Valid ({self.session.config_source}).", style="green"))
         if config is not None:
             self.show_estimate(config)
         else:
@@ -196,8 +196,8 @@ class ConfigScreen(FtuiScreen):
 
     def show_estimate(self, config: RunConfig) -> None:
         estimate = self.ftui.backend.estimate(config)
-        budget, where = self.ftui.memory_budget()
-        self.query_one(MemoryBar).show(self.ftui.memory_need(estimate), budget, where)
+        budget, where = self.session.memory_budget()
+        self.query_one(MemoryBar).show(self.session.memory_need(estimate), budget, where)
         self.query_one(ForecastLine).follow(config)
 
     def on_input_changed(self, _event: Input.Changed) -> None:
@@ -222,8 +222,8 @@ class ConfigScreen(FtuiScreen):
             if first is not None:
                 self._focus_field(first.field)
             return None
-        if self.config != self.ftui.config:
-            self.ftui.choose_config(self.config, "edited in the form")
+        if self.config != self.session.config:
+            self.session.choose_config(self.config, "edited in the form")
         return self.config
 
     def action_field_help(self) -> None:
@@ -286,7 +286,7 @@ class ConfigScreen(FtuiScreen):
             except OSError as exc:
                 self.notify(f"Could not save the preset: {exc}", severity="error")
                 return
-            self.ftui.choose_config(self.ftui.config, f"preset {name}")
+            self.session.choose_config(self.session.config, f"preset {name}")
             self.notify(f"Saved {path}")
 
         self.app.push_screen(PresetNameScreen(taken), save)
@@ -295,8 +295,8 @@ class ConfigScreen(FtuiScreen):
         # The dataset screen may have changed the dataset path.
         if hasattr(self, "problems"):
             field = self.query_one("#field-dataset", Input)
-            if field.value != self.ftui.config.dataset:
-                field.value = self.ftui.config.dataset
+            if field.value != self.session.config.dataset:
+                field.value = self.session.config.dataset
 
 
 def hint(name: str, docs: dict[str, str]) -> str:

@@ -110,7 +110,7 @@ class DatasetScreen(FtuiScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(self.ftui.config.dataset, placeholder="path to .jsonl/.json/.csv/.parquet",
+        yield Input(self.session.config.dataset, placeholder="path to .jsonl/.json/.csv/.parquet",
                     suggester=PathSuggester(), id="path", select_on_focus=False)
         with VerticalScroll(id="dataset-body"):
             yield Static(self._run_dataset_note("Enter checks the file typed above."), id="dataset-status")
@@ -132,7 +132,7 @@ class DatasetScreen(FtuiScreen):
         if not path:
             return
         try:
-            config = self.ftui.config.replace(dataset=os.path.expanduser(path))
+            config = self.session.config.replace(dataset=os.path.expanduser(path))
         except ConfigError as exc:
             self._show_error(str(exc))
             return
@@ -192,8 +192,8 @@ class DatasetScreen(FtuiScreen):
         if summary.refusal:
             status.update(self._run_dataset_note(f"Training would refuse this file: {summary.refusal}", "bold red"))
         elif summary.usable_rows:
-            self.ftui.choose_config(self.ftui.config.replace(dataset=summary.path),
-                                    f"{self.ftui.config_source}, dataset {Path(summary.path).name}")
+            self.session.choose_config(self.session.config.replace(dataset=summary.path),
+                                    f"{self.session.config_source}, dataset {Path(summary.path).name}")
             status.update(Text("Checked: this file is the run's dataset now.", style="green"))
         else:
             status.update(self._run_dataset_note("No usable rows: this file cannot be trained on.", "bold red"))
@@ -204,13 +204,13 @@ class DatasetScreen(FtuiScreen):
         sample.display = bool(summary.sample)  # an empty card is a box with nothing in it
         histogram = self.query_one(LengthHistogram)
         histogram.display = bool(summary.lengths)
-        histogram.show(summary.lengths, summary.max_seq_len or self.ftui.config.max_seq_len)
+        histogram.show(summary.lengths, summary.max_seq_len or self.session.config.max_seq_len)
         self.refresh_bindings()
 
     def _run_dataset_note(self, first: str, style: str = "") -> Text:
         """`first`, then which file ctrl+t trains on: the run's dataset, whatever this screen shows."""
         text = Text(first, style=style)
-        text.append(f"\nThe run's dataset: {self.ftui.config.dataset} (ctrl+t trains on it).", style="")
+        text.append(f"\nThe run's dataset: {self.session.config.dataset} (ctrl+t trains on it).", style="")
         return text
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -221,4 +221,4 @@ class DatasetScreen(FtuiScreen):
         return True
 
     def action_train(self) -> None:
-        self.ftui.start_training(self.ftui.config)
+        self.ftui.start_training(self.session.config)

@@ -76,7 +76,7 @@ class ExportScreen(FtuiScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        quants = set(self.ftui.config.export_quants)
+        quants = set(self.session.config.export_quants)
         yield Header()
         yield Static("", id="export-run")
         with VerticalScroll(id="export-body"):
@@ -99,7 +99,7 @@ class ExportScreen(FtuiScreen):
         table.add_columns("file", "kind", "size")
         table.display = False
         self.query_one("#ollama", Static).display = False
-        run = self.ftui.run_focus.run_dir
+        run = self.session.run_focus.run_dir
         label = Text("Run: ", style="bold")
         label.append(run or "none: train a run first or choose one on the runs screen")
         self.query_one("#export-run", Static).update(label)
@@ -125,7 +125,7 @@ class ExportScreen(FtuiScreen):
                 size = "?"
             table.add_row(Path(gguf).name, "gguf", size)
         table.display = True
-        focused = self.ftui.run_focus.gguf
+        focused = self.session.run_focus.gguf
         chosen: str = focused if focused is not None and focused in info.ggufs else info.ggufs[0]
         for modelfile in (Path(chosen).with_suffix(".Modelfile"), Path(chosen).parent / "Modelfile"):
             if modelfile.is_file():
@@ -143,7 +143,7 @@ class ExportScreen(FtuiScreen):
     def _show_ollama(self) -> None:
         if not self.modelfile:
             return
-        line = ollama_line(self.ftui.run_focus.run_dir or "", self.modelfile)
+        line = ollama_line(self.session.run_focus.run_dir or "", self.modelfile)
         card = self.query_one("#ollama", Static)
         card.update(Text.assemble(("Load into Ollama:\n", "bold"), line))
         card.display = True
@@ -152,7 +152,7 @@ class ExportScreen(FtuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         exporting = getattr(self, "exporting", False)
         if action == "start":
-            return None if exporting or not self.ftui.run_focus.run_dir else True
+            return None if exporting or not self.session.run_focus.run_dir else True
         if action == "cancel":
             return True if exporting else None
         if action == "copy":
@@ -176,7 +176,7 @@ class ExportScreen(FtuiScreen):
         self.query_one("#ollama", Static).display = False
         self.query_one(DataTable).clear()
         self.refresh_bindings()
-        self.run_export(self.ftui.run_focus.run_dir, quants)
+        self.run_export(self.session.run_focus.run_dir, quants)
 
     def action_cancel(self) -> None:
         self.stop.set()
@@ -233,11 +233,11 @@ class ExportScreen(FtuiScreen):
         stages.update(text)
         self._show_ollama()
         if self.ggufs:
-            self.ftui.focus_gguf(self._chat_gguf())
+            self.session.focus_gguf(self._chat_gguf())
         # What the export ended with is at the bottom of the panel, below the fold at 80x24:
         # the line above the panel says so, and the panel scrolls down to it.
         summary = Text("Run: ", style="bold")
-        summary.append(f"{self.ftui.run_focus.run_dir}\n")
+        summary.append(f"{self.session.run_focus.run_dir}\n")
         summary.append_text(outcome)
         if self.checks:
             passed = sum(c.passed for c in self.checks)
@@ -278,12 +278,12 @@ class ExportScreen(FtuiScreen):
         self.notify(f"Copied: {self.ollama}")
 
     def action_chat(self) -> None:
-        self.ftui.focus_gguf(self._chat_gguf())
+        self.session.focus_gguf(self._chat_gguf())
         self.ftui.goto("chat")
 
     def _chat_gguf(self) -> str:
         """The file the run's Modelfile names, as Runs and `ftui chat RUN` choose it."""
-        run_dir = self.ftui.run_focus.run_dir
+        run_dir = self.session.run_focus.run_dir
         try:
             ggufs = self.ftui.backend.run_info(run_dir).ggufs if run_dir else ()
         except (ValueError, OSError):  # the run folder went away or was never a run

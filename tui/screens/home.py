@@ -140,11 +140,11 @@ class HomeScreen(FtuiScreen):
 
     def on_mount(self) -> None:
         self.show_selected()
-        if self.ftui.hardware is None:
+        if self.session.hardware is None:
             self.probe()
         else:
-            self.show(self.ftui.hardware, self.ftui.recommendation)
-        if self.ftui.doctor is None and self.ftui.doctor_error is None:
+            self.show(self.session.hardware, self.session.recommendation)
+        if self.session.doctor is None and self.session.doctor_error is None:
             self.run_doctor(decode=False)
         else:
             self.show_doctor()
@@ -153,25 +153,25 @@ class HomeScreen(FtuiScreen):
         self.show_selected()
 
     def show_selected(self) -> None:
-        config = self.ftui.config
+        config = self.session.config
         self.query_one("#selected", Static).update(
             Text.assemble(("Selected: ", "bold"), f"{config.model}, {config.method}, {config.dataset}",
-                          (f"  ({self.ftui.config_source})", "dim")))
+                          (f"  ({self.session.config_source})", "dim")))
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
     def probe(self, report: Any = None) -> None:
         """Probe the hardware (unless `report` is given) and plan within the current family."""
         try:
             report = report or self.ftui.backend.probe()
-            rec = self.ftui.backend.recommend(report, self.family, self.ftui.config.output_dir)
+            rec = self.ftui.backend.recommend(report, self.family, self.session.config.output_dir)
         except Exception as exc:
             self.post_message(WorkFailed("probe", f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(HardwareProbed(report, rec))
 
     def on_hardware_probed(self, message: HardwareProbed) -> None:
-        self.ftui.hardware = message.report
-        self.ftui.recommendation = message.recommendation
+        self.session.hardware = message.report
+        self.session.recommendation = message.recommendation
         self.show(message.report, message.recommendation)
         self.refresh_bindings()
 
@@ -194,7 +194,7 @@ class HomeScreen(FtuiScreen):
     def action_next_family(self) -> None:
         self.family = FAMILIES[(FAMILIES.index(self.family) + 1) % len(FAMILIES)]
         self.query_one("#recommendation", Static).update(Text(f"Planning within {self.family}…", style="dim"))
-        self.probe(self.ftui.hardware)
+        self.probe(self.session.hardware)
 
     # The doctor ------------------------------------------------------------------------
 
@@ -202,7 +202,7 @@ class HomeScreen(FtuiScreen):
         """A doctor's pass in a worker: the quick checks, or all of them with the llama.cpp decode."""
         self.doctor_pass = "full" if decode else "quick"
         self.show_doctor()
-        self.check_install(self.ftui.config.output_dir, decode)
+        self.check_install(self.session.config.output_dir, decode)
 
     @work(thread=True, exclusive=True, group="doctor", exit_on_error=False)
     def check_install(self, output_dir: str, decode: bool) -> None:
@@ -215,37 +215,39 @@ class HomeScreen(FtuiScreen):
             self.post_message(InstallChecked(report, error))
 
     def on_install_checked(self, message: InstallChecked) -> None:
-        app = self.ftui
+        session = self.session
         if message.report is not None:
-            app.doctor = message.report
-        app.doctor_error = message.error
+            session.doctor = message.report
+        session.doctor_error = message.error
         self.doctor_pass = None
         self.show_doctor()
 
     def show_doctor(self) -> None:
-        app = self.ftui
+        session = self.session
         running = self.doctor_pass is not None
-        self.query_one("#doctor", Static).update(render_doctor(app.doctor, app.doctor_error, running))
-        if isinstance(app.screen, DoctorScreen):
-            app.screen.show(app.doctor, app.doctor_error, running)
+        self.query_one("#doctor", Static).update(render_doctor(session.doctor, session.doctor_error, running))
+        if isinstance(self.app.screen, DoctorScreen):
+            self.app.screen.show(session.doctor, session.doctor_error, running)
 
     def action_doctor(self) -> None:
-        app = self.ftui
-        if self.doctor_pass != "full" and not (app.doctor is not None and app.doctor.decoded):
+        session = self.session
+        if self.doctor_pass != "full" and not (session.doctor is not None and session.doctor.decoded):
             self.run_doctor(decode=True)
-        app.push_screen(DoctorScreen(app.doctor, app.doctor_error, self.doctor_pass is not None,
+        self.app.push_screen(DoctorScreen(session.doctor, session.doctor_error, self.doctor_pass is not None,
                                      lambda: self.run_doctor(decode=True)))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "accept" and self.ftui.recommendation is None:
+        if action == "accept" and self.session.recommendation is None:
             return None
-        if action == "next_family" and not (self.ftui.hardware is not None and self.ftui.hardware.gpus):
+        if action == "next_family" and not (self.session.hardware is not None and self.session.hardware.gpus):
             return None  # on the CPU every family plans the embedded model
         # The home screen is the bottom of the stack: there is nothing to go back to.
         return action != "back"
 
     def action_accept(self) -> None:
-        app = self.ftui
-        app.choose_config(*config_from_recommendation(
-            app.recommendation, app.hardware, app.backend.presets(), app.config))
-        app.goto("config")
+        session = self.session
+        if session.recommendation is None or session.hardware is None:
+            return  # greyed out by check_action until the probe has answered
+        session.choose_config(*config_from_recommendation(
+            session.recommendation, session.hardware, self.ftui.backend.presets(), session.config))
+        self.ftui.goto("config")

@@ -50,16 +50,16 @@ class PresetsScreen(FtuiScreen):
             self.presets = self.ftui.backend.presets()
         except ConfigError as exc:
             self.query_one("#presets-note", Static).update(Text(f"A preset file is broken:\n{exc}", style="red"))
-        budget, where = self.ftui.memory_budget()
+        budget, where = self.session.memory_budget()
         options = []
         for number, preset in enumerate(self.presets, start=1):
-            config = preset.apply(self.ftui.config)
+            config = preset.apply(self.session.config)
             estimate = self.ftui.backend.estimate(config)
             label = Text(f"{number} ", style="bold")
             label.append(f"{preset.name:<12}", style="bold")
             label.append(f"{preset.description}\n   ")
             label.append(f"{config.model}, {config.method}: ")
-            label.append_text(fit_label(self.ftui.memory_need(estimate), budget, where))
+            label.append_text(fit_label(self.session.memory_need(estimate), budget, where))
             options.append(Option(label, id=preset.name))
         option_list = self.query_one(OptionList)
         option_list.add_options(options)
@@ -88,6 +88,6 @@ class PresetsScreen(FtuiScreen):
 
     def apply(self, index: int) -> None:
         preset = self.presets[index]
-        self.ftui.choose_config(preset.apply(self.ftui.config), f"preset {preset.name}")
+        self.session.choose_config(preset.apply(self.session.config), f"preset {preset.name}")
         self.notify(f"Preset {preset.name} applied.")
         self.ftui.goto("config")

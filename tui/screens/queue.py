@@ -46,7 +46,7 @@ class QueueScreen(FtuiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.queue = Queue(self.ftui.config.output_dir)
+        self.queue = Queue(self.session.config.output_dir)
         table = self.query_one(DataTable)
         table.add_columns("#", "id", "status", "run", "result")
         self.reload()
@@ -61,7 +61,7 @@ class QueueScreen(FtuiScreen):
         note = self.query_one("#queue-note", Static)
         was_on = self.current.id if self.current else None
         try:
-            self.queue = self.ftui.backend.queue(self.ftui.config.output_dir)
+            self.queue = self.ftui.backend.queue(self.session.config.output_dir)
         except ActionableError as exc:
             note.update(Text(f"{exc.reason}; {exc.advice}", style="red"))
             return

@@ -82,7 +82,7 @@ class RunsScreen(FtuiScreen):
         was_on = self.current.path if self.is_mounted and self.runs and self.current else None
         table.clear()
         try:
-            self.runs = self.ftui.backend.list_runs(self.ftui.config.output_dir)
+            self.runs = self.ftui.backend.list_runs(self.session.config.output_dir)
         except (OSError, ValueError) as exc:
             self.runs = []
             self.query_one("#runs-note", Static).update(Text(f"Could not read the runs: {exc}", style="red"))
@@ -99,16 +99,16 @@ class RunsScreen(FtuiScreen):
             table.move_cursor(row=paths.index(was_on), animate=False)
         if not self.runs:
             self.query_one("#runs-note", Static).update(
-                f"No runs in {self.ftui.config.output_dir}/ yet: train one from the config screen" + self._queued())
+                f"No runs in {self.session.config.output_dir}/ yet: train one from the config screen" + self._queued())
         else:
-            self.query_one("#runs-note", Static).update(f"{len(self.runs)} run(s) in {self.ftui.config.output_dir}/"
+            self.query_one("#runs-note", Static).update(f"{len(self.runs)} run(s) in {self.session.config.output_dir}/"
                                                         + self._queued())
         self.refresh_bindings()
 
     def _queued(self) -> str:
         """What the folder's queue holds that has not ended, for the note above the table."""
         try:
-            queue = self.ftui.backend.queue(self.ftui.config.output_dir)
+            queue = self.ftui.backend.queue(self.session.config.output_dir)
         except ActionableError as exc:
             return f"; its queue: {exc.reason}"
         if not queue.waiting and queue.running is None:
@@ -141,7 +141,7 @@ class RunsScreen(FtuiScreen):
         if action == "delete":
             return (run is not None and not self._is_live(run) and run.status != "running") or None
         if action == "resume":
-            return (run is not None and run.resumable and not self.ftui.training.active) or None
+            return (run is not None and run.resumable and not self.session.training.active) or None
         if action == "export":
             return (run is not None and run.trained) or None
         if action == "chat":
@@ -179,7 +179,7 @@ class RunsScreen(FtuiScreen):
             self.app.push_screen(CompareScreen(run_dirs))
 
     def _is_live(self, run: RunInfo) -> bool:
-        return self.ftui.training.active and self.ftui.training.run_dir == run.path
+        return self.session.training.active and self.session.training.run_dir == run.path
 
     def action_open(self) -> None:
         run = self.current
@@ -188,15 +188,15 @@ class RunsScreen(FtuiScreen):
         if self._is_live(run):
             self.ftui.goto("training")
             return
-        if self.ftui.training.active:
+        if self.session.training.active:
             self.notify("A run is in progress; its screen shows that run.", severity="warning")
             return
         if run.status == "running":  # trained by another process: follow it
-            self.ftui.focus_run(run.path)
+            self.session.focus_run(run.path)
             self.ftui.attach_run(run.path)
             return
-        self.ftui.training = TrainingLog.replay(self.ftui.backend.run_events(run.path), run.status, run.path)
-        self.ftui.focus_run(run.path, run.ggufs[0] if run.ggufs else None)
+        self.session.training = TrainingLog.replay(self.ftui.backend.run_events(run.path), run.status, run.path)
+        self.session.focus_run(run.path, run.ggufs[0] if run.ggufs else None)
         self.ftui.goto("training")
 
     def action_resume(self) -> None:
@@ -208,19 +208,19 @@ class RunsScreen(FtuiScreen):
         except ConfigError as exc:
             self.notify(f"Cannot resume: {exc}", severity="error", timeout=10)
             return
-        self.ftui.choose_config(config, f"run {run.name}")
+        self.session.choose_config(config, f"run {run.name}")
         self.ftui.start_training(config, resume=run.path)
 
     def action_export(self) -> None:
         run = self.current
         if run is not None:
-            self.ftui.focus_run(run.path, run.ggufs[0] if run.ggufs else None)
+            self.session.focus_run(run.path, run.ggufs[0] if run.ggufs else None)
             self.ftui.goto("export")
 
     def action_chat(self) -> None:
         run = self.current
         if run is not None and run.ggufs:
-            self.ftui.focus_run(run.path, run.ggufs[0])
+            self.session.focus_run(run.path, run.ggufs[0])
             self.ftui.goto("chat")
 
     def action_delete(self) -> None:

@@ -56,7 +56,7 @@ class SweepScreen(FtuiScreen):
         self.redraw()
 
     def redraw(self) -> None:
-        log = self.ftui.sweep
+        log = self.session.sweep
         if self._shown == (log, log.version, self.training_curves):
             return
         self._shown = (log, log.version, self.training_curves)
@@ -67,7 +67,7 @@ class SweepScreen(FtuiScreen):
         self.refresh_bindings()
 
     def _show_status(self) -> None:
-        log = self.ftui.sweep
+        log = self.session.sweep
         text = Text(f"{log.status.upper()} ", style="bold")
         if log.status == "idle":
             text.append("no sweep yet: ctrl+r on the config screen starts one")
@@ -84,7 +84,7 @@ class SweepScreen(FtuiScreen):
         self.query_one("#sweep-status", Static).update(text)
 
     def _show_curves(self) -> None:
-        log = self.ftui.sweep
+        log = self.session.sweep
         chosen = log.result.best if log.result else None
         series = [(f"{label} (chosen)" if label == chosen else label,
                    run.train_points if self.training_curves else run.val_points)
@@ -93,7 +93,7 @@ class SweepScreen(FtuiScreen):
         self.query_one(CurvesPlot).show(title, series, max((run.total_steps for run in log.runs), default=0))
 
     def _show_table(self) -> None:
-        log = self.ftui.sweep
+        log = self.session.sweep
         results = {v.label: v for v in log.result.variants} if log.result else {}
         table = self.query_one(DataTable)
         table.clear()
@@ -108,7 +108,7 @@ class SweepScreen(FtuiScreen):
             table.add_row(Text(mark + label), Text(status, style=STATUS_STYLE.get(status, "")), steps, best, kept)
 
     def _show_verdict(self) -> None:
-        log = self.ftui.sweep
+        log = self.session.sweep
         verdict = self.query_one("#sweep-verdict", Static)
         if log.error:
             verdict.update(Text(f"The sweep failed: {log.error}", style="bold red"))
@@ -124,7 +124,7 @@ class SweepScreen(FtuiScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return True if self.ftui.sweep.status == "running" else None
+            return True if self.session.sweep.status == "running" else None
         return True
 
     def action_toggle_curve(self) -> None:

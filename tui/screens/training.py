@@ -107,14 +107,14 @@ class TrainingScreen(FtuiScreen):
         # The screen is kept while hidden and its log follows the run (TrainingEventLogged), so coming
         # back only needs what changed: a different run (opened from the runs screen) is
         # redrawn, the same one keeps its log and scroll position.
-        if self.ftui.training is not self._shown_log or len(self.ftui.training.lines) != self._shown_lines:
+        if self.session.training is not self._shown_log or len(self.session.training.lines) != self._shown_lines:
             self.redraw_all()
         else:
             self._dirty = True
             self._redraw_if_dirty()
 
     def redraw_all(self) -> None:
-        log = self.ftui.training
+        log = self.session.training
         widget = self.query_one(RichLog)
         widget.clear()
         widget.auto_scroll = True
@@ -135,7 +135,7 @@ class TrainingScreen(FtuiScreen):
         """The lines the log gained since last shown. Messages wait in this screen's queue while the
         app goes on recording, so the log may hold more lines than the event in hand added: each
         is written once, however the messages and the redraws interleave."""
-        log = self.ftui.training
+        log = self.session.training
         if log is not self._shown_log:
             return  # a log replaced meanwhile is drawn whole (TrainingLogReplaced, or on resume)
         widget = self.query_one(RichLog)
@@ -151,7 +151,7 @@ class TrainingScreen(FtuiScreen):
 
     def _show_diagnosis(self) -> None:
         banner = self.query_one("#diagnosis", Static)
-        diagnoses = self.ftui.training.diagnoses
+        diagnoses = self.session.training.diagnoses
         if not diagnoses:
             banner.display = False
             return
@@ -166,7 +166,7 @@ class TrainingScreen(FtuiScreen):
         if not self._dirty or self.app.screen is not self:
             return
         self._dirty = False
-        log = self.ftui.training
+        log = self.session.training
         status = Text(f"{log.status.upper()} ", style="bold")
         step = log.last_step
         if step:
@@ -215,7 +215,7 @@ class TrainingScreen(FtuiScreen):
     def _show_objective_curves(self) -> None:
         """The objective's rewards and margin beside the loss; hidden for a run that logs none (SFT).
         Accuracy is a share, on another scale: the status line shows it."""
-        log = self.ftui.training
+        log = self.session.training
         plot = self.query_one("#objective-curves", CurvesPlot)
         series = [(METRIC_LABELS.get(name, name), points) for name, points in log.metric_points.items()
                   if name != "accuracy"]
@@ -224,7 +224,7 @@ class TrainingScreen(FtuiScreen):
             plot.show("reward by step", series, log.total_steps)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        log = self.ftui.training
+        log = self.session.training
         if action == "start":
             return None if log.active else True
         if action == "stop":
@@ -234,7 +234,7 @@ class TrainingScreen(FtuiScreen):
         return True
 
     def action_start(self) -> None:
-        log, config = self.ftui.training, self.ftui.config
+        log, config = self.session.training, self.session.config
         if log.status == "idle":
             self.ftui.start_training(config)
             return
@@ -259,5 +259,5 @@ class TrainingScreen(FtuiScreen):
                              answered)
 
     def action_export(self) -> None:
-        self.ftui.focus_run(self.ftui.training.run_dir)
+        self.session.focus_run(self.session.training.run_dir)
         self.ftui.goto("export")
