@@ -7,11 +7,19 @@ piece of a reply is ever dropped from the queue.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from engine.events import Event
+
+if TYPE_CHECKING:
+    from engine.data import DataReport
+    from engine.eval.evaluate import EvalReport
+    from engine.hardware.doctor import DoctorReport
+    from engine.hardware.probe import HardwareReport
+    from engine.hardware.recommend import Recommendation
+    from engine.sweep import SweepResult
 
 
 class EngineEventReceived(Message):
@@ -55,7 +63,7 @@ class TrainingStatusChanged(Message):
 class SweepFinished(Message):
     """The sweep's worker returned the engine's SweepResult: the variants and the one chosen."""
 
-    def __init__(self, result: Any) -> None:
+    def __init__(self, result: SweepResult) -> None:
         self.result = result
         super().__init__()
 
@@ -70,7 +78,7 @@ class WorkFailed(Message):
 
 
 class HardwareProbed(Message):
-    def __init__(self, report: Any, recommendation: Any) -> None:
+    def __init__(self, report: HardwareReport, recommendation: Recommendation) -> None:
         self.report = report
         self.recommendation = recommendation
         super().__init__()
@@ -79,14 +87,14 @@ class HardwareProbed(Message):
 class InstallChecked(Message):
     """The doctor's checks finished: the engine's DoctorReport, or why they could not run."""
 
-    def __init__(self, report: Any, error: str | None) -> None:
+    def __init__(self, report: DoctorReport | None, error: str | None) -> None:
         self.report = report
         self.error = error
         super().__init__()
 
 
 class DatasetChecked(Message):
-    def __init__(self, summary: Any) -> None:
+    def __init__(self, summary: DataReport) -> None:
         self.summary = summary
         super().__init__()
 
@@ -120,6 +128,6 @@ class BaseGgufReady(Message):
 
 
 class EvalFinished(Message):
-    def __init__(self, report: Any) -> None:
+    def __init__(self, report: EvalReport) -> None:
         self.report = report
         super().__init__()
