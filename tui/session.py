@@ -3,8 +3,9 @@ the run in focus, the machine's hardware and plan, the doctor's findings, and wh
 sweep have reported so far.
 
 Screens read and change it as `self.session` (tui/screens/base.py). Everything else they ask of
-the app is `Host`, a Protocol of the app's few members; screens see the app only through it, so
-mypy fails a screen that reaches further:
+the app is `Host`, a Protocol of the app's few members; screens, and the two widgets that ask the
+app (the config form's forecast line, the training screen's GPU line), see the app only through
+it, so mypy fails one that reaches further:
 
 - `session`: this object;
 - `backend`: the engine (tui/backend.py, `EngineBackend`);

@@ -5,7 +5,7 @@ a moment after the last keystroke, since reading the dataset's lengths takes a w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import work
@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 if TYPE_CHECKING:
     from engine.config.schema import RunConfig
+    from tui.session import Host
 
 SETTLE_S = 0.4
 """Quiet time after an edit before the forecast is computed again."""
@@ -69,11 +70,11 @@ class ForecastLine(Static):
 
     @work(thread=True, exclusive=True, group="forecast", exit_on_error=False)
     def compute(self, config: RunConfig) -> None:
-        app: Any = self.app
-        report = app.hardware
+        host = cast("Host", self.app)
+        report = host.session.hardware
         device = "cuda" if report is not None and report.gpus else "cpu"
         try:
-            forecast = app.backend.forecast(config, device)
+            forecast = host.backend.forecast(config, device)
         except Exception as exc:  # the forecast is advice: it must never take the form down
             self.post_message(self.Forecasted(config, None, str(exc) or type(exc).__name__))
             return

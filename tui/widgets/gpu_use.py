@@ -6,9 +6,13 @@ utilisation here long before it shows in the loss. Hidden for a run without GPU 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from tui.session import Host
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 SHOWN = 12
@@ -66,6 +70,6 @@ class GpuUse(Static):
 
     def _card_gib(self) -> float | None:
         """The largest card the probe found: a run on one GPU of a machine with one kind of card."""
-        report = getattr(self.app, "hardware", None)
+        report = cast("Host", self.app).session.hardware
         totals = [gpu.total_gib for gpu in report.gpus] if report is not None else []
         return max(totals) if totals else None
