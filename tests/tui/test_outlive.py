@@ -76,7 +76,7 @@ async def test_the_next_ftui_opens_the_live_run_with_every_point_and_x_stops_it(
     async with first.run_test(size=SIZE) as pilot:
         run_dir = await start_held_run(first, pilot, backend)
         for _ in range(50):
-            if len(first.training.train_points) == 5:
+            if len(first.session.training.train_points) == 5:
                 break
             await pilot.pause(0.05)
         await pilot.press("ctrl+q", "y")
@@ -86,23 +86,23 @@ async def test_the_next_ftui_opens_the_live_run_with_every_point_and_x_stops_it(
     again = FtuiApp(backend=backend)
     async with again.run_test(size=SIZE) as pilot:
         for _ in range(50):
-            if again.training.train_points:
+            if again.session.training.train_points:
                 break
             await pilot.pause(0.05)
         assert isinstance(again.screen, TrainingScreen)
         assert backend.calls[-1] == ("attach", run_dir)
-        assert [s for s, _ in again.training.train_points] == [1, 2, 3, 4, 5]
-        assert again.training.active and again.training.run_dir == run_dir
+        assert [s for s, _ in again.session.training.train_points] == [1, 2, 3, 4, 5]
+        assert again.session.training.active and again.session.training.run_dir == run_dir
         await pilot.press("x", "y")
         await settle(again, pilot)
-        assert again.training.status == "stopped"
-        assert again.training.checkpoints[-1].reason == "stop"
+        assert again.session.training.status == "stopped"
+        assert again.session.training.checkpoints[-1].reason == "stop"
         assert backend.runs[run_dir].status == "stopped"
 
 
 async def test_the_runs_screen_follows_a_run_that_trains_elsewhere(tmp_path):
     backend = FakeBackend(runs_dir=tmp_path)
-    config = FtuiApp(backend=backend).config
+    config = FtuiApp(backend=backend).session.config
     run_dir = str(tmp_path / "2026-01-01-1200-elsewhere")
     backend._record(run_dir, config, "running", 3, 12, None)
     backend.events[run_dir] = []
