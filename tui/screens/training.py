@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
+from engine.display import duration
 from engine.events import Diagnosis, TrainFailed, TrainFinished
 from tui.screens.base import FtuiScreen
 from tui.screens.dialogs import ConfirmScreen
@@ -24,13 +25,6 @@ from tui.widgets.loss_plot import LossPlot
 from tui.widgets.reward_panel import RewardPanel
 
 REDRAW_S = 0.25
-
-
-def duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class TrainingScreen(FtuiScreen):
