@@ -82,3 +82,15 @@ async def test_home_plan_and_form_bar_show_one_figure_when_this_machine_measured
         await pilot.press("enter")
         await settle(app, pilot)
         assert text_of(app, "MemoryBar").startswith(f"Est. peak {planned:.1f} GiB")
+
+
+async def test_at_60_columns_the_memory_bar_still_says_whether_the_run_fits(backend):
+    """The bar's line was one row high: at 60 columns "(CPU mode) fits" fell off its end."""
+    app = FtuiApp(backend=backend)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(app, pilot)
+        app.goto("config")
+        await settle(app, pilot)
+        bar = app.screen.query_one("MemoryBar")
+        assert bar.size.height >= 2 and app.screen.query_one("#forecast").region.y >= bar.region.bottom
+        assert "RAM (CPU mode) fits" in " ".join(text_of(app, "MemoryBar").split())
