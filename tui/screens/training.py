@@ -56,7 +56,8 @@ class TrainingScreen(FtuiScreen):
             yield LossPlot(id="loss")
             yield CurvesPlot(id="objective-curves")
         yield RewardPanel(id="rewards")
-        yield RichLog(id="train-log", max_lines=2000, wrap=True)
+        # min_width: RichLog renders at least 78 cells wide by default, which cut every line at 60 columns.
+        yield RichLog(id="train-log", max_lines=2000, wrap=True, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:
