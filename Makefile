@@ -32,6 +32,7 @@ LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_KEY)
 # Mistral and Phi-3 models with it (engine/export/hf_converter.py finds it here by version).
 LLAMA_VERSION := $(lastword $(subst ==, ,$(LLAMA_CPP_SPEC)))
 SDIST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui/sdists
+SDIST := $(SDIST_CACHE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 CONVERTER := $(or $(FTUI_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui)/llama-convert/$(LLAMA_VERSION)
 
 .PHONY: run test lint converter
@@ -55,11 +56,11 @@ $(VENV)/.installed: pyproject.toml setup.py Makefile $(LLAMA_STAMP) $(CONVERTER)
 	touch $@
 
 # llama.cpp as chosen above, in a target of its own: only a change of build reinstalls it.
-$(LLAMA_STAMP):
+$(LLAMA_STAMP): $(SDIST)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "llama.cpp: the $(LLAMA_BUILD) build, $(LLAMA_WHY) (CMAKE_ARGS=\"$(CMAKE_ARGS)\"); another: make run CMAKE_ARGS=\"...\""
 	ls $(WHEEL_CACHE)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip wheel -q --no-cache-dir --no-deps -w $(WHEEL_CACHE) $(LLAMA_CPP_SPEC)
+		CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip wheel -q --no-cache-dir --no-deps -w $(WHEEL_CACHE) $(SDIST)
 	$(PY) -m pip install -q --force-reinstall --no-deps $(WHEEL_CACHE)/llama_cpp_python-*.whl
 	$(PY) -m pip install -q $(WHEEL_CACHE)/llama_cpp_python-*.whl
 	rm -f $(VENV)/.llama-cpp-*
@@ -67,15 +68,17 @@ $(LLAMA_STAMP):
 
 converter: $(CONVERTER)/convert_hf_to_gguf.py
 
-$(CONVERTER)/convert_hf_to_gguf.py:
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	ls $(SDIST_CACHE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz >/dev/null 2>&1 || \
-		$(PY) -m pip download -q --no-deps --no-binary :all: -d $(SDIST_CACHE) $(LLAMA_CPP_SPEC)
+$(CONVERTER)/convert_hf_to_gguf.py: $(SDIST)
 	rm -rf $(CONVERTER).tmp && mkdir -p $(CONVERTER).tmp
-	tar xzf $(SDIST_CACHE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C $(CONVERTER).tmp --strip-components=3 \
+	tar xzf $(SDIST) --touch -C $(CONVERTER).tmp --strip-components=3 \
 		--wildcards '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' \
 		'*/vendor/llama.cpp/gguf-py/*'
 	rm -rf $(CONVERTER) && mv $(CONVERTER).tmp $(CONVERTER)
+
+# The sdist, downloaded once: the wheel is built from it and the converter taken from it.
+$(SDIST):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(SDIST_CACHE) $(LLAMA_CPP_SPEC)
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[test]"

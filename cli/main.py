@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -81,6 +82,11 @@ def main(argv: Sequence[str] | None = None, open_tui: Callable[[argparse.Namespa
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `ftui runs | head` closed the pipe: the reader has what it wanted. Python's own exit would
+        # flush stdout into the closed pipe again and print a traceback, so stdout goes to devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
 
 
 def _open_tui(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Text from datasets and models made safe to show in a terminal.
+"""Text ftui shows in a terminal: data and model text made safe, and durations in one form for both faces.
 
 A reply, a dataset row or a GGUF's metadata can hold escape sequences: OSC 52 sets the
 clipboard of the terminal that shows it, others retitle the window or redraw the screen, and
@@ -22,3 +22,12 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def printable(text: str) -> str:
     return _CONTROLS.sub("", _SEQUENCES.sub("", text))
+
+
+def duration(seconds: float) -> str:
+    """A run's time taken or left as the CLI and the TUI show it: "7m05s" under an hour, "1h02m" from one
+    (the seconds dropped); below zero counts as none."""
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -92,12 +92,15 @@ class Session:
         self.run_focus = dataclasses.replace(self.run_focus, gguf=gguf)
 
     def memory_need(self, estimate: MemoryEstimate | None) -> float | None:
-        """What a run would take from the budget: without a GPU there is no CUDA context or
-        caching allocator, only the tensors themselves (as the engine's CPU recommendation counts)."""
+        """What a run would take from the budget, raised as the home screen's plan is by what this
+        machine's newest run measured, so that plan, the presets list and the form agree."""
+        from engine.hardware.recommend import memory_need
+
         if estimate is None:
             return None
         report = self.hardware
-        return estimate.tensors_gib if report is not None and not report.gpus else estimate.peak_gib
+        ratio = self.recommendation.measured_ratio if self.recommendation is not None else 1.0
+        return memory_need(estimate, report is None or bool(report.gpus), ratio)
 
     def memory_budget(self) -> tuple[float | None, str]:
         """The memory a run gets: the freest GPU's free VRAM, or RAM in CPU mode."""

@@ -27,6 +27,7 @@ from typing import Any, TextIO, assert_never
 
 from cli.output import fail
 from engine.config.schema import ConfigError, Problem, RunConfig
+from engine.display import duration
 from engine.events import (
     CheckpointSaved,
     Diagnosis,
@@ -282,7 +283,7 @@ class ProgressView:
                 done = int(BAR_WIDTH * e.step / max(e.total_steps, 1))
                 self.bar(f"step {e.step}/{e.total_steps} [{'#' * done}{'.' * (BAR_WIDTH - done)}] "
                          f"loss {e.loss:.4f}  {_pair_figures(e.metrics)}lr {e.lr:.2e}  {e.tokens_per_s:,.0f} tok/s  "
-                         f"ETA {_duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
+                         f"ETA {duration(e.eta_s)}  mem {e.peak_mem_gib:.1f} GiB"
                          + (f"  GPU {e.gpu_util}%" if e.gpu_util is not None else "")
                          + (f" {e.gpu_used_gib:.1f} GiB used" if e.gpu_used_gib is not None else ""))
             case RewardLogged():
@@ -318,13 +319,6 @@ def _pair_figures(metrics: dict[str, float]) -> str:
     if "margin" not in metrics:
         return ""
     return f"margin {metrics['margin']:.3f}  acc {metrics.get('accuracy', 0):.0%}  "
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _main_thread() -> bool:

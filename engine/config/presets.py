@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config.schema import ConfigError, Problem, RunConfig, load_toml
-from engine.files.paths import presets_dir, resolve_project_path
+from engine.files.paths import presets_dir, resolve_project_path, shipped_presets_dir
 
 NOT_PRESETS = {"models.toml"}
 
@@ -27,16 +27,27 @@ class Preset:
 
 
 def list_presets(folder: Path | None = None) -> list[Preset]:
-    folder = folder or presets_dir()
-    return [load_preset_file(p) for p in sorted(folder.glob("*.toml")) if p.name not in NOT_PRESETS]
+    """The presets of `folder`; by default the user's (FTUI_PRESETS) and then ftui's own that
+    none of theirs overrides by name."""
+    if folder is not None:
+        return [load_preset_file(p) for p in _preset_files(folder)]
+    files = {p.stem: p for p in _preset_files(shipped_presets_dir())}
+    files.update({p.stem: p for p in _preset_files(presets_dir())})
+    return [load_preset_file(files[name]) for name in sorted(files)]
 
 
 def load_preset(name: str) -> Preset:
-    path = presets_dir() / f"{name}.toml"
-    if not path.exists():
-        names = [p.name for p in list_presets()]
-        raise ConfigError([Problem("preset", f"no preset {name!r}; available: {', '.join(names)}")])
-    return load_preset_file(path)
+    """The user's preset of that name, else ftui's own."""
+    for folder in (presets_dir(), shipped_presets_dir()):
+        path = folder / f"{name}.toml"
+        if path.exists():
+            return load_preset_file(path)
+    names = [p.name for p in list_presets()]
+    raise ConfigError([Problem("preset", f"no preset {name!r}; available: {', '.join(names)}")])
+
+
+def _preset_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.toml") if p.name not in NOT_PRESETS)
 
 
 def load_preset_file(path: Path) -> Preset:

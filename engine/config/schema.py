@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import itertools
 import math
 import re
 import shlex
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -282,84 +284,98 @@ class RunConfig:
 
     def check(self, context_length: int | None = None, total_steps: int | None = None) -> list[Problem]:
         """Range checks with reasons. Errors make the config unusable; warnings are advice."""
-        out: list[Problem] = []
-
         # NaN fails every comparison, so a range check written as `x <= 0` lets it through: one
         # finiteness check for every float field comes first, and stands in for its range check.
-        not_finite: set[str] = set()
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                not_finite.add(f.name)
-                out.append(Problem(f.name, f"{value} is not a finite number"))
+        out = [Problem(f.name, f"{value} is not a finite number") for f in fields(self)
+               if isinstance(value := getattr(self, f.name), float) and not math.isfinite(value)]
+        not_finite = {p.field for p in out}
+        rules = itertools.chain(
+            self._range_problems(), self._source_problems(), self._method_problems(),
+            self._training_problems(context_length, total_steps), self._process_problems(),
+            self._data_problems(), self._notify_problems(), self._tracker_problems(),
+            self._objective_problems(), self._export_problems(),
+        )
+        out.extend(p for p in rules if p.field not in not_finite)
+        return out
 
-        def err(name: str, msg: str) -> None:
-            if name not in not_finite:
-                out.append(Problem(name, msg))
-
-        def warn(name: str, msg: str) -> None:
-            if name not in not_finite:
-                out.append(Problem(name, msg, "warning"))
-
+    def _range_problems(self) -> Iterator[Problem]:
+        """Each number and choice against its allowed range (engine.config.ranges)."""
         for name, allowed in RANGES.items():
             problem = allowed.problem(getattr(self, name))
             if problem:
-                err(name, problem)
+                yield Problem(name, problem)
+
+    def _source_problems(self) -> Iterator[Problem]:
+        """The run's name, and the model, data and output paths it reads and writes."""
         name_problem = _name_problem(self.name)
         if name_problem:
-            err("name", name_problem)
+            yield Problem("name", name_problem)
         if not self.model.strip():
-            err("model", "is empty: give a catalog id, a hub id or a local folder")
+            yield Problem("model", "is empty: give a catalog id, a hub id or a local folder")
         if not self.dataset.strip():
-            err("dataset", "is empty: give a data file or a hub dataset id")
+            yield Problem("dataset", "is empty: give a data file or a hub dataset id")
         for path_field in ("model", "dataset", "output_dir"):
             if "\x00" in getattr(self, path_field):
-                err(path_field, "contains a NUL byte, which no file or folder name can hold")
+                yield Problem(path_field, "contains a NUL byte, which no file or folder name can hold")
+
+    def _method_problems(self) -> Iterator[Problem]:
+        """The learning rate for full fine-tuning, and the adapter's shape for the LoRA methods."""
         if self.method == "full" and self.learning_rate > 1e-4:
-            warn("learning_rate", f"{self.learning_rate:g} is high for full fine-tuning (2e-5 is typical)")
-        if self.method != "full":
-            if not 1 <= self.lora_r <= 1024:
-                err("lora_r", f"{self.lora_r} is outside 1..1024 (8-64 is typical)")
-            if self.lora_alpha <= 0:
-                err("lora_alpha", "must be positive")
-            elif self.lora_r > 0 and not 0.5 <= self.lora_alpha / self.lora_r <= 2:
-                warn("lora_alpha", f"alpha/rank = {self.lora_alpha / self.lora_r:g} is outside 0.5..2: "
-                     "updates will be scaled unusually (alpha = 2 x rank is common)")
-            if not self.target_modules:
-                err("target_modules", "is empty: LoRA needs at least one layer to adapt")
+            yield Problem("learning_rate", f"{self.learning_rate:g} is high for full fine-tuning (2e-5 is typical)",
+                          "warning")
+        if self.method == "full":
+            return
+        if not 1 <= self.lora_r <= 1024:
+            yield Problem("lora_r", f"{self.lora_r} is outside 1..1024 (8-64 is typical)")
+        if self.lora_alpha <= 0:
+            yield Problem("lora_alpha", "must be positive")
+        elif self.lora_r > 0 and not 0.5 <= self.lora_alpha / self.lora_r <= 2:
+            yield Problem("lora_alpha", f"alpha/rank = {self.lora_alpha / self.lora_r:g} is outside 0.5..2: "
+                          "updates will be scaled unusually (alpha = 2 x rank is common)", "warning")
+        if not self.target_modules:
+            yield Problem("target_modules", "is empty: LoRA needs at least one layer to adapt")
+
+    def _training_problems(self, context_length: int | None, total_steps: int | None) -> Iterator[Problem]:
+        """How long the run lasts, what one sequence holds, warm-up, clipping and the checkpoints kept."""
         if self.epochs <= 0 and self.max_steps <= 0:
-            err("epochs", "set epochs > 0 or max_steps > 0")
+            yield Problem("epochs", "set epochs > 0 or max_steps > 0")
         if self.max_time:
             try:
                 budget = parse_duration(self.max_time)
             except ValueError as exc:
-                err("max_time", str(exc))
+                yield Problem("max_time", str(exc))
             else:
                 if not 0 < budget <= MAX_TIME_S:
-                    err("max_time", f"{self.max_time} is outside 1s..30 days (\"\" for no budget)")
+                    yield Problem("max_time", f"{self.max_time} is outside 1s..30 days (\"\" for no budget)")
         if self.max_seq_len < 16:
-            err("max_seq_len", f"{self.max_seq_len} is too short to hold a prompt and a reply")
+            yield Problem("max_seq_len", f"{self.max_seq_len} is too short to hold a prompt and a reply")
         elif context_length is not None and self.max_seq_len > context_length:
-            err("max_seq_len", f"{self.max_seq_len} exceeds the model's context of {context_length} tokens")
+            yield Problem("max_seq_len", f"{self.max_seq_len} exceeds the model's context of {context_length} tokens")
         if self.warmup_steps >= 0 and total_steps and self.warmup_steps > 0.2 * total_steps:
-            err("warmup_steps", f"{self.warmup_steps} is over 20% of the {total_steps} steps")
+            yield Problem("warmup_steps", f"{self.warmup_steps} is over 20% of the {total_steps} steps")
         if self.max_grad_norm <= 0:
-            err("max_grad_norm", "must be positive (1.0 is typical)")
+            yield Problem("max_grad_norm", "must be positive (1.0 is typical)")
         if self.keep_checkpoints == 1:
-            warn("keep_checkpoints", "1 leaves nothing to fall back to if the newest checkpoint is damaged "
-                 "(3 is the default)")
+            yield Problem("keep_checkpoints", "1 leaves nothing to fall back to if the newest checkpoint is damaged "
+                          "(3 is the default)", "warning")
+
+    def _process_problems(self) -> Iterator[Problem]:
+        """The devices named in `gpus`, and what running several processes on them rules out."""
         try:
             parse_gpus(self.gpus)
         except ValueError as exc:
-            err("gpus", str(exc))
-        else:
-            if self.oom_retry and self.world_size > 1:
-                warn("oom_retry", "retries in one process only: with several, an out-of-memory fails the run "
-                     "with the batch that failed")
-            if self.world_size > 1:
-                out.extend(self.strategy_problems(self.strategy))
+            yield Problem("gpus", str(exc))
+            return
+        if self.oom_retry and self.world_size > 1:
+            yield Problem("oom_retry", "retries in one process only: with several, an out-of-memory fails the run "
+                          "with the batch that failed", "warning")
+        if self.world_size > 1:
+            yield from self.strategy_problems(self.strategy)
+
+    def _data_problems(self) -> Iterator[Problem]:
+        """The validation split early stopping needs, and the column/role mapping onto ftui's rows."""
         if self.early_stopping_patience > 0 and self.val_split == 0:
-            err("early_stopping_patience", "needs a validation split (val_split > 0)")
+            yield Problem("early_stopping_patience", "needs a validation split (val_split > 0)")
         if self.columns or self.roles or self.messages_field:
             from engine.data.mapping import DataMapping, MappingError
 
@@ -367,36 +383,47 @@ class RunConfig:
                 DataMapping.parse(self.columns, self.roles, self.messages_field)
             except MappingError as exc:
                 setting, _, message = str(exc).partition(": ")
-                err(setting, message)
+                yield Problem(setting, message)
+
+    def _notify_problems(self) -> Iterator[Problem]:
+        """The webhook URL and the command run when the run ends."""
         if self.notify_url and not re.match(r"https?://[^/\s]+", self.notify_url):
-            err("notify_url", f"{self.notify_url!r} is not an http:// or https:// URL (a webhook, or an ntfy topic "
-                "such as https://ntfy.sh/your-topic)")
+            yield Problem("notify_url", f"{self.notify_url!r} is not an http:// or https:// URL (a webhook, or an "
+                          "ntfy topic such as https://ntfy.sh/your-topic)")
         if self.notify_command:
             try:
                 words = shlex.split(self.notify_command)
             except ValueError as exc:
-                err("notify_command", f"cannot be split into words ({exc}); close its quotes")
+                yield Problem("notify_command", f"cannot be split into words ({exc}); close its quotes")
             else:
                 if not words:
-                    err("notify_command", "is blank; leave it out for no command")
+                    yield Problem("notify_command", "is blank; leave it out for no command")
+
+    def _tracker_problems(self) -> Iterator[Problem]:
+        """Each `report_to` tracker is one ftui knows, and is installed."""
         for tracker in self.report_to:
             if tracker not in TRACKERS:
                 close = difflib.get_close_matches(tracker, TRACKERS, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                err("report_to", f"unknown tracker {tracker!r}{hint}; choose from {', '.join(TRACKERS)}")
+                yield Problem("report_to", f"unknown tracker {tracker!r}{hint}; choose from {', '.join(TRACKERS)}")
             elif TRACKERS[tracker] not in sys.modules and importlib.util.find_spec(TRACKERS[tracker]) is None:
                 package = "mlflow-skinny" if tracker == "mlflow" else tracker
-                err("report_to", f"{tracker} is not installed: pip install -e '.[{tracker}]' in ftui's folder "
-                                 f"(or pip install {package})")
+                yield Problem("report_to", f"{tracker} is not installed: pip install -e '.[{tracker}]' in ftui's "
+                              f"folder (or pip install {package})")
+
+    def _objective_problems(self) -> Iterator[Problem]:
+        """What GRPO needs from the rest of the config (engine.config.grpo)."""
         if self.objective == "grpo":
             from engine.config.grpo import grpo_problems
 
             for setting, message in grpo_problems(self):
-                err(setting, message)
+                yield Problem(setting, message)
+
+    def _export_problems(self) -> Iterator[Problem]:
         unknown_quants = [q for q in self.export_quants if q not in QUANT_TYPES]
         if unknown_quants:
-            err("export_quants", f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")
-        return out
+            yield Problem("export_quants",
+                          f"unknown type(s) {', '.join(unknown_quants)}; choose from {', '.join(QUANT_TYPES)}")
 
     def strategy_problems(self, strategy: str) -> list[Problem]:
         """What this method and optimizer cannot do under `strategy` ("ddp", "fsdp", "auto"; "" for one
@@ -659,7 +686,6 @@ def field_docs() -> dict[str, str]:
     """Each field's docstring, for form hints and `--help`."""
     import ast
     import inspect
-    import itertools
 
     tree = ast.parse(inspect.getsource(RunConfig))
     docs: dict[str, str] = {}

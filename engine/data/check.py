@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config.schema import PAIR_OBJECTIVES, RunConfig
-from engine.data.load import load_conversations
+from engine.data.load import LoadResult, load_conversations
 from engine.data.mapping import DataMapping
 from engine.data.prepare import fit
 from engine.data.readers import DatasetError, read_rows
 from engine.data.render import RenderError, render
 from engine.data.rl_prompts import prompt_row
-from engine.data.types import DataProblem
+from engine.data.types import Conversation, DataProblem
 from engine.display import printable
 from engine.files.paths import resolve_project_path
 
@@ -108,40 +108,78 @@ def check(
     if not loaded.conversations and _prompt_rows(path, split):
         return DataReport(path, "prompts", loaded.rows, loaded.rows, (), None, objectives=("grpo",), notes=(
             PROMPTS_NOTE,))
+    read_as = _read_as(loaded)
+    refusal = _refusal(loaded, max_bad_share)
+    if tokenizer is None:
+        return DataReport(path, loaded.format, loaded.rows, len(loaded.conversations), tuple(loaded.problems), refusal,
+                          **read_as)
+
+    measured = _measure(path, loaded.conversations, tokenizer, max_seq_len, train_on_responses_only)
+    usable = len(loaded.conversations) - len(measured.problems)
+    if refusal is None and usable == 0:
+        refusal = ("no example renders within max_seq_len" if measured.lengths
+                   else "the chat template refused every conversation")
+    return DataReport(
+        path, loaded.format, loaded.rows, usable, (*loaded.problems, *measured.problems), refusal,
+        lengths=measured.lengths, percentiles=_percentiles(list(measured.lengths)), max_seq_len=max_seq_len,
+        over_length=measured.over_length, dropped=measured.dropped, sample=measured.sample,
+        sample_line=measured.sample_line, **read_as,
+    )
+
+
+def _read_as(loaded: LoadResult) -> dict[str, Any]:
+    """How the rows were read, for the report: the mapping, notes, the objectives they feed, a better mapping."""
     pairs = any(c.rejected is not None for c in loaded.conversations)
     read_as: dict[str, Any] = {"mapping": loaded.mapping.describe(), "notes": loaded.notes,
                                "objectives": ("sft", *PAIR_OBJECTIVES) if pairs else ("sft",)}
     if loaded.suggestion is not None:
         read_as["suggestion"] = {"flags": loaded.suggestion.as_flags(), "toml": loaded.suggestion.as_toml(),
                                  "usable_rows": loaded.suggestion_usable}
+    return read_as
 
-    problems = list(loaded.problems)
-    usable = len(loaded.conversations)
-    refusal: str | None = None
-    if not usable:
-        refusal = f"no usable rows out of {loaded.rows}"
-    elif loaded.bad_share > max_bad_share:
-        refusal = f"{loaded.bad_rows} of {loaded.rows} rows ({loaded.bad_share:.1%}) are bad, over max_bad_share = {max_bad_share:g}"
-    if tokenizer is None:
-        return DataReport(path, loaded.format, loaded.rows, usable, tuple(problems), refusal, **read_as)
 
+def _refusal(loaded: LoadResult, max_bad_share: float) -> str | None:
+    """Why training would refuse the rows as loaded (before rendering); None when it would take them."""
+    if not loaded.conversations:
+        return f"no usable rows out of {loaded.rows}"
+    if loaded.bad_share > max_bad_share:
+        return (f"{loaded.bad_rows} of {loaded.rows} rows ({loaded.bad_share:.1%}) are bad, "
+                f"over max_bad_share = {max_bad_share:g}")
+    return None
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What rendering each conversation with the tokenizer found."""
+
+    lengths: tuple[int, ...]
+    over_length: int
+    dropped: int
+    problems: tuple[DataProblem, ...]
+    """One per conversation lost: the chat template refused it, or its final turn alone is over max_seq_len."""
+    sample: tuple[Segment, ...]
+    sample_line: int | None
+
+
+def _measure(path: str, conversations: tuple[Conversation, ...], tokenizer: Any, max_seq_len: int | None,
+             responses_only: bool) -> _Measured:
+    """Render every conversation as training will: token lengths, what max_seq_len cuts or drops, the first sample."""
     lengths: list[int] = []
     over = dropped = 0
+    problems: list[DataProblem] = []
     sample: tuple[Segment, ...] = ()
     sample_line = None
-    for conversation in loaded.conversations:
+    for conversation in conversations:
         try:
-            rendered = render(tokenizer, conversation, responses_only=train_on_responses_only)
+            rendered = render(tokenizer, conversation, responses_only=responses_only)
         except RenderError as exc:
             problems.append(DataProblem(path, conversation.source_line, None, str(exc)))
-            usable -= 1
             continue
         lengths.append(len(rendered.input_ids))
         if max_seq_len is not None and len(rendered.input_ids) > max_seq_len:
             over += 1
             if fit(rendered, max_seq_len) is None:
                 dropped += 1
-                usable -= 1
                 problems.append(DataProblem(path, conversation.source_line, None, (
                     f"the final turn alone is {len(rendered.input_ids) - rendered.last_turn_token} tokens, "
                     f"over max_seq_len = {max_seq_len}: dropped"
@@ -149,13 +187,7 @@ def check(
                 continue
         if not sample:
             sample, sample_line = _segments(rendered.text, rendered.trained_spans), conversation.source_line
-    if refusal is None and usable == 0:
-        refusal = "no example renders within max_seq_len" if lengths else "the chat template refused every conversation"
-    return DataReport(
-        path, loaded.format, loaded.rows, usable, tuple(problems), refusal,
-        lengths=tuple(lengths), percentiles=_percentiles(lengths), max_seq_len=max_seq_len, over_length=over, dropped=dropped,
-        sample=sample, sample_line=sample_line, **read_as,
-    )
+    return _Measured(tuple(lengths), over, dropped, tuple(problems), sample, sample_line)
 
 
 PROMPTS_NOTE = ("prompt rows with no reply: objective = grpo samples the replies and scores them (an 'expected' "

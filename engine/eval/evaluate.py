@@ -33,6 +33,7 @@ from engine.events import Diagnosis, EvalFailed, EventSink, Progress, ignore
 from engine.files.atomic import write_text_atomic
 from engine.files.paths import PROJECT_ROOT, resolve_project_path
 from engine.infer.base_answers import answer, base_answers
+from engine.models.hf_import import hf_imported
 from engine.runs import eval_report_path
 
 MAX_VAL_EXAMPLES = 200
@@ -263,6 +264,7 @@ def _hf_measures(source: Any, general: list[Conversation], on_event: EventSink
     without any), each for base and tuned. The base's two figures are cached per base model and
     the token ids scored (engine/infer/base_answers.py), so a second run on the same base skips them."""
     import torch
+    hf_imported()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.data import prepare

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.events import EventSink, Progress, ignore
 from engine.files.atomic import atomic_file
+from engine.models.hf_import import hf_imported
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 GGUF_DTYPES = ("F16", "BF16")
@@ -313,6 +314,7 @@ def _add_model_metadata(writer: Any, model_dir: Path, run_name: str, tensors: li
 
 
 def _load_tokenizer(model_dir: Path) -> Any:
+    hf_imported()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir)

@@ -21,6 +21,7 @@ from engine.errors import ActionableError
 from engine.events import EventSink, Progress, ignore
 from engine.export.artefacts import finish_merged
 from engine.files.atomic import atomic_dir
+from engine.models.hf_import import hf_imported
 from engine.runs import RunReadError, config_path, read_config, read_record, tokenizer_dir, weights_dir
 
 GIB = 1024**3
@@ -144,6 +145,7 @@ def merge(source: RunSource, merged_dir: Path, on_event: EventSink = ignore,
 
     place: where to merge (default: `merge_place` for this machine).
     """
+    hf_imported()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     trust = source.config.trust_remote_code
@@ -189,6 +191,7 @@ def _place_here(config_dir: Path, save_dtype: Any, trust: bool) -> MergePlace:
 def count_parameters(config_dir: Path, trust: bool = False) -> int:
     """The model's parameter count from its config alone (built on the meta device: no memory)."""
     import torch
+    hf_imported()
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(config_dir, trust_remote_code=trust)

@@ -31,7 +31,7 @@ from engine.export.merge import MergeError, RunSource, base_config_dir, merge, r
 from engine.export.modelfile import default_system_prompt, template_family, write_modelfile
 from engine.export.quantize import QuantizeError, quantize
 from engine.export.to_gguf import check_convertible, write_f16
-from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, build_reference, check_file
+from engine.export.verify import MIN_F16_AGREEMENT, FileCheck, Reference, build_reference, check_file
 from engine.files.atomic import write_text_atomic
 from engine.files.disk_full import is_disk_full
 from engine.native.child import NativeCrash, run_native
@@ -144,21 +144,9 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     _claim(out, ours=out.resolve() == export_dir(run_dir).resolve())
     # A verify.json vouches for the files it names: gone as soon as any of them is rewritten.
     verify_path(out).unlink(missing_ok=True)
-    steps = 2 + len(plan) * 2
-    done = 0
+    stages = _Stages(out, 2 + len(plan) * 2, on_event, stop, writing)
 
-    def stage(name: str, message: str, output: str) -> None:
-        nonlocal done
-        if stop.is_set() and name == "verify":
-            raise ExportError(f"export stopped on request before verification: the files in {out} are unverified "
-                              "(no verify.json)", "export again to verify them before you use them")
-        if stop.is_set():
-            raise ExportError("export stopped on request", "files finished so far are complete; run export again")
-        writing.append(output)
-        on_event(ExportStageStarted(name, done, steps, message))
-        done += 1
-
-    stage("merge", "merging the adapter into the 16-bit base", "merged/")
+    stages.start("merge", "merging the adapter into the 16-bit base", "merged/")
     merged_dir = out / "merged"
     model, tokenizer = merge(source, merged_dir, on_event)
     on_event(ExportFileWritten(str(merged_dir), "merged", _dir_size(merged_dir)))
@@ -167,37 +155,67 @@ def _export(run_dir: Path, quants: tuple[str, ...], out: Path, on_event: EventSi
     for quant in plan:
         path = gguf_path(out, quant)
         if quant in ("F16", "BF16"):
-            stage("write", path.name, path.name)
+            stages.start("write", path.name, path.name)
             write_f16(merged_dir, path, dtype=quant, name=source.config.name, on_event=on_event)
         else:
-            stage("quantize", path.name, path.name)
+            stages.start("quantize", path.name, path.name)
             quantize(files["F16"], path, quant)
         files[quant] = path
         on_event(ExportFileWritten(str(path), "gguf", path.stat().st_size, quant))
 
-    stage("modelfile", "Ollama Modelfiles", "Modelfiles")
+    stages.start("modelfile", "Ollama Modelfiles", "Modelfiles")
     modelfiles = _write_modelfiles(source, tokenizer, files, quants or ("F16",))
     for mf in modelfiles:
         on_event(ExportFileWritten(str(mf), "modelfile", mf.stat().st_size))
 
     ref = build_reference(model, tokenizer)
     del model
-    checks = []
-    for quant, path in files.items():
-        stage("verify", path.name, verify_path(out).name)
-        lossless = quant in ("F16", "BF16")
-        check = run_native(f"verifying {path.name}", check_file, path, quant, ref,
-                           min_agreement=MIN_F16_AGREEMENT if lossless else None, require_stop=not lossless)
-        checks.append(check)
-        on_event(ExportVerified(str(path), quant, check.token_ids_match, check.argmax_agreement,
-                                check.max_abs_logit_diff, check.stops_at_end_of_turn, check.passed))
+    checks = _verify(files, ref, stages)
     write_text_atomic(verify_path(out), json.dumps(
         {"run_dir": str(run_dir), "files": [dataclasses.asdict(c) for c in checks]}, indent=2) + "\n")
-    on_event(ExportStageStarted("done", steps, steps, ""))
+    on_event(ExportStageStarted("done", stages.steps, stages.steps, ""))
     return ExportResult(
         out_dir=str(out), merged_dir=str(merged_dir), files=tuple(str(p) for p in files.values()),
         modelfiles=tuple(str(p) for p in modelfiles), checks=tuple(checks), passed=all(c.passed for c in checks),
     )
+
+
+@dataclass
+class _Stages:
+    """An export's stages as they start: each is announced with the count so far, the output it writes is
+    named for a failure to report, and a stop request ends the export before the next one."""
+
+    out: Path
+    steps: int
+    on_event: EventSink
+    stop: threading.Event
+    writing: list[str]
+    done: int = 0
+
+    def start(self, name: str, message: str, output: str) -> None:
+        if self.stop.is_set() and name == "verify":
+            raise ExportError(f"export stopped on request before verification: the files in {self.out} are "
+                              "unverified (no verify.json)", "export again to verify them before you use them")
+        if self.stop.is_set():
+            raise ExportError("export stopped on request", "files finished so far are complete; run export again")
+        self.writing.append(output)
+        self.on_event(ExportStageStarted(name, self.done, self.steps, message))
+        self.done += 1
+
+
+def _verify(files: dict[str, Path], ref: Reference, stages: _Stages) -> list[FileCheck]:
+    """Each GGUF against the merged model's reference: lossless types must agree with it, quantised ones
+    must still stop at the end of a turn."""
+    checks = []
+    for quant, path in files.items():
+        stages.start("verify", path.name, verify_path(stages.out).name)
+        lossless = quant in ("F16", "BF16")
+        check = run_native(f"verifying {path.name}", check_file, path, quant, ref,
+                           min_agreement=MIN_F16_AGREEMENT if lossless else None, require_stop=not lossless)
+        checks.append(check)
+        stages.on_event(ExportVerified(str(path), quant, check.token_ids_match, check.argmax_agreement,
+                                       check.max_abs_logit_diff, check.stops_at_end_of_turn, check.passed))
+    return checks
 
 
 def _claim(out: Path, ours: bool) -> None:

@@ -11,8 +11,14 @@ ftui/ folder in site-packages (setup.py nests them there), so presets ship besid
 
 
 def presets_dir() -> Path:
-    """Where preset files are listed and saved (FTUI_PRESETS moves it)."""
-    return Path(os.environ.get("FTUI_PRESETS", PROJECT_ROOT / "presets"))
+    """Where the user's preset files are listed first and saved (FTUI_PRESETS moves it)."""
+    return Path(os.environ.get("FTUI_PRESETS", shipped_presets_dir()))
+
+
+def shipped_presets_dir() -> Path:
+    """ftui's own presets, which stay available wherever the user keeps theirs: the CPU plan, `ftui
+    demo` and `demo --rl` train the demo and grpo presets by name."""
+    return PROJECT_ROOT / "presets"
 
 
 def catalog_file() -> Path:

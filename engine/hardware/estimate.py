@@ -164,66 +164,20 @@ def estimate(
     states are split across the GPUs, while the root's embeddings, lm_head and norms stay whole
     through the step and two layers at a time are gathered whole.
     """
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError("batch_size and seq_len must be at least 1")
-    if world_size < 1 or strategy not in STRATEGIES:
-        raise ValueError(f"world_size must be at least 1 and strategy one of {', '.join(STRATEGIES)}")
-    if method == "full" and spec.bits == 4:
-        raise ValueError(f"{spec.id} holds 4-bit weights, which full fine-tuning cannot train; "
-                         f"use {spec.base_16bit or 'its 16-bit model'} or a LoRA method")
-    targets = translate_targets(tuple(target_modules) if target_modules else DEFAULT_TARGET_MODULES,
-                                spec.architecture)
-    shapes = linear_shapes(spec)
-    unknown = [t for t in targets if t not in shapes]
-    if unknown and method != "full":
-        raise ValueError(f"target module(s) {', '.join(unknown)} are not in {spec.name}; "
-                         f"choose from {', '.join(shapes)}")
+    _refuse_impossible(spec, method, optimizer, batch_size, seq_len, world_size, strategy)
+    targets, shapes = _adapted_targets(spec, method, target_modules)
     tokens = batch_size * seq_len * (2 if objective in PAIR_OBJECTIVES else 1)
     quantized = method == "qlora" or spec.bits == 4
-    linear = spec.layers * sum(i * o for i, o in shapes.values())
-    plain = spec.params - linear  # embeddings, lm_head, norms
-
-    parts: dict[str, float] = {}
-    if method == "full":
-        weight_bytes = runtime.full_weight_bytes
-        trainable = spec.params
-        per_weight = weight_bytes + (BYTES_16BIT if runtime.autocast_weight_copy and weight_bytes != BYTES_16BIT else 0)
-        parts["weights"] = spec.params * per_weight
-        plain_bytes = plain * per_weight
-    else:
-        weight_bytes = runtime.adapter_bytes
-        adapted = [shapes[t] for t in targets]
-        trainable = spec.layers * sum(lora_r * (i + o) for i, o in adapted)
-        if method == "dora":
-            trainable += spec.layers * sum(o for _, o in adapted)  # one magnitude per output row
-        if quantized:
-            plain_bytes = plain * runtime.kbit_plain_bytes
-            parts["weights"] = linear * (NF4_BYTES_PER_WEIGHT + NF4_DOUBLE_QUANT_BYTES_PER_WEIGHT) + plain_bytes
-        else:
-            plain_bytes = plain * BYTES_16BIT
-            parts["weights"] = spec.params * BYTES_16BIT
-        parts["adapters"] = trainable * weight_bytes
-    parts["gradients"] = trainable * weight_bytes
+    held = _held_weights(spec, method, shapes, targets, lora_r, quantized, runtime)
+    parts = dict(held.parts)
+    parts["gradients"] = held.trainable * held.bytes_per_trainable
     sharded = world_size > 1 and strategy == "fsdp"
     # bitsandbytes cannot update FSDP's sharded parameters: there the run falls back to 32-bit AdamW.
     eight_bit = optimizer != "adamw" and not sharded
-    moment_bytes = ADAMW_8BIT_BYTES if eight_bit else ADAMW_32BIT_MOMENTS * weight_bytes
-    parts["optimizer"] = trainable * moment_bytes
+    moment_bytes = ADAMW_8BIT_BYTES if eight_bit else ADAMW_32BIT_MOMENTS * held.bytes_per_trainable
+    parts["optimizer"] = held.trainable * moment_bytes
     if sharded:
-        layer_bytes = (parts["weights"] - plain_bytes) / spec.layers
-        parts["weights"] = (parts["weights"] - plain_bytes) / world_size + plain_bytes
-        # Adapters' gradients stay whole while a step's micro-batches add them up, reduce-scattered once
-        # (engine.train.parallel.wrap); full fine-tuning reduce-scatters them layer by layer.
-        for name in ("adapters", "optimizer", *(("gradients",) if method == "full" else ())):
-            if name in parts:
-                parts[name] /= world_size
-        # Beyond its own shard: the gathered layers, and one layer's whole gradient before its reduce-scatter.
-        parts["gathered"] = (FSDP_LAYERS_IN_FLIGHT * layer_bytes * (1 - 1 / world_size)
-                             + (trainable / spec.layers * weight_bytes if method == "full" else 0))
+        parts = _fsdp_shards(parts, held, spec.layers, world_size, full=method == "full")
 
     layer = tokens * layer_activation_bytes(spec, method, targets, lora_dropout, runtime)
     loss_peak, loss_kept = loss_bytes(spec, tokens, runtime, trains_head=method == "full")
@@ -235,10 +189,96 @@ def estimate(
         parts["activations"] = spec.layers * layer
         parts["logits"] = loss_kept + loss_peak
     parts["workspace"] = _workspace(spec, shapes, quantized, method, runtime)
+    return _with_runtime_overheads(parts, world_size, strategy)
 
+
+def _refuse_impossible(spec: ModelSpec, method: str, optimizer: str, batch_size: int, seq_len: int, world_size: int,
+                       strategy: str) -> None:
+    """Raise ValueError for a request no run could make: unknown names, empty batches, 4-bit full fine-tuning."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError("batch_size and seq_len must be at least 1")
+    if world_size < 1 or strategy not in STRATEGIES:
+        raise ValueError(f"world_size must be at least 1 and strategy one of {', '.join(STRATEGIES)}")
+    if method == "full" and spec.bits == 4:
+        raise ValueError(f"{spec.id} holds 4-bit weights, which full fine-tuning cannot train; "
+                         f"use {spec.base_16bit or 'its 16-bit model'} or a LoRA method")
+
+
+def _adapted_targets(spec: ModelSpec, method: str,
+                     target_modules: Sequence[str] | None) -> tuple[tuple[str, ...], dict[str, tuple[int, int]]]:
+    """The layers LoRA adapts, in this architecture's names, and the (in, out) shape of every linear layer."""
+    targets = translate_targets(tuple(target_modules) if target_modules else DEFAULT_TARGET_MODULES,
+                                spec.architecture)
+    shapes = linear_shapes(spec)
+    unknown = [t for t in targets if t not in shapes]
+    if unknown and method != "full":
+        raise ValueError(f"target module(s) {', '.join(unknown)} are not in {spec.name}; "
+                         f"choose from {', '.join(shapes)}")
+    return targets, shapes
+
+
+@dataclass(frozen=True)
+class _HeldWeights:
+    """What a method keeps of the model and what it trains."""
+
+    parts: dict[str, float]
+    """Bytes of "weights", and of "adapters" under the LoRA methods."""
+    plain_bytes: float
+    """Bytes of the embeddings, lm_head and norms: the part fsdp keeps whole on every GPU."""
+    trainable: int
+    """Trained weights: every weight under full fine-tuning, else the adapters'."""
+    bytes_per_trainable: int
+    """dtype width of each trained weight, hence of its gradient."""
+
+
+def _held_weights(spec: ModelSpec, method: str, shapes: dict[str, tuple[int, int]], targets: Sequence[str],
+                  lora_r: int, quantized: bool, runtime: Runtime) -> _HeldWeights:
+    """The bytes `method` holds of the model's weights and adapters, and the weights it trains."""
+    linear = spec.layers * sum(i * o for i, o in shapes.values())
+    plain = spec.params - linear  # embeddings, lm_head, norms
+    if method == "full":
+        weight_bytes = runtime.full_weight_bytes
+        per_weight = weight_bytes + (BYTES_16BIT if runtime.autocast_weight_copy and weight_bytes != BYTES_16BIT else 0)
+        return _HeldWeights({"weights": spec.params * per_weight}, plain * per_weight, spec.params, weight_bytes)
+    adapted = [shapes[t] for t in targets]
+    trainable = spec.layers * sum(lora_r * (i + o) for i, o in adapted)
+    if method == "dora":
+        trainable += spec.layers * sum(o for _, o in adapted)  # one magnitude per output row
+    if quantized:
+        plain_bytes = plain * runtime.kbit_plain_bytes
+        weights = linear * (NF4_BYTES_PER_WEIGHT + NF4_DOUBLE_QUANT_BYTES_PER_WEIGHT) + plain_bytes
+    else:
+        plain_bytes = plain * BYTES_16BIT
+        weights = spec.params * BYTES_16BIT
+    return _HeldWeights({"weights": weights, "adapters": trainable * runtime.adapter_bytes}, plain_bytes, trainable,
+                        runtime.adapter_bytes)
+
+
+def _fsdp_shards(parts: dict[str, float], held: _HeldWeights, layers: int, world_size: int,
+                 full: bool) -> dict[str, float]:
+    """`parts` as one GPU of `world_size` holds them under fsdp, plus the whole layers gathered beyond its shard."""
+    layer_bytes = (parts["weights"] - held.plain_bytes) / layers
+    shards = dict(parts)
+    shards["weights"] = (parts["weights"] - held.plain_bytes) / world_size + held.plain_bytes
+    # Adapters' gradients stay whole while a step's micro-batches add them up, reduce-scattered once
+    # (engine.train.parallel.wrap); full fine-tuning reduce-scatters them layer by layer.
+    for name in ("adapters", "optimizer", *(("gradients",) if full else ())):
+        if name in shards:
+            shards[name] /= world_size
+    # Beyond its own shard: the gathered layers, and one layer's whole gradient before its reduce-scatter.
+    shards["gathered"] = (FSDP_LAYERS_IN_FLIGHT * layer_bytes * (1 - 1 / world_size)
+                          + (held.trainable / layers * held.bytes_per_trainable if full else 0))
+    return shards
+
+
+def _with_runtime_overheads(parts: dict[str, float], world_size: int, strategy: str) -> MemoryEstimate:
+    """The tensors plus what the allocator, the CUDA context and a process group's buffers add, in GiB."""
     tensors = sum(parts.values())
-    parts["allocator"] = tensors * ALLOCATOR_SLACK
-    parts["cuda_context"] = CUDA_CONTEXT_GIB * GIB
+    parts = {**parts, "allocator": tensors * ALLOCATOR_SLACK, "cuda_context": CUDA_CONTEXT_GIB * GIB}
     if world_size > 1:
         parts["comm_buffers"] = COMM_BUFFERS_GIB * GIB
     breakdown = {name: value / GIB for name, value in parts.items()}

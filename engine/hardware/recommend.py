@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.hardware.catalog import ModelSpec, four_bit_variant, get
-from engine.hardware.estimate import estimate, estimate_for
+from engine.hardware.estimate import MemoryEstimate, estimate, estimate_for
 from engine.hardware.probe import GpuInfo, HardwareReport, ram_gib
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class Recommendation:
     """"ddp" or "fsdp" across several GPUs; peak_gib is then per GPU and batch_size each one's."""
     measured_from: str = ""
     """The finished run whose measured peak this plan's estimates were checked against (engine.runs.memory)."""
+    measured_ratio: float = 1.0
+    """How far that run went above its estimate: every figure planned here is raised by it (`memory_need`)."""
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,19 @@ def budget_gib(free_gib: float) -> float:
     return free_gib * (1 - HEADROOM_SHARE) - HEADROOM_GIB
 
 
+def memory_need(planned: MemoryEstimate, on_gpu: bool, measured_ratio: float = 1.0) -> float:
+    """What a run takes from its budget: the whole peak on a GPU; on the CPU, with no CUDA context
+    or caching allocator, the tensors alone. `measured_ratio` raises the tensors' part by how far
+    this machine's runs went above their estimates (engine.runs.memory), so the home screen's plan,
+    the presets list and the form show one figure."""
+    base = planned.peak_gib if on_gpu else planned.tensors_gib
+    return base + planned.tensors_gib * (measured_ratio - 1)
+
+
 def fits(spec: ModelSpec, method: str, batch_size: int, seq_len: int, free_gib: float,
          measured_ratio: float = 1.0, **estimate_options: Any) -> tuple[bool, float]:
-    """(fits with headroom, predicted peak GiB); options as for `engine.hardware.estimate.estimate`.
-    `measured_ratio` raises the tensors' part by how far this machine's runs went above their
-    estimates (engine.runs.memory)."""
-    planned = estimate(spec, method, batch_size, seq_len, **estimate_options)
-    peak = planned.peak_gib + planned.tensors_gib * (measured_ratio - 1)
+    """(fits with headroom, predicted peak GiB); options as for `engine.hardware.estimate.estimate`."""
+    peak = memory_need(estimate(spec, method, batch_size, seq_len, **estimate_options), True, measured_ratio)
     return peak <= budget_gib(free_gib), peak
 
 
@@ -205,7 +213,7 @@ def recommend(report_or_gpus: HardwareReport | Sequence[GpuInfo], seq_len: int =
     if used is None:
         return chosen_plan
     return replace(chosen_plan, reason=f"{chosen_plan.reason} Planned with this machine's measurement: {used.describe()}.",
-                   measured_from=used.run_dir)
+                   measured_from=used.run_dir, measured_ratio=used.ratio)
 
 
 def _plan_several(frees: Sequence[float], seq_len: int, cards: str, indices: tuple[int, ...],
@@ -356,11 +364,11 @@ def _plan_cpu(seq_len: int, ram: float, measured: MeasuredMemory | None = None) 
     demo = load_preset(CPU_PRESET).apply()
     spec = get(demo.model)
     seq = min(seq_len, demo.max_seq_len)
-    # No CUDA context or caching allocator on the CPU: the tensors are what RAM must hold. Estimated
-    # from the preset's whole config, as the form estimates it, so the two show one figure.
+    # Estimated from the preset's whole config, as the form estimates it, so the two show one figure.
     planned = estimate_for(demo.replace(max_seq_len=seq), spec)
     assert planned is not None
-    need = planned.tensors_gib * (measured.ratio if measured is not None else 1.0)
+    ratio = measured.ratio if measured is not None else 1.0
+    need = memory_need(planned, False, ratio)
     reason = (f"No NVIDIA GPU found, so training runs on the CPU, where only the embedded {spec.name.split(' (')[0]} "
               f"is practical (the {CPU_PRESET} preset): about {need:.1f} GiB of RAM at batch {demo.batch_size} "
               f"and {seq} tokens.")
@@ -368,4 +376,4 @@ def _plan_cpu(seq_len: int, ram: float, measured: MeasuredMemory | None = None) 
         reason += f" Planned with this machine's measurement: {measured.describe()}."
     return Recommendation(spec.id, demo.method, demo.batch_size, demo.grad_accum, seq,
                           round(need, 2), round(ram, 2), reason, need <= ram or ram == 0, False, None,
-                          measured_from=measured.run_dir if measured is not None else "")
+                          measured_from=measured.run_dir if measured is not None else "", measured_ratio=ratio)

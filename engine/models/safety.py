@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from engine.models.errors import ModelLoadError
+from engine.models.hf_import import hf_imported
 
 ALLOW_PICKLE_ENV = "FTUI_ALLOW_PICKLE"
 """Set to 1 to load `.bin`/`.pt` weights, which are Python pickles and can run code when read."""
@@ -42,6 +43,7 @@ def check_remote_code(config: dict[str, Any], where: str, trust_remote_code: boo
     """Refuse a model whose type transformers does not know, so it would need its own code, unless trusted."""
     if trust_remote_code or "auto_map" not in config:
         return
+    hf_imported()
     from transformers import CONFIG_MAPPING
 
     if config.get("model_type") not in CONFIG_MAPPING:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.models.errors import ModelLoadError
+from engine.models.hf_import import hf_imported
 from engine.models.resolve import ResolvedModel
 
 
@@ -18,6 +19,7 @@ def load_tokenizer(resolved: ResolvedModel) -> Any:
     A pad equal to eos would be masked out of the labels with the padding, and the tuned model
     would never learn to end its turn.
     """
+    hf_imported()
     from transformers import AutoTokenizer
 
     try:

@@ -229,25 +229,9 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     """Restore, then step, evaluate and save until done, stopped or failed."""
     train_set, val_set = loaded.data.train, loaded.data.val
     precision = parts.precision
-    counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
+    counters, grpo = _begin(config, loaded, parts, run, emit, checkpoint, ranks)
     schedule, start = parts.schedule, counters.start
     total_steps = schedule.total_steps
-    if ranks.main and not tokenizer_dir(run.path).exists():
-        save_tokenizer(run, loaded.tokenizer)
-    run.write_status(total_steps=total_steps, step=start)
-    grpo = _grpo_run(config, loaded, parts, counters)
-    device = _device_label(precision, ranks)
-    planned = sum(schedule.lengths[i] for step in range(start + 1, total_steps + 1) for i in schedule.step_examples(step))
-    predicted = (Prediction(None, "no time prediction for grpo: its steps are mostly sampling, unlike the runs "
-                              "speeds are measured from") if grpo is not None
-                 else predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
-                 else Prediction(None, ""))
-    emit(TrainStarted(
-        run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
-        train_examples=len(train_set), val_examples=len(val_set), trainable_params=parts.trainable,
-        total_params=parts.total, device=device, pad_share=schedule.planned_pad_share(), start_step=start,
-        planned_tokens=planned, predicted_s=predicted.seconds, prediction=predicted.text,
-    ))
 
     parts.model.train()
     began = time.monotonic()
@@ -258,16 +242,8 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
     for step in range(start + 1, total_steps + 1):
         t0 = time.monotonic()
         out_of_time = step < total_steps and _out_of_time(budget, t0 - began, step - 1 - start)
-        asked: bool | None = None
-        rewarded = None
-        if grpo is not None:
-            stats, rewarded = _grpo_step(grpo, parts, train_set, step, config.max_grad_norm)
-            counters.sampling_rng = generator_state(grpo.generator)
-        elif ranks.world == 1:
-            micro = [[train_set[i] for i in b] for b in schedule.step_batches(step)]
-            stats = (parts.objective.step or optimizer_step)(parts, micro, step, config.max_grad_norm)
-        else:
-            stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stop.is_set() or out_of_time)
+        stats, asked, rewarded = _take_step(config, parts, train_set, grpo, counters, ranks, step,
+                                            stop.is_set() or out_of_time)
         loss = stats.loss
         diagnosis = parts.diagnoser.on_step(step, loss)
         if diagnosis is not None:
@@ -300,6 +276,48 @@ def _train(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir,
         if step > start:
             _save(run, parts, counters, emit, step, "final")
     return _finish(config, parts, counters, run, emit, step, loss, stopped_reason)
+
+
+def _begin(config: RunConfig, loaded: Loaded, parts: TrainingSetup, run: RunDir, emit: Callable[[Any], None],
+           checkpoint: Path | None, ranks: Ranks) -> tuple[Counters, GrpoRun | None]:
+    """Restore the checkpoint's counters, keep the tokenizer beside the run and announce it (TrainStarted):
+    its size, its device and how long it is predicted to take."""
+    counters = restore(checkpoint, parts) if checkpoint is not None else Counters()
+    schedule, start = parts.schedule, counters.start
+    total_steps = schedule.total_steps
+    if ranks.main and not tokenizer_dir(run.path).exists():
+        save_tokenizer(run, loaded.tokenizer)
+    run.write_status(total_steps=total_steps, step=start)
+    grpo = _grpo_run(config, loaded, parts, counters)
+    device = _device_label(parts.precision, ranks)
+    planned = sum(schedule.lengths[i] for step in range(start + 1, total_steps + 1) for i in schedule.step_examples(step))
+    predicted = (Prediction(None, "no time prediction for grpo: its steps are mostly sampling, unlike the runs "
+                              "speeds are measured from") if grpo is not None
+                 else predict(config.output_dir, config.model, config.method, device, planned) if ranks.main
+                 else Prediction(None, ""))
+    emit(TrainStarted(
+        run_dir=str(run.path), total_steps=total_steps, epochs=schedule.epoch_at(total_steps),
+        train_examples=len(loaded.data.train), val_examples=len(loaded.data.val), trainable_params=parts.trainable,
+        total_params=parts.total, device=device, pad_share=schedule.planned_pad_share(), start_step=start,
+        planned_tokens=planned, predicted_s=predicted.seconds, prediction=predicted.text,
+    ))
+    return counters, grpo
+
+
+def _take_step(config: RunConfig, parts: TrainingSetup, train_set: tuple[TokenizedExample, ...], grpo: GrpoRun | None,
+               counters: Counters, ranks: Ranks, step: int, stopping: bool) -> tuple[StepStats, bool | None, Any]:
+    """One optimizer step as the objective takes it: GRPO samples and scores, one process trains its micro-batches,
+    several share the step. Returns its stats, whether any process was asked to stop (None when there is only
+    this one) and GRPO's rewards event (None for the other objectives)."""
+    if grpo is not None:
+        stats, rewarded = _grpo_step(grpo, parts, train_set, step, config.max_grad_norm)
+        counters.sampling_rng = generator_state(grpo.generator)
+        return stats, None, rewarded
+    if ranks.world == 1:
+        micro = [[train_set[i] for i in b] for b in parts.schedule.step_batches(step)]
+        return (parts.objective.step or optimizer_step)(parts, micro, step, config.max_grad_norm), None, None
+    stats, asked = _shared_step(parts, train_set, step, config.max_grad_norm, stopping)
+    return stats, asked, None
 
 
 def _grpo_run(config: RunConfig, loaded: Loaded, parts: TrainingSetup, counters: Counters) -> GrpoRun | None:

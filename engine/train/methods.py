@@ -15,6 +15,7 @@ from typing import Any
 from engine.config.schema import RunConfig
 from engine.hardware.architectures import translate_targets
 from engine.hardware.probe import cuda_computes_bf16
+from engine.models.hf_import import hf_imported
 from engine.train.preflight import PreflightError
 
 
@@ -129,6 +130,7 @@ def apply_method(model: Any, config: RunConfig) -> Any:
         return model
     import warnings
 
+    hf_imported()
     from peft import LoraConfig, get_peft_model
 
     # peft probes `is_gradient_checkpointing`, which transformers 5 marks deprecated: noise for users.
@@ -149,6 +151,7 @@ def check_target_modules(model: Any, targets: tuple[str, ...], model_name: str) 
     that layer is never trained. Both end here, naming the model's real linear layers.
     """
     import torch
+    hf_imported()
     from transformers.pytorch_utils import Conv1D
 
     # The layer types peft's LoRA wraps (bitsandbytes' 4-bit and 8-bit layers are nn.Linear).
@@ -212,6 +215,7 @@ def build_optimizer(model: Any, config: RunConfig, device: str, sharded: bool = 
 
 
 def build_scheduler(optimizer: Any, config: RunConfig, total_steps: int) -> Any:
+    hf_imported()
     from transformers import get_scheduler
 
     name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler

@@ -16,6 +16,7 @@ from typing import Any
 from engine.config.schema import RunConfig
 from engine.data.types import TokenizedExample
 from engine.events import Progress
+from engine.models.hf_import import hf_imported
 from engine.train.batching import Schedule
 from engine.train.diagnose import Diagnoser
 from engine.train.dropout import use_packed_bits_dropout
@@ -84,6 +85,7 @@ def set_up(config: RunConfig, build_model: Callable[[RunConfig, Precision], Any]
     `build_model` is `Loaded.build_model`: a fresh base model on the device, before the method.
     `val_set` is only read where an objective keeps figures per example (DPO's precomputed reference).
     """
+    hf_imported()
     from transformers import set_seed
 
     set_seed(config.seed)

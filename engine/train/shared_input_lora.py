@@ -18,6 +18,8 @@ import types
 import weakref
 from typing import Any
 
+from engine.models.hf_import import hf_imported
+
 SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 """Llama-style sibling projections fed the same tensor. Only speed depends on these names: a
 sibling that is called with another input computes its own product."""
@@ -59,6 +61,7 @@ class _Group:
 def fuse_shared_input_adapters(model: Any) -> int:
     """Route each group of sibling LoRA layers through one A matmul, and every other plain LoRA
     layer through the same forward as a group of one; the number of groups of siblings fused."""
+    hf_imported()
     from peft.tuners.lora import LoraLayer
 
     fused = 0

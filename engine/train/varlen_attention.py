@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from engine.models.hf_import import hf_imported
+
 ATTENTION = "ftui_varlen"
 """The name this implementation is registered under in transformers' attention interface."""
 SEGMENTS = "cu_seq_lens_q"
@@ -31,6 +33,7 @@ probabilities for backward (6 bytes x heads x tokens per token), which the cap b
 
 def use_varlen_attention(model: Any) -> None:
     """Switch `model` (a transformers model, or a peft model around one) to per-example attention."""
+    hf_imported()
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
@@ -45,6 +48,7 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     """transformers' attention signature: [batch, heads, tokens, dim] in, [batch, tokens, heads, dim] out."""
     import torch
     import torch.nn.functional as F
+    hf_imported()
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.get(SEGMENTS)
@@ -119,6 +123,7 @@ def _short_causal(q: Any, k: Any, v: Any, scale: float) -> Any:
 
 def _padding_mask(*args: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
     """SDPA's mask for padded batches; none for a packed row, whose bounds come with the forward."""
+    hf_imported()
     from transformers.masking_utils import sdpa_mask
 
     if attention_mask is None:

@@ -70,3 +70,22 @@ def test_saved_preset_loads_back_identically(tmp_path):
     again = load_preset_file(path)
     assert again.apply() == config and "tuned" in again.description
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_users_own_presets_folder_adds_to_ftuis_presets_and_the_cpu_plan_still_works(tmp_path, monkeypatch):
+    """FTUI_PRESETS pointing at a folder without demo.toml made the CPU plan (and so the home screen
+    and `ftui recommend`) fail with "no preset 'demo'"."""
+    from engine.hardware.recommend import recommend
+
+    mine = tmp_path / "presets"
+    mine.mkdir()
+    monkeypatch.setenv("FTUI_PRESETS", str(mine))
+    save_preset(load_preset("balanced").apply().replace(learning_rate=5e-5), "mine", "my own")
+    save_preset(load_preset("quality").apply().replace(name="q2"), "quality", "my quality")
+    assert (mine / "mine.toml").exists()
+
+    listed = {p.name: p for p in list_presets()}
+    assert {"mine", "demo", "balanced"} <= set(listed)
+    assert listed["quality"].path.parent == mine, "the user's preset of a shipped name wins"
+    assert load_preset("quality").apply().name == "q2" and load_preset("demo").path.parent != mine
+    assert recommend([]).model == "smollm2-135m"

@@ -59,9 +59,11 @@ def test_a_change_of_cmake_args_rebuilds_and_reinstalls_llama_cpp(tmp_path):
     first = dry_run(venv, tmp_path, "NVCC=", "GPU_SEEN=")
     stamp = next(line.split()[-1] for line in first if line.startswith("touch") and ".llama-cpp-" in line)
     converter = Path(next(line.split()[-1] for line in first if line.startswith("rm -rf") and " mv " in line))
+    sdist = Path(next(line.split()[2] for line in first if line.startswith("tar xzf")))
     venv.mkdir()
     converter.mkdir(parents=True)
-    for done in (converter / "convert_hf_to_gguf.py", stamp, f"{venv}/.installed"):  # set up, the CPU build
+    sdist.parent.mkdir(parents=True)
+    for done in (sdist, converter / "convert_hf_to_gguf.py", stamp, f"{venv}/.installed"):  # set up, the CPU build
         Path(done).touch()
     assert not any("pip" in line for line in dry_run(venv, tmp_path, "NVCC=", "GPU_SEEN="))
 
@@ -72,8 +74,12 @@ def test_a_change_of_cmake_args_rebuilds_and_reinstalls_llama_cpp(tmp_path):
 
 def test_llama_cpps_converter_comes_from_the_sdist_of_the_same_version_into_a_folder_named_by_it(tmp_path):
     lines = dry_run(tmp_path / "venv", tmp_path, "NVCC=", "GPU_SEEN=")
-    [download] = [line for line in lines if "pip download" in line]
+    [download] = [line for line in lines if "pip download" in line]  # once: the wheel is built from it too
     assert "--no-binary :all:" in download and download.endswith("llama-cpp-python==0.3.36")
+    assert wheel_build(lines).endswith("/sdists/llama_cpp_python-0.3.36.tar.gz")
     [extract] = [line for line in lines if line.startswith("tar xzf")]
     assert "llama_cpp_python-0.3.36.tar.gz" in extract and "llama-convert/0.3.36.tmp" in extract
+    # The archive's own dates (2022) would leave the converter older than the sdist it came from:
+    # make would extract it again, and reinstall ftui, on every run.
+    assert "--touch" in extract
     assert "'*/vendor/llama.cpp/convert_hf_to_gguf.py'" in "\n".join(lines[lines.index(extract):])

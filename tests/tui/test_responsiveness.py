@@ -102,3 +102,20 @@ async def test_what_a_run_froze_is_collected_when_it_ends(tmp_path):
         await pilot.pause()
         assert app.session.training.status == "stopped"
     assert refs[0]() is None, "the run's model outlived the run"
+
+
+async def test_at_60_columns_the_log_wraps_its_lines_instead_of_cutting_them(tmp_path):
+    """RichLog renders 78 cells wide unless told otherwise: at 60 columns "4,884,480 of 139,399,488
+    parameters tra" ended there, with the rest off screen and no way to scroll to it."""
+    app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        app.start_training(app.session.config)
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        log = app.screen.query_one(RichLog)
+        longest = max(app.session.training.lines, key=len)
+        assert len(longest) > log.scrollable_content_region.width, "the fake run logs no line long enough to wrap"
+        assert max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
+        shown = "".join("".join(strip.text.split()) for strip in log.lines)
+        assert "".join(longest.split()) in shown, "a word of the line is missing from the screen"

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Header, ProgressBar, RichLog, Static
 
+from engine.display import duration
 from engine.events import Diagnosis, TrainFailed, TrainFinished
 from tui.messages import TrainingEventLogged, TrainingLogReplaced, TrainingStatusChanged
 from tui.screens.base import FtuiScreen
@@ -25,13 +26,6 @@ from tui.widgets.loss_plot import LossPlot
 from tui.widgets.reward_panel import RewardPanel
 
 REDRAW_S = 0.25
-
-
-def duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class TrainingScreen(FtuiScreen):
@@ -63,7 +57,8 @@ class TrainingScreen(FtuiScreen):
             yield LossPlot(id="loss")
             yield CurvesPlot(id="objective-curves")
         yield RewardPanel(id="rewards")
-        yield RichLog(id="train-log", max_lines=2000, wrap=True)
+        # min_width: RichLog renders at least 78 cells wide by default, which cut every line at 60 columns.
+        yield RichLog(id="train-log", max_lines=2000, wrap=True, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:

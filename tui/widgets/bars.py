@@ -24,7 +24,7 @@ class MemoryBar(Static):
 
     DEFAULT_CSS = """
     MemoryBar {
-        height: 1;
+        height: auto;
         width: 1fr;
     }
     """

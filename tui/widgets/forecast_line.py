@@ -23,12 +23,12 @@ SETTLE_S = 0.4
 
 def render_forecast(forecast: Any) -> Text:
     """The time; and, when this machine's runs went above their memory estimates (which the
-    recommendation then plans with), by how much and which run says so."""
+    recommendation and the memory bar then plan with), by how much and which run says so."""
     text = Text(forecast.time)
     memory = forecast.memory
     if memory is not None and memory.ratio > 1.0:
         by = "" if memory.run_name in forecast.time else f" ({memory.run_name})"
-        text.append(f" · memory here: {memory.ratio:.2f}x the estimate{by}", style="yellow")
+        text.append(f" · the peak above counts the {memory.ratio:.2f}x this machine measured{by}", style="yellow")
     return text
 
 
