@@ -354,6 +354,8 @@ def test_hub_id_that_does_not_exist(monkeypatch):
         raise DatasetNotFoundError("Dataset 'someone/nope' doesn't exist on the Hub or cannot be accessed.")
 
     monkeypatch.setattr(datasets, "load_dataset", not_found)
+    # Left real, the split lookup waits out datasets' retries on this offline machine (20-35 s).
+    monkeypatch.setattr(datasets, "get_dataset_split_names", not_found)
     monkeypatch.setattr("huggingface_hub.HfApi.dataset_info", lambda self, dataset_id, **_: None)
     with pytest.raises(DatasetError, match="no such local file, and no such dataset on the Hugging Face hub"):
         load_conversations("someone/nope")
