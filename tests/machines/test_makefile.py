@@ -1,4 +1,5 @@
-"""`make run` builds llama.cpp with CUDA on a GPU box and rebuilds it when CMAKE_ARGS change:
+"""`make run` builds llama.cpp with CUDA on a GPU box and rebuilds it when CMAKE_ARGS change, and `make test`
+and `make check` run their two lanes of tests:
 checked on the commands the Makefile runs (`make -n`), with nvcc and nvidia-smi faked."""
 
 from __future__ import annotations
@@ -77,3 +78,26 @@ def test_llama_cpps_converter_comes_from_the_sdist_of_the_same_version_into_a_fo
     [extract] = [line for line in lines if line.startswith("tar xzf")]
     assert "llama_cpp_python-0.3.36.tar.gz" in extract and "llama-convert/0.3.36.tmp" in extract
     assert "'*/vendor/llama.cpp/convert_hf_to_gguf.py'" in "\n".join(lines[lines.index(extract):])
+
+
+
+def make_lines(venv: Path, tmp_path: Path, target: str) -> list[str]:
+    """The commands `make <target>` runs, the venv already set up."""
+    venv.mkdir(exist_ok=True)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "-o", f"{venv}/.installed",
+                          "-o", f"{venv}/.installed-test", target], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_make_test_runs_every_test_and_make_check_leaves_out_e2e_slow_and_gpu(tmp_path):
+    everything = make_lines(tmp_path / "venv", tmp_path, "test")
+    fast = make_lines(tmp_path / "venv", tmp_path, "check")
+    for lines in (everything, fast):
+        assert [tool for tool in ("ruff check", "lint-imports", "mypy") if any(tool in line for line in lines)] == [
+            "ruff check", "lint-imports", "mypy"]
+    [all_tests] = [line for line in everything if " -m pytest " in line]
+    [fast_tests] = [line for line in fast if " -m pytest " in line]
+    assert " -m " not in all_tests.split(" -m pytest ", 1)[1]
+    assert '-m "not e2e and not slow and not gpu"' in fast_tests
+    assert "--durations=20" in all_tests and "--durations=20" in fast_tests
