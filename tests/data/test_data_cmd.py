@@ -36,6 +36,7 @@ def test_check_strict_refuses_what_the_default_accepts(tmp_path, capsys):
     assert [p["line"] for p in out["problems"]] == [31]
 
 
+@pytest.mark.slow
 def test_check_demo_with_the_embedded_tokenizer(capsys, tokenizer):
     code = main(["data", "check", "presets/data/docker_train.jsonl", "--max-seq-len", "256"])
     out = capsys.readouterr().out

@@ -54,6 +54,7 @@ def test_no_obvious_split_lists_them():
         pick_split("o/d", ["train", "test"], "trian")
 
 
+@pytest.mark.slow
 def test_ultrachat_style_dataset_loads_train_sft(hub):
     result = load_conversations("HuggingFaceH4/ultrachat_200k")
     assert (result.rows, hub.loaded) == (2, ["train_sft"])

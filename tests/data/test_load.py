@@ -333,6 +333,7 @@ def test_unknown_format_name_is_refused(fixture_path):
         load_conversations(fixture_path("messages.jsonl"), "chatml")
 
 
+@pytest.mark.slow
 def test_hub_id_offline_says_so(tmp_path):
     import subprocess
     import sys

@@ -20,6 +20,8 @@ from engine.config.schema import RunConfig, load_toml
 
 from .conftest import make_run, make_tiny_model
 
+pytestmark = pytest.mark.slow
+
 SYSTEM = "You answer in one line."
 TABLE_HEADER = ["file", "tokens", "agree", "max|dlogit|", "stops", "result"]
 

@@ -11,6 +11,7 @@ from engine.errors import ActionableError
 from engine.infer.base_answers import base_gguf_like, base_ref_of, gguf_quant
 
 
+@pytest.mark.slow
 def test_the_base_is_made_at_the_tuned_files_type_once(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))
     assert base_ref_of(tiny_run, "ignored") == str(tiny_run.parents[1] / "base")  # the run's own base

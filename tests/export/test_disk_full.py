@@ -17,6 +17,8 @@ from engine.events import ExportFailed
 from engine.export import export
 from engine.export.pipeline import EXPORT_MARKER
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def nearly_full(monkeypatch):

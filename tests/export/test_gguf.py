@@ -40,6 +40,7 @@ def _ids(model_dir, n):
     return ids[:n]
 
 
+@pytest.mark.slow
 def test_f16_logits_match_hf(tmp_path, tokenizer_dir):
     model_dir = make_tiny_model(tmp_path / "m", tokenizer_dir, tied=False, init_std=0.2)
     path = write_gguf(model_dir, tmp_path / "m.gguf")
@@ -49,6 +50,7 @@ def test_f16_logits_match_hf(tmp_path, tokenizer_dir):
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
 
 
+@pytest.mark.slow
 def test_llama3_rope_freqs_keep_logits_beyond_the_scaling_threshold(tmp_path, tokenizer_dir, monkeypatch):
     model_dir = make_tiny_model(tmp_path / "m", tokenizer_dir, rope_scaling=LLAMA3_ROPE, init_std=0.2)
     ids = _ids(model_dir, 300)
@@ -88,6 +90,7 @@ def test_unsupported_architecture_is_refused_before_any_work(tmp_path):
     assert not list(tmp_path.glob("*.gguf*")) and not list(tmp_path.glob(".out.gguf*"))
 
 
+@pytest.mark.slow
 def test_full_disk_mid_write_leaves_no_partial_gguf(tmp_path, tiny_run, monkeypatch):
     import gguf
 
@@ -104,6 +107,7 @@ def test_full_disk_mid_write_leaves_no_partial_gguf(tmp_path, tiny_run, monkeypa
     assert failed == [result.failure] and "free disk space" in failed[0].advice
 
 
+@pytest.mark.slow
 def test_export_writes_quantized_files_and_verification_figures(tmp_path, tiny_run):
     events = []
     out = tmp_path / "export"
@@ -132,6 +136,7 @@ def test_export_writes_quantized_files_and_verification_figures(tmp_path, tiny_r
     assert saved["files"][0]["argmax_agreement"] == f16.argmax_agreement
 
 
+@pytest.mark.slow
 def test_merge_changes_the_model(tmp_path, tiny_run):
     """The adapter is really folded in: merged logits differ from the base's."""
     result = export(tiny_run, quants=(), out_dir=tmp_path / "e")
@@ -141,6 +146,7 @@ def test_merge_changes_the_model(tmp_path, tiny_run):
     assert result.passed  # F16 alone: lossless checks only
 
 
+@pytest.mark.slow
 def test_unknown_quant_type_is_refused(tiny_run):
     events = []
     result = export(tiny_run, quants=("Q3_X",), on_event=events.append)

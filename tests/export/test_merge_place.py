@@ -3,6 +3,7 @@ RAM), else float32 on the CPU; and a 16-bit merge saves what a float32 merge sav
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -56,6 +57,7 @@ def test_a_16_bit_merge_saves_the_float32_merge_to_bf16_rounding(tmp_path, tiny_
     assert next(model.parameters()).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_an_export_merged_in_16_bits_with_a_16_bit_reference_passes_verification(tmp_path, tiny_run, monkeypatch):
     monkeypatch.setattr(merge_module, "_place_here",
                         lambda *a: MergePlace("cpu", torch.bfloat16, torch.bfloat16, "bf16 as on a 24 GiB GPU"))

@@ -32,6 +32,7 @@ def tiny_llama3(tmp_path, tokenizer_dir) -> Path:
     return make_tiny_model(tmp_path / "m", tokenizer_dir, rope_scaling=LLAMA3_ROPE)
 
 
+@pytest.mark.slow
 def test_merged_config_carries_rope_theta_and_a_tokenizer_class_both_versions_know(tiny_llama3, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -85,6 +86,7 @@ def _trained_run(tmp_path, base_dir: Path, base_ref: str, tokenizer_dir: Path, m
     return run, model
 
 
+@pytest.mark.slow
 def test_adapter_names_its_hub_base_and_carries_the_tokenizer(tmp_path, tokenizer_dir):
     from transformers import AutoTokenizer
 
@@ -143,6 +145,7 @@ def test_card_shows_eval_and_retention_figures():
     assert "`model-Q8_0.gguf`" in card
 
 
+@pytest.mark.slow
 def test_gguf_general_keys_name_base_run_and_size(tmp_path, tokenizer_dir):
     import gguf
 
@@ -164,6 +167,7 @@ def test_gguf_general_keys_name_base_run_and_size(tmp_path, tokenizer_dir):
     assert field("general.base_model.0.organization") == "HuggingFaceTB"
 
 
+@pytest.mark.slow
 def test_gguf_without_a_hub_base_is_named_by_the_run_with_a_measured_size(tmp_path, tokenizer_dir):
     import gguf
 
@@ -190,6 +194,7 @@ def test_atomic_files_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
     assert stat.S_IMODE((tmp_path / "d" / "inner.txt").stat().st_mode) == file_mode
 
 
+@pytest.mark.slow
 def test_exported_files_are_not_private(tiny_run, tmp_path):
     from engine.export import export
 

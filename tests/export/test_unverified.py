@@ -14,6 +14,8 @@ from engine.runs import read_run
 
 from .conftest import make_run, make_tiny_model
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory, tokenizer_dir):

@@ -73,6 +73,7 @@ def test_what_cannot_be_read_says_what_ftui_calls_it(values, fragment):
     assert fragment in str(exc.value)
 
 
+@pytest.mark.slow
 def test_a_config_file_with_other_tools_keys_trains_and_prints_notes(tmp_path, capsys, monkeypatch):
     path = tmp_path / "lf.toml"
     path.write_text("num_train_epochs = 2\ncutoff_len = 512\nlora_target = \"all\"\n")

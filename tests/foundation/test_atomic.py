@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import engine.files.atomic
 from engine.files.atomic import atomic_dir, atomic_file, remove_dir, sweep_partials, write_text_atomic
 
@@ -34,6 +36,7 @@ def leftover(folder: Path, name: str, *, age: float = 3600.0, is_dir: bool = Tru
     return path
 
 
+@pytest.mark.slow
 def test_a_dead_processes_old_partial_goes_at_the_next_write_in_its_folder(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -44,6 +47,7 @@ def test_a_dead_processes_old_partial_goes_at_the_next_write_in_its_folder(tmp_p
     assert not stale_dir.exists() and not stale_file.exists()
 
 
+@pytest.mark.slow
 def test_partials_that_may_still_be_written_are_kept(tmp_path):
     live = leftover(tmp_path, f".adapter.p{os.getppid()}.aaaa1111.partial")  # pytest's parent is alive
     mine = leftover(tmp_path, f".adapter.p{os.getpid()}.bbbb2222.partial")
@@ -106,6 +110,7 @@ write_text_atomic(Path({folder!r}) / "state.json", "{{}}")
 """
 
 
+@pytest.mark.slow
 def test_a_sigkilled_write_is_swept_by_the_next_process_that_writes_there(tmp_path):
     folder = tmp_path / "checkpoints"
     child = subprocess.Popen([sys.executable, "-c", KILLED_WRITE.format(root=str(ROOT), folder=str(folder))],
@@ -120,6 +125,7 @@ def test_a_sigkilled_write_is_swept_by_the_next_process_that_writes_there(tmp_pa
     assert sorted(p.name for p in folder.iterdir()) == ["state.json"]
 
 
+@pytest.mark.slow
 def test_a_partial_of_an_exited_but_unreaped_process_is_a_leftover(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.time() + 30

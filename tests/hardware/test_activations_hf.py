@@ -15,6 +15,8 @@ from engine.config.schema import DEFAULT_TARGET_MODULES  # noqa: E402
 from engine.hardware.catalog import ModelSpec  # noqa: E402
 from engine.hardware.estimate import layer_activation_bytes  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, VOCAB = 128, 344, 4, 2, 512
 
 

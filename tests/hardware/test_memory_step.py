@@ -19,6 +19,8 @@ from engine.hardware.catalog import ModelSpec  # noqa: E402
 from engine.hardware.estimate import GIB, HF_PEFT, HF_PEFT_FULL_LOGITS, estimate, loss_bytes  # noqa: E402
 from tests.hardware.allocations import PeakAllocated, tensor_bytes  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, LAYERS = 128, 344, 4, 2, 2
 BATCH, LENGTH = 4, 1024
 

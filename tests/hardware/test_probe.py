@@ -98,6 +98,7 @@ def test_one_failing_query_degrades_one_field_of_one_gpu(card, failing, check, f
     assert ok.problems == () and ok.name == "NVIDIA GeForce RTX 3060" and len(ok.processes) == 1
 
 
+@pytest.mark.slow
 def test_probe_imports_pynvml_lazily():
     import subprocess
     import sys

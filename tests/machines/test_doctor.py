@@ -362,6 +362,7 @@ def test_a_missing_embedded_model_is_an_error_naming_the_package(monkeypatch):
     assert check.status == "error" and "is not installed" in check.detail and "make run" in check.fix
 
 
+@pytest.mark.slow
 def test_the_embedded_model_decodes_on_this_machine():
     check = check_decode()
     assert check.status == "ok", check

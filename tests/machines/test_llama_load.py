@@ -52,6 +52,7 @@ def test_cpu_flags_read_x86_and_arm_and_no_file(cpuinfo, tmp_path, monkeypatch):
     assert cpu_flags() == frozenset() and plan_load(gpu=False).repack
 
 
+@pytest.mark.slow
 def test_an_amx_cpu_loads_without_repacking_and_says_why(cpuinfo, gguf, monkeypatch):
     monkeypatch.delenv(llama_load.REPACK_ENV, raising=False)
     cpuinfo(SAPPHIRE_RAPIDS)

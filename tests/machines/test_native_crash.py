@@ -63,6 +63,7 @@ def tokenizer_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_a_crash_while_verifying_fails_the_export_with_words_and_keeps_the_files(tmp_path, base_model, crash,
                                                                                  monkeypatch):
     run = make_run(tmp_path / "runs" / "2026-01-01-0000-tiny", base_model)
@@ -80,6 +81,7 @@ def test_a_crash_while_verifying_fails_the_export_with_words_and_keeps_the_files
     assert not (out / "verify.json").exists()
 
 
+@pytest.mark.slow
 def test_a_crash_while_the_base_model_answers_refuses_the_run_with_words(tmp_path, crash,
                                                                                        monkeypatch):
     monkeypatch.setenv("FTUI_CACHE", str(tmp_path / "cache"))

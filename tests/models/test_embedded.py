@@ -69,6 +69,7 @@ def test_converted_folder_is_a_plain_float32_llama(folder):
     assert is_converted()
 
 
+@pytest.mark.slow
 def test_tokenizer_ends_turns_with_im_end_and_pads_with_something_else(folder):
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -112,6 +113,7 @@ def test_token_ids_match_llama_cpp_on_a_licence_and_source_code(folder, llama_vo
     assert mismatched == []
 
 
+@pytest.mark.slow
 def test_greedy_predictions_match_llama_cpp(folder):
     """Measured here: 97% argmax agreement over 100 positions, the misses near-ties (0.1 logit apart);
     llama.cpp quantises activations to 8 bits, so long greedy runs drift apart after ~8 tokens."""

@@ -25,6 +25,7 @@ def test_dtype_can_be_asked_for_by_name(tiny_folder):
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_4bit_on_cpu_quantises_the_linear_layers_to_nf4(tiny_folder):
     import bitsandbytes as bnb
 

@@ -79,6 +79,7 @@ def test_retention_prompts_are_never_replayed(asked):
     assert not scored & set(asked)
 
 
+@pytest.mark.slow
 def test_training_mixes_replay_into_the_training_split_only(tmp_path, model_folder, asked):
     events: list = []
     config = api_config(tmp_path, model_folder, retention_mix=0.5, max_steps=1)
@@ -91,6 +92,7 @@ def test_training_mixes_replay_into_the_training_split_only(tmp_path, model_fold
     assert any(isinstance(e, Progress) and "replayed" in e.message for e in events)
 
 
+@pytest.mark.slow
 def test_own_general_data_replaces_the_base_answers(tmp_path, model_folder, asked):
     own = tmp_path / "general.jsonl"
     own.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"t{5 + i} t6"},

@@ -39,6 +39,7 @@ def test_a_variant_that_forgets_loses_to_one_that_keeps():
     assert choose([failed]) == (None, "no variant finished with a validation loss")
 
 
+@pytest.mark.slow
 def test_ftui_sweep_trains_two_variants_and_picks_the_one_that_learned(tmp_path, model_folder, capsys):
     config_file = tmp_path / "base.toml"
     config_file.write_text(api_config(tmp_path, model_folder, max_steps=6, eval_interval=3).to_toml())
@@ -55,6 +56,7 @@ def test_ftui_sweep_trains_two_variants_and_picks_the_one_that_learned(tmp_path,
     assert len(runs) == 2 and {r.group for r in runs} == {folder.name}
 
 
+@pytest.mark.slow
 def test_typed_values_become_numbers_and_a_variant_left_training_ends_the_sweep(tmp_path):
     assert parse_grid(["learning_rate=1e-5, 5e-5,", "epochs=1"]) == (["epochs=1"], {"learning_rate": [1e-5, 5e-5]})
     assert suggested_rates(RunConfig(learning_rate=2e-4)) == [1e-5, 5e-5, 2e-4]

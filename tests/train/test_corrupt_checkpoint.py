@@ -13,6 +13,8 @@ import pytest
 from engine.events import Diagnosis, StepLogged, TrainFailed, TrainStarted
 from tests.train.tiny import run_tiny, tiny_config
 
+pytestmark = pytest.mark.slow
+
 
 def losses(events):
     return {e.step: e.loss for e in events if isinstance(e, StepLogged)}

@@ -16,6 +16,8 @@ import pytest
 from engine.events import TrainFailed
 from tests.train.tiny import run_tiny, tiny_config
 
+pytestmark = pytest.mark.slow
+
 SAFETENSORS_FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
 TORCH_SAVE_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
 

@@ -38,6 +38,7 @@ def even_lengths() -> PreparedData:
     return PreparedData(counting(48, 0, 1), counting(8, 1, 1), format="messages")
 
 
+@pytest.mark.slow
 def test_out_of_memory_fails_naming_the_setting_and_a_smaller_one(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, batch_size=4, grad_accum=2), model_folder, wrap=oom_above(2),
                               data=even_lengths())
@@ -52,6 +53,7 @@ def test_out_of_memory_fails_naming_the_setting_and_a_smaller_one(tmp_path, mode
     assert json.loads((Path(result.run_dir) / "run.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_oom_retry_runs_again_at_half_the_batch_with_double_accumulation(tmp_path, model_folder):
     config = tiny_config(tmp_path, batch_size=4, grad_accum=2, oom_retry=True)
     result, events = run_tiny(config, model_folder, wrap=oom_above(2), data=even_lengths())
@@ -63,6 +65,7 @@ def test_oom_retry_runs_again_at_half_the_batch_with_double_accumulation(tmp_pat
     assert "batch_size = 2\n" in saved and "grad_accum = 4\n" in saved
 
 
+@pytest.mark.slow
 def test_oom_retry_happens_once_then_fails(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, batch_size=4, oom_retry=True), model_folder, wrap=oom_above(1),
                               data=even_lengths())
@@ -85,6 +88,7 @@ def cuda_oom(*_args, **_kwargs):
     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["torch.optim.AdamW.step", "torch.nn.utils.clip_grad_norm_"])
 def test_out_of_memory_in_the_optimizer_step_names_it_and_smaller_states(tmp_path, model_folder, monkeypatch, where):
     monkeypatch.setattr(where, cuda_oom)
@@ -108,6 +112,7 @@ def oom_when_evaluating(model, config):
     return model
 
 
+@pytest.mark.slow
 def test_out_of_memory_while_evaluating_names_the_validation_batch(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path), model_folder, wrap=oom_when_evaluating, data=even_lengths())
 
@@ -117,6 +122,7 @@ def test_out_of_memory_while_evaluating_names_the_validation_batch(tmp_path, mod
     assert [e.step for e in events if isinstance(e, StepLogged)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_out_of_memory_while_the_run_sets_up_is_no_unexpected_error(tmp_path, model_folder, monkeypatch):
     import engine.train.setup as setup
 
@@ -157,6 +163,7 @@ def nan_from_call(n: int):
     return wrap
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_with_the_cause(tmp_path, model_folder):
     # grad_accum 2: the 5th forward is the first of step 3.
     result, events = run_tiny(tiny_config(tmp_path, val_split=0.0), model_folder, wrap=nan_from_call(5),
@@ -170,6 +177,7 @@ def test_a_nan_loss_stops_the_run_with_the_cause(tmp_path, model_folder):
     assert json.loads((Path(result.run_dir) / "run.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_checkpointing_becomes_a_clear_failure(tmp_path, model_folder, monkeypatch):
     import engine.train.loop as loop
 
@@ -183,6 +191,7 @@ def test_a_full_disk_while_checkpointing_becomes_a_clear_failure(tmp_path, model
     assert "disk is full" in events[-1].reason and "free disk space" in events[-1].advice
 
 
+@pytest.mark.slow
 def test_too_little_disk_space_fails_before_the_first_step(tmp_path, model_folder, monkeypatch):
     import shutil
 
@@ -226,6 +235,7 @@ def counting(n: int, seed: int, direction: int) -> tuple[TokenizedExample, ...]:
     return tuple(out)
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_adapter_of_the_best_evaluation(tmp_path, model_folder):
     import torch
     from peft import PeftModel
@@ -258,6 +268,7 @@ def test_early_stopping_keeps_the_adapter_of_the_best_evaluation(tmp_path, model
     assert reloaded == pytest.approx(best.val_loss, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_training_loss_falls_on_learnable_data_with_full_fine_tuning(tmp_path, model_folder):
     data = PreparedData(make_examples(64), (), format="messages")
     config = tiny_config(tmp_path, method="full", val_split=0.0, max_steps=30, grad_accum=1, learning_rate=1e-3)

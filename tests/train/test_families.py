@@ -35,6 +35,7 @@ def make_family_folder(folder, model_type):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_default_targets_train_each_family(tmp_path, model_type):
     # Phi-3 was refused before: the default q_proj/k_proj/v_proj/gate_proj/up_proj match no layer of it.

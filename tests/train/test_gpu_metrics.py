@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.hardware.sampler import GpuSampler
 from tests.hardware.conftest import FakeNvml
 from tests.hardware.test_sampler import UUID, cards
 from tests.train.tiny import run_tiny, tiny_config
 
 
+@pytest.mark.slow
 def test_each_logged_step_keeps_the_gpu_figures_in_metrics(tmp_path, model_folder, monkeypatch):
     nvml = FakeNvml(cards())
     monkeypatch.setattr("engine.train.loop.open_run_gpu", lambda device: GpuSampler.open(UUID, nvml))
@@ -22,6 +25,7 @@ def test_each_logged_step_keeps_the_gpu_figures_in_metrics(tmp_path, model_folde
     assert nvml.shutdowns == 1
 
 
+@pytest.mark.slow
 def test_on_the_cpu_the_figures_are_none(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, max_steps=1), model_folder)
     [step] = [e for e in events if type(e).__name__ == "StepLogged"]

@@ -66,6 +66,7 @@ def preferred_probability(model, prompts) -> float:
     return float(sum(probs) / len(probs))
 
 
+@pytest.mark.slow
 def test_a_reward_for_one_token_raises_its_probability(tmp_path, model_folder):
     from transformers import AutoModelForCausalLM
 
@@ -87,6 +88,7 @@ def test_a_reward_for_one_token_raises_its_probability(tmp_path, model_folder):
 BROKEN_ON_ROW_3 = "def reward(prompt, completion, expected):\n    if prompt == 't5 t12 t22':\n        {}\n    return 0.5\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, shown", [
     (BROKEN_ON_ROW_3.format("raise KeyError('score')"), "raised KeyError: 'score'"),
     (BROKEN_ON_ROW_3.format("return float('nan')"), "returned nan"),
@@ -102,6 +104,7 @@ def test_a_broken_reward_fails_the_run_naming_function_and_row(tmp_path, model_f
     assert started.predicted_s is None and started.prediction.startswith("no time prediction for grpo")
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_sampling_stream(tmp_path, model_folder):
     config = grpo_config(tmp_path, max_steps=4, grpo_kl_beta=0.1, grpo_temperature=1.5)
     whole, whole_events = run(config, rl_loaded(model_folder))
@@ -249,6 +252,7 @@ def test_the_terminal_shows_each_grpo_step_with_its_sample():
                               "e.g. 'Run: `ls`' -> 2.00\n")
 
 
+@pytest.mark.slow
 def test_several_updates_per_batch_of_answers_clip_against_the_sampling_policy(tmp_path, model_folder):
     config = grpo_config(tmp_path, max_steps=2, grpo_iterations=3, grpo_clip_epsilon=0.1, grpo_kl_beta=0.05)
     result, events = run(config, rl_loaded(model_folder))

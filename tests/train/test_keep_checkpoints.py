@@ -38,6 +38,7 @@ def test_zero_keeps_every_checkpoint(tmp_path):
     assert steps(tmp_path) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_run_keeps_its_newest_checkpoints_and_its_best_one(tmp_path, model_folder):
     config = tiny_config(tmp_path, save_interval=1, eval_interval=2, keep_checkpoints=2)
     result, _ = run_tiny(config, model_folder)
@@ -47,6 +48,7 @@ def test_a_run_keeps_its_newest_checkpoints_and_its_best_one(tmp_path, model_fol
     assert steps(run) == sorted({best, 5, 6})
 
 
+@pytest.mark.slow
 def test_keep_all_with_zero(tmp_path, model_folder):
     result, _ = run_tiny(tiny_config(tmp_path, save_interval=1, keep_checkpoints=0), model_folder)
     assert steps(result.run_dir) == [1, 2, 3, 4, 5, 6]

@@ -70,6 +70,7 @@ def fake_liger(monkeypatch, calls: list, fails: str = "") -> None:
     monkeypatch.setattr(modeling_llama, "LlamaRMSNorm", real_norm)
 
 
+@pytest.mark.slow
 def test_the_cpu_runs_the_plain_decoder_and_the_run_says_so(tmp_path, model_folder):
     model = tiny_model(model_folder)
     assert apply_decoder_kernels(model, "cpu").names == ()
@@ -120,6 +121,7 @@ def test_the_process_wide_patch_is_undone_and_the_models_own_stays(monkeypatch, 
     assert patched_forwards(model) == ["model.norm"]
 
 
+@pytest.mark.slow
 def test_a_run_puts_back_what_liger_changed_for_the_process(tmp_path, model_folder, monkeypatch):
     """`ftui demo` and `ftui sweep` train, then run a CPU forward in the same process: Liger's RoPE
     (a Triton kernel on a GPU) must not be in it."""

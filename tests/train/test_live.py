@@ -226,6 +226,7 @@ def test_the_follower_takes_up_a_rewritten_file_where_it_departs(tmp_path):
     assert [getattr(e, "step", None) for e in seen] == [1, 2, 3, 1, None]
 
 
+@pytest.mark.slow
 def test_a_stop_file_stops_a_real_run_with_a_checkpoint(tmp_path, model_folder):
     config = tiny_config(tmp_path, max_steps=40, save_interval=100, val_split=0.0)
     run_dirs: list[str] = []
@@ -253,6 +254,7 @@ def test_a_stop_file_stops_a_real_run_with_a_checkpoint(tmp_path, model_folder):
     assert (Path(run_dirs[0]) / "metrics.jsonl").read_text() == metrics
 
 
+@pytest.mark.slow
 def test_ftui_train_on_a_gpu_a_live_run_holds_says_how_much_and_does_not_start_unasked(
         tmp_path, monkeypatch, capsys):
     import engine.hardware.probe

@@ -30,6 +30,7 @@ def losses(events):
     return {e.step: e.loss for e in events if isinstance(e, StepLogged)}
 
 
+@pytest.mark.slow
 def test_a_short_run_reports_each_stage_in_order(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path), model_folder)
 
@@ -54,6 +55,7 @@ def test_a_short_run_reports_each_stage_in_order(tmp_path, model_folder):
     assert [c.reason for c in events if isinstance(c, CheckpointSaved)] == ["best", "interval", "best", "final"]
 
 
+@pytest.mark.slow
 def test_the_run_directory_holds_config_metrics_checkpoints_adapter_and_tokenizer(tmp_path, model_folder):
     config = tiny_config(tmp_path)
     result, events = run_tiny(config, model_folder)
@@ -79,6 +81,7 @@ def test_the_run_directory_holds_config_metrics_checkpoints_adapter_and_tokenize
     assert not list(run.rglob("*.partial"))
 
 
+@pytest.mark.slow
 def test_the_adapter_loads_with_peft_in_a_fresh_process_and_changes_the_output(tmp_path, model_folder):
     result, _ = run_tiny(tiny_config(tmp_path, learning_rate=1e-3), model_folder)
     code = f"""
@@ -97,6 +100,7 @@ print((after - before).abs().max().item())
     assert float(out.stdout.strip().splitlines()[-1]) > 1e-4
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path, model_folder):
     config = tiny_config(tmp_path, lora_dropout=0.1, val_split=0.0)
     _, first = run_tiny(config, model_folder)
@@ -106,6 +110,7 @@ def test_the_same_seed_gives_the_same_losses_and_another_seed_does_not(tmp_path,
     assert losses(first) != losses(other)
 
 
+@pytest.mark.slow
 def test_stop_ends_within_a_step_with_a_checkpoint(tmp_path, model_folder):
     def stop_at_2(event, stop):
         if isinstance(event, StepLogged) and event.step == 2:
@@ -123,6 +128,7 @@ def test_stop_ends_within_a_step_with_a_checkpoint(tmp_path, model_folder):
     assert Path(result.adapter_dir, "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_resume_continues_with_the_losses_of_an_uninterrupted_run(tmp_path, model_folder):
     # Dropout on: the resumed run must also restore the random state, not just the weights.
     config = tiny_config(tmp_path, lora_dropout=0.1, epochs=2.0, save_interval=100, eval_interval=5)
@@ -164,6 +170,7 @@ run_loaded(config, loaded_for(Path({model!r})), on_event, threading.Event())
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_last_complete_checkpoint(tmp_path, model_folder):
     root = str(Path(__file__).resolve().parents[2])
     code = KILLED_RUN.format(root=root, tmp=str(tmp_path), model=str(model_folder))
@@ -189,6 +196,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_complete_checkpoint(tmp
     assert read_run(run).status == "finished"
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_fails_with_a_reason(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path), model_folder, resume=str(tmp_path / "nowhere"))
     assert result.status == "failed" and "no complete checkpoint" in result.reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 
 from engine.events import StepLogged, TrainStarted
@@ -18,6 +19,7 @@ def finite_losses(events):
     return losses and all(math.isfinite(x) for x in losses)
 
 
+@pytest.mark.slow
 def test_qlora_trains_adapters_on_a_4bit_nf4_base_on_cpu(tmp_path, wide_model_folder):
     seen = {}
 
@@ -38,6 +40,7 @@ def test_qlora_trains_adapters_on_a_4bit_nf4_base_on_cpu(tmp_path, wide_model_fo
     assert (adapter / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_dora_saves_magnitude_vectors_with_the_adapter(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, method="dora", max_steps=2, val_split=0.0), model_folder)
 
@@ -49,6 +52,7 @@ def test_dora_saves_magnitude_vectors_with_the_adapter(tmp_path, model_folder):
         assert any("lora_magnitude_vector" in k for k in f.keys())
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_trains_every_weight_and_saves_a_model_folder(tmp_path, model_folder):
     from transformers import AutoModelForCausalLM
 
@@ -63,6 +67,7 @@ def test_full_fine_tuning_trains_every_weight_and_saves_a_model_folder(tmp_path,
     AutoModelForCausalLM.from_pretrained(run / "model")
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_losses(tmp_path, model_folder):
     config = tiny_config(tmp_path, max_steps=3, val_split=0.0)
     _, plain = run_tiny(config, model_folder)
@@ -93,6 +98,7 @@ def test_the_fast_loss_equals_the_models_own_loss(model_folder):
     assert abs(float(fast) / n - float(reference)) < 1e-5
 
 
+@pytest.mark.slow
 def test_qlora_keeps_embeddings_and_norms_16_bit_with_the_losses_of_an_fp32_upcast(tmp_path, wide_model_folder):
     """Measured on CPU under bf16 autocast (the GPU recipe): peft's prepare_model_for_kbit_training
     cast embeddings, norms and lm_head to fp32; keeping them bf16 changes step losses by < 1e-3."""

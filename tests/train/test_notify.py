@@ -76,6 +76,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/nobody-listens"
 
 
+@pytest.mark.slow
 def test_a_finished_run_posts_its_summary_once(tmp_path, model_folder, inbox):
     result, _ = run_tiny(tiny_config(tmp_path, max_steps=3, notify_url=inbox.url), model_folder)
     assert result.status == "finished"
@@ -86,6 +87,7 @@ def test_a_finished_run_posts_its_summary_once(tmp_path, model_folder, inbox):
     assert headers["X-Title"] == f"ftui: {Path(result.run_dir).name} finished"
 
 
+@pytest.mark.slow
 def test_a_stopped_run_runs_the_command_with_the_summary_in_its_environment(tmp_path, model_folder, monkeypatch):
     monkeypatch.delenv("FTUI_NOTIFY_URL", raising=False)
     said = tmp_path / "said.json"
@@ -107,6 +109,7 @@ def test_a_stopped_run_runs_the_command_with_the_summary_in_its_environment(tmp_
     assert env["FTUI_NOTIFY_RUN_DIR"] == result.run_dir
 
 
+@pytest.mark.slow
 def test_a_notification_that_fails_costs_the_run_nothing_and_says_so(tmp_path, model_folder, capsys):
     url = closed_port_url()
     config = tiny_config(tmp_path, max_steps=2, notify_url=url, notify_command="/nonexistent/ftui-notify-hook")

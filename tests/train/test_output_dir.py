@@ -62,6 +62,7 @@ def test_a_writable_folder_or_one_to_be_made_passes(tmp_path):
     assert not (tmp_path / "not").exists()  # preflight makes nothing
 
 
+@pytest.mark.slow
 def test_train_refuses_before_loading_the_model(tmp_path):
     (tmp_path / "runs").write_text("x")
     events: list = []
@@ -70,6 +71,7 @@ def test_train_refuses_before_loading_the_model(tmp_path):
     assert [type(e) for e in events] == [TrainFailed]
 
 
+@pytest.mark.slow
 def test_ftui_train_says_so_without_a_traceback(tmp_path, capsys):
     (tmp_path / "blocker").write_text("x")
     code = main(["train", "--preset", "demo", "--set", f"output_dir={tmp_path / 'blocker' / 'runs'}"])

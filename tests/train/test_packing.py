@@ -154,6 +154,7 @@ def test_packed_micro_batches_fill_the_token_budget():
     assert pad_share(packed, lengths, packed=True) == 0.0 < pad_share(padded, lengths)
 
 
+@pytest.mark.slow
 def test_a_packed_run_trains_the_padded_run_without_padding(tmp_path, model_folder):
     runs = {}
     for packing in (False, True):

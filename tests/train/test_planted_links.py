@@ -32,6 +32,7 @@ def plant(run_dir: Path, name: str, target: Path) -> Path:
     return link
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lock", "metrics.jsonl", "output.log", "heartbeat"])
 def test_resuming_a_run_with_a_planted_link_refuses_and_leaves_the_target_alone(tmp_path, model_folder, precious,
                                                                                   name):

@@ -50,6 +50,7 @@ def test_a_gpu_that_only_emulates_bf16_trains_in_fp16_with_loss_scaling(monkeypa
         choose_precision("lora", "cuda", "bf16")
 
 
+@pytest.mark.slow
 def test_a_bf16_run_on_the_cpu_learns_and_says_so(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, precision="bf16", max_steps=6), model_folder)
     assert result.status == "finished"

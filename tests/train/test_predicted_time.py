@@ -60,6 +60,7 @@ def test_without_an_earlier_run_it_says_there_is_none_to_measure_from(tmp_path):
     assert "no earlier run to measure from" in prediction.text and "m, lora on cpu fp32" in prediction.text
 
 
+@pytest.mark.slow
 def test_a_real_run_predicts_from_the_one_before_and_ftui_train_prints_it(tmp_path, model_folder):
     config = tiny_config(tmp_path, max_steps=3)
     first, events = run_tiny(config, model_folder)

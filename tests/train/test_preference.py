@@ -103,6 +103,7 @@ def test_dpo_and_orpo_losses_equal_a_hand_computation(model_folder):
                                               sum(c > r for c, r in zip(chosen, rejected, strict=True))], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_a_policy_equal_to_its_reference_has_loss_log_2_and_no_margin(tmp_path, model_folder):
     """At step 1 the LoRA policy is the base (B = 0): the adapters-off reference gives log(2) per pair."""
     config = tiny_config(tmp_path, objective="dpo", max_steps=1, grad_accum=1, lora_dropout=0.0)
@@ -115,6 +116,7 @@ def test_a_policy_equal_to_its_reference_has_loss_log_2_and_no_margin(tmp_path, 
     assert first.metrics["accuracy"] == 0  # no pair's chosen reply wins yet
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["dpo", "orpo"])
 def test_a_few_steps_raise_the_held_out_margin(tmp_path, model_folder, objective):
     config = tiny_config(tmp_path, objective=objective, learning_rate=5e-3, max_steps=12, eval_interval=6,
@@ -132,6 +134,7 @@ def test_a_few_steps_raise_the_held_out_margin(tmp_path, model_folder, objective
     assert [e.metrics for e in logged] == [e.metrics for e in steps]
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_keeps_reference_log_probs_from_the_base(tmp_path, model_folder):
     config = tiny_config(tmp_path, objective="dpo", method="full", learning_rate=1e-3, max_steps=1,
                          grad_accum=1)
@@ -151,6 +154,7 @@ def _nothing():
     return contextlib.nullcontext()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_a_resumed_dpo_run_matches_an_uninterrupted_one(tmp_path, model_folder, method):
     changes = dict(objective="dpo", method=method, max_steps=6, save_interval=3, grad_accum=1, eval_interval=100,

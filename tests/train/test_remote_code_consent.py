@@ -8,12 +8,16 @@ import threading
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from cli.main import main
 from engine.config.schema import RunConfig
 from engine.eval.evaluate import evaluate
 from engine.events import TrainFailed
 from engine.train import train
 from tests.train.test_train_api import api_config
+
+pytestmark = pytest.mark.slow
 
 
 def trusting(config_file: Path) -> None:

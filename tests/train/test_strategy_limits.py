@@ -62,6 +62,7 @@ def test_an_8bit_optimizer_over_fsdp_shards_falls_back_to_torch_adamw_with_a_not
         build_optimizer(model, api_config(model_folder.parent, model_folder, optimizer="adamw_8bit"), "cuda")
 
 
+@pytest.mark.slow
 def test_several_processes_refuse_a_config_error_before_they_start(tmp_path, model_folder):
     """`ftui train --set method=qlora --set strategy=fsdp --gpus cpu:2` trained to a validation loss of 15.9
     where DDP reached 2.3; it is refused in the launching process, so no process is named as its cause."""

@@ -17,6 +17,7 @@ def _tiny_model(folder):
     return AutoModelForCausalLM.from_pretrained(folder)
 
 
+@pytest.mark.slow
 def test_an_unknown_name_fails_the_run_with_the_real_names_and_a_close_one(tmp_path, model_folder):
     # peft raised NoMatchingPeftModuleError here, which the run reported as an "unexpected error".
     config = tiny_config(tmp_path, target_modules=("qproj", "attention"), max_steps=2, val_split=0.0)

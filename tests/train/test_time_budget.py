@@ -8,6 +8,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.events import CheckpointSaved, StepLogged, TrainFinished
 from engine.train.loop import _out_of_time
 from tests.train.tiny import run_tiny, tiny_config
@@ -20,6 +22,7 @@ def test_the_step_that_would_leave_no_room_for_the_next_is_the_last():
     assert _out_of_time(60, 45, 3)                           # 15 s a step: 45 + 30 does not
 
 
+@pytest.mark.slow
 def test_a_spent_budget_stops_the_run_with_a_checkpoint_and_says_so(tmp_path, model_folder):
     def slow(event, stop):
         if isinstance(event, StepLogged):
@@ -40,6 +43,7 @@ def test_a_spent_budget_stops_the_run_with_a_checkpoint_and_says_so(tmp_path, mo
     assert record["status"] == "stopped" and record["reason"] == result.reason and record["step"] == last
 
 
+@pytest.mark.slow
 def test_a_budget_the_run_fits_in_changes_nothing(tmp_path, model_folder):
     result, _ = run_tiny(tiny_config(tmp_path, max_steps=3, max_time="1h"), model_folder)
     assert result.status == "finished" and result.steps == 3

@@ -35,6 +35,7 @@ def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, round(e.value, 5)) for e in acc.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_runs_curves(tmp_path, model_folder):
     result, events = run_tiny(tiny_config(tmp_path, report_to=("tensorboard",)), model_folder)
     assert result.status == "finished"
@@ -170,6 +171,7 @@ def test_a_tracker_failing_mid_run_is_dropped_and_logged_not_fatal(tmp_path):
     track.close("finished")
 
 
+@pytest.mark.slow
 def test_a_tracker_that_cannot_start_fails_the_run_before_training(tmp_path, model_folder, monkeypatch):
     module = ModuleType("wandb")
 

@@ -17,6 +17,8 @@ from engine.config.schema import RunConfig
 from engine.events import StepLogged, TrainFailed, TrainFinished
 from engine.train import train
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -189,6 +189,7 @@ async def test_memory_bar_follows_batch_size_and_method(backend):
         assert "no estimate" in text_of(app, "#memory")
 
 
+@pytest.mark.slow
 async def test_form_saves_a_new_preset_file(backend, tmp_path):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -354,6 +355,7 @@ async def test_path_completion_suggests_folders_and_data_files(tmp_path):
     assert await suggester.get_suggestion(f"{tmp_path}/no") is None
 
 
+@pytest.mark.slow
 async def test_whole_flow_train_export_chat_on_cpu(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -571,6 +573,7 @@ async def test_bad_dataset_refusal_reaches_the_training_screen(tmp_path):
         assert "failed validation" in text_of(app, "#train-status")
 
 
+@pytest.mark.slow
 async def test_stop_asks_first_ends_with_a_checkpoint_and_resume_continues(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -621,6 +624,7 @@ async def test_the_ui_answers_keys_while_a_run_is_going(tmp_path):
         await settle(app, pilot)
 
 
+@pytest.mark.slow
 async def test_runs_screen_opens_exports_and_deletes_after_confirmation(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -667,6 +671,7 @@ async def test_help_lists_the_screen_keys_and_escape_closes_it(backend):
         assert isinstance(app.screen, RunsScreen)
 
 
+@pytest.mark.slow
 async def test_command_palette_reaches_screens(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
