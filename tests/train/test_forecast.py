@@ -10,6 +10,7 @@ from engine.runs.forecast import example_lengths, forecast, planned_tokens
 from tests.train.test_train_api import api_config, collect
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changes", [{"epochs": 2.0, "val_split": 0.1}, {"max_steps": 5, "val_split": 0.0},
                                      {"epochs": 1.0, "val_split": 0.2, "batch_size": 3}])
 def test_planned_tokens_match_what_the_run_plans(tmp_path, model_folder, changes):

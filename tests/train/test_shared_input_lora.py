@@ -52,6 +52,7 @@ def loss_and_grads(model, ids, labels):
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_fused_groups_give_peft_losses_and_gradients(model_folder, checkpointing):
     plain = adapted(model_folder)
@@ -70,6 +71,7 @@ def test_fused_groups_give_peft_losses_and_gradients(model_folder, checkpointing
         assert torch.allclose(got[name], want[name], atol=1e-6, rtol=1e-4), name
 
 
+@pytest.mark.slow
 def test_qlora_groups_give_peft_losses(wide_model_folder):
     pytest.importorskip("bitsandbytes")
     plain = adapted(wide_model_folder, quantized=True)

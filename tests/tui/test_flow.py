@@ -43,6 +43,7 @@ def rendered(app, selector: str) -> str:
     return console.export_text()
 
 
+@pytest.mark.slow
 async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -61,6 +62,7 @@ async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
         assert app.config.max_seq_len == 256
 
 
+@pytest.mark.slow
 async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -76,6 +78,7 @@ async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp
                 app.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
 
 
+@pytest.mark.slow
 async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -95,6 +98,7 @@ async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan
         assert app.config.model.startswith("qwen3-")
 
 
+@pytest.mark.slow
 async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -117,6 +121,7 @@ async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
         assert app.config.max_steps == 20 and app.config_source == "preset quick-test"
 
 
+@pytest.mark.slow
 async def test_form_has_every_field_and_validates_as_you_type(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -143,6 +148,7 @@ async def test_form_has_every_field_and_validates_as_you_type(backend):
         assert screen.config is not None  # a warning does not block
 
 
+@pytest.mark.slow
 async def test_form_with_an_error_names_it_and_ctrl_t_goes_to_it(backend):
     for size in (SIZE, (60, 20)):
         app = FtuiApp(backend=backend)
@@ -169,6 +175,7 @@ async def test_form_with_an_error_names_it_and_ctrl_t_goes_to_it(backend):
             assert form.region.y <= bad.region.y < form.region.bottom, size  # scrolled into view
 
 
+@pytest.mark.slow
 async def test_memory_bar_follows_batch_size_and_method(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -802,6 +809,7 @@ async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
             assert app.training.status == "finished" and bar.display and bar.total == backend.steps
 
 
+@pytest.mark.slow
 async def test_every_footer_key_is_on_screen_at_60x20(backend):
     from tui.widgets.footer import Footer
 
@@ -854,6 +862,7 @@ async def test_export_of_a_run_exported_before_shows_it_and_y_and_c_work(backend
         assert isinstance(app.screen, ChatScreen) and app.run_focus.gguf == str(gguf)
 
 
+@pytest.mark.slow
 async def test_a_fresh_export_brings_its_verification_and_ollama_line_into_view(backend):
     for size in (SIZE, (60, 20)):
         app = FtuiApp(backend=backend)
@@ -905,6 +914,7 @@ async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_f
         await settle(app, pilot)
 
 
+@pytest.mark.slow
 async def test_help_scrolls_with_the_keyboard_at_60x20(backend):
     from textual.containers import VerticalScroll
 
@@ -930,6 +940,7 @@ async def test_help_scrolls_with_the_keyboard_at_60x20(backend):
         assert box.scroll_y < box.max_scroll_y
 
 
+@pytest.mark.slow
 async def test_question_mark_in_a_number_field_is_help_and_in_a_text_field_is_typed(backend):
     from tui.screens.dialogs import HelpScreen
 
