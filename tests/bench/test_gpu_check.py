@@ -119,6 +119,7 @@ def test_varied_lengths_spread_up_to_the_sequence_length():
     assert {len(row.input_ids) for row in load_script().random_data(4, 2048, 1000).train} == {2048}
 
 
+@pytest.mark.slow
 def test_paged_optimizer_state_is_counted(monkeypatch):
     bnb_functional = pytest.importorskip("bitsandbytes.functional")
     import torch

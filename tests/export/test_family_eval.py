@@ -30,6 +30,7 @@ def tiny_model(family: str, vocab: int):
     return transformers.AutoModelForCausalLM.from_config(config).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILY_TEMPLATES))
 def test_the_answer_and_its_end_of_turn_are_scored_on_every_family(family, tokenizer_dir):
     from transformers import AutoTokenizer

@@ -64,6 +64,7 @@ def test_llama3_rope_freqs_keep_logits_beyond_the_scaling_threshold(tmp_path, to
     assert good_err * 10 < bad_err
 
 
+@pytest.mark.slow
 def test_gguf_tokenizer_gives_hf_token_ids(tmp_path, tokenizer_dir):
     from transformers import AutoTokenizer
 

@@ -106,6 +106,7 @@ def test_adapter_names_its_hub_base_and_carries_the_tokenizer(tmp_path, tokenize
     assert f"at revision `{REVISION}`" in card and "| lora_r | 16 |" in card
 
 
+@pytest.mark.slow
 def test_embedded_base_gets_its_hub_id_and_a_card_that_says_it_is_dequantised(tmp_path, tokenizer_dir, embedded_dir):
     from engine.train.checkpoint import save_weights
 
@@ -118,6 +119,7 @@ def test_embedded_base_gets_its_hub_id_and_a_card_that_says_it_is_dequantised(tm
     assert EMBEDDED_NOTE in card and "dequantised from the Q4_1 GGUF" in card
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_model_folder_is_portable(tmp_path, tokenizer_dir):
     from engine.train.checkpoint import save_weights
 

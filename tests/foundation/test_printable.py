@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cli.main import main
 from engine.data.types import DataProblem
 from engine.display import printable
@@ -50,6 +52,7 @@ def test_chat_streams_printable_pieces_and_keeps_the_reply_in_its_history():
         assert chat.history[-1]["content"] == "".join(pieces)
 
 
+@pytest.mark.slow
 def test_chat_says_when_a_reply_ran_into_its_token_limit():
     from engine.infer.chat import ChatSession
     from engine.models.embedded import embedded_gguf_path

@@ -86,6 +86,7 @@ def test_tokenizer_ends_turns_with_im_end_and_pads_with_something_else(folder):
     assert generation.pad_token_id == tokenizer.pad_token_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", TOKENIZER_TEXTS)
 def test_token_ids_match_llama_cpp(folder, llama_vocab, text):
     from transformers import AutoTokenizer

@@ -54,6 +54,7 @@ def batch_of(responses_only: bool):
     return batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("responses_only", [True, False])
 @pytest.mark.parametrize("method", ["lora", "full"])
 @pytest.mark.parametrize("chunk_elements", [7 * 64, 2**25])

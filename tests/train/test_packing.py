@@ -27,6 +27,7 @@ def every_token_trained(examples):
     return [TokenizedExample(e.input_ids, e.input_ids, e.source_line) for e in examples]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("short_path", [True, False])
 @pytest.mark.parametrize("responses_only", [True, False])
 @pytest.mark.parametrize("fast", [True, False])
@@ -102,6 +103,7 @@ def counting(start: int, n: int) -> TokenizedExample:
     return TokenizedExample(ids, ids, 0)
 
 
+@pytest.mark.slow
 def test_packed_examples_do_not_see_each_other(model_folder):
     # Changing the example before another in the row must leave the other's loss as it was alone.
     model = adapted(model_folder, "lora")

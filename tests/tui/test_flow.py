@@ -692,6 +692,7 @@ async def test_command_palette_reaches_screens(backend):
         assert isinstance(app.screen, RunsScreen)
 
 
+@pytest.mark.slow
 async def test_the_palette_finds_the_work_by_name_and_lists_quit_once(backend):
     from textual.command import CommandPalette
 
@@ -770,6 +771,7 @@ async def test_runs_cursor_stays_on_its_run_after_compare_and_export(backend):
 
 
 
+@pytest.mark.slow
 async def test_training_s_on_a_finished_run_asks_before_a_new_run(backend):
     from tui.screens.dialogs import ConfirmScreen
 
@@ -792,6 +794,7 @@ async def test_training_s_on_a_finished_run_asks_before_a_new_run(backend):
         assert len(backend.calls) == 2
 
 
+@pytest.mark.slow
 async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
     from textual.widgets import ProgressBar
 
@@ -887,6 +890,7 @@ async def _until(pilot, condition, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+@pytest.mark.slow
 async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_figures(backend):
     backend.hold_at = 7  # the fake waits before step 7 until it is stopped
     app = FtuiApp(backend=backend)

@@ -70,6 +70,7 @@ async def test_sigterm_still_stops_the_run_with_a_checkpoint_then_exits(tmp_path
     assert backend.runs[run_dir].status == "stopped"
 
 
+@pytest.mark.slow
 async def test_the_next_ftui_opens_the_live_run_with_every_point_and_x_stops_it(tmp_path):
     backend = FakeBackend(runs_dir=tmp_path, hold_at=6)
     first = FtuiApp(backend=backend)

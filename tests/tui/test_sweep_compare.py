@@ -55,6 +55,7 @@ async def finish_sweep(app, pilot) -> SweepScreen:
     return screen
 
 
+@pytest.mark.slow
 async def test_the_dialog_offers_the_presets_rate_and_gentler_ones(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
