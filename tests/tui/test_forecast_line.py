@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.config.presets import load_preset
-from tests.hardware.test_measured_memory import a_run
+from tests.engine.hardware.test_measured_memory import a_run
 from tests.tui.test_flow import SIZE, settle, text_of
 from tui.app import FtuiApp
 

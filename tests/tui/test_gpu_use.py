@@ -8,9 +8,9 @@ import pytest
 
 from engine.hardware.sampler import GpuSampler
 from engine.runs import read_events
-from tests.hardware.conftest import FakeNvml
-from tests.hardware.test_sampler import UUID, cards
-from tests.train.tiny import make_model_folder, run_tiny, tiny_config
+from tests.engine.hardware.conftest import FakeNvml
+from tests.engine.hardware.test_sampler import UUID, cards
+from tests.engine.train.tiny import make_model_folder, run_tiny, tiny_config
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.test_flow import SIZE, settle, text_of
 from tui.app import FtuiApp

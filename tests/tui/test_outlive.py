@@ -1,6 +1,6 @@
 """A run outlives the app: quitting or a hangup leaves it training, the next ftui shows it again
 with its whole curve, x stops it; SIGTERM still stops it with a checkpoint; a second run on a
-GPU a live run uses asks first. On the fake engine; tests/train/test_outlive.py drives the real
+GPU a live run uses asks first. On the fake engine; tests/engine/train/test_outlive.py drives the real
 processes, and test_tmux_outlive.py the real app in tmux."""
 
 from __future__ import annotations
