@@ -1,4 +1,4 @@
-# Two commands set up and use ftui on a fresh machine: `make run` and `make test`.
+# Two commands set up and use ftui on a fresh machine: `make run` and `make test` (`make check` is the quick lane).
 # Each creates (or reuses) the project venv in .venv; see docs/setup.md for the knobs.
 
 PYTHON ?= python3
@@ -35,16 +35,25 @@ SDIST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui/sdists
 SDIST := $(SDIST_CACHE)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 CONVERTER := $(or $(FTUI_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ftui)/llama-convert/$(LLAMA_VERSION)
 
-.PHONY: run test lint converter
+.PHONY: run test check lint converter
 
 run: $(VENV)/.installed
 	$(VENV)/bin/ftui $(ARGS)
 
-test: $(VENV)/.installed-test
+# Two lanes (docs/setup.md#tests): `make test` runs every test, as CI does (.ci/run); `make check` is
+# the edit loop, without the tests marked e2e, slow or gpu. Both print the 20 slowest.
+FAST_LANE := not e2e and not slow and not gpu
+
+test: lint
+	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
+
+check: lint
+	$(PY) -m pytest -q --durations=20 -m "$(FAST_LANE)" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check engine tui cli ftui tests bench setup.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 $(VENV)/.installed: pyproject.toml setup.py Makefile $(LLAMA_STAMP) $(CONVERTER)/convert_hf_to_gguf.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

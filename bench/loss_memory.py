@@ -7,7 +7,7 @@ vocabulary under bf16 autocast on the CPU, forward and backward of the loss alon
   holding the [tokens x vocab] logits in bf16 and fp32 and their gradient.
 - `chunked`: ftui's `engine.train.loss.linear_cross_entropy`, one chunk of 2**25 logits at a time.
 
-Peak bytes are counted tensor by tensor (tests/hardware/allocations.py: every storage an op
+Peak bytes are counted tensor by tensor (tests/engine/hardware/allocations.py: every storage an op
 creates, until it is freed), beside the estimator's figure for each (`engine.hardware.estimate.loss_bytes`).
 A plain case the estimator puts over `--max-gib` is not run and says so.
 
@@ -34,7 +34,7 @@ def measure(kind: str, tokens: int, vocab: int, hidden: int) -> tuple[int, float
     import torch.nn.functional as F
 
     from engine.train.loss import linear_cross_entropy
-    from tests.hardware.allocations import PeakAllocated
+    from tests.engine.hardware.allocations import PeakAllocated
 
     torch.manual_seed(0)
     weight = (torch.randn(vocab, hidden) * 0.02).to(torch.bfloat16)

@@ -1,7 +1,7 @@
 """Soak: kill a training run with SIGKILL at random moments, resume it each time, and check it
 ends with the losses of the same run left alone.
 
-The run is the tests' tiny 2-layer Llama (tests/train/tiny.py) with LoRA, dropout on (so the
+The run is the tests' tiny 2-layer Llama (tests/engine/train/tiny.py) with LoRA, dropout on (so the
 random state must come back too) and a checkpoint after every step (so kills often land inside
 a checkpoint write), keep_checkpoints = 3 (so pruning is killed too). Every attempt is its own
 process, as a killed terminal's would be. One kill in six lands at a random moment while the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def config_for(out: Path, epochs: float):
-    from tests.train.tiny import tiny_config
+    from tests.engine.train.tiny import tiny_config
 
     return tiny_config(out, lora_dropout=0.1, epochs=epochs, save_interval=1, eval_interval=5, keep_checkpoints=3)
 
@@ -48,7 +48,7 @@ def child(model: str, out: str, epochs: float, resume: str | None) -> int:
 
     from engine.events import StepLogged, TrainStarted
     from engine.train import run_loaded
-    from tests.train.tiny import loaded_for
+    from tests.engine.train.tiny import loaded_for
 
     last = [0.0]
 
@@ -127,7 +127,7 @@ def main() -> int:
         return child(model, out, float(epochs), resume[0] if resume else None)
 
     from engine.runs import complete_checkpoints
-    from tests.train.tiny import make_model_folder
+    from tests.engine.train.tiny import make_model_folder
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="ftui-soak-"))

@@ -30,7 +30,7 @@ CONVERTED_ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3", "Gemma3ForConditionalGeneration": "gemma3",
 }
 """config.json architectures ftui exports through the converter, with their model_type. Each but
-the last is exported and verified on a tiny model in tests/families/; Gemma 3 4B/12B (the
+the last is exported and verified on a tiny model in tests/engine/export/; Gemma 3 4B/12B (the
 multimodal class, of which llama.cpp converts the text tower) only by the verification every
 export runs."""
 LOG_TAIL = 2000

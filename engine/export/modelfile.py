@@ -3,7 +3,7 @@
 A Modelfile with only `FROM` leaves Ollama guessing the prompt format, which is how exported
 models end up answering gibberish or never stopping. The TEMPLATE here is written per
 chat-template family in the Go-template subset Ollama uses, so it renders conversations the
-same way as the Hugging Face template the model was trained with (tests/export checks this for
+same way as the Hugging Face template the model was trained with (tests/engine/export checks this for
 every family in the catalog, with and without a system prompt). BOS is left out: llama.cpp adds
 it itself when the GGUF says so. The stops are the ones Ollama's own templates list.
 
@@ -14,7 +14,7 @@ template cannot compute; ftui renders training data with the template's own fall
 date and Ollama sends the model exactly what it was trained on. Go templates cannot trim, so
 SYSTEM is written trimmed, as the HF template trims it.
 
-The other families, each against its published HF template (tests/export/fixtures):
+The other families, each against its published HF template (tests/engine/export/fixtures):
 - Qwen3 is ChatML plus thinking. HF's `enable_thinking=False` appends an empty `<think>` block to
   the generation prompt; Ollama's `--think=false` (IsThinkSet, not Think) does the same here, and
   without the flag the model thinks, as HF's default does. Ollama finds a model's thinking tags

@@ -24,7 +24,7 @@ PROJECTIONS: dict[str, tuple[str, ...]] = {
     "gemma3": LLAMA_STYLE, "phi3": ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
 }
 """The attention and MLP projections of one decoder layer, per model_type, as tested in
-tests/train/test_families.py on tiny models built from each transformers config class."""
+tests/engine/train/test_families.py on tiny models built from each transformers config class."""
 
 
 def translate_targets(targets: Sequence[str], model_type: str | None) -> tuple[str, ...]:

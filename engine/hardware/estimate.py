@@ -10,7 +10,7 @@ full logits (engine/train/loss.py): one chunk of them at a time, whatever the le
 How tensors are held depends on the training code, so that is a parameter (`Runtime`):
 `HF_PEFT` is ftui's own stack (engine/train: transformers + peft, bf16 autocast); `TORCHTUNE`
 describes the recipes behind the published figures the estimator is checked against
-(tests/hardware/test_estimate.py), so the shared arithmetic is tested on real measurements.
+(tests/engine/hardware/test_estimate.py), so the shared arithmetic is tested on real measurements.
 No fudge factor is applied: the only tuned numbers are the named overheads below.
 """
 
@@ -326,7 +326,7 @@ def layer_activation_bytes(spec: ModelSpec, method: str, targets: Sequence[str],
     normed inputs (2 x 2h, each shared by its projections) and the product that feeds down_proj
     (2I); trained norm weights also need the normalised input. peft's fp32 adapters are the
     exception: it casts each adapted layer's input to fp32 and autocast casts it back, so every
-    adapted layer saves its own 16-bit copy. LoRA's rank-r intermediates are ignored. tests/hardware/test_activations_hf.py checks this against the
+    adapted layer saves its own 16-bit copy. LoRA's rank-r intermediates are ignored. tests/engine/hardware/test_activations_hf.py checks this against the
     tensors transformers and peft really save.
     """
     h, i = spec.hidden, spec.intermediate

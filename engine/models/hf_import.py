@@ -8,7 +8,7 @@ configs in several workers at once (the config form's time forecast beside its d
 export beside an evaluation), and its forecast said "could not be predicted (cannot import name
 'AutoTokenizer' ...)". Every engine function that imports transformers or peft (which imports it)
 calls `hf_imported()` first; once the first import is whole, names load safely from any thread.
-tests/foundation/test_hf_import.py keeps it so."""
+tests/engine/models/test_hf_import.py keeps it so."""
 
 from __future__ import annotations
 

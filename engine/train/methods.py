@@ -120,7 +120,7 @@ def apply_method(model: Any, config: RunConfig) -> Any:
     # QLoRA needs no more than LoRA here. peft's prepare_model_for_kbit_training would also cast
     # every parameter that is not 4-bit (embeddings, lm_head, norms) to fp32: +2.0 GiB of weights
     # and a 1 GiB 16-bit lm_head copy per step on Llama 3.1 8B, for no measured gain in the loss
-    # (tests/train/test_methods.py). Its other part, input require-grads, only serves reentrant
+    # (tests/engine/train/test_methods.py). Its other part, input require-grads, only serves reentrant
     # checkpointing; ours is non-reentrant. get_peft_model freezes the base weights.
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

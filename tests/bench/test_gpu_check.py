@@ -21,6 +21,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_dry_run_on_cpu_writes_the_json(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -58,6 +59,7 @@ def test_ladder_plans_are_the_recommendations():
     assert all(p.config.max_seq_len == 2048 for p in plans)
 
 
+@pytest.mark.slow
 def test_qlora_models_get_peft_4bit_adapters_on_cpu():
     pytest.importorskip("bitsandbytes")
     from engine.config.schema import RunConfig
@@ -75,6 +77,7 @@ def test_qlora_models_get_peft_4bit_adapters_on_cpu():
     assert model.get_base_model().lm_head.weight.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_a_failing_case_is_a_row_and_the_json_holds_every_row_as_it_completes(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -116,6 +119,7 @@ def test_varied_lengths_spread_up_to_the_sequence_length():
     assert {len(row.input_ids) for row in load_script().random_data(4, 2048, 1000).train} == {2048}
 
 
+@pytest.mark.slow
 def test_paged_optimizer_state_is_counted(monkeypatch):
     bnb_functional = pytest.importorskip("bitsandbytes.functional")
     import torch

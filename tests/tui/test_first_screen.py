@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "transformers", "peft", "datasets", "llama_cpp", "bitsandbytes"]
 
@@ -30,6 +34,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_home_screen_paints_without_heavy_imports(tmp_path):
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FTUI_CACHE": str(tmp_path)})

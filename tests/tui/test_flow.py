@@ -43,6 +43,7 @@ def rendered(app, selector: str) -> str:
     return console.export_text()
 
 
+@pytest.mark.slow
 async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -61,6 +62,7 @@ async def test_cpu_home_recommends_the_embedded_demo_and_enter_accepts(backend):
         assert app.session.config.max_seq_len == 256
 
 
+@pytest.mark.slow
 async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -76,6 +78,7 @@ async def test_gpu_home_shows_vram_processes_and_takes_the_recommended_batch(tmp
                 app.session.config.max_seq_len) == ("llama-3.1-8b-4bit", "qlora", 2, 8, 2048)
 
 
+@pytest.mark.slow
 async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -95,6 +98,7 @@ async def test_gpu_home_switches_family_by_key_and_enter_takes_that_familys_plan
         assert app.session.config.model.startswith("qwen3-")
 
 
+@pytest.mark.slow
 async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -117,6 +121,7 @@ async def test_presets_mark_what_does_not_fit_and_number_keys_choose(tmp_path):
         assert app.session.config.max_steps == 20 and app.session.config_source == "preset quick-test"
 
 
+@pytest.mark.slow
 async def test_form_has_every_field_and_validates_as_you_type(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -143,6 +148,7 @@ async def test_form_has_every_field_and_validates_as_you_type(backend):
         assert screen.config is not None  # a warning does not block
 
 
+@pytest.mark.slow
 async def test_form_with_an_error_names_it_and_ctrl_t_goes_to_it(backend):
     for size in (SIZE, (60, 20)):
         app = FtuiApp(backend=backend)
@@ -169,6 +175,7 @@ async def test_form_with_an_error_names_it_and_ctrl_t_goes_to_it(backend):
             assert form.region.y <= bad.region.y < form.region.bottom, size  # scrolled into view
 
 
+@pytest.mark.slow
 async def test_memory_bar_follows_batch_size_and_method(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -189,6 +196,7 @@ async def test_memory_bar_follows_batch_size_and_method(backend):
         assert "no estimate" in text_of(app, "#memory")
 
 
+@pytest.mark.slow
 async def test_form_saves_a_new_preset_file(backend, tmp_path):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -354,6 +362,7 @@ async def test_path_completion_suggests_folders_and_data_files(tmp_path):
     assert await suggester.get_suggestion(f"{tmp_path}/no") is None
 
 
+@pytest.mark.slow
 async def test_whole_flow_train_export_chat_on_cpu(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -571,6 +580,7 @@ async def test_bad_dataset_refusal_reaches_the_training_screen(tmp_path):
         assert "failed validation" in text_of(app, "#train-status")
 
 
+@pytest.mark.slow
 async def test_stop_asks_first_ends_with_a_checkpoint_and_resume_continues(tmp_path):
     from tests.tui.fake_backend import FakeBackend
 
@@ -621,6 +631,7 @@ async def test_the_ui_answers_keys_while_a_run_is_going(tmp_path):
         await settle(app, pilot)
 
 
+@pytest.mark.slow
 async def test_runs_screen_opens_exports_and_deletes_after_confirmation(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -667,6 +678,7 @@ async def test_help_lists_the_screen_keys_and_escape_closes_it(backend):
         assert isinstance(app.screen, RunsScreen)
 
 
+@pytest.mark.slow
 async def test_command_palette_reaches_screens(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -680,6 +692,7 @@ async def test_command_palette_reaches_screens(backend):
         assert isinstance(app.screen, RunsScreen)
 
 
+@pytest.mark.slow
 async def test_the_palette_finds_the_work_by_name_and_lists_quit_once(backend):
     from textual.command import CommandPalette
 
@@ -758,6 +771,7 @@ async def test_runs_cursor_stays_on_its_run_after_compare_and_export(backend):
 
 
 
+@pytest.mark.slow
 async def test_training_s_on_a_finished_run_asks_before_a_new_run(backend):
     from tui.screens.dialogs import ConfirmScreen
 
@@ -780,6 +794,7 @@ async def test_training_s_on_a_finished_run_asks_before_a_new_run(backend):
         assert len(backend.calls) == 2
 
 
+@pytest.mark.slow
 async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
     from textual.widgets import ProgressBar
 
@@ -797,6 +812,7 @@ async def test_training_idle_screen_has_no_pulsing_progress_bar(backend):
             assert app.session.training.status == "finished" and bar.display and bar.total == backend.steps
 
 
+@pytest.mark.slow
 async def test_every_footer_key_is_on_screen_at_60x20(backend):
     from tui.widgets.footer import Footer
 
@@ -849,6 +865,7 @@ async def test_export_of_a_run_exported_before_shows_it_and_y_and_c_work(backend
         assert isinstance(app.screen, ChatScreen) and app.session.run_focus.gguf == str(gguf)
 
 
+@pytest.mark.slow
 async def test_a_fresh_export_brings_its_verification_and_ollama_line_into_view(backend):
     for size in (SIZE, (60, 20)):
         app = FtuiApp(backend=backend)
@@ -873,6 +890,7 @@ async def _until(pilot, condition, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+@pytest.mark.slow
 async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_figures(backend):
     backend.hold_at = 7  # the fake waits before step 7 until it is stopped
     app = FtuiApp(backend=backend)
@@ -900,6 +918,7 @@ async def test_training_stopping_says_what_it_waits_for_and_resume_drops_stale_f
         await settle(app, pilot)
 
 
+@pytest.mark.slow
 async def test_help_scrolls_with_the_keyboard_at_60x20(backend):
     from textual.containers import VerticalScroll
 
@@ -925,6 +944,7 @@ async def test_help_scrolls_with_the_keyboard_at_60x20(backend):
         assert box.scroll_y < box.max_scroll_y
 
 
+@pytest.mark.slow
 async def test_question_mark_in_a_number_field_is_help_and_in_a_text_field_is_typed(backend):
     from tui.screens.dialogs import HelpScreen
 

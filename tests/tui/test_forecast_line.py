@@ -4,8 +4,10 @@ the engine's own forecast on the fake engine's dataset lengths."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine.config.presets import load_preset
-from tests.hardware.test_measured_memory import a_run
+from tests.engine.hardware.test_measured_memory import a_run
 from tests.tui.test_flow import SIZE, settle, text_of
 from tui.app import FtuiApp
 
@@ -19,6 +21,7 @@ async def wait_for_forecast(app, pilot, backend, asked: int) -> None:
     await settle(app, pilot)
 
 
+@pytest.mark.slow
 async def test_the_form_predicts_the_time_from_a_run_measured_here_and_follows_the_epochs(backend, tmp_path):
     runs = tmp_path / "runs"
     demo = load_preset("demo").apply().replace(output_dir=str(runs), retention_mix=0.0, val_split=0.0)
@@ -44,6 +47,7 @@ async def test_the_form_predicts_the_time_from_a_run_measured_here_and_follows_t
         assert len(backend.forecasts) == asked + 1, "three quick edits, one forecast after the pause"
 
 
+@pytest.mark.slow
 async def test_without_a_run_to_measure_from_or_a_readable_dataset_the_line_says_so(backend, tmp_path):
     backend.example_lengths = None
     app = FtuiApp(backend=backend)

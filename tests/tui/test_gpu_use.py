@@ -4,11 +4,13 @@ NVML, replayed as the runs screen opens a past run; nothing of it on the CPU."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine.hardware.sampler import GpuSampler
 from engine.runs import read_events
-from tests.hardware.conftest import FakeNvml
-from tests.hardware.test_sampler import UUID, cards
-from tests.train.tiny import make_model_folder, run_tiny, tiny_config
+from tests.engine.hardware.conftest import FakeNvml
+from tests.engine.hardware.test_sampler import UUID, cards
+from tests.engine.train.tiny import make_model_folder, run_tiny, tiny_config
 from tests.tui.fake_backend import FakeBackend
 from tests.tui.test_flow import SIZE, settle, text_of
 from tui.app import FtuiApp
@@ -38,6 +40,7 @@ async def test_a_cpu_run_has_no_gpu_line(tmp_path):
         assert not app.screen.query_one("#gpu-use").display
 
 
+@pytest.mark.slow
 async def test_a_real_run_sampled_through_a_fake_nvml_shows_its_figures_when_opened(tmp_path, monkeypatch):
     nvml = FakeNvml(cards())
     monkeypatch.setattr("engine.train.loop.open_run_gpu", lambda device: GpuSampler.open(UUID, nvml))

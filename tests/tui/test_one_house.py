@@ -71,6 +71,7 @@ def test_the_dataset_hint_names_a_command_that_exists(tmp_path):
     assert args.command == "data"
 
 
+@pytest.mark.slow
 async def test_an_export_failure_is_shown_once(tmp_path, monkeypatch):
     """The real engine on a folder that is not a run: one ExportFailed, one result line."""
     app = FtuiApp(backend=Backend())
@@ -138,6 +139,7 @@ def test_evaluating_a_folder_that_is_not_a_run_fails_once_as_an_event_and_a_resu
     assert report.items == () and not (tmp_path / "not-a-run" / "eval.json").exists()
 
 
+@pytest.mark.slow
 async def test_an_evaluation_failure_is_shown_in_words_not_as_an_exception_name(tmp_path):
     app = FtuiApp(backend=Backend())
     app.session.focus_run(str(tmp_path / "not-a-run"), str(tmp_path / "model.gguf"))
@@ -152,6 +154,7 @@ async def test_an_evaluation_failure_is_shown_in_words_not_as_an_exception_name(
         assert "is not a run directory (no config.toml)" in shown and "Error" not in shown, shown
 
 
+@pytest.mark.slow
 async def test_a_file_chat_cannot_load_is_said_in_words(tmp_path):
     notes = tmp_path / "notes.gguf"
     notes.write_text("these are my notes, not a model\n")

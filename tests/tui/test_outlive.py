@@ -1,6 +1,6 @@
 """A run outlives the app: quitting or a hangup leaves it training, the next ftui shows it again
 with its whole curve, x stops it; SIGTERM still stops it with a checkpoint; a second run on a
-GPU a live run uses asks first. On the fake engine; tests/train/test_outlive.py drives the real
+GPU a live run uses asks first. On the fake engine; tests/engine/train/test_outlive.py drives the real
 processes, and test_tmux_outlive.py the real app in tmux."""
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ async def test_sigterm_still_stops_the_run_with_a_checkpoint_then_exits(tmp_path
     assert backend.runs[run_dir].status == "stopped"
 
 
+@pytest.mark.slow
 async def test_the_next_ftui_opens_the_live_run_with_every_point_and_x_stops_it(tmp_path):
     backend = FakeBackend(runs_dir=tmp_path, hold_at=6)
     first = FtuiApp(backend=backend)

@@ -3,6 +3,7 @@ and the compare overlay cycles to the margin; an SFT run shows the loss alone.""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Select, Static
 
 from tests.tui.fake_backend import FakeBackend
@@ -44,6 +45,7 @@ async def test_an_sft_run_shows_the_loss_alone(tmp_path):
         assert "margin" not in str(app.screen.query_one("#train-status", Static).render())
 
 
+@pytest.mark.slow
 async def test_the_form_offers_the_objective_and_its_settings(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path))
     async with app.run_test(size=SIZE) as pilot:
@@ -60,6 +62,7 @@ async def test_the_form_offers_the_objective_and_its_settings(tmp_path):
         assert "outside 1e-3..10" in str(screen.query_one("#problem-dpo_beta").render())
 
 
+@pytest.mark.slow
 async def test_the_compare_overlay_cycles_to_the_reward_margin(tmp_path):
     backend = FakeBackend(runs_dir=tmp_path)
     app = FtuiApp(backend=backend)

@@ -4,12 +4,15 @@ waits. The queue is the engine's real file in the test's folder; the fake only s
 
 from __future__ import annotations
 
+import pytest
+
 from engine.runqueue.store import read_queue
 from tests.tui.test_flow import SIZE, settle, text_of
 from tui.app import FtuiApp
 from tui.screens.queue import QueueScreen
 
 
+@pytest.mark.slow
 async def test_ctrl_n_queues_the_form_and_the_queue_screen_reorders_cancels_and_starts(backend, tmp_path):
     app = FtuiApp(backend=backend)
     folder = str(tmp_path / "runs")

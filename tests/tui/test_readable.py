@@ -3,6 +3,7 @@ text rather than colour, and the footer naming the help key that works on the sc
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets._footer import FooterKey
 
 from tests.tui.test_flow import SIZE, settle, text_of
@@ -49,6 +50,7 @@ async def test_export_types_read_as_checked_or_not_and_space_toggles(backend):
         assert quants.selected == ["Q8_0", "F16"]
 
 
+@pytest.mark.slow
 async def test_config_switches_read_on_or_off(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -64,6 +66,7 @@ async def test_config_switches_read_on_or_off(backend):
         assert app.screen.config.trust_remote_code is True
 
 
+@pytest.mark.slow
 async def test_footer_shows_f1_which_works_in_a_text_field_while_question_mark_is_typed(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -88,6 +91,7 @@ async def test_footer_shows_f1_which_works_in_a_text_field_while_question_mark_i
         assert isinstance(app.screen, HelpScreen)
 
 
+@pytest.mark.slow
 async def test_every_footer_key_fits_in_80_columns(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:

@@ -4,6 +4,7 @@ change, and a log scrolled up to read back is not yanked to the bottom by new li
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import RichLog
 
 from tests.tui.fake_backend import FakeBackend
@@ -16,6 +17,7 @@ from tui.widgets.loss_plot import LossPlot
 SIZE = (80, 24)
 
 
+@pytest.mark.slow
 async def test_leaving_and_reopening_the_training_screen_rebuilds_nothing(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, hold_at=6))
     async with app.run_test(size=SIZE) as pilot:
@@ -43,6 +45,7 @@ async def test_leaving_and_reopening_the_training_screen_rebuilds_nothing(tmp_pa
         assert not start.disabled, "the footer did not follow the run ending (Start is available again)"
 
 
+@pytest.mark.slow
 async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_again(tmp_path):
     app = FtuiApp(backend=FakeBackend(runs_dir=tmp_path, steps=400, hold_at=200))
     async with app.run_test(size=SIZE) as pilot:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.tui.fake_backend import FakeBackend
 from tui.app import FtuiApp
 
@@ -40,6 +42,7 @@ def test_presets_gpu(snap_compare):
     assert snap_compare(make_app(gpu=True), run_before=before)
 
 
+@pytest.mark.slow
 def test_config_form_with_an_error(snap_compare):
     async def before(pilot):
         await settle(pilot)

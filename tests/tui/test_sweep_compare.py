@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Static
 
 from tests.tui.test_flow import SIZE, settle
@@ -54,6 +55,7 @@ async def finish_sweep(app, pilot) -> SweepScreen:
     return screen
 
 
+@pytest.mark.slow
 async def test_the_dialog_offers_the_presets_rate_and_gentler_ones(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -63,6 +65,7 @@ async def test_the_dialog_offers_the_presets_rate_and_gentler_ones(backend):
         assert dialog.query_one("#sweep-values", Input).value == "3.5e-05, 0.00017, 0.0007"  # demo's 7e-4 / 20, / 4, 1
 
 
+@pytest.mark.slow
 async def test_a_sweep_runs_the_values_typed_overlays_each_variant_and_names_the_chosen(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -95,6 +98,7 @@ async def test_a_sweep_runs_the_values_typed_overlays_each_variant_and_names_the
             assert f"2026-01-01-1300-demo-{value}" in legend
 
 
+@pytest.mark.slow
 async def test_bad_sweep_values_are_explained_and_start_nothing(backend):
     app = FtuiApp(backend=backend)
     async with app.run_test(size=SIZE) as pilot:
@@ -117,6 +121,7 @@ async def test_bad_sweep_values_are_explained_and_start_nothing(backend):
         assert isinstance(app.screen, ConfigScreen) and app.session.sweep.status == "idle"
 
 
+@pytest.mark.slow
 async def test_stopping_a_sweep_stops_the_variant_in_training_and_starts_no_more(backend):
     backend.hold_at = 3
     app = FtuiApp(backend=backend)

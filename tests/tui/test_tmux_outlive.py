@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.runs import complete_checkpoints, read_run
-from tests.train.test_outlive import wait_for as wait_until
+from tests.engine.train.test_outlive import wait_for as wait_until
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
@@ -58,8 +58,8 @@ class Tmux:
 
 @pytest.fixture
 def tiny_preset(tmp_path) -> Path:
-    from tests.train.test_train_api import write_jsonl
-    from tests.train.tiny import make_model_folder
+    from tests.engine.train.test_train_api import write_jsonl
+    from tests.engine.train.tiny import make_model_folder
 
     model = make_model_folder(tmp_path / "model")
     presets = tmp_path / "presets"
