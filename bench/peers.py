@@ -312,7 +312,7 @@ def main() -> None:
                 results[variant].append(r)
                 print(_row(variant, str(round_), r), flush=True)
     what = ("96 conversations of ~20-500 tokens, batch 4, 1 epoch" if args.data == "varied"
-            else "the Docker demo data, batch 8, 10 steps")
+            else f"the Docker demo data, batch 8, {args.steps or SETTINGS['demo']['max_steps']} steps")
     print(f"\nSmolLM2-135M LoRA r16, {what}; medians of {args.rounds} round(s)")
     print(header)
     med = {v: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "train_s", "peak_rss_gib", "steps")}
