@@ -8,6 +8,8 @@ RSS is its own, the variants alternated round by round so machine load falls on 
 - `ftui`: ftui's engine as shipped.
 - `trl`: TRL's SFTTrainer on prompt/completion conversations (completion-only loss), padded batches.
 - `trl-padfree`: the same with `padding_free=True` (each batch one row, position ids per example).
+- `trl-bf16`: `trl-padfree` with the model loaded in bf16 (what an expert does on a bf16 CPU or any
+  GPU), the peer at its best: the reference of the ratios, listed first by default.
 - `llamafactory`: LLaMA-Factory 0.9.5's own SFT entry point (`llamafactory.train.tuner.run_exp`) on
   the same jsonl registered through a `dataset_info.json` (sharegpt formatting, OpenAI-style
   `messages` tags), template `smollm2` with its default system prompt set to the one SmolLM2's own
@@ -45,7 +47,11 @@ unconditionally, for audio inputs only, and PyPI's torchaudio is a CUDA build th
 beside CPU torch, so its child puts an empty stand-in module in torchaudio's place.
 
 `varied`: 96 conversations of ~20-500 tokens, batch 4, lr 2e-4, one epoch; non-pad tokens/s over
-the training loop. `demo`: presets/data/docker_train.jsonl, batch 8, lr 1e-3, 10 steps (seed =
+the training loop. Every side is timed over the same span, from the end of its first optimizer step
+to the end of its last (TRL's and LLaMA-Factory's `train_runtime` includes their setup; ftui's first
+step pays for its first allocations as theirs does), and tokens/s counts the tokens of the steps in
+that span: the set's tokens x (steps - 1) / steps (the batches are shuffled per variant and seed, so
+the first batch's share of the tokens varies by a few percent from run to run; rounds even it out). `demo`: presets/data/docker_train.jsonl, batch 8, lr 1e-3, 10 steps (seed =
 round), then the loss of `Run: `<expected>`` on the 43 prompts of docker_eval.jsonl, which no
 variant trains on. Prints each run, the medians and each variant's ratios to the first.
 """
@@ -71,7 +77,7 @@ SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 
 from bench.train_throughput import LORA, TARGETS, dataset_tokens, write_dataset  # noqa: E402
 
-VARIANTS = ("ftui", "trl", "trl-padfree", "llamafactory")
+VARIANTS = ("trl-bf16", "ftui", "trl", "trl-padfree", "llamafactory")
 SETTINGS = {
     "varied": {"batch_size": 4, "learning_rate": 2e-4, "max_steps": 0},
     "demo": {"batch_size": 8, "learning_rate": 1e-3, "max_steps": 10},
@@ -109,22 +115,38 @@ def run_ftui(data: Path, workdir: Path, settings: dict, seed: int, evals) -> dic
         return model[0]
 
     steps: list = []
-    result = run_loaded(config, Loaded(build, tokenizer, prepared, resolved.ref),
-                        lambda e: steps.append(e) if isinstance(e, StepLogged) else None, threading.Event())
+    ends: list[float] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, StepLogged):
+            steps.append(event)
+            ends.append(time.monotonic())
+
+    result = run_loaded(config, Loaded(build, tokenizer, prepared, resolved.ref), on_event, threading.Event())
     assert result.ok, result.reason
-    out = {"train_s": steps[-1].elapsed_s, "final_loss": steps[-1].loss, "steps": len(steps)}
+    out = {"ends": ends, "final_loss": steps[-1].loss, "steps": len(steps)}
     if evals is not None:
         out["heldout"] = evaluate_loss(model[0], evals(tokenizer), 8, tokenizer.pad_token_id,
                                        choose_precision("lora"), True)
     return out
 
 
-def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding_free: bool) -> dict:
+class StepClock:
+    """A TrainerCallback's hook that records when each optimizer step ends."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.monotonic())
+
+
+def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding_free: bool, dtype: str) -> dict:
     sys.path.insert(0, str(PEERS))
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from engine.models import load_tokenizer, resolve_model
@@ -136,7 +158,8 @@ def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding
     rows = [json.loads(line)["messages"] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
     dataset = Dataset.from_list([{"prompt": m[:-1], "completion": m[-1:]} for m in rows])
     precision = choose_precision("lora")
-    model = AutoModelForCausalLM.from_pretrained(resolved.ref, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(resolved.ref, dtype=getattr(torch, dtype))
+    clock = type("Clock", (StepClock, TrainerCallback), {})()
     args = SFTConfig(
         output_dir=str(workdir / "trl"), per_device_train_batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"], num_train_epochs=1, max_steps=settings["max_steps"] or -1,
@@ -148,9 +171,9 @@ def run_trl(data: Path, workdir: Path, settings: dict, seed: int, evals, padding
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=LoraConfig(r=LORA["lora_r"], lora_alpha=LORA["lora_alpha"],
                                                 lora_dropout=LORA["lora_dropout"], target_modules=TARGETS,
-                                                task_type="CAUSAL_LM"))
+                                                task_type="CAUSAL_LM"), callbacks=[clock])
     metrics = trainer.train()
-    out = {"train_s": metrics.metrics["train_runtime"], "final_loss": trainer.state.log_history[-2].get("loss", 0.0),
+    out = {"ends": clock.ends, "final_loss": trainer.state.log_history[-2].get("loss", 0.0),
            "steps": metrics.global_step}
     if evals is not None:
         out["heldout"] = evaluate_loss(trainer.model, evals(tokenizer), 8, tokenizer.pad_token_id, precision, True)
@@ -177,7 +200,7 @@ def run_llamafactory(data: Path, workdir: Path, settings: dict, seed: int, evals
     logs: list[dict] = []
     end: dict = {}
 
-    class Collect(transformers.TrainerCallback):
+    class Collect(StepClock, transformers.TrainerCallback):
         def on_train_end(self, args, state, control, model=None, **kwargs):
             logs.extend(state.log_history)
             end.update(steps=state.global_step, model=model)
@@ -201,8 +224,8 @@ def run_llamafactory(data: Path, workdir: Path, settings: dict, seed: int, evals
         "bf16": precision.autocast_dtype is not None, "use_cpu": True, "seed": seed,
         "output_dir": tempfile.mkdtemp(prefix="llamafactory-", dir=workdir), "save_strategy": "no",
         "report_to": "none", "logging_steps": 1, "plot_loss": False,
-    }, callbacks=[Collect()])
-    out = {"train_s": next(x["train_runtime"] for x in reversed(logs) if "train_runtime" in x),
+    }, callbacks=[collect := Collect()])
+    out = {"ends": collect.ends,
            "final_loss": next(x["loss"] for x in reversed(logs) if "loss" in x), "steps": end["steps"]}
     if evals is not None:
         tokenizer = load_tokenizer(resolved)
@@ -223,7 +246,7 @@ def docker_evals(workdir: Path):
 def child(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     data = workdir / "data.jsonl"
-    settings = SETTINGS[args.data]
+    settings = SETTINGS[args.data] | ({"max_steps": args.steps} if args.steps else {})
     evals = docker_evals(workdir) if args.data == "demo" else None
     began = time.monotonic()
     if args.variant == "ftui":
@@ -231,7 +254,8 @@ def child(args: argparse.Namespace) -> None:
     elif args.variant == "llamafactory":
         stats = run_llamafactory(data, workdir, settings, args.seed, evals)
     else:
-        stats = run_trl(data, workdir, settings, args.seed, evals, padding_free=args.variant == "trl-padfree")
+        stats = run_trl(data, workdir, settings, args.seed, evals, padding_free=args.variant != "trl",
+                        dtype="bfloat16" if args.variant == "trl-bf16" else "float32")
     stats["wall_s"] = time.monotonic() - began
     stats["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print("RESULT " + json.dumps(stats), flush=True)
@@ -242,6 +266,7 @@ def main() -> None:
     parser.add_argument("--data", choices=sorted(SETTINGS), default="varied")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="the first is the baseline of the ratios")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=0, help="stop every variant after this many steps (a quick check)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
@@ -261,7 +286,7 @@ def main() -> None:
     if not variants:
         sys.exit("nothing to run: every variant asked for is skipped above")
     results: dict[str, list[dict]] = {v: [] for v in variants}
-    header = f"{'variant':12}{'seed':>5}{'tokens/s':>10}{'train s':>9}{'peak RSS GiB':>14}{'steps':>6}{'held-out':>10}"
+    header = f"{'variant':12}{'seed':>5}{'tokens/s':>10}{'span s':>9}{'peak RSS GiB':>14}{'steps':>6}{'held-out':>10}"
     with tempfile.TemporaryDirectory(prefix="ftui-peers-") as workdir:
         data = Path(workdir) / "data.jsonl"
         if args.data == "demo":
@@ -274,17 +299,20 @@ def main() -> None:
             for variant in variants:
                 python = str(LLAMAFACTORY_PYTHON) if variant == "llamafactory" else sys.executable
                 cmd = [python, __file__, "--variant", variant, "--workdir", workdir, "--data", args.data,
-                       "--seed", str(round_)]
+                       "--seed", str(round_), "--steps", str(args.steps)]
                 out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if line is None:
                     sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
                 r = json.loads(line[len("RESULT "):])
-                r["tokens_per_s"] = tokens / r["train_s"] if args.data == "varied" else float("nan")
+                ends = r.pop("ends")
+                r["train_s"] = ends[-1] - ends[0]
+                r["tokens_per_s"] = (tokens * (len(ends) - 1) / len(ends) / r["train_s"] if args.data == "varied"
+                                     and not args.steps else float("nan"))  # --steps stops mid-epoch
                 results[variant].append(r)
                 print(_row(variant, str(round_), r), flush=True)
     what = ("96 conversations of ~20-500 tokens, batch 4, 1 epoch" if args.data == "varied"
-            else "the Docker demo data, batch 8, 10 steps")
+            else f"the Docker demo data, batch 8, {args.steps or SETTINGS['demo']['max_steps']} steps")
     print(f"\nSmolLM2-135M LoRA r16, {what}; medians of {args.rounds} round(s)")
     print(header)
     med = {v: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "train_s", "peak_rss_gib", "steps")}
@@ -294,8 +322,8 @@ def main() -> None:
     base = variants[0]
     for name in variants[1:]:
         f, h = med[base], med[name]
-        print(f"{base} / {name}: train time {h['train_s'] / f['train_s']:.2f}x faster, "
-              f"peak RSS {f['peak_rss_gib'] / h['peak_rss_gib']:.2f}x")
+        print(f"{name} against {base}: {f['train_s'] / h['train_s']:.2f}x the speed, "
+              f"{h['peak_rss_gib'] / f['peak_rss_gib']:.2f}x the peak RSS")
     if args.data == "demo":
         print("held-out: mean loss of the eval answers over rounds (lower learned more)")
 
