@@ -177,8 +177,12 @@ class FakeBackend:
 
     def forecast(self, config: RunConfig, device: str) -> Forecast:
         """The engine's own forecast over the runs in the config's output folder, for a dataset of
-        `example_lengths` (None: one that cannot be read)."""
+        `example_lengths` (None: one that cannot be read). A relative folder (the presets' "runs")
+        is taken inside runs_dir: the runs a developer trained in the checkout must not change what
+        a test sees."""
         self.forecasts.append(config)
+        if not Path(config.output_dir).is_absolute():
+            config = config.replace(output_dir=str(self.runs_dir / config.output_dir))
         return forecast(config, self.example_lengths, device)
 
     def context_length(self, model: str) -> int | None:
