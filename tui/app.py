@@ -93,8 +93,6 @@ class FtuiApp(App[int]):
         self.train_done.set()
         self.exit_when_stopped = False
         self.sweep_stop = threading.Event()
-        self.attached = False
-        """The run shown was found training when ftui started (or opened from the runs screen)."""
         self.hangup_watchdog: threading.Timer | None = None
         self.session = Session(Draft(*self._initial_config(preset)))
         """What the screens share (tui/session.py)."""
@@ -253,7 +251,7 @@ class FtuiApp(App[int]):
             self.session.training = TrainingLog(status="preparing")
         self._follow_run(lambda leave: self.backend.train(
             config, lambda e: self.post_message(EngineEventReceived(e, "train")), self.train_stop,
-            resume=resume, leave=leave), attached=False)
+            resume=resume, leave=leave))
 
     def attach_run(self, run_dir: str) -> None:
         """Show a run that trains in another process (found at start, or opened from the runs
@@ -263,13 +261,12 @@ class FtuiApp(App[int]):
         self.session.training = TrainingLog(status="running", run_dir=run_dir)
         self._follow_run(lambda leave: self.backend.attach(
             run_dir, lambda e: self.post_message(EngineEventReceived(e, "train")), self.train_stop, leave=leave,
-            on_backlog=lambda events: self.post_message(RunHistoryRead(events, run_dir))), attached=True)
+            on_backlog=lambda events: self.post_message(RunHistoryRead(events, run_dir))))
 
-    def _follow_run(self, follow: Callable[[threading.Event], RunResult | None], attached: bool) -> None:
+    def _follow_run(self, follow: Callable[[threading.Event], RunResult | None]) -> None:
         self.train_stop = threading.Event()
         self.train_done = threading.Event()
         self.exit_when_stopped = False
-        self.attached = attached
         self._tell_training_screen(TrainingLogReplaced())
         self.goto("training")
         self._train(follow)
