@@ -261,6 +261,25 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(stats), flush=True)
 
 
+def without_missing_trl(variants: list[str], peers: Path) -> list[str]:
+    """The variants that can run here: TRL's are left out, with a note, when it is not installed in `peers`."""
+    if (peers / "trl").is_dir():
+        return variants
+    missing = [v for v in variants if v.startswith("trl")]
+    if missing:
+        print(f"skipping {', '.join(missing)}: TRL is not installed in {peers} (see this script's docstring)")
+    return [v for v in variants if v not in missing]
+
+
+def variant_result(cmd: list[str], variant: str) -> dict:
+    """What a variant's own process printed on its RESULT line; the script ends with its stderr if none."""
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=sorted(SETTINGS), default="varied")
@@ -274,12 +293,7 @@ def main() -> None:
     if args.variant:
         child(args)
         return
-    variants = args.variants.split(",")
-    if not (PEERS / "trl").is_dir():
-        missing = [v for v in variants if v.startswith("trl")]
-        if missing:
-            print(f"skipping {', '.join(missing)}: TRL is not installed in {PEERS} (see this script's docstring)")
-        variants = [v for v in variants if v not in missing]
+    variants = without_missing_trl(args.variants.split(","), PEERS)
     if "llamafactory" in variants and not LLAMAFACTORY_PYTHON.exists():
         print(f"skipping llamafactory: its venv is missing ({LLAMAFACTORY_PYTHON}; see this script's docstring)")
         variants.remove("llamafactory")
@@ -300,11 +314,7 @@ def main() -> None:
                 python = str(LLAMAFACTORY_PYTHON) if variant == "llamafactory" else sys.executable
                 cmd = [python, __file__, "--variant", variant, "--workdir", workdir, "--data", args.data,
                        "--seed", str(round_), "--steps", str(args.steps)]
-                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-                if line is None:
-                    sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
-                r = json.loads(line[len("RESULT "):])
+                r = variant_result(cmd, variant)
                 ends = r.pop("ends")
                 r["train_s"] = ends[-1] - ends[0]
                 r["tokens_per_s"] = (tokens * (len(ends) - 1) / len(ends) / r["train_s"] if args.data == "varied"

@@ -44,7 +44,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,7 +52,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PEERS = ROOT / ".bench-peers"
+
+from bench.peers import PEERS, variant_result, without_missing_trl  # noqa: E402
+
 TRAIN_PAIRS = ROOT / "presets" / "data" / "docker_pref_train.jsonl"
 EVAL_PAIRS = ROOT / "presets" / "data" / "docker_pref_eval.jsonl"
 VARIANTS = ("ftui", "trl-bf16", "trl")
@@ -241,12 +242,7 @@ def main() -> None:
     if args.variant:
         child(args)
         return
-    variants = args.variants.split(",")
-    if not (PEERS / "trl").is_dir():
-        missing = [v for v in variants if v.startswith("trl")]
-        if missing:
-            print(f"skipping {', '.join(missing)}: TRL is not installed in {PEERS} (see this script's docstring)")
-        variants = [v for v in variants if v not in missing]
+    variants = without_missing_trl(args.variants.split(","), PEERS)
     if not variants:
         sys.exit("nothing to run: every variant asked for is skipped above")
     results: dict[str, list[dict]] = {v: [] for v in variants}
@@ -263,11 +259,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir, "--task", args.task,
                        "--steps", str(args.steps), "--batch", str(args.batch), "--group", str(args.group),
                        "--seed", str(round_)]
-                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-                if line is None:
-                    sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
-                r = summarise(json.loads(line[len("RESULT "):]), args, eval_file)
+                r = summarise(variant_result(cmd, variant), args, eval_file)
                 results[variant].append(r)
                 print(_row(variant, str(round_), r, columns), flush=True)
     print(f"\nSmolLM2-135M LoRA r16, {args.task}, {args.steps} steps; medians of {args.rounds} round(s)")

@@ -48,7 +48,6 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     """transformers' attention signature: [batch, heads, tokens, dim] in, [batch, tokens, heads, dim] out."""
     import torch
     import torch.nn.functional as F
-    hf_imported()
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.get(SEGMENTS)
@@ -123,7 +122,6 @@ def _short_causal(q: Any, k: Any, v: Any, scale: float) -> Any:
 
 def _padding_mask(*args: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
     """SDPA's mask for padded batches; none for a packed row, whose bounds come with the forward."""
-    hf_imported()
     from transformers.masking_utils import sdpa_mask
 
     if attention_mask is None:

@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 HF = ("transformers", "peft")
+REGISTERED = {"varlen_attention", "_padding_mask"}
+"""Callbacks transformers runs in every attention layer: only `use_varlen_attention`, which takes the
+lock first, registers them, so they need not take it on each call."""
 
 RACE = """
 import threading
@@ -65,6 +68,6 @@ def test_every_engine_function_that_imports_transformers_or_peft_takes_the_lock_
         for function in ast.walk(tree):
             if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = _first_hf_import(function)
-                if first is not None and not _calls_guard_before(function, first.lineno):
+                if first is not None and function.name not in REGISTERED and not _calls_guard_before(function, first.lineno):
                     unguarded.append(f"{path.relative_to(ROOT)}:{first.lineno} in {function.name}")
     assert not unguarded, "call hf_imported() before importing transformers or peft: " + ", ".join(unguarded)
