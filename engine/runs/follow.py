@@ -13,18 +13,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-from engine.events import TrainFailed, TrainFinished, TrainStarted, from_record
+from engine.events import Event, EventSink, TrainFailed, TrainFinished, TrainStarted, from_record
 
 POLL_S = 0.25
 GRACE_S = 1.0
 """How long a follower keeps reading after the writer is gone, for lines still on their way."""
 
 
-def follow(path: str | Path, on_event: Callable[[Any], None], alive: Callable[[], bool],
+def follow(path: str | Path, on_event: EventSink, alive: Callable[[], bool],
            leave: threading.Event | None = None, tick: Callable[[], None] | None = None,
-           since_end: bool = False, on_backlog: Callable[[list[Any]], None] | None = None,
+           since_end: bool = False, on_backlog: Callable[[list[Event]], None] | None = None,
            poll_s: float = POLL_S) -> TrainFinished | TrainFailed | None:
     """Feed every event in `path` to `on_event`, then the new ones as they come, until the writer
     is no longer `alive()` and nothing is left to read. Returns the last TrainFinished or
@@ -73,7 +73,7 @@ def follow(path: str | Path, on_event: Callable[[Any], None], alive: Callable[[]
             time.sleep(poll_s)
 
 
-def _last_end(events: list[Any], last: TrainFinished | TrainFailed | None = None) -> TrainFinished | TrainFailed | None:
+def _last_end(events: list[Event], last: TrainFinished | TrainFailed | None = None) -> TrainFinished | TrainFailed | None:
     for event in events:
         if isinstance(event, TrainFinished | TrainFailed):
             last = event
@@ -82,7 +82,7 @@ def _last_end(events: list[Any], last: TrainFinished | TrainFailed | None = None
     return last
 
 
-def _event(line: bytes) -> Any | None:
+def _event(line: bytes) -> Event | None:
     try:
         record = json.loads(line)
         return from_record(record) if isinstance(record, dict) else None
@@ -98,7 +98,7 @@ class _Tail:
 
     def __init__(self, path: Path):
         self.path = path
-        self.fh: Any = None
+        self.fh: BinaryIO | None = None
         self.partial = b""
         self.seen: list[int] = []
         """Hashes of the lines handed out, to find where a rewritten file departs from them."""
@@ -120,6 +120,7 @@ class _Tail:
         except FileNotFoundError:
             replaced = False
         if replaced:
+            self.fh.close()
             fresh = self._reopen()
             self.seen.extend(hash(line) for line in fresh)
             lines += fresh
@@ -131,10 +132,9 @@ class _Tail:
         return [line for line in lines if line.strip()]
 
     def _reopen(self) -> list[bytes]:
-        self.fh.close()
-        self.fh = open(self.path, "rb")  # noqa: SIM115
+        self.fh = fh = open(self.path, "rb")  # noqa: SIM115
         self.partial = b""
-        lines = self._complete(self.fh.read())
+        lines = self._complete(fh.read())
         agree = 0
         while agree < min(len(lines), len(self.seen)) and hash(lines[agree]) == self.seen[agree]:
             agree += 1

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.runs.layout import (
     SWEEP_FILE,
@@ -25,6 +25,7 @@ from engine.runs.record import RunReadError, read_record, record_path
 from engine.runs.writer import METRICS_FILE
 
 if TYPE_CHECKING:
+    from engine.events import Event
     from engine.hardware.probe import HardwareReport
 
 ARTIFACTS = ("adapter", "model", "tokenizer", "export")
@@ -73,7 +74,7 @@ class RunInfo:
         return "adapter" in self.artifacts or "model" in self.artifacts
 
 
-def read_events(path: str | Path) -> list[Any]:
+def read_events(path: str | Path) -> list[Event]:
     """The events a run logged to metrics.jsonl, in order, to redraw its charts. A line cut
     short by a killed process, or of an event type this version does not know, is skipped."""
     from engine.events import from_record
@@ -81,7 +82,7 @@ def read_events(path: str | Path) -> list[Any]:
     metrics = Path(path) / METRICS_FILE
     if not metrics.exists():
         return []
-    out = []
+    out: list[Event] = []
     for line in metrics.read_text(encoding="utf-8").splitlines():
         try:
             event = from_record(json.loads(line))

@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote
-from typing import Any
 
 from engine.config.schema import RunConfig, load_toml
-from engine.events import TrainFailed, TrainStarted, to_record
+from engine.events import Event, EventSink, TrainFailed, TrainStarted, to_record
 from engine.files.control import UnsafeFile, open_control
 from engine.files.paths import child_env
 from engine.runs import read_record, run_dir_of
@@ -89,13 +89,13 @@ def launch(config: RunConfig | None, resume: str | None = None, gpus: str | None
     return Launch(process, events, log)
 
 
-def follow_launch(started: Launch, on_event: Any, stop: threading.Event,
+def follow_launch(started: Launch, on_event: EventSink, stop: threading.Event,
                   leave: threading.Event | None = None) -> RunResult | None:
     """Show a launched run from its first event to its last; None when `leave` was set first."""
     run_dir: list[str] = []
     asked = threading.Event()
 
-    def seen(event: Any) -> None:
+    def seen(event: Event) -> None:
         if isinstance(event, TrainStarted):
             run_dir[:] = [event.run_dir]
         on_event(event)
@@ -117,8 +117,8 @@ def follow_launch(started: Launch, on_event: Any, stop: threading.Event,
     return result_of(end, run_dir[0] if run_dir else None)
 
 
-def attach(run_dir: str | Path, on_event: Any, stop: threading.Event, leave: threading.Event | None = None,
-           since_end: bool = False, on_backlog: Any = None) -> RunResult | None:
+def attach(run_dir: str | Path, on_event: EventSink, stop: threading.Event, leave: threading.Event | None = None,
+           since_end: bool = False, on_backlog: Callable[[list[Event]], None] | None = None) -> RunResult | None:
     """Show a run trained by another process: everything it logged so far (or, with `since_end`,
     nothing of it; with `on_backlog`, in one list), then what it logs until it ends. A run that is not live is shown to its end,
     or to where its process died."""
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sink = open(args.events, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
 
-    def on_event(event: Any) -> None:
+    def on_event(event: Event) -> None:
         sink.write(json.dumps({"time": round(time.time(), 3), **to_record(event)}) + "\n")
         sink.flush()
         if isinstance(event, TrainStarted):

@@ -9,7 +9,7 @@ to say what ftui's own child processes already catch: a native crash there is a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -27,12 +27,17 @@ from tui.screens.dialogs import DoctorScreen
 from tui.widgets.bars import bar
 from tui.widgets.footer import Footer
 
+if TYPE_CHECKING:
+    from engine.hardware.doctor import DoctorReport
+    from engine.hardware.probe import GpuInfo, GpuProcess, HardwareReport
+    from engine.hardware.recommend import Recommendation
 
-def render_gpu(gpu: Any) -> Text:
+
+def render_gpu(gpu: GpuInfo) -> Text:
     used = gpu.total_gib - gpu.free_gib
     text = Text(f"GPU {gpu.index}  ", style="bold")
     text.append(f"{gpu.name}\n")
-    unified = getattr(gpu, "unified_memory", False)
+    unified = gpu.unified_memory
     text.append("  memory " if unified else "  VRAM ")
     text.append_text(bar(used, gpu.total_gib, width=24, style="yellow"))
     text.append(f" {gpu.free_gib:.1f} free of {gpu.total_gib:.1f} GiB\n")
@@ -48,14 +53,12 @@ def render_gpu(gpu: Any) -> Text:
     return text
 
 
-def _process_line(proc: Any) -> str:
-    name = getattr(proc, "name", "") or "?"
-    pid = getattr(proc, "pid", "?")
-    used = getattr(proc, "used_gib", None)
-    return f"{name} (pid {pid})" + (f" {used:.1f} GiB" if used is not None else "")
+def _process_line(proc: GpuProcess) -> str:
+    used = f" {proc.used_gib:.1f} GiB" if proc.used_gib is not None else ""
+    return f"{proc.name or '?'} (pid {proc.pid}){used}"
 
 
-def render_cpu(report: Any) -> Text:
+def render_cpu(report: HardwareReport) -> Text:
     """Once each: why there is no GPU, the cores and RAM; what CPU mode can train is the
     recommendation's reason, in the card below."""
     text = Text()
@@ -64,7 +67,7 @@ def render_cpu(report: Any) -> Text:
     return text
 
 
-def render_recommendation(rec: Any, family: str | None = None) -> Text:
+def render_recommendation(rec: Recommendation, family: str | None = None) -> Text:
     """The plan; `family` (on a GPU) names the model family it was made within and the key to the next."""
     text = Text("Recommended", style="bold")
     if family is not None:
@@ -88,7 +91,7 @@ def render_recommendation(rec: Any, family: str | None = None) -> Text:
     return text
 
 
-def render_doctor(report: Any, error: str | None, running: bool) -> Text:
+def render_doctor(report: DoctorReport | None, error: str | None, running: bool) -> Text:
     """"doctor: all 7 checks pass", "doctor: 1 warning — press k", or that it is checking."""
     if error:
         return Text.assemble(("doctor: the checks could not run — press k", "bold red"))
@@ -140,8 +143,8 @@ class HomeScreen(FtuiScreen):
 
     def on_mount(self) -> None:
         self.show_selected()
-        if self.session.hardware is None:
-            self.probe()
+        if self.session.hardware is None or self.session.recommendation is None:
+            self.probe(self.session.hardware)
         else:
             self.show(self.session.hardware, self.session.recommendation)
         if self.session.doctor is None and self.session.doctor_error is None:
@@ -159,7 +162,7 @@ class HomeScreen(FtuiScreen):
                           (f"  ({self.session.config_source})", "dim")))
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
-    def probe(self, report: Any = None) -> None:
+    def probe(self, report: HardwareReport | None = None) -> None:
         """Probe the hardware (unless `report` is given) and plan within the current family."""
         try:
             report = report or self.ftui.backend.probe()
@@ -178,7 +181,7 @@ class HomeScreen(FtuiScreen):
     def on_work_failed(self, message: WorkFailed) -> None:
         self.query_one("#hardware", Static).update(Text(f"Hardware probe failed: {message.error}", style="bold red"))
 
-    def show(self, report: Any, rec: Any) -> None:
+    def show(self, report: HardwareReport, rec: Recommendation) -> None:
         if report.gpus:
             text = Text()
             for gpu in report.gpus:
