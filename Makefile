@@ -43,12 +43,17 @@ run: $(VENV)/.installed
 # Two lanes (docs/setup.md#tests): `make test` runs every test, as CI does (.ci/run); `make check` is
 # the edit loop, without the tests marked e2e, slow or gpu. Both print the 20 slowest.
 FAST_LANE := not e2e and not slow and not gpu
+# Tests run in one pytest-xdist worker per core, at most 4 (each may hold the embedded model in
+# training, about 3 GiB); an idle worker takes tests queued for a busy one (worksteal), so one long
+# end-to-end test does not leave a core waiting. TEST_WORKERS=0 runs them in this process, one by one.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
+PYTEST := $(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist worksteal
 
 test: lint
-	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 check: lint
-	$(PY) -m pytest -q --durations=20 -m "$(FAST_LANE)" $(PYTEST_ARGS)
+	$(PYTEST) -m "$(FAST_LANE)" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check engine tui cli ftui tests bench setup.py

@@ -107,3 +107,5 @@ def test_make_test_runs_every_test_and_make_check_leaves_out_e2e_slow_and_gpu(tm
     assert " -m " not in all_tests.split(" -m pytest ", 1)[1]
     assert '-m "not e2e and not slow and not gpu"' in fast_tests
     assert "--durations=20" in all_tests and "--durations=20" in fast_tests
+    workers = min(len(os.sched_getaffinity(0)), 4)  # one per core, as many as memory allows
+    assert f"-n {workers} --dist worksteal" in all_tests and f"-n {workers} --dist worksteal" in fast_tests

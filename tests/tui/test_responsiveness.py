@@ -55,7 +55,7 @@ async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_ag
         log = app.screen.query_one(RichLog)
         assert log.max_scroll_y > 10 and log.scroll_y == log.max_scroll_y
         await pilot.press("home")
-        await pilot.pause(0.5)
+        await pilot.wait_for_scheduled_animations()  # the scroll animates: a busy CPU draws it late
         assert log.scroll_y == 0
         await pilot.press("escape", "t")  # leaving the screen keeps the place too
         await pilot.pause(0.3)
@@ -65,7 +65,7 @@ async def test_a_log_scrolled_up_stays_put_while_lines_arrive_and_end_follows_ag
         assert app.session.training.lines[-1].startswith("stopped")
         assert log.scroll_y == 0
         await pilot.press("end")
-        await pilot.pause(0.5)
+        await pilot.wait_for_scheduled_animations()
         assert log.scroll_y == log.max_scroll_y
         app.start_training(app.session.config)  # a new run shows from its first line and follows
         await pilot.pause(0.5)

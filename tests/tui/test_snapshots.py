@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from tests.tui.fake_backend import FakeBackend
 from tui.app import FtuiApp
@@ -22,6 +23,9 @@ async def settle(pilot) -> None:
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+    for field in pilot.app.screen.query(Input):
+        # A steady cursor: under a busy CPU the picture is taken after a blink has hidden it.
+        field.cursor_blink = False
     await pilot.pause()
 
 
