@@ -12,6 +12,7 @@ to TOLERANCE. With lora_dropout 0.05 the difference was 5.5e-4.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -234,3 +235,41 @@ def test_the_processes_meet_through_a_private_file_and_share_no_pickles(tmp_path
     for path in (ROOT / "engine").rglob("*.py"):
         names = {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
         assert not names & pickling, f"{path} sends pickles between processes"
+
+
+def preference_pairs(path: Path) -> Path:
+    """Pairs in TRL's fields: each chosen reply is the prompt's words, the rejected one them reversed."""
+    lines = []
+    for i in range(40):
+        words = " ".join(f"t{3 + (i + k) % 60}" for k in range(4 + i % 6))
+        lines.append(json.dumps({"prompt": words, "chosen": words, "rejected": " ".join(reversed(words.split()))}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dpo_config(tmp_path, model_folder, **changes):
+    return config_for(tmp_path, model_folder, objective="dpo", dataset=str(preference_pairs(tmp_path / "pairs.jsonl")),
+                      learning_rate=1e-3, dpo_beta=0.5, **changes)
+
+
+@pytest.fixture(scope="module")
+def one_process_dpo(tmp_path_factory, model_folder):
+    result, events = run(dpo_config(tmp_path_factory.mktemp("one-dpo"), model_folder, batch_size=4))
+    assert result.status == "finished", result.reason
+    return events
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_dpo_on_two_processes_learns_what_one_process_learns(tmp_path, model_folder, one_process_dpo, strategy):
+    """The reference pass (adapters off) and the pair losses under DDP and FSDP: the same losses, rewards
+    and margins step by step as one process at the same global batch."""
+    result, events = run(dpo_config(tmp_path, model_folder, batch_size=2, gpus="cpu:2", strategy=strategy))
+    assert result.status == "finished", result.reason
+    assert f"2 processes ({strategy.upper()})" in next(e for e in events if isinstance(e, TrainStarted)).device
+    mine = {e.step: e for e in events if isinstance(e, StepLogged)}
+    reference = {e.step: e for e in one_process_dpo if isinstance(e, StepLogged)}
+    assert sorted(mine) == sorted(reference) == list(range(1, STEPS + 1))
+    assert reference[STEPS].loss < math.log(2) - 1e-3, "the reference run learned nothing to compare"
+    for step, event in mine.items():  # the pair figures are small: held far tighter than TOLERANCE
+        assert event.loss == pytest.approx(reference[step].loss, abs=1e-5)
+        assert event.metrics == pytest.approx(reference[step].metrics, abs=1e-5)
