@@ -192,3 +192,17 @@ def test_the_cli_and_the_trackers_show_the_margin_and_accuracy():
     assert logged["train/margin"] == 0.3 and logged["train/accuracy"] == 0.75
     _, held = metrics(EvalLogged(3, 0.5, 0.5, {"margin": 0.4}))
     assert held["eval/margin"] == 0.4
+
+
+@pytest.mark.slow
+def test_dpo_on_a_4bit_base_starts_at_log_2_and_raises_the_margin(tmp_path, wide_model_folder):
+    """QLoRA: the reference is the nf4 base with the adapters off, so the first step is log(2) there too."""
+    config = tiny_config(tmp_path, objective="dpo", method="qlora", learning_rate=5e-3, max_steps=8, eval_interval=4,
+                         grad_accum=1, dpo_beta=0.5, lora_dropout=0.0)
+    result, events = run_tiny(config, wide_model_folder, data=pair_data())
+    assert result.status == "finished", result.reason
+    steps = [e for e in events if isinstance(e, StepLogged)]
+    evals = [e for e in events if isinstance(e, EvalLogged)]
+    assert steps[0].loss == pytest.approx(math.log(2), abs=1e-5)
+    assert evals[-1].metrics["margin"] > evals[0].metrics["margin"] > 0
+    assert steps[-1].loss < steps[0].loss
