@@ -32,14 +32,14 @@ class Forecast:
 
 def planned_tokens(config: RunConfig, lengths: Sequence[int]) -> int:
     """Tokens the run's optimizer steps will read (padding excluded), from the examples' lengths."""
-    from engine.train.replay import replay_count
+    from engine.train.replay import replay_count, replays
 
     if not lengths:
         return 0
     capped = [min(n, config.max_seq_len) for n in lengths]
     held = min(max(round(len(capped) * config.val_split), 1), len(capped) - 1) if config.val_split > 0 and len(capped) >= 2 else 0
     task = len(capped) - held
-    examples = task + replay_count(task, config.retention_mix)
+    examples = task + (replay_count(task, config.retention_mix) if replays(config) else 0)
     mean = sum(capped) / len(capped)
     per_step = config.batch_size * config.grad_accum * max(1, config.world_size)
     read = config.max_steps * per_step if config.max_steps > 0 else math.ceil(examples * config.epochs)

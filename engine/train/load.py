@@ -23,6 +23,7 @@ from engine.train.loop import Failure, Loaded, RunResult, run_loaded
 from engine.train.methods import Precision, choose_precision
 from engine.train.parallel import SINGLE, Ranks
 from engine.train.preflight import PreflightError, check_fits, check_free_space, free_gpu_gib, planned_trainable
+from engine.train.replay import replays
 
 SHOWN_PROBLEMS = 5
 
@@ -122,7 +123,11 @@ def _load(config: RunConfig, on_event: Callable[[Any], None], ranks: Ranks) -> t
         data, rl_prompts = _rl_data(config, tokenizer)
     else:
         data = _task_data(config, tokenizer, on_event)
-        data = _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, data, on_event)
+        if replays(config):
+            data = _with_replay(config, tokenizer, resolved.base_16bit_ref or resolved.ref, data, on_event)
+        elif config.retention_mix > 0:
+            on_event(Progress("data", 1, 1, message=f"retention_mix is not used by {config.objective}: a replayed "
+                                                    "conversation has no rejected reply to pair with"))
     replayed = f" (+{data.replayed} replayed general conversations)" if data.replayed else ""
     on_event(Progress("data", 1, 1, message=f"{len(data.train) - data.replayed} training{replayed} and "
                                             f"{len(data.val)} validation examples"))
@@ -183,7 +188,7 @@ def prepare_replay_once(config: RunConfig, on_event: Callable[[Any], None]) -> N
     (engine/infer/base_answers.py), so no process exports the base GGUF and asks it again, and none
     waits for that while the others wait for it at their first collective. Raises Failure as
     train_here would."""
-    if config.retention_mix <= 0 or config.retention_data:
+    if not replays(config) or config.retention_data:
         return
     resolved = _resolve(config, on_event)
     tokenizer = _tokenizer(resolved)

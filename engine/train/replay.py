@@ -35,6 +35,12 @@ class Replay:
     source: str
 
 
+def replays(config: RunConfig) -> bool:
+    """Whether the run mixes replayed general conversations into its training data: only SFT does
+    (preference rows need a rejected reply, and GRPO samples its answers from the policy itself)."""
+    return config.objective == "sft" and config.retention_mix > 0
+
+
 def replay_count(task_examples: int, mix: float) -> int:
     """Replayed examples so that they are `mix` of everything trained."""
     return round(task_examples * mix / (1 - mix)) if mix > 0 else 0

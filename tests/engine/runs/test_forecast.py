@@ -31,3 +31,12 @@ def test_planned_tokens_match_what_the_run_plans(tmp_path, model_folder, changes
 def test_a_dataset_that_cannot_be_read_or_a_model_not_here_gives_no_lengths(tmp_path, model_folder):
     assert example_lengths(api_config(tmp_path, model_folder, dataset=str(tmp_path / "missing.jsonl"))) is None
     assert example_lengths(api_config(tmp_path, model_folder, model="someone/not-downloaded")) is None
+
+
+def test_only_sft_counts_the_replayed_conversations(tmp_path, model_folder):
+    """dpo and orpo train no replay (engine/train/replay.py `replays`): their forecast leaves it out."""
+    lengths = [20] * 40
+    plain, mixed = (api_config(tmp_path, model_folder, max_steps=0, retention_mix=mix) for mix in (0.0, 0.25))
+    assert planned_tokens(mixed, lengths) > planned_tokens(plain, lengths)
+    for objective in ("dpo", "orpo"):
+        assert planned_tokens(mixed.replace(objective=objective), lengths) == planned_tokens(plain, lengths)

@@ -105,3 +105,22 @@ def test_own_general_data_replaces_the_base_answers(tmp_path, model_folder, aske
     assert result.status == "finished", result.reason
     assert not asked  # the base model was not asked anything
     assert any(isinstance(e, Progress) and "general.jsonl" in e.message for e in events)
+
+
+@pytest.mark.parametrize("objective", ["dpo", "orpo"])
+def test_preference_runs_train_their_pairs_without_replay(tmp_path, model_folder, asked, objective):
+    """A replayed conversation has no rejected reply to pair: a dpo or orpo run with the default
+    retention_mix trains its pairs alone (the dpo preset did not start) and says so."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"t{3 + i} t4", "chosen": f"t{5 + i}", "rejected": f"t{9 + i}"}) + "\n"
+                             for i in range(40)))
+    events: list = []
+    config = api_config(tmp_path, model_folder, objective=objective, dataset=str(pairs), retention_mix=0.25,
+                        max_steps=1)
+    result = train(config, events.append, threading.Event())
+
+    assert result.status == "finished", result.reason
+    assert not asked
+    started = next(e for e in events if isinstance(e, TrainStarted))
+    assert started.train_examples == 40 - started.val_examples
+    assert any(isinstance(e, Progress) and f"retention_mix is not used by {objective}" in e.message for e in events)
