@@ -1,7 +1,10 @@
 """DPO and ORPO: the losses of a preference pair from the log-probabilities of its two replies.
 
 A pair is one `TokenizedExample` (the chosen side) holding its rejected side; a micro-batch of N
-pairs runs as one padded forward of 2N rows, chosen rows first. Each reply's log-probability is
+pairs runs as one forward of 2N sequences, chosen ones first: a packed row where the model keeps
+examples apart (as SFT packs, `engine.train.varlen_attention`), else 2N padded rows. Packed, no
+padding is computed: on the Docker pairs a chosen side is about half the length of its rejected
+one, and padding to the longest took a third of each padded batch. Each reply's log-probability is
 summed over the tokens that carry a label, the same responses-only masks SFT trains on, so the
 prompt never counts.
 
@@ -25,6 +28,7 @@ from typing import Any
 from engine.data.types import TokenizedExample
 from engine.train.batching import collate
 from engine.train.loss import chunk_tokens, model_inputs
+from engine.train.varlen_attention import SEGMENTS
 
 REFERENCE = "reference_logps"
 """Batch key of precomputed reference log-probabilities, one per row (full fine-tuning)."""
@@ -41,12 +45,12 @@ def pair_length(example: TokenizedExample) -> int:
 
 def collate_pairs(pairs: Sequence[TokenizedExample], pad_id: int, packed: bool = False,
                   references: Mapping[TokenizedExample, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """2N padded rows, the N chosen sides then the N rejected ones; with `references`, their
-    precomputed reference log-probabilities under REFERENCE."""
+    """2N sequences, the N chosen sides then the N rejected ones, as padded rows or, `packed`, end to
+    end in one row; with `references`, their precomputed reference log-probabilities under REFERENCE."""
     import torch
 
     rows = [*pairs, *(_rejected(p) for p in pairs)]
-    batch = collate(rows, pad_id)
+    batch = collate(rows, pad_id, packed)
     if references is not None:
         kept = [references[p] for p in pairs]
         batch[REFERENCE] = torch.tensor([c for c, _ in kept] + [r for _, r in kept], dtype=torch.float32)
@@ -60,7 +64,8 @@ def _rejected(pair: TokenizedExample) -> TokenizedExample:
 
 
 def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, Any]:
-    """(summed log-probability of each row's labelled tokens, their count), both [rows].
+    """(summed log-probability of each sequence's labelled tokens, their count), both [sequences]:
+    a padded batch's rows, or a packed row's examples.
 
     With `fast` only the labelled positions go through the output projection, a chunk of rows at a
     time, each chunk recomputed in backward rather than kept, so at most one chunk of logits exists.
@@ -71,7 +76,8 @@ def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, 
 
     labels = batch["labels"][:, 1:]
     keep = labels != -100
-    rows = keep.nonzero()[:, 0]
+    sequence, n = _sequence_of_each_label(batch)
+    rows = sequence[keep]
     targets = labels[keep]
     if fast:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -89,9 +95,23 @@ def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, 
     else:
         logits = model(**model_inputs(batch)).logits[:, :-1][keep]
         token_logps = F.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
-    sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=token_logps.device)
+    sums = torch.zeros(n, dtype=torch.float32, device=token_logps.device)
     sums = sums.index_add(0, rows, token_logps.float())
-    return sums, keep.sum(dim=1).clamp(min=1).float()
+    return sums, torch.bincount(rows, minlength=n).clamp(min=1).float()
+
+
+def _sequence_of_each_label(batch: dict[str, Any]) -> tuple[Any, Any]:
+    """([rows, tokens - 1] index of the sequence each shifted label belongs to, the number of sequences)."""
+    import torch
+
+    labels = batch["labels"]
+    if SEGMENTS not in batch:
+        rows = torch.arange(labels.shape[0], device=labels.device)
+        return rows[:, None].expand(-1, labels.shape[1] - 1), labels.shape[0]
+    bounds = batch[SEGMENTS]
+    lengths = torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)], device=labels.device)
+    owner = torch.repeat_interleave(torch.arange(len(lengths), device=labels.device), lengths)
+    return owner[None, 1:], len(lengths)
 
 
 def reference_logps(model: Any, batch: dict[str, Any], fast: bool) -> Any:
