@@ -23,7 +23,7 @@ from engine.data.rl_prompts import RlPrompt
 from engine.data.types import TokenizedExample
 from engine.events import RewardLogged
 from engine.train.rewards import Answer, Reward, build_rewards, score
-from engine.train.sampling import new_generator, sample, stop_ids
+from engine.train.sampling import last_logits, new_generator, sample, stop_ids
 from engine.train.setup import TrainingSetup, autocast_for
 from engine.train.step import OutOfMemory, StepStats, apply_gradients
 
@@ -201,17 +201,17 @@ def answer_logps(model: Any, batch: Batch, temperature: float) -> Any:
         return _answer_logps_unshared(model, batch, temperature)
     group, width = batch.group, batch.answers.shape[1]
     positions = (batch.prompt_attention.cumsum(-1) - 1).clamp(min=0)
-    prompt = model(input_ids=batch.prompts, attention_mask=batch.prompt_attention, position_ids=positions,
-                   use_cache=True, logits_to_keep=1)
-    first = prompt.logits[:, -1:].repeat_interleave(group, dim=0)
+    last, cache = last_logits(model, 1, input_ids=batch.prompts, attention_mask=batch.prompt_attention,
+                              position_ids=positions, use_cache=True)
+    first = last.repeat_interleave(group, dim=0)
     if width == 1:
         logits = first
     else:
-        prompt.cache.batch_repeat_interleave(group)
+        cache.batch_repeat_interleave(group)
         attention = torch.cat([batch.prompt_attention.repeat_interleave(group, dim=0), batch.mask.long()], dim=1)
         after = positions[:, -1:].repeat_interleave(group, dim=0) + 1 + torch.arange(width - 1, device=positions.device)
-        rest = model(input_ids=batch.answers[:, :-1], attention_mask=attention[:, :-1], position_ids=after,
-                     cache=prompt.cache, use_cache=True).logits
+        rest, _ = last_logits(model, width - 1, input_ids=batch.answers[:, :-1], attention_mask=attention[:, :-1],
+                              position_ids=after, cache=cache, use_cache=True)
         logits = torch.cat([first, rest], dim=1)
     return _token_logps(logits, batch.answers, temperature)
 
@@ -224,9 +224,9 @@ def _answer_logps_unshared(model: Any, batch: Batch, temperature: float) -> Any:
     ids = torch.cat([batch.prompts.repeat_interleave(group, dim=0), batch.answers], dim=1)
     attention = torch.cat([batch.prompt_attention.repeat_interleave(group, dim=0), batch.mask.long()], dim=1)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
-                logits_to_keep=width + 1)
-    return _token_logps(out.logits[:, :-1], batch.answers, temperature)
+    logits, _ = last_logits(model, width + 1, input_ids=ids, attention_mask=attention, position_ids=positions,
+                            use_cache=False)
+    return _token_logps(logits[:, :-1], batch.answers, temperature)
 
 
 def _token_logps(logits: Any, tokens: Any, temperature: float) -> Any:

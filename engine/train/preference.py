@@ -27,7 +27,7 @@ from typing import Any
 
 from engine.data.types import TokenizedExample
 from engine.train.batching import collate
-from engine.train.loss import chunk_tokens, model_inputs
+from engine.train.loss import chunk_tokens, head_logits, model_inputs
 from engine.train.varlen_attention import SEGMENTS
 
 REFERENCE = "reference_logps"
@@ -85,7 +85,7 @@ def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, 
         head = base.get_output_embeddings()
 
         def chunk_logps(h: Any, y: Any) -> Any:
-            return F.log_softmax(head(h).float(), dim=-1).gather(1, y[:, None]).squeeze(1)
+            return F.log_softmax(head_logits(head, h).float(), dim=-1).gather(1, y[:, None]).squeeze(1)
 
         step = chunk_tokens(head.weight.shape[0])
         grad = torch.is_grad_enabled()

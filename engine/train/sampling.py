@@ -13,6 +13,9 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+from engine.train.loss import head_logits
+from engine.train.setup import has_plain_head
+
 
 def new_generator(seed: int) -> Any:
     import torch
@@ -62,10 +65,9 @@ def sample(model: Any, prompts: Sequence[Sequence[int]], group: int, max_new: in
     model.eval()
     with torch.no_grad(), autocast:
         for _ in range(max_new):
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=past,
-                        use_cache=True, logits_to_keep=1)
-            past = out.cache
-            probs = torch.softmax(out.logits[:, -1].float().cpu() / temperature, dim=-1)
+            logits, past = last_logits(model, 1, input_ids=ids, attention_mask=mask, position_ids=positions,
+                                       cache=past, use_cache=True)
+            probs = torch.softmax(logits[:, -1].float().cpu() / temperature, dim=-1)
             drawn = torch.multinomial(probs, 1, generator=generator).squeeze(1).tolist()
             for i in running:
                 answers[i].append(drawn[i])
@@ -77,3 +79,14 @@ def sample(model: Any, prompts: Sequence[Sequence[int]], group: int, max_new: in
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
             positions = positions[:, -1:] + 1
     return answers
+
+
+def last_logits(model: Any, keep: int, **inputs: Any) -> tuple[Any, Any]:
+    """(logits at the last `keep` positions, the cache) of one forward of `model` on `inputs`; where
+    the logits are the head of the last hidden state, through the decoder and `head_logits`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not has_plain_head(base):
+        out = model(**inputs, logits_to_keep=keep)
+        return out.logits, out.cache
+    out = base.get_decoder()(**inputs)
+    return head_logits(base.get_output_embeddings(), out.last_hidden_state[:, -keep:]), out.cache
