@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.train.varlen_attention import SEGMENTS
+from engine.train.varlen_attention import FORKS, SEGMENTS
 
 CHUNK_ELEMENTS = 2**25
 """Logit elements per chunk (32 Mi: 128 MiB in fp32), e.g. 261 tokens at a 128,256-entry vocabulary.
@@ -56,7 +56,7 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     """What the model reads of a batch: the ids and either the padding mask or a packed row's
     position ids and example bounds. No KV cache: training never reads it back.
     """
-    keys = ("input_ids", "attention_mask", "position_ids", SEGMENTS)
+    keys = ("input_ids", "attention_mask", "position_ids", SEGMENTS, FORKS)
     return {**{k: batch[k] for k in keys if k in batch}, "use_cache": False}
 
 
