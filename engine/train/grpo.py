@@ -23,7 +23,7 @@ from engine.data.rl_prompts import RlPrompt
 from engine.data.types import TokenizedExample
 from engine.events import RewardLogged
 from engine.train.rewards import Answer, Reward, build_rewards, score
-from engine.train.sampling import new_generator, sample, stop_ids
+from engine.train.sampling import last_logits, new_generator, sample, stop_ids
 from engine.train.setup import TrainingSetup, autocast_for
 from engine.train.step import OutOfMemory, StepStats, apply_gradients
 
@@ -59,17 +59,23 @@ def policy_loss(logps: Any, old_logps: Any, ref_logps: Any | None, advantages: A
 
 @dataclass
 class Batch:
-    """One micro-batch of sampled answers, ready for forward passes."""
+    """One micro-batch of sampled answers, ready for forward passes: each prompt once, its answers
+    grouped after it."""
 
-    ids: Any
-    """[answers, prompt width + answer width]: prompts left-padded, answers right-padded."""
-    attention: Any
-    positions: Any
+    prompts: Any
+    """[prompts, prompt width]: left-padded."""
+    prompt_attention: Any
+    answers: Any
+    """[answers, answer width]: right-padded, grpo_group_size answers per prompt in prompt order."""
     mask: Any
     """[answers, answer width]: 1 on answer tokens."""
     advantages: Any
     old_logps: Any = None
     ref_logps: Any = None
+
+    @property
+    def group(self) -> int:
+        return self.answers.shape[0] // self.prompts.shape[0]
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ class GrpoRun:
                 (scaler.scale(scaled) if scaler else scaled).backward()
             except torch.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)
-                raise OutOfMemory(step, b.ids.shape[0], b.ids.shape[1]) from None
+                raise OutOfMemory(step, b.answers.shape[0], b.prompts.shape[1] + b.answers.shape[1]) from None
             loss_sum += float(loss.detach())
             kl_sum += float(kl)
         grad_norm = apply_gradients(parts, max_grad_norm)
@@ -182,29 +188,69 @@ class GrpoRun:
 def answer_logps(model: Any, batch: Batch, temperature: float) -> Any:
     """Log-probabilities of the answer tokens, [answers, answer width], from logits scaled by the
     sampling temperature (the distribution they were drawn from). Only the answer positions'
-    logits are computed."""
+    logits are computed.
+
+    Each prompt runs once: its keys and values (with their gradients) are repeated for its group of
+    answers, which then read them as a cache, as sampling did. At the preset's 42-token prompts, 8
+    answers of up to 24 tokens each, that is 226 tokens a prompt instead of 528 with each answer after
+    its own copy of the prompt. Under gradient checkpointing, which drops caches, each answer runs
+    after its prompt.
+    """
     import torch
 
-    width = batch.mask.shape[1]
-    out = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
-                use_cache=False, logits_to_keep=width + 1)
-    logits = out.logits[:, :-1].float() / temperature
-    chosen = batch.ids[:, -width:]
-    return torch.gather(logits, 2, chosen.unsqueeze(2)).squeeze(2) - torch.logsumexp(logits, dim=2)
+    if torch.is_grad_enabled() and model.training and _checkpointing(model):
+        return _answer_logps_unshared(model, batch, temperature)
+    group, width = batch.group, batch.answers.shape[1]
+    positions = (batch.prompt_attention.cumsum(-1) - 1).clamp(min=0)
+    last, cache = last_logits(model, 1, input_ids=batch.prompts, attention_mask=batch.prompt_attention,
+                              position_ids=positions, use_cache=True)
+    first = last.repeat_interleave(group, dim=0)
+    if width == 1:
+        logits = first
+    else:
+        cache.batch_repeat_interleave(group)
+        attention = torch.cat([batch.prompt_attention.repeat_interleave(group, dim=0), batch.mask.long()], dim=1)
+        after = positions[:, -1:].repeat_interleave(group, dim=0) + 1 + torch.arange(width - 1, device=positions.device)
+        rest, _ = last_logits(model, width - 1, input_ids=batch.answers[:, :-1], attention_mask=attention[:, :-1],
+                              position_ids=after, cache=cache, use_cache=True)
+        logits = torch.cat([first, rest], dim=1)
+    return _token_logps(logits, batch.answers, temperature)
+
+
+def _answer_logps_unshared(model: Any, batch: Batch, temperature: float) -> Any:
+    """`answer_logps` with each answer after its own copy of the prompt, one row each."""
+    import torch
+
+    group, width = batch.group, batch.answers.shape[1]
+    ids = torch.cat([batch.prompts.repeat_interleave(group, dim=0), batch.answers], dim=1)
+    attention = torch.cat([batch.prompt_attention.repeat_interleave(group, dim=0), batch.mask.long()], dim=1)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    logits, _ = last_logits(model, width + 1, input_ids=ids, attention_mask=attention, position_ids=positions,
+                            use_cache=False)
+    return _token_logps(logits[:, :-1], batch.answers, temperature)
+
+
+def _token_logps(logits: Any, tokens: Any, temperature: float) -> Any:
+    """log softmax(logits / temperature) at `tokens`, [rows, width]."""
+    import torch
+
+    scaled = logits.float() / temperature
+    return torch.gather(scaled, 2, tokens.unsqueeze(2)).squeeze(2) - torch.logsumexp(scaled, dim=2)
+
+
+def _checkpointing(model: Any) -> bool:
+    """Whether a layer recomputes itself in backward (transformers' gradient checkpointing), which drops the cache."""
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
 def _batch(prompts: list[tuple[int, ...]], group: int, answers: list[list[int]], advantages: Any, pad: int,
            device: str) -> Batch:
     import torch
 
-    rows = [p for p in prompts for _ in range(group)]
-    left, right = max(map(len, rows)), max(1, max(map(len, answers)))
-    ids = [[pad] * (left - len(p)) + list(p) + a + [pad] * (right - len(a)) for p, a in zip(rows, answers, strict=True)]
-    attention = [[0] * (left - len(p)) + [1] * (len(p) + len(a)) + [0] * (right - len(a))
-                 for p, a in zip(rows, answers, strict=True)]
+    left, right = max(map(len, prompts)), max(1, max(map(len, answers)))
+    ids = [[pad] * (left - len(p)) + list(p) for p in prompts]
+    attention = [[0] * (left - len(p)) + [1] * len(p) for p in prompts]
     mask = [[1.0] * len(a) + [0.0] * (right - len(a)) for a in answers]
-    attention_t = torch.tensor(attention)
-    positions = (attention_t.cumsum(-1) - 1).clamp(min=0)
-    return Batch(torch.tensor(ids, device=device), attention_t.to(device), positions.to(device),
-                 torch.tensor(mask, device=device), advantages.to(device))
-
+    padded = [a + [pad] * (right - len(a)) for a in answers]
+    return Batch(torch.tensor(ids, device=device), torch.tensor(attention, device=device),
+                 torch.tensor(padded, device=device), torch.tensor(mask, device=device), advantages.to(device))

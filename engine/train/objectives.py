@@ -51,8 +51,6 @@ class Objective:
     """Tokens a forward reads for an example: what batching budgets and tokens/s count."""
     metrics: tuple[str, ...] = ()
     """Names of the metrics the loss returns beside it, each logged as its mean per unit."""
-    packs: bool = True
-    """Whether its batches may be packed into one row (pairs are padded: their two sides stay apart)."""
     reference: str = ""
     """"adapters": the reference is the base with adapters disabled; "precomputed": computed once
     before training (full fine-tuning); "" for none."""
@@ -70,13 +68,12 @@ SFT = Objective("sft", _sft_loss)
 
 def _dpo(config: RunConfig) -> Objective:
     loss = functools.partial(dpo_loss, beta=config.dpo_beta, variant=config.dpo_loss)
-    return Objective("dpo", loss, _one_pair, collate_pairs, pair_length, PAIR_METRICS, packs=False,
-                     reference="adapters")
+    return Objective("dpo", loss, _one_pair, collate_pairs, pair_length, PAIR_METRICS, reference="adapters")
 
 
 def _orpo(config: RunConfig) -> Objective:
     loss = functools.partial(orpo_loss, lam=config.orpo_lambda)
-    return Objective("orpo", loss, _one_pair, collate_pairs, pair_length, PAIR_METRICS, packs=False)
+    return Objective("orpo", loss, _one_pair, collate_pairs, pair_length, PAIR_METRICS)
 
 
 OBJECTIVES: dict[str, Callable[[RunConfig], Objective]] = {

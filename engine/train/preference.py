@@ -1,9 +1,14 @@
 """DPO and ORPO: the losses of a preference pair from the log-probabilities of its two replies.
 
 A pair is one `TokenizedExample` (the chosen side) holding its rejected side; a micro-batch of N
-pairs runs as one padded forward of 2N rows, chosen rows first. Each reply's log-probability is
-summed over the tokens that carry a label, the same responses-only masks SFT trains on, so the
-prompt never counts.
+pairs runs as one forward of 2N sequences, chosen ones first in the results: a packed row where
+the model keeps examples apart (as SFT packs, `engine.train.varlen_attention`), else 2N padded
+rows. Packed, no padding is computed, and each pair's prompt runs once: the pair is one example
+that forks after the tokens its two sides share, its rejected reply attending to the prompt but
+not to the chosen reply. On the Docker pairs a chosen side is about half the length of its
+rejected one (padding to the longest took a third of each padded batch), and the prompt is 41 of
+a pair's 148 tokens. Each reply's log-probability is summed over the tokens that carry a label,
+the same responses-only masks SFT trains on, so the prompt never counts.
 
 DPO (Rafailov et al. 2023) compares the policy with a reference: the base model itself, run with
 the adapters disabled under no_grad (peft's `disable_adapter()`), so no second copy of the model
@@ -24,10 +29,14 @@ from typing import Any
 
 from engine.data.types import TokenizedExample
 from engine.train.batching import collate
-from engine.train.loss import chunk_tokens, model_inputs
+from engine.train.loss import chunk_tokens, head_logits, model_inputs
+from engine.train.varlen_attention import FORKS, SEGMENTS
 
 REFERENCE = "reference_logps"
 """Batch key of precomputed reference log-probabilities, one per row (full fine-tuning)."""
+SCORED = "scored_tokens"
+"""Batch key of a packed batch of pairs, [3, scored tokens]: the position whose hidden state
+predicts each scored token, the token, and the sequence it counts for."""
 PAIR_METRICS = ("reward_chosen", "reward_rejected", "margin", "accuracy")
 """What a preference step logs, each the mean over the step's pairs: the implicit rewards of the chosen
 and rejected replies (DPO: beta x the log-probability gained over the reference; ORPO: lambda x the
@@ -41,16 +50,49 @@ def pair_length(example: TokenizedExample) -> int:
 
 def collate_pairs(pairs: Sequence[TokenizedExample], pad_id: int, packed: bool = False,
                   references: Mapping[TokenizedExample, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """2N padded rows, the N chosen sides then the N rejected ones; with `references`, their
-    precomputed reference log-probabilities under REFERENCE."""
+    """2N sequences, the N chosen sides then the N rejected ones, as padded rows or, `packed`, end to
+    end in one row; with `references`, their precomputed reference log-probabilities under REFERENCE."""
     import torch
 
-    rows = [*pairs, *(_rejected(p) for p in pairs)]
-    batch = collate(rows, pad_id)
+    batch = _packed_pairs(pairs) if packed else collate([*pairs, *(_rejected(p) for p in pairs)], pad_id)
     if references is not None:
         kept = [references[p] for p in pairs]
         batch[REFERENCE] = torch.tensor([c for c, _ in kept] + [r for _, r in kept], dtype=torch.float32)
     return batch
+
+
+def _packed_pairs(pairs: Sequence[TokenizedExample]) -> dict[str, Any]:
+    """One row of the pairs end to end, each the tokens its sides share, the rest of its chosen side,
+    then the rest of its rejected side (`engine.train.varlen_attention.FORKS`)."""
+    import torch
+
+    ids: list[int] = []
+    positions: list[int] = []
+    bounds, forks = [0], []
+    scored: list[tuple[int, int, int]] = []
+    for i, chosen in enumerate(pairs):
+        rejected = _rejected(chosen)
+        shared = _shared_length(chosen.input_ids, rejected.input_ids)
+        start, second = len(ids), len(ids) + len(chosen.input_ids)
+        ids += [*chosen.input_ids, *rejected.input_ids[shared:]]
+        positions += [*range(len(chosen.input_ids)), *range(shared, len(rejected.input_ids))]
+        bounds.append(len(ids))
+        forks.append((start + shared, second))
+        # Token t is predicted at t - 1: in the shared part for both sides, else in the side's own part.
+        scored += [(start + t - 1, label, i) for t, label in enumerate(chosen.labels[1:], start=1) if label != -100]
+        scored += [(start + t - 1 if t - 1 < shared else second + t - 1 - shared, label, len(pairs) + i)
+                   for t, label in enumerate(rejected.labels[1:], start=1) if label != -100]
+    return {"input_ids": torch.tensor([ids]), "position_ids": torch.tensor([positions]), SEGMENTS: tuple(bounds),
+            FORKS: tuple(forks), SCORED: torch.tensor(scored, dtype=torch.long).view(-1, 3).t()}
+
+
+def _shared_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Leading tokens `a` and `b` share, leaving each at least one of its own."""
+    limit = min(len(a), len(b)) - 1
+    n = 0
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _rejected(pair: TokenizedExample) -> TokenizedExample:
@@ -60,7 +102,8 @@ def _rejected(pair: TokenizedExample) -> TokenizedExample:
 
 
 def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, Any]:
-    """(summed log-probability of each row's labelled tokens, their count), both [rows].
+    """(summed log-probability of each sequence's labelled tokens, their count), both [sequences]:
+    a padded batch's rows, or a packed row's examples.
 
     With `fast` only the labelled positions go through the output projection, a chunk of rows at a
     time, each chunk recomputed in backward rather than kept, so at most one chunk of logits exists.
@@ -69,17 +112,27 @@ def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, 
     import torch.nn.functional as F
     from torch.utils.checkpoint import checkpoint
 
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100
-    rows = keep.nonzero()[:, 0]
-    targets = labels[keep]
+    if SCORED in batch:
+        sources, targets, rows = batch[SCORED]
+        n = 2 * (len(batch[SEGMENTS]) - 1)
+
+        def select(states: Any) -> Any:
+            return states[0, sources]
+    else:
+        labels = batch["labels"][:, 1:]
+        keep = labels != -100
+        targets, n = labels[keep], labels.shape[0]
+        rows = keep.nonzero()[:, 0]
+
+        def select(states: Any) -> Any:
+            return states[:, :-1][keep]
     if fast:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        hidden = base.get_decoder()(**model_inputs(batch)).last_hidden_state[:, :-1][keep]
+        hidden = select(base.get_decoder()(**model_inputs(batch)).last_hidden_state)
         head = base.get_output_embeddings()
 
         def chunk_logps(h: Any, y: Any) -> Any:
-            return F.log_softmax(head(h).float(), dim=-1).gather(1, y[:, None]).squeeze(1)
+            return F.log_softmax(head_logits(head, h).float(), dim=-1).gather(1, y[:, None]).squeeze(1)
 
         step = chunk_tokens(head.weight.shape[0])
         grad = torch.is_grad_enabled()
@@ -87,11 +140,11 @@ def sequence_logps(model: Any, batch: dict[str, Any], fast: bool) -> tuple[Any, 
                  else chunk_logps(hidden[s:s + step], targets[s:s + step]) for s in range(0, hidden.shape[0], step)]
         token_logps = torch.cat(parts) if parts else hidden.sum(-1) * 0.0
     else:
-        logits = model(**model_inputs(batch)).logits[:, :-1][keep]
+        logits = select(model(**model_inputs(batch)).logits)
         token_logps = F.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
-    sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=token_logps.device)
+    sums = torch.zeros(n, dtype=torch.float32, device=token_logps.device)
     sums = sums.index_add(0, rows, token_logps.float())
-    return sums, keep.sum(dim=1).clamp(min=1).float()
+    return sums, torch.bincount(rows, minlength=n).clamp(min=1).float()
 
 
 def reference_logps(model: Any, batch: dict[str, Any], fast: bool) -> Any:

@@ -127,12 +127,9 @@ def _set_up_model(config: RunConfig, base: Any, decoder_kernels: DecoderKernels,
         emit(Progress("optimizer", 1, 1, message=note))
     emit(Progress("kernels", 1, 1, message=describe_kernels(precision.device, decoder_kernels,
                                                             fused_kernel_name(precision.device), adapter_groups)))
-    packed = config.packing and fast and objective.packs
+    packed = config.packing and fast
     if packed:
         use_varlen_attention(model)
-    elif config.packing and not objective.packs:
-        emit(Progress("packing", 1, 1, message=(
-            f"packing is off for objective = {objective.name}: each pair's two replies are padded rows of one batch")))
     elif config.packing:
         emit(Progress("packing", 1, 1, message=(
             f"packing is off for model type {getattr(model.config, 'model_type', '?')!r}: batches are padded, "

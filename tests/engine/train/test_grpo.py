@@ -186,6 +186,37 @@ def test_answer_log_probabilities_equal_the_full_forward(model_folder):
         assert got[row, :len(answer)].tolist() == pytest.approx(want.squeeze(1).tolist(), abs=1e-5)
 
 
+def test_each_prompt_runs_once_for_its_group_with_the_gradients_of_one_row_per_answer(model_folder):
+    """The policy pass reads each prompt once and its answers through the repeated cache: the
+    log-probabilities and LoRA gradients of running every answer after its own copy of the prompt."""
+    import torch
+
+    from engine.train.grpo import _answer_logps_unshared, _batch, answer_logps
+    from tests.engine.train.test_loss import adapted, grads
+
+    model = adapted(model_folder, "lora").train()
+    prompts = [(3, 4, 5, 6, 7), (8, 9)]
+    answers = [[8, 9, 1], [10], [11, 12], [13, 14, 15]]
+    batch = _batch(prompts, 2, answers, torch.zeros(4), 0, "cpu")
+    weights = torch.linspace(-1, 1, 12).view(4, 3) * batch.mask
+    read = []
+    embed = model.get_base_model().get_input_embeddings()
+    hook = embed.register_forward_hook(lambda _m, args, _out: read.append(args[0].numel()))
+    try:
+        shared = answer_logps(model, batch, temperature=0.7)
+        got = grads(model, (shared * weights).sum())
+        unshared = _answer_logps_unshared(model, batch, temperature=0.7)
+        want = grads(model, (unshared * weights).sum())
+    finally:
+        hook.remove()
+
+    assert torch.allclose(shared * batch.mask, unshared * batch.mask, atol=1e-5)
+    for name, g in want.items():
+        assert torch.allclose(got[name], g, atol=1e-4 * g.abs().max().item()), name
+    # Two prompts of width 5, then 4 answers of width 3 less the last token; unshared, 4 rows of 5 + 3.
+    assert read == [2 * 5, 4 * 2, 4 * (5 + 3)]
+
+
 def test_grpo_settings_are_checked_before_any_model_loads(tmp_path):
     from engine.config.schema import RunConfig
 

@@ -13,6 +13,7 @@ from engine.runs import read_events
 from engine.train.preference import (
     collate_pairs,
     dpo_from_logps,
+    dpo_loss,
     orpo_from_logps,
     precompute_references,
     sequence_logps,
@@ -64,6 +65,50 @@ def test_sequence_log_probs_sum_the_reply_tokens_only(model_folder, fast):
     rows = [*pairs, *(p.rejected for p in pairs)]
     assert logps.tolist() == pytest.approx([by_hand(model, e) for e in rows], rel=1e-4)
     assert counts.tolist() == [sum(1 for t in e.labels[1:] if t != -100) for e in rows]
+
+
+@pytest.mark.parametrize("short_path", [True, False])
+@pytest.mark.parametrize("fast", [True, False])
+def test_packed_pairs_give_the_padded_dpo_loss_and_gradients_without_padding(model_folder, monkeypatch, fast,
+                                                                              short_path):
+    """One packed row of the pairs, each prompt once with its two replies after it, kept apart by
+    per-example attention: the padded batch's log-probabilities, DPO loss, metrics and LoRA
+    gradients, with no padding and no second copy of a prompt run."""
+    import torch
+
+    from engine.train import varlen_attention
+    from tests.engine.train.test_loss import adapted, grads
+
+    # The pairs are 9-41 tokens a side: all take the CPU's short-sequence attention, or all SDPA.
+    monkeypatch.setattr(varlen_attention, "SHORT_ON_CPU", 128 if short_path else 0)
+    model = adapted(model_folder, "lora")
+    varlen_attention.use_varlen_attention(model)
+    pairs = make_pairs(6)
+    padded_batch, packed_batch = collate_pairs(pairs, 0), collate_pairs(pairs, 0, packed=True)
+    seen = []
+    embed = model.get_base_model().get_input_embeddings()
+    hook = embed.register_forward_hook(lambda _m, args, _out: seen.append(args[0].numel()))
+    try:
+        with torch.no_grad():
+            (packed_logps, packed_counts), (padded_logps, padded_counts) = (
+                sequence_logps(model, b, fast) for b in (packed_batch, padded_batch))
+        assert torch.allclose(packed_logps, padded_logps, rtol=1e-5)
+        assert packed_counts.tolist() == padded_counts.tolist()
+        padded_loss, padded_metrics = dpo_loss(model, padded_batch, fast, beta=0.1, variant="sigmoid")
+        want = grads(model, padded_loss)
+        packed_loss, packed_metrics = dpo_loss(model, packed_batch, fast, beta=0.1, variant="sigmoid")
+        got = grads(model, packed_loss)
+    finally:
+        hook.remove()
+
+    prompts = sum(sum(1 for label in p.labels if label == -100) for p in pairs)
+    assert seen[0] <= sum(len(p.input_ids) + len(p.rejected.input_ids) for p in pairs) - prompts
+    assert seen[1] == padded_batch["input_ids"].numel()
+    assert packed_loss.item() == pytest.approx(padded_loss.item(), rel=1e-5)
+    # The rewards are differences of summed log-probabilities near -100: fp32 leaves ~1e-5 of them.
+    assert packed_metrics.tolist() == pytest.approx(padded_metrics.tolist(), abs=1e-5)
+    for name, g in want.items():
+        assert torch.allclose(got[name], g, atol=1e-4 * g.abs().max().item()), name
 
 
 def test_dpo_and_orpo_losses_equal_a_hand_computation(model_folder):
