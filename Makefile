@@ -46,7 +46,8 @@ FAST_LANE := not e2e and not slow and not gpu
 # Tests run in one pytest-xdist worker per core, at most 4 (each may hold the embedded model in
 # training, about 3 GiB); an idle worker takes tests queued for a busy one (worksteal), so one long
 # end-to-end test does not leave a core waiting. TEST_WORKERS=0 runs them in this process, one by one.
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
+# nproc counts the cores this process may use, but reads OMP_NUM_THREADS too, which a shell may have set.
+TEST_WORKERS ?= $(shell n=$$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
 PYTEST := $(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist worksteal
 
 test: lint

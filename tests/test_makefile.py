@@ -90,7 +90,8 @@ def test_llama_cpps_converter_comes_from_the_sdist_of_the_same_version_into_a_fo
 def make_lines(venv: Path, tmp_path: Path, target: str) -> list[str]:
     """The commands `make <target>` runs, the venv already set up."""
     venv.mkdir(exist_ok=True)
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    # OMP_NUM_THREADS as a shell (or this suite's worker) may set it: it must not change the test workers.
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "-o", f"{venv}/.installed",
                           "-o", f"{venv}/.installed-test", target], env=env, capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
@@ -107,5 +108,5 @@ def test_make_test_runs_every_test_and_make_check_leaves_out_e2e_slow_and_gpu(tm
     assert " -m " not in all_tests.split(" -m pytest ", 1)[1]
     assert '-m "not e2e and not slow and not gpu"' in fast_tests
     assert "--durations=20" in all_tests and "--durations=20" in fast_tests
-    workers = min(len(os.sched_getaffinity(0)), 4)  # one per core, as many as memory allows
+    workers = min(len(os.sched_getaffinity(0)), 4)  # one per core this process may use, at most 4
     assert f"-n {workers} --dist worksteal" in all_tests and f"-n {workers} --dist worksteal" in fast_tests
