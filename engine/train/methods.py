@@ -92,7 +92,11 @@ def store_frozen_weights_for_autocast(model: Any, precision: Precision) -> int:
     Autocast caches its casts only of weights that train, so every call cast each frozen fp32
     weight to bf16 again. Stored in bf16 the matmuls see the same values (the same rounding), and
     the copies are gone. Weights tied to an embedding stay fp32, since the embedding's output feeds
-    the fp32 residual stream."""
+    the fp32 residual stream.
+
+    The fp32 weights a checkpoint loads live in its file's mapping, and one weight left there keeps
+    every page read so far resident: the frozen ones left in fp32 get their own copy, so the
+    mapping closes (SmolLM2-135M's 0.5 GiB file stayed resident through training)."""
     import torch
 
     if precision.device != "cpu" or precision.autocast_dtype is None or precision.load_dtype != torch.float32:
@@ -107,6 +111,10 @@ def store_frozen_weights_for_autocast(model: Any, precision: Precision) -> int:
             for p in params:
                 p.data = p.data.to(precision.autocast_dtype)
             stored += 1
+    if stored:
+        for p in model.parameters():
+            if not p.requires_grad and p.dtype == torch.float32:
+                p.data = p.data.clone()
     return stored
 
 
