@@ -20,7 +20,7 @@ against the base.
 
 grpo: presets/grpo.toml (group 8, 24 answer tokens, temperature 1, KL beta 0.04, clip 0.2, one update
 per batch, lr 1e-4 constant, 4 prompts a step) on presets/data/docker_prompts.jsonl, from the base
-model; TRL's GRPOTrainer generates with transformers (`use_vllm` off: vLLM needs a GPU), "dapo" loss
+model or, with `--model`, from another one (the SFT demo's merged model, as `ftui demo --rl` does); TRL's GRPOTrainer generates with transformers (`use_vllm` off: vLLM needs a GPU), "dapo" loss
 normalisation (ftui's: per answer token of the step), group-scaled advantages, and ftui's own reward
 functions (format regex + answer x2, built from the preset) wrapped as TRL reward functions, so the
 scores are identical. Figure: the mean weighted reward of the sampled answers over the last
@@ -71,6 +71,8 @@ def preset_config(args: argparse.Namespace, workdir: Path):
                      "seed": args.seed, "name": f"bench-{args.task}"}
     if args.batch:
         changes["batch_size"] = args.batch
+    if args.model:
+        changes["model"] = args.model
     if args.task == "dpo":
         changes["dataset"] = str(TRAIN_PAIRS)
     elif args.group:
@@ -235,10 +237,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="pairs (dpo) or prompts (grpo) per step; 0: the preset's")
     parser.add_argument("--group", type=int, default=0, help="grpo answers per prompt; 0: the preset's")
     parser.add_argument("--eval-pairs", type=int, default=0, help="score only the first N held-out pairs; 0: all")
+    parser.add_argument("--model", default="", help="grpo: start from this model (a folder, such as an SFT "
+                                                    "run's export/merged); default: the preset's")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.model and args.task == "dpo":
+        parser.error("--model is for --task grpo: the DPO scorer measures margins against the embedded base")
     if args.variant:
         child(args)
         return
@@ -258,11 +264,11 @@ def main() -> None:
             for variant in variants:
                 cmd = [sys.executable, __file__, "--variant", variant, "--workdir", workdir, "--task", args.task,
                        "--steps", str(args.steps), "--batch", str(args.batch), "--group", str(args.group),
-                       "--seed", str(round_)]
+                       "--seed", str(round_), "--model", args.model]
                 r = summarise(variant_result(cmd, variant), args, eval_file)
                 results[variant].append(r)
                 print(_row(variant, str(round_), r, columns), flush=True)
-    print(f"\nSmolLM2-135M LoRA r16, {args.task}, {args.steps} steps; medians of {args.rounds} round(s)")
+    print(f"\n{args.model or 'SmolLM2-135M'} LoRA r16, {args.task}, {args.steps} steps; medians of {args.rounds} round(s)")
     print(header)
     keys = ("s_per_step", "peak_rss_gib", "steps", *columns)
     med = {v: {k: statistics.median(r[k] for r in rs) for k in keys} for v, rs in results.items()}

@@ -35,11 +35,21 @@ def test_dpo_reports_time_memory_and_held_out_preference():
 
 
 @pytest.mark.e2e
-def test_grpo_reports_time_memory_and_reward():
-    stdout = run_bench("--task", "grpo", "--group", "2")
+def test_grpo_reports_time_memory_and_reward_from_the_model_it_is_given():
+    from engine.models import resolve_model
+
+    folder = resolve_model("smollm2-135m").ref  # a folder, as an SFT run's export/merged is
+    stdout = run_bench("--task", "grpo", "--group", "2", "--model", folder)
     s_per_step, rss, steps, reward = map(float, summary_row(stdout))
     assert steps == 2 and s_per_step > 0 and rss > 0.2
     assert 0.0 <= reward <= 3.0  # format (1) + answer (x2) at most
+    assert f"{folder} LoRA r16, grpo, 2 steps" in stdout
+
+
+def test_a_model_for_dpo_is_refused_since_its_scorer_reads_the_base(capsys):
+    out = subprocess.run([sys.executable, str(SCRIPT), "--task", "dpo", "--model", "/some/sft/export/merged"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "--model is for --task grpo" in out.stderr
 
 
 def test_trl_variants_are_skipped_with_a_note_without_trl(tmp_path, monkeypatch, capsys):
