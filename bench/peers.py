@@ -91,8 +91,11 @@ def run_ftui(data: Path, workdir: Path, settings: dict, seed: int, evals) -> dic
     from engine.events import StepLogged
     from engine.models import load_causal_lm, load_tokenizer, resolve_model
     from engine.train import Loaded, run_loaded
+    from engine.train.devices import training_environment
     from engine.train.methods import choose_precision
     from engine.train.step import evaluate_loss
+
+    training_environment()  # as every ftui training process starts (engine/train/load.py)
 
     config = RunConfig.from_dict({
         "name": "bench", "model": "smollm2-135m", "dataset": str(data), "method": "lora", **LORA,

@@ -130,15 +130,21 @@ def test_several_processes_refuse_a_gpu_the_users_cuda_visible_devices_hides(tmp
 
 def test_training_processes_grow_allocator_segments_unless_the_user_set_the_allocator(tmp_path, model_folder,
                                                                                       monkeypatch):
-    for name in devices.ALLOCATOR_VARIABLES:
+    for name in (*devices.ALLOCATOR_VARIABLES, devices.ONEDNN_CACHE[0]):
         monkeypatch.setenv(name, "before")  # put back after the test
         monkeypatch.delenv(name)
     launch.train(api_config(tmp_path, model_folder, dataset=str(tmp_path / "missing.jsonl")), lambda e: None,
                  threading.Event())
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
-    mine = {"PYTORCH_ALLOC_CONF": "max_split_size_mb:128"}
+    mine = {"PYTORCH_ALLOC_CONF": "max_split_size_mb:128", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}
     devices.training_environment(mine)
-    assert mine == {"PYTORCH_ALLOC_CONF": "max_split_size_mb:128"}
+    assert mine == {"PYTORCH_ALLOC_CONF": "max_split_size_mb:128", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}
+
+
+def test_cpu_training_processes_bound_onednn_s_cache_of_shapes_unless_the_user_set_it():
+    environ: dict[str, str] = {}
+    devices.training_environment(environ)
+    assert environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
 
 
 class FakeGpus:
