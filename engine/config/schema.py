@@ -183,6 +183,10 @@ class RunConfig:
     """grpo: the policy ratio is clipped to 1 +- this; it binds only when grpo_iterations > 1."""
     grpo_iterations: int = 1
     """grpo: optimizer updates on each batch of sampled answers (1: on-policy, the ratio is 1)."""
+    grpo_guide: str = ""
+    """grpo: a reference reply with {expected} in it, such as "Run: `{expected}`": where none of a
+    prompt's sampled answers contains the row's expected answer, the last is replaced by this reply
+    (guided GRPO), so the group has a right answer to learn from. Empty: off."""
     rewards: tuple[str, ...] = ("format", "answer")
     """grpo: reward functions, each `name` or `name:weight`: format (the answer matches
     reward_format), answer (contains the row's `expected`), exact (equals it), length (minus the
