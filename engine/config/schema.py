@@ -103,6 +103,10 @@ class RunConfig:
     dpo_loss: DpoLoss = "sigmoid"
     """DPO's loss: sigmoid (the DPO paper's) or ipo (a squared loss that stops pushing once the
     preference margin reaches 1/(2 x beta), against overfitting small preference sets)."""
+    dpo_sft_weight: float = 0.0
+    """DPO's weight of an SFT loss on the chosen reply (its mean token negative log-likelihood)
+    added to each pair's loss, so the chosen replies' form is held while the pair is pushed apart
+    (RPO, Pang et al. 2024; TRL's rpo_alpha, 1.0 in the paper). 0: plain DPO."""
     orpo_lambda: float = 0.1
     """ORPO's weight of the odds-ratio term beside the SFT loss on the chosen reply (0.1 as in the
     ORPO paper; TRL calls it beta)."""

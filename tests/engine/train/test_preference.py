@@ -138,9 +138,12 @@ def test_dpo_and_orpo_losses_equal_a_hand_computation(model_folder):
     reference = torch.tensor([c for c, _ in ref] + [r for _, r in ref])
     dpo, metrics = dpo_from_logps(logps, reference, n, beta, "sigmoid")
     ipo, _ = dpo_from_logps(logps, reference, n, beta, "ipo")
+    rpo, _ = dpo_from_logps(logps, reference, n, beta, "sigmoid", sft_weight=0.5)
     orpo, _ = orpo_from_logps(logps, n, lam)
     assert float(dpo) == pytest.approx(want_dpo, rel=1e-4)
     assert float(ipo) == pytest.approx(want_ipo, rel=1e-4)
+    assert float(rpo) == pytest.approx(want_dpo - 0.5 * sum(c / nc for (c, _), (nc, _) in zip(policy, counts,
+                                                                                             strict=True)), rel=1e-4)
     assert float(orpo) == pytest.approx(want_orpo, rel=1e-4)
     chosen = [beta * (c - rc) for (c, _), (rc, _) in zip(policy, ref, strict=True)]
     rejected = [beta * (r - rr) for (_, r), (_, rr) in zip(policy, ref, strict=True)]
