@@ -165,6 +165,18 @@ def test_a_policy_equal_to_its_reference_has_loss_log_2_and_no_margin(tmp_path, 
 
 
 @pytest.mark.slow
+def test_dpo_sft_weight_adds_the_chosen_replies_nll_to_the_loss(tmp_path, model_folder):
+    """RPO at step 1: log(2) per pair plus the random model's mean token NLL of the chosen reply
+    (about ln 60 on the 64-token vocabulary), the same margin as plain DPO."""
+    config = tiny_config(tmp_path, objective="dpo", max_steps=1, grad_accum=1, lora_dropout=0.0, dpo_sft_weight=1.0)
+    result, events = run_tiny(config, model_folder, data=pair_data())
+    assert result.status == "finished", result.reason
+    (first,) = [e for e in events if isinstance(e, StepLogged)]
+    assert math.log(2) + 3 < first.loss < math.log(2) + 6
+    assert first.metrics["margin"] == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["dpo", "orpo"])
 def test_a_few_steps_raise_the_held_out_margin(tmp_path, model_folder, objective):
     config = tiny_config(tmp_path, objective=objective, learning_rate=5e-3, max_steps=12, eval_interval=6,
