@@ -60,6 +60,8 @@ def grpo_problems(config: Any) -> list[tuple[str, str]]:
         out.append(("reward_file", "is empty but rewards has code: name the Python file with your reward function"))
     if config.reward_file and "code" not in names:
         out.append(("rewards", f"reward_file {config.reward_file} is set but rewards has no code entry to use it"))
+    if config.grpo_guide and "{expected}" not in config.grpo_guide:
+        out.append(("grpo_guide", "has no {expected}: write the reference reply around it, such as Run: `{expected}`"))
     if config.world_size > 1:
         out.append(("gpus", "grpo trains in one process for now: leave gpus empty (one device)"))
     if config.grpo_kl_beta > 0 and config.method == "full":

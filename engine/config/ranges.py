@@ -59,6 +59,7 @@ RANGES: dict[str, Range] = {
     "learning_rate": Range(1e-6, 1e-3, "2e-4 is typical for LoRA, 2e-5 for full fine-tuning"),
     "retention_mix": Range(0, MAX_RETENTION_MIX, "0.1-0.3 keeps general answers without drowning the task"),
     "dpo_beta": Range(0.001, 10, "0.1 is typical; 0.01-0.5 is the range people use"),
+    "dpo_sft_weight": Range(0, 10, "1.0 as in the RPO paper; 0 is plain DPO"),
     "orpo_lambda": Range(0.001, 10, "0.1 as in the ORPO paper; 0.05-0.5 is the range people use"),
     "lora_dropout": Range(0, 0.5, "0.05-0.1 is typical"),
     "max_steps": Range(0, why="must be 0 (use epochs) or positive"),

@@ -103,6 +103,10 @@ class RunConfig:
     dpo_loss: DpoLoss = "sigmoid"
     """DPO's loss: sigmoid (the DPO paper's) or ipo (a squared loss that stops pushing once the
     preference margin reaches 1/(2 x beta), against overfitting small preference sets)."""
+    dpo_sft_weight: float = 0.0
+    """DPO's weight of an SFT loss on the chosen reply (its mean token negative log-likelihood)
+    added to each pair's loss, so the chosen replies' form is held while the pair is pushed apart
+    (RPO, Pang et al. 2024; TRL's rpo_alpha, 1.0 in the paper). 0: plain DPO."""
     orpo_lambda: float = 0.1
     """ORPO's weight of the odds-ratio term beside the SFT loss on the chosen reply (0.1 as in the
     ORPO paper; TRL calls it beta)."""
@@ -183,6 +187,10 @@ class RunConfig:
     """grpo: the policy ratio is clipped to 1 +- this; it binds only when grpo_iterations > 1."""
     grpo_iterations: int = 1
     """grpo: optimizer updates on each batch of sampled answers (1: on-policy, the ratio is 1)."""
+    grpo_guide: str = ""
+    """grpo: a reference reply with {expected} in it, such as "Run: `{expected}`": where none of a
+    prompt's sampled answers contains the row's expected answer, the last is replaced by this reply
+    (guided GRPO), so the group has a right answer to learn from. Empty: off."""
     rewards: tuple[str, ...] = ("format", "answer")
     """grpo: reward functions, each `name` or `name:weight`: format (the answer matches
     reward_format), answer (contains the row's `expected`), exact (equals it), length (minus the

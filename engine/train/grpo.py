@@ -12,6 +12,12 @@ sampling-time log-probabilities are the current ones detached, which saves a for
 The loss is summed over every answer token of the step and divided by their count (TRL's "dapo"
 normalisation, and ftui's SFT loss per trained token), so gradient accumulation gives the same
 update as one batch.
+
+Guided GRPO (grpo_guide, off by default): a group in which no answer contains the row's expected
+answer has nothing to compare, every advantage being zero. With a guide, the last answer of such a
+group is replaced by the reference reply written from the row's `expected` (LUFFY's off-policy
+guidance, Yan et al. 2025, given only where the policy found nothing), scored by the same rewards
+and trained on as if sampled: its ratio is taken as 1, without LUFFY's policy shaping.
 """
 
 from __future__ import annotations
@@ -149,16 +155,38 @@ class GrpoRun:
         except torch.OutOfMemoryError:
             raise OutOfMemory(step, len(prompts) * group, max(map(len, prompts)) + cfg.grpo_max_completion_tokens,
                               "sampling") from None
+        if cfg.grpo_guide:
+            sampled = self._guided(sampled, indices)
         rows = [self.prompts[i] for i in indices for _ in range(group)]
-        answers = []
-        for row, tokens in zip(rows, sampled, strict=True):
-            kept = [t for t in tokens if t not in self.stops]
-            answers.append(Answer(row.text, self.tokenizer.decode(kept, skip_special_tokens=True), row.expected,
-                                  len(kept), row.where))
+        answers = [Answer(row.text, self._text(tokens), row.expected, sum(t not in self.stops for t in tokens),
+                          row.where) for row, tokens in zip(rows, sampled, strict=True)]
         totals, means = score(self.rewards, answers)
         batch = _batch(prompts, group, sampled, group_advantages(torch.tensor(totals), group), parts.pad_id,
                        parts.precision.device)
         return Rollout(answers, totals, means, batch)
+
+    def _guided(self, sampled: list[list[int]], indices: list[int]) -> list[list[int]]:
+        """The sampled answers, the last of each group that holds no answer with its row's expected one
+        replaced by the guide's reference reply, ended by the end-of-turn token a sampled answer ends on."""
+        from engine.data.answers import answer_matches
+
+        group, out = self.config.grpo_group_size, list(sampled)
+        for k, i in enumerate(indices):
+            expected = self.prompts[i].expected
+            answers = sampled[k * group:(k + 1) * group]
+            if expected is None or any(answer_matches(self._text(a), expected) for a in answers):
+                continue
+            out[(k + 1) * group - 1] = self._reference(expected)
+        return out
+
+    def _reference(self, expected: str) -> list[int]:
+        reply = self.config.grpo_guide.replace("{expected}", expected)
+        ids = list(self.tokenizer(reply, add_special_tokens=False)["input_ids"])
+        end = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id in self.stops else min(self.stops, default=None)
+        return (ids + ([end] if end is not None else []))[:self.config.grpo_max_completion_tokens]
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode([t for t in tokens if t not in self.stops], skip_special_tokens=True)
 
     def _update(self, parts: TrainingSetup, batches: list[Batch], n_tokens: int, step: int,
                 max_grad_norm: float) -> tuple[float, float, float]:

@@ -67,7 +67,7 @@ SFT = Objective("sft", _sft_loss)
 
 
 def _dpo(config: RunConfig) -> Objective:
-    loss = functools.partial(dpo_loss, beta=config.dpo_beta, variant=config.dpo_loss)
+    loss = functools.partial(dpo_loss, beta=config.dpo_beta, variant=config.dpo_loss, sft_weight=config.dpo_sft_weight)
     return Objective("dpo", loss, _one_pair, collate_pairs, pair_length, PAIR_METRICS, reference="adapters")
 
 

@@ -161,20 +161,23 @@ def reference_logps(model: Any, batch: dict[str, Any], fast: bool) -> Any:
     return logps
 
 
-def dpo_loss(model: Any, batch: dict[str, Any], fast: bool, beta: float, variant: str) -> tuple[Any, Any]:
+def dpo_loss(model: Any, batch: dict[str, Any], fast: bool, beta: float, variant: str,
+             sft_weight: float = 0.0) -> tuple[Any, Any]:
     """(summed DPO loss over the batch's pairs, summed PAIR_METRICS) for `variant` "sigmoid" or "ipo"."""
     # The reference first: its pass frees each layer as it goes, before the policy's holds activations.
     reference = reference_logps(model, batch, fast)
     policy, counts = sequence_logps(model, batch, fast)
-    return dpo_from_logps(policy, reference.to(policy.device), counts, beta, variant)
+    return dpo_from_logps(policy, reference.to(policy.device), counts, beta, variant, sft_weight)
 
 
-def dpo_from_logps(policy: Any, reference: Any, counts: Any, beta: float, variant: str) -> tuple[Any, Any]:
+def dpo_from_logps(policy: Any, reference: Any, counts: Any, beta: float, variant: str,
+                   sft_weight: float = 0.0) -> tuple[Any, Any]:
     """The DPO loss and metrics of 2N rows of log-probabilities (chosen rows first).
 
     sigmoid: -log sigmoid(beta x (chosen log-ratio - rejected log-ratio)). ipo (Azar et al. 2023):
     (h - 1/(2 beta))^2 with h the same difference of log-ratios taken per token, as TRL does.
-    The rewards are beta x the summed log-ratios under either loss."""
+    The rewards are beta x the summed log-ratios under either loss. With `sft_weight`, each pair
+    adds that times its chosen reply's mean token NLL (RPO, as ORPO's SFT term)."""
     import torch
     import torch.nn.functional as F
 
@@ -187,6 +190,8 @@ def dpo_from_logps(policy: Any, reference: Any, counts: Any, beta: float, varian
         losses = (h - 1 / (2 * beta)) ** 2
     else:
         losses = -F.logsigmoid(beta * (chosen - rejected))
+    if sft_weight:
+        losses = losses - sft_weight * policy[:n] / counts[:n]
     with torch.no_grad():
         rewards_c, rewards_r = beta * chosen.detach(), beta * rejected.detach()
         metrics = _pair_metrics(rewards_c, rewards_r)

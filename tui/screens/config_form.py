@@ -27,9 +27,9 @@ from tui.widgets.toggles import TextSwitch
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("name", "model", "method", "trust_remote_code")),
-    ("Objective", ("objective", "dpo_beta", "dpo_loss", "orpo_lambda")),
+    ("Objective", ("objective", "dpo_beta", "dpo_loss", "dpo_sft_weight", "orpo_lambda")),
     ("GRPO", ("grpo_group_size", "grpo_max_completion_tokens", "grpo_temperature", "grpo_kl_beta",
-              "grpo_clip_epsilon", "grpo_iterations", "rewards", "reward_format", "reward_file")),
+              "grpo_clip_epsilon", "grpo_iterations", "grpo_guide", "rewards", "reward_format", "reward_file")),
     ("Data", ("dataset", "dataset_format", "max_seq_len", "packing", "system_prompt", "train_on_responses_only",
               "max_bad_share", "columns", "roles", "messages_field", "dataset_split")),
     ("LoRA", ("lora_r", "lora_alpha", "lora_dropout", "target_modules")),

@@ -19,10 +19,11 @@ PREFERRED = 7
 """Token t7: the reward below pays for it."""
 
 
-def rl_loaded(folder: Path, n: int = 8) -> Loaded:
+def rl_loaded(folder: Path, n: int = 8, expected: str = "t7") -> Loaded:
     prompts = [(3 + i, 10 + i, 20 + i) for i in range(n)]
     train = tuple(TokenizedExample(p, (-100,) * len(p), i + 1) for i, p in enumerate(prompts))
-    rows = tuple(RlPrompt(f"t{p[0]} t{p[1]} t{p[2]}", "t7", f"prompts.jsonl:{i + 1}") for i, p in enumerate(prompts))
+    rows = tuple(RlPrompt(f"t{p[0]} t{p[1]} t{p[2]}", expected, f"prompts.jsonl:{i + 1}")
+                 for i, p in enumerate(prompts))
     base = loaded_for(folder)
     return Loaded(base.build_model, base.tokenizer, PreparedData(train, (), "prompts"), str(folder), rl_prompts=rows)
 
@@ -233,6 +234,8 @@ def test_grpo_settings_are_checked_before_any_model_loads(tmp_path):
     assert any(f == "grpo_group_size" for f, _ in errors(rewards=["answer"], grpo_group_size=1))
     assert any(f == "grpo_max_completion_tokens" for f, _ in errors(rewards=["answer"], max_seq_len=64,
                                                                      grpo_max_completion_tokens=64))
+    assert any(f == "grpo_guide" and "{expected}" in m for f, m in errors(rewards=["answer"], grpo_guide="Run: it"))
+    assert errors(rewards=["answer"], grpo_guide="Run: `{expected}`") == set()
 
 
 def test_prompt_rows_are_read_and_a_file_without_prompts_is_refused_by_name(tmp_path):
@@ -294,3 +297,50 @@ def test_several_updates_per_batch_of_answers_clip_against_the_sampling_policy(t
     rewarded = [e for e in events if isinstance(e, RewardLogged)]
     assert len(steps) == 2 and all(math.isfinite(s.loss) for s in steps)
     assert rewarded[-1].kl > 0
+
+
+def test_the_guide_replaces_one_answer_only_in_groups_with_no_right_answer(tmp_path):
+    from engine.train.grpo import GrpoRun
+    from tests.engine.train.tiny import make_tokenizer
+
+    rows = (RlPrompt("q1", "t7 t9", "p.jsonl:1"), RlPrompt("q2", "t7 t9", "p.jsonl:2"), RlPrompt("q3", None, "p.jsonl:3"))
+    config = grpo_config(tmp_path, rewards=["answer"], reward_file="", grpo_group_size=3, grpo_max_completion_tokens=5,
+                         grpo_guide="t5 {expected}")
+    grpo = GrpoRun(config, rows, make_tokenizer(), [], None, frozenset({1}))
+    sampled = [[4, 7, 9, 1], [7, 1], [3], [7, 8, 9, 1], [9, 7], [4, 4, 4, 4, 4], [3, 1], [4, 1], [5, 1]]
+    guided = grpo._guided(sampled, [0, 1, 2])
+    # The first group has a right answer and the third no expected one: only the second's last answer changes,
+    # to the reference reply ended by the end-of-turn token.
+    assert guided == [*sampled[:5], [5, 7, 9, 1], *sampled[6:]]
+
+
+def reply_probability(model, prompts, reply) -> float:
+    import torch
+
+    with torch.no_grad():
+        logps = [torch.log_softmax(model(torch.tensor([list(p) + reply[:-1]])).logits[0, len(p) - 1:], -1)
+                 .gather(1, torch.tensor(reply).unsqueeze(1)).sum() for p in prompts]
+    return float(torch.stack(logps).exp().mean())
+
+
+@pytest.mark.slow
+def test_guided_grpo_teaches_an_answer_the_policy_never_samples(tmp_path, model_folder):
+    """Two tokens in order are almost out of reach of a random 60-token policy's samples: nearly every
+    group is all wrong, and GRPO alone has nothing to compare in it; the guide puts the reference
+    reply in each such group and makes it likelier."""
+    from transformers import AutoModelForCausalLM
+
+    prompts = [e.input_ids for e in rl_loaded(model_folder).data.train]
+    reply = [7, 9, 1]
+    before = reply_probability(AutoModelForCausalLM.from_pretrained(model_folder), prompts, reply)
+    after = {}
+    for guide in ("", "{expected}"):
+        config = grpo_config(tmp_path, method="full", learning_rate=1e-2, max_steps=6, rewards=["answer"],
+                             reward_file="", grpo_guide=guide, output_dir=str(tmp_path / (guide or "unguided")))
+        result, events = run(config, rl_loaded(model_folder, expected="t7 t9"))
+        assert result.status == "finished", result.reason
+        after[guide] = reply_probability(AutoModelForCausalLM.from_pretrained(result.adapter_dir), prompts, reply)
+        answered = [e.rewards["answer"] for e in events if isinstance(e, RewardLogged)]
+        assert (min(answered) > 0) == bool(guide), answered  # unguided, no sampled answer is ever right
+    # Unguided, a group with a right answer is rare (any group without one leaves the weights as they were).
+    assert after[""] < 2 * before and after["{expected}"] > 10 * after[""], (before, after)

@@ -138,9 +138,12 @@ def test_dpo_and_orpo_losses_equal_a_hand_computation(model_folder):
     reference = torch.tensor([c for c, _ in ref] + [r for _, r in ref])
     dpo, metrics = dpo_from_logps(logps, reference, n, beta, "sigmoid")
     ipo, _ = dpo_from_logps(logps, reference, n, beta, "ipo")
+    rpo, _ = dpo_from_logps(logps, reference, n, beta, "sigmoid", sft_weight=0.5)
     orpo, _ = orpo_from_logps(logps, n, lam)
     assert float(dpo) == pytest.approx(want_dpo, rel=1e-4)
     assert float(ipo) == pytest.approx(want_ipo, rel=1e-4)
+    assert float(rpo) == pytest.approx(want_dpo - 0.5 * sum(c / nc for (c, _), (nc, _) in zip(policy, counts,
+                                                                                             strict=True)), rel=1e-4)
     assert float(orpo) == pytest.approx(want_orpo, rel=1e-4)
     chosen = [beta * (c - rc) for (c, _), (rc, _) in zip(policy, ref, strict=True)]
     rejected = [beta * (r - rr) for (_, r), (_, rr) in zip(policy, ref, strict=True)]
@@ -159,6 +162,18 @@ def test_a_policy_equal_to_its_reference_has_loss_log_2_and_no_margin(tmp_path, 
     assert first.metrics["margin"] == pytest.approx(0, abs=1e-6)
     assert first.metrics["reward_chosen"] == pytest.approx(0, abs=1e-6)
     assert first.metrics["accuracy"] == 0  # no pair's chosen reply wins yet
+
+
+@pytest.mark.slow
+def test_dpo_sft_weight_adds_the_chosen_replies_nll_to_the_loss(tmp_path, model_folder):
+    """RPO at step 1: log(2) per pair plus the random model's mean token NLL of the chosen reply
+    (about ln 60 on the 64-token vocabulary), the same margin as plain DPO."""
+    config = tiny_config(tmp_path, objective="dpo", max_steps=1, grad_accum=1, lora_dropout=0.0, dpo_sft_weight=1.0)
+    result, events = run_tiny(config, model_folder, data=pair_data())
+    assert result.status == "finished", result.reason
+    (first,) = [e for e in events if isinstance(e, StepLogged)]
+    assert math.log(2) + 3 < first.loss < math.log(2) + 6
+    assert first.metrics["margin"] == pytest.approx(0, abs=1e-6)
 
 
 @pytest.mark.slow
